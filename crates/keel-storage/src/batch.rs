@@ -1,0 +1,421 @@
+//! The Kafka RecordBatch v2 format (KIP-98), read and patched in place.
+//!
+//! ```text
+//! 0  baseOffset i64          | not covered by the CRC; the broker assigns it
+//! 8  batchLength i32         | bytes after this field
+//! 12 partitionLeaderEpoch i32| not covered by the CRC
+//! 16 magic i8 (= 2)
+//! 17 crc u32                 | CRC-32C of bytes 21..end
+//! 21 attributes i16          | bits 0-2 codec, 3 LogAppendTime, 4 transactional, 5 control
+//! 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64
+//! 35 maxTimestamp i64
+//! 43 producerId i64
+//! 51 producerEpoch i16
+//! 53 baseSequence i32
+//! 57 recordsCount i32
+//! 61 records...
+//! ```
+//!
+//! Everything here parses untrusted bytes into a `Result`; nothing panics on input.
+
+use crate::compression::{self, Codec};
+use crate::{Result, StorageError};
+
+/// Bytes before `batchLength`'s payload: baseOffset and batchLength.
+pub const LOG_OVERHEAD: usize = 12;
+/// The fixed header of a v2 batch, up to the first record.
+pub const HEADER_BYTES: usize = 61;
+/// The smallest legal `batchLength`.
+pub const BATCH_LENGTH_MIN: i32 = (HEADER_BYTES - LOG_OVERHEAD) as i32;
+
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+
+/// The decoded fixed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn corrupt(why: impl Into<String>) -> StorageError {
+    StorageError::CorruptBatch(why.into())
+}
+
+impl BatchHeader {
+    /// Parses the fixed header from the first [`HEADER_BYTES`] of `buf`. Checks only
+    /// what the header alone can tell: length bounds and magic.
+    pub fn parse(buf: &[u8]) -> Result<Self> {
+        if buf.len() < HEADER_BYTES {
+            return Err(corrupt(format!("{} bytes is shorter than a batch header", buf.len())));
+        }
+        let h = BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length: be_i32(buf, 8),
+            partition_leader_epoch: be_i32(buf, 12),
+            magic: buf[16] as i8,
+            crc: u32::from_be_bytes([buf[17], buf[18], buf[19], buf[20]]),
+            attributes: be_i16(buf, 21),
+            last_offset_delta: be_i32(buf, 23),
+            base_timestamp: be_i64(buf, 27),
+            max_timestamp: be_i64(buf, 35),
+            producer_id: be_i64(buf, 43),
+            producer_epoch: be_i16(buf, 51),
+            base_sequence: be_i32(buf, 53),
+            records_count: be_i32(buf, 57),
+        };
+        if h.magic != 2 {
+            return Err(corrupt(format!("magic {} is not 2 (only RecordBatch v2 is accepted)", h.magic)));
+        }
+        if h.batch_length < BATCH_LENGTH_MIN {
+            return Err(corrupt(format!("batch length {} is below the minimum {BATCH_LENGTH_MIN}", h.batch_length)));
+        }
+        Ok(h)
+    }
+
+    /// The whole batch's size on disk and on the wire.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    pub fn codec(&self) -> Result<Codec> {
+        Codec::from_attributes(self.attributes).ok_or_else(|| corrupt(format!("unknown compression codec in attributes {:#x}", self.attributes)))
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+}
+
+/// CRC-32C over the part of a batch that its `crc` field covers.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
+}
+
+/// Parses the header of a complete batch and checks its length and CRC.
+pub fn check(batch: &[u8]) -> Result<BatchHeader> {
+    let h = BatchHeader::parse(batch)?;
+    if h.total_bytes() != batch.len() {
+        return Err(corrupt(format!("batch length {} disagrees with the {} bytes given", h.batch_length, batch.len() - LOG_OVERHEAD.min(batch.len()))));
+    }
+    let crc = compute_crc(batch);
+    if crc != h.crc {
+        return Err(corrupt(format!("CRC-32C is {crc:#010x}, header says {:#010x}", h.crc)));
+    }
+    Ok(h)
+}
+
+/// Limits for validating a producer's batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max.message.bytes`: the largest batch accepted.
+    pub batch_bytes_max: usize,
+    /// The largest a compressed batch may grow when decompressed (defends against bombs).
+    pub decompressed_bytes_max: usize,
+}
+
+/// Splits the `records` field of a produce request into whole batches, checking
+/// lengths only. A trailing partial batch is an error: producers never send one.
+pub fn split(buf: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        if rest.len() < HEADER_BYTES {
+            return Err(corrupt(format!("{} trailing bytes are shorter than a batch header", rest.len())));
+        }
+        let h = BatchHeader::parse(rest)?;
+        let n = h.total_bytes();
+        if n > rest.len() {
+            return Err(corrupt(format!("batch claims {n} bytes but {} remain", rest.len())));
+        }
+        out.push(at..at + n);
+        at += n;
+    }
+    Ok(out)
+}
+
+/// Fully validates one batch from a producer: structure, CRC, and that the records
+/// (decompressed, within `limits`) are exactly `recordsCount` well-formed records
+/// with offset deltas 0, 1, 2, ... Kafka's broker makes the same checks
+/// (LogValidator); a batch that fails them is rejected with CORRUPT_MESSAGE or
+/// INVALID_RECORD and nothing is written.
+pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
+    if batch.len() > limits.batch_bytes_max {
+        return Err(StorageError::BatchTooLarge { size: batch.len(), limit: limits.batch_bytes_max });
+    }
+    let h = check(batch)?;
+    if h.records_count <= 0 {
+        return Err(corrupt(format!("batch holds {} records", h.records_count)));
+    }
+    if i64::from(h.last_offset_delta) + 1 != i64::from(h.records_count) {
+        return Err(corrupt(format!("lastOffsetDelta {} disagrees with {} records", h.last_offset_delta, h.records_count)));
+    }
+    if h.attributes & (1 << 5) != 0 {
+        return Err(corrupt("control batches may not be produced by clients"));
+    }
+    let body = &batch[HEADER_BYTES..];
+    match h.codec()? {
+        Codec::None => walk_records(body, h.records_count, |_, _| false)?,
+        codec => {
+            let plain = compression::decompress(codec, body, limits.decompressed_bytes_max).map_err(corrupt)?;
+            walk_records(&plain, h.records_count, |_, _| false)?;
+        }
+    }
+    Ok(h)
+}
+
+/// Reads a zigzag varint of at most `max_bytes` bytes.
+fn varint(buf: &[u8], at: &mut usize, max_bytes: usize) -> Result<i64> {
+    let mut raw: u64 = 0;
+    for i in 0..max_bytes {
+        let b = *buf.get(*at).ok_or_else(|| corrupt("record truncated inside a varint"))?;
+        *at += 1;
+        raw |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    Err(corrupt("varint is too long"))
+}
+
+fn skip_bytes(buf: &[u8], at: &mut usize, len: i64, nullable: bool, what: &str) -> Result<()> {
+    if len == -1 && nullable {
+        return Ok(());
+    }
+    if len < 0 || len as u64 > (buf.len() - *at) as u64 {
+        return Err(corrupt(format!("{what} length {len} does not fit the record")));
+    }
+    *at += len as usize;
+    Ok(())
+}
+
+/// An offset with the timestamp of the record at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// The largest a stored batch is decompressed to when reading it back.
+const READ_DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
+
+/// The first record of a stored `batch` whose timestamp is `>= ts`, if any.
+pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAndTimestamp>> {
+    let h = check(batch)?;
+    if h.is_log_append_time() {
+        return Ok((h.max_timestamp >= ts).then_some(OffsetAndTimestamp { offset: h.base_offset, timestamp: h.max_timestamp }));
+    }
+    let body = &batch[HEADER_BYTES..];
+    let plain;
+    let records = match h.codec()? {
+        Codec::None => body,
+        codec => {
+            plain = compression::decompress(codec, body, READ_DECOMPRESSED_BYTES_MAX).map_err(corrupt)?;
+            &plain[..]
+        }
+    };
+    let mut found = None;
+    walk_records(records, h.records_count, |i, ts_delta| {
+        let t = h.base_timestamp.saturating_add(ts_delta);
+        if t >= ts {
+            found = Some(OffsetAndTimestamp { offset: h.base_offset + i64::from(i), timestamp: t });
+        }
+        found.is_some()
+    })?;
+    Ok(found)
+}
+
+/// Checks that `buf` holds exactly `count` well-formed records with sequential offset
+/// deltas, calling `each(index, timestamp_delta)` for each; `each` returning true stops
+/// the walk early (and skips the trailing-bytes check).
+fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) -> Result<()> {
+    let mut at = 0usize;
+    for i in 0..count {
+        let len = varint(buf, &mut at, 5)?;
+        if len < 0 || len as u64 > (buf.len() - at) as u64 {
+            return Err(corrupt(format!("record {i} length {len} does not fit the batch")));
+        }
+        let rec = &buf[at..at + len as usize];
+        at += len as usize;
+        let mut p = 1usize; // attributes
+        if rec.is_empty() {
+            return Err(corrupt(format!("record {i} is empty")));
+        }
+        let ts_delta = varint(rec, &mut p, 10)?;
+        let offset_delta = varint(rec, &mut p, 5)?;
+        if offset_delta != i64::from(i) {
+            return Err(corrupt(format!("record {i} has offset delta {offset_delta}")));
+        }
+        let key_len = varint(rec, &mut p, 5)?;
+        skip_bytes(rec, &mut p, key_len, true, "key")?;
+        let value_len = varint(rec, &mut p, 5)?;
+        skip_bytes(rec, &mut p, value_len, true, "value")?;
+        let headers = varint(rec, &mut p, 5)?;
+        if headers < 0 {
+            return Err(corrupt(format!("record {i} has {headers} headers")));
+        }
+        for _ in 0..headers {
+            let k = varint(rec, &mut p, 5)?;
+            skip_bytes(rec, &mut p, k, false, "header key")?;
+            let v = varint(rec, &mut p, 5)?;
+            skip_bytes(rec, &mut p, v, true, "header value")?;
+        }
+        if p != rec.len() {
+            return Err(corrupt(format!("record {i} has {} stray bytes", rec.len() - p)));
+        }
+        if each(i, ts_delta) {
+            return Ok(());
+        }
+    }
+    if at != buf.len() {
+        return Err(corrupt(format!("{} bytes follow the last record", buf.len() - at)));
+    }
+    Ok(())
+}
+
+/// Sets the broker-assigned base offset. Not covered by the CRC.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Sets the partition leader epoch (KIP-101). Not covered by the CRC.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Marks a batch as `LogAppendTime` with the broker's time, as Kafka does for topics
+/// with `message.timestamp.type=LogAppendTime`, and recomputes the CRC.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attributes = be_i16(batch, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Builds an uncompressed batch of `(key, value)` records. Used by tests and by
+/// `keel bench`; real producers build their own.
+pub fn build(base_timestamp: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (i, (k, v)) in records.iter().enumerate() {
+        let mut rec = Vec::new();
+        rec.push(0u8);
+        put_varint(&mut rec, 0);
+        put_varint(&mut rec, i as i64);
+        for field in [k, v] {
+            match field {
+                Some(b) => {
+                    put_varint(&mut rec, b.len() as i64);
+                    rec.extend_from_slice(b);
+                }
+                None => put_varint(&mut rec, -1),
+            }
+        }
+        put_varint(&mut rec, 0);
+        put_varint(&mut body, rec.len() as i64);
+        body.extend_from_slice(&rec);
+    }
+    let mut b = Vec::with_capacity(HEADER_BYTES + body.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(records.len() as i32 - 1).to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
+    b.extend_from_slice(&body);
+    let crc = compute_crc(&b);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { batch_bytes_max: 1 << 20, decompressed_bytes_max: 1 << 24 };
+
+    #[test]
+    fn built_batch_validates_and_patching_keeps_crc_valid() {
+        let mut b = build(1000, &[(Some(b"k"), Some(b"v1")), (None, Some(b"v2"))]);
+        let h = validate(&b, &LIMITS).unwrap();
+        assert_eq!(h.records_count, 2);
+        assert_eq!(h.last_offset_delta, 1);
+        set_base_offset(&mut b, 42);
+        set_partition_leader_epoch(&mut b, 7);
+        set_log_append_time(&mut b, 5555);
+        let h = check(&b).unwrap();
+        assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 43, 7));
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 5555);
+    }
+
+    #[test]
+    fn count_mismatch_is_rejected() {
+        let mut b = build(0, &[(None, Some(b"a")), (None, Some(b"b"))]);
+        b[57..61].copy_from_slice(&3i32.to_be_bytes());
+        b[23..27].copy_from_slice(&2i32.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(validate(&b, &LIMITS), Err(StorageError::CorruptBatch(_))));
+    }
+
+    #[test]
+    fn oversized_batch_is_rejected() {
+        let b = build(0, &[(None, Some(&[0u8; 2000]))]);
+        let limits = Limits { batch_bytes_max: 1000, ..LIMITS };
+        assert!(matches!(validate(&b, &limits), Err(StorageError::BatchTooLarge { .. })));
+    }
+}

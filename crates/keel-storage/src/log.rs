@@ -1,0 +1,398 @@
+//! A partition's log: an ordered set of segments, the last one active.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, OffsetAndTimestamp};
+use crate::segment::{self, Segment};
+use crate::{Result, StorageError};
+
+/// Written by a clean close, removed on open: its presence means every segment
+/// and index was flushed and written by `close`, so no recovery scan is needed.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// The base offset of the first segment that may hold unflushed data. Segments
+/// before it were fsynced whole when they rolled.
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// Per-log settings; the topic configs of the same names, in Kafka's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`
+    pub segment_bytes: u64,
+    /// `segment.ms`
+    pub segment_ms: i64,
+    /// `retention.ms`; -1 keeps data forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`; -1 means no size limit.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// What opening a log found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments: usize,
+    pub batches_checked: u64,
+    pub truncated_bytes: u64,
+    pub segments_removed: usize,
+}
+
+/// Bytes read for a fetch: whole batches, each CRC-checked after reading.
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub bytes: Vec<u8>,
+    pub batches: usize,
+}
+
+/// The files to fsync to make every offset below `up_to` durable. Taken under the
+/// log's lock, run without it, then reported with [`Log::complete_flush`].
+#[derive(Debug)]
+pub struct FlushJob {
+    pub files: Vec<Arc<File>>,
+    pub up_to: i64,
+    recovery_point: i64,
+}
+
+impl FlushJob {
+    /// fsyncs (fdatasync) every file of the job.
+    pub fn run(&self) -> std::io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_end_offset: i64,
+    flushed_offset: i64,
+    /// Rolled segments whose data is not yet known durable.
+    unflushed_rolled: Vec<Arc<File>>,
+    recovery_point: i64,
+}
+
+fn read_i64_file(p: &Path) -> Option<i64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("sync directory", dir))
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it if it was not closed cleanly.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<(Log, RecoveryReport)> {
+        std::fs::create_dir_all(dir).map_err(StorageError::io("create log directory", dir))?;
+        let mut bases: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(StorageError::io("list log directory", dir))? {
+            let entry = entry.map_err(StorageError::io("list log directory", dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_marker.exists();
+        let recovery_point = if clean { i64::MAX } else { read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(i64::MIN) };
+        let mut report = RecoveryReport { clean_shutdown: clean, ..Default::default() };
+        let mut segments = BTreeMap::new();
+        let mut damaged = false;
+        for (i, &base) in bases.iter().enumerate() {
+            if damaged {
+                // Everything after a truncated segment is unreachable: its offsets would leave a gap.
+                let (seg, _) = Segment::open(dir, base, true, config.index_interval_bytes, now_ms)?;
+                seg.delete_files(dir)?;
+                report.segments_removed += 1;
+                continue;
+            }
+            // Segments wholly before the recovery point were fsynced when they rolled.
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let trusted = next_base <= recovery_point || clean;
+            let (seg, scan) = Segment::open(dir, base, trusted, config.index_interval_bytes, now_ms)?;
+            report.batches_checked += scan.batches;
+            report.truncated_bytes += scan.truncated_bytes;
+            if scan.truncated_bytes > 0 {
+                damaged = true;
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0, now_ms)?);
+            sync_dir(dir)?;
+        }
+        report.segments = segments.len();
+        let active = segments.values().next_back().expect("a log always has a segment");
+        // Whatever survived a crash sits in the page cache at best: make it durable
+        // before anything new is acknowledged on top of it.
+        active.file.sync_all().map_err(StorageError::io("sync segment", &active.path))?;
+        let log_end_offset = active.next_offset;
+        let active_base = active.base_offset;
+        if clean {
+            std::fs::remove_file(&clean_marker).map_err(StorageError::io("remove clean-shutdown marker", &clean_marker))?;
+            sync_dir(dir)?;
+        }
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_end_offset,
+            flushed_offset: log_end_offset,
+            unflushed_rolled: Vec::new(),
+            recovery_point: active_base,
+        };
+        log.write_recovery_point()?;
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.first().base_offset.min(self.log_end_offset)
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset
+    }
+    /// Every offset below this is on disk (fsynced).
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn first(&self) -> &Segment {
+        self.segments.values().next().expect("a log always has a segment")
+    }
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has a segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has a segment")
+    }
+
+    /// Appends one validated batch: assigns its offsets (and, with `log_append_time`,
+    /// the broker's timestamp), rolling the segment first if it is full or old.
+    /// Returns the batch's header as written.
+    pub fn append(&mut self, batch: &mut [u8], leader_epoch: i32, log_append_time: bool, now_ms: i64) -> Result<BatchHeader> {
+        let mut h = BatchHeader::parse(batch)?;
+        if h.total_bytes() != batch.len() {
+            return Err(StorageError::CorruptBatch("batch length disagrees with its bytes".into()));
+        }
+        self.maybe_roll(batch.len() as u64, now_ms)?;
+        batch::set_base_offset(batch, self.log_end_offset);
+        batch::set_partition_leader_epoch(batch, leader_epoch);
+        if log_append_time {
+            batch::set_log_append_time(batch, now_ms);
+            h.max_timestamp = now_ms;
+        }
+        h.base_offset = self.log_end_offset;
+        h.partition_leader_epoch = leader_epoch;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batch, &h, interval)?;
+        self.log_end_offset = h.last_offset() + 1;
+        Ok(h)
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
+        let a = self.active();
+        let full = a.size > 0 && a.size + incoming > self.config.segment_bytes;
+        let old = a.size > 0 && now_ms - a.created_ms >= self.config.segment_ms;
+        // Relative offsets in the index are u32: roll before they could overflow.
+        let wide = self.log_end_offset - a.base_offset >= i64::from(u32::MAX) / 2;
+        if !(full || old || wide) {
+            return Ok(());
+        }
+        a.write_indexes(&self.dir)?;
+        self.unflushed_rolled.push(a.file.clone());
+        let seg = Segment::create(&self.dir, self.log_end_offset, now_ms)?;
+        // The new file's directory entry must be durable before data in it is acknowledged.
+        sync_dir(&self.dir)?;
+        tracing::debug!(log = %self.dir.display(), base_offset = seg.base_offset, "rolled segment");
+        self.segments.insert(seg.base_offset, seg);
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`
+    /// (but always at least one whole batch, as KIP-74 asks) and only batches that
+    /// end below `max_offset` (the high watermark). Every batch is CRC-checked
+    /// after reading: damaged bytes are reported, never returned.
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
+        let start = self.log_start_offset();
+        if offset < start || offset > self.log_end_offset {
+            return Err(StorageError::OffsetOutOfRange { offset, start, end: self.log_end_offset });
+        }
+        for seg in self.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(self.segments.range(offset + 1..).map(|(_, s)| s)) {
+            if seg.next_offset <= offset {
+                continue;
+            }
+            let Some((pos, first)) = seg.position_of(offset)? else { continue };
+            if first.last_offset() >= max_offset {
+                return Ok(ReadResult::default());
+            }
+            let mut end = pos + first.total_bytes() as u64;
+            let mut batches = 1;
+            while end < seg.size {
+                let h = seg.header_at(end)?;
+                let n = h.total_bytes() as u64;
+                if h.last_offset() >= max_offset || end + n - pos > max_bytes as u64 {
+                    break;
+                }
+                end += n;
+                batches += 1;
+            }
+            if end > seg.size {
+                return Err(StorageError::Damaged { path: seg.path.clone(), offset, why: "batch runs past the end of the segment".into() });
+            }
+            let bytes = seg.read_at(pos, (end - pos) as usize)?;
+            let mut at = 0;
+            while at < bytes.len() {
+                let h = BatchHeader::parse(&bytes[at..]).and_then(|h| {
+                    let n = h.total_bytes();
+                    batch::check(bytes.get(at..at + n).ok_or_else(|| StorageError::CorruptBatch("short".into()))?)
+                });
+                match h {
+                    Ok(h) => at += h.total_bytes(),
+                    Err(e) => {
+                        tracing::error!(segment = %seg.path.display(), position = pos + at as u64, "refusing to serve damaged batch: {e}");
+                        return Err(StorageError::Damaged { path: seg.path.clone(), offset, why: e.to_string() });
+                    }
+                }
+            }
+            return Ok(ReadResult { bytes, batches });
+        }
+        Ok(ReadResult::default())
+    }
+
+    /// Kafka's ListOffsets by timestamp: the first offset below `max_offset` whose
+    /// record timestamp is `>= ts`, or `None`. Resolution is the batch: the answer is
+    /// the first record of the first batch whose max timestamp is `>= ts`, refined to
+    /// the exact record for uncompressed CreateTime batches.
+    pub fn offset_for_timestamp(&self, ts: i64, max_offset: i64) -> Result<Option<OffsetAndTimestamp>> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp < ts {
+                continue;
+            }
+            let Some((pos, h)) = seg.position_of_timestamp(ts)? else { continue };
+            if h.base_offset >= max_offset {
+                return Ok(None);
+            }
+            let bytes = seg.read_at(pos, h.total_bytes())?;
+            let found = batch::first_record_at_or_after(&bytes, ts)
+                .ok()
+                .flatten()
+                .unwrap_or(OffsetAndTimestamp { offset: h.base_offset, timestamp: h.max_timestamp });
+            return Ok(Some(found));
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`, oldest
+    /// first, never the active segment. Returns how many were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        let mut total = self.size_bytes() as i64;
+        while self.segments.len() > 1 {
+            let first = self.first();
+            let expired_by_time = self.config.retention_ms >= 0 && first.max_timestamp >= 0 && now_ms - first.max_timestamp > self.config.retention_ms;
+            let expired_by_size = self.config.retention_bytes >= 0 && total - first.size as i64 >= self.config.retention_bytes;
+            if !(expired_by_time || expired_by_size) {
+                break;
+            }
+            let base = first.base_offset;
+            let seg = self.segments.remove(&base).expect("first segment exists");
+            total -= seg.size as i64;
+            seg.delete_files(&self.dir)?;
+            tracing::info!(log = %self.dir.display(), base_offset = base, by_time = expired_by_time, "deleted segment by retention");
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// What to fsync to make everything appended so far durable; `None` if it is.
+    pub fn flush_job(&mut self) -> Option<FlushJob> {
+        if self.flushed_offset == self.log_end_offset && self.unflushed_rolled.is_empty() {
+            return None;
+        }
+        let mut files = std::mem::take(&mut self.unflushed_rolled);
+        files.push(self.active().file.clone());
+        Some(FlushJob { files, up_to: self.log_end_offset, recovery_point: self.active().base_offset })
+    }
+
+    /// Records that `job` ran successfully.
+    pub fn complete_flush(&mut self, job: &FlushJob) -> Result<()> {
+        self.flushed_offset = self.flushed_offset.max(job.up_to);
+        if job.recovery_point > self.recovery_point {
+            self.recovery_point = job.recovery_point;
+            self.write_recovery_point()?;
+        }
+        Ok(())
+    }
+
+    /// Hands back a job's files after a failed fsync so a later job retries them.
+    pub fn fail_flush(&mut self, job: FlushJob) {
+        let active = self.active().file.clone();
+        self.unflushed_rolled.extend(job.files.into_iter().filter(|f| !Arc::ptr_eq(f, &active)));
+    }
+
+    fn write_recovery_point(&self) -> Result<()> {
+        let p = self.dir.join(RECOVERY_POINT_FILE);
+        let tmp = self.dir.join("recovery-point.tmp");
+        std::fs::write(&tmp, self.recovery_point.to_string()).map_err(StorageError::io("write recovery point", &tmp))?;
+        std::fs::rename(&tmp, &p).map_err(StorageError::io("write recovery point", &p))
+    }
+
+    /// Flushes everything, writes the indexes and marks the log cleanly closed.
+    pub fn close(mut self) -> Result<()> {
+        if let Some(job) = self.flush_job() {
+            job.run().map_err(StorageError::io("sync segment", &self.dir))?;
+            self.complete_flush(&job)?;
+        }
+        self.active().write_indexes(&self.dir)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        File::create(&marker).and_then(|f| f.sync_all()).map_err(StorageError::io("write clean-shutdown marker", &marker))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the log and its directory.
+    pub fn delete(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir).map_err(StorageError::io("delete log directory", &self.dir))
+    }
+
+    /// File name of the segment holding `offset`, for messages and tests.
+    pub fn segment_file_of(&self, offset: i64) -> Option<PathBuf> {
+        self.segments.range(..=offset).next_back().map(|(b, _)| self.dir.join(segment::file_name(*b, "log")))
+    }
+}

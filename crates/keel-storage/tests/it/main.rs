@@ -1,0 +1,276 @@
+//! Behaviour of the partition log as its users (the broker, and a crash) see it.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+
+use keel_storage::batch::{self, Limits};
+use keel_storage::{Log, LogConfig, StorageError};
+use proptest::prelude::*;
+
+const LIMITS: Limits = Limits { batch_bytes_max: 1 << 20, decompressed_bytes_max: 1 << 24 };
+
+fn small_segments() -> LogConfig {
+    LogConfig { segment_bytes: 1024, index_interval_bytes: 128, ..LogConfig::default() }
+}
+
+/// A batch of `n` records whose values encode `tag`, with timestamps `ts`.
+fn batch_of(tag: u32, n: usize, ts: i64) -> Vec<u8> {
+    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("{tag}-{i}").into_bytes()).collect();
+    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    batch::build(ts, &recs)
+}
+
+/// Appends and returns (base offset, stored bytes) per batch.
+fn append_all(log: &mut Log, batches: &[Vec<u8>], now: i64) -> Vec<(i64, Vec<u8>)> {
+    batches
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            batch::validate(&b, &LIMITS).unwrap();
+            let h = log.append(&mut b, 0, false, now).unwrap();
+            (h.base_offset, b)
+        })
+        .collect()
+}
+
+/// Reads every batch from `from` to the end, as a consumer would.
+fn read_all(log: &Log, from: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut off = from;
+    while off < log.log_end_offset() {
+        let r = log.read(off, 300, log.log_end_offset()).unwrap();
+        assert!(r.batches > 0, "read at {off} returned nothing below the end");
+        let mut at = 0;
+        while at < r.bytes.len() {
+            let h = batch::check(&r.bytes[at..at + batch::BatchHeader::parse(&r.bytes[at..]).unwrap().total_bytes()]).unwrap();
+            off = h.last_offset() + 1;
+            at += h.total_bytes();
+        }
+        out.extend_from_slice(&r.bytes);
+    }
+    out
+}
+
+#[test]
+fn appends_read_back_in_order_across_segment_rolls_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<u8>> = (0..40).map(|i| batch_of(i, 1 + (i as usize % 3), 1000 + i64::from(i))).collect();
+    let (mut log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(!report.clean_shutdown);
+    let written = append_all(&mut log, &batches, 0);
+    assert!(log.segment_count() > 3, "1 KiB segments must roll");
+    let expected: Vec<u8> = written.iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(read_all(&log, 0), expected);
+    // Offsets are dense and start at 0.
+    assert_eq!(written[0].0, 0);
+    assert_eq!(log.log_end_offset(), batches.iter().map(|b| i64::from(batch::check(b).unwrap().records_count)).sum::<i64>());
+    // Reading from the middle of a batch starts at that batch.
+    let mid = written[10].0 + 1;
+    let r = log.read(mid, 1, log.log_end_offset()).unwrap();
+    assert_eq!(r.bytes, written[10].1, "KIP-74: at least one whole batch, even past max_bytes");
+    let end = log.log_end_offset();
+    log.close().unwrap();
+
+    let (log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(report.clean_shutdown);
+    assert_eq!(report.batches_checked, 0, "a clean log needs no scan");
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+#[test]
+fn reads_stop_at_the_high_watermark_and_reject_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let w = append_all(&mut log, &[batch_of(1, 2, 0), batch_of(2, 2, 0)], 0);
+    let r = log.read(0, 1 << 20, 2).unwrap();
+    assert_eq!(r.bytes, w[0].1, "the second batch is above the watermark");
+    assert_eq!(log.read(2, 1 << 20, 2).unwrap().batches, 0);
+    assert!(matches!(log.read(5, 100, 4), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(log.read(-1, 100, 4), Err(StorageError::OffsetOutOfRange { .. })));
+}
+
+fn active_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    logs.sort();
+    logs.pop().unwrap()
+}
+
+#[test]
+fn torn_tail_is_truncated_on_unclean_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let w = append_all(&mut log, &[batch_of(1, 3, 0), batch_of(2, 3, 0), batch_of(3, 3, 0)], 0);
+    drop(log); // a crash: no close
+    // Tear the last batch in half, as a crash during write would.
+    let seg = active_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - (w[2].1.len() as u64 / 2)).unwrap();
+    let (log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert_eq!(report.truncated_bytes, (w[2].1.len() - w[2].1.len() / 2) as u64);
+    assert_eq!(log.log_end_offset(), 6);
+    let expected: Vec<u8> = w[..2].iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+#[test]
+fn garbage_after_the_last_batch_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    append_all(&mut log, &[batch_of(1, 2, 0)], 0);
+    drop(log);
+    let seg = active_segment(dir.path());
+    OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[0xff; 100]).unwrap();
+    let (mut log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert_eq!(report.truncated_bytes, 100);
+    // The log keeps working: the next append follows on.
+    let w = append_all(&mut log, &[batch_of(2, 1, 0)], 0);
+    assert_eq!(w[0].0, 2);
+}
+
+#[test]
+fn flipped_bit_truncates_from_the_damaged_batch_and_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    let batches: Vec<Vec<u8>> = (0..30).map(|i| batch_of(i, 2, 0)).collect();
+    let w = append_all(&mut log, &batches, 0);
+    let victim = &w[20];
+    let seg = log.segment_file_of(victim.0).unwrap();
+    drop(log);
+    // Flip one bit inside batch 20's records, wherever it sits in its segment.
+    let data = std::fs::read(&seg).unwrap();
+    let at = data.windows(victim.1.len()).position(|win| win == victim.1.as_slice()).unwrap() + victim.1.len() - 3;
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[data[at] ^ 0x10], at as u64).unwrap();
+    // Forget the recovery point too, so the damaged segment is rescanned.
+    std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
+    let (log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(report.truncated_bytes > 0);
+    assert_eq!(log.log_end_offset(), victim.0, "everything from the damaged batch on is gone");
+    let expected: Vec<u8> = w[..20].iter().flat_map(|(_, b)| b.clone()).collect();
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+#[test]
+fn damage_in_trusted_data_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let w = append_all(&mut log, &[batch_of(1, 2, 0), batch_of(2, 2, 0)], 0);
+    log.close().unwrap();
+    let seg = active_segment(dir.path());
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(b"X", (w[0].1.len() - 2) as u64).unwrap();
+    let (log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    assert!(matches!(log.read(0, 1 << 20, log.log_end_offset()), Err(StorageError::Damaged { .. })));
+    // The undamaged batch is still served.
+    assert_eq!(log.read(2, 1 << 20, log.log_end_offset()).unwrap().bytes, w[1].1);
+}
+
+#[test]
+fn retention_by_size_and_time_deletes_oldest_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { retention_bytes: 2048, ..small_segments() };
+    let (mut log, _) = Log::open(dir.path(), cfg, 0).unwrap();
+    let batches: Vec<Vec<u8>> = (0..60).map(|i| batch_of(i, 2, 1000 + i64::from(i))).collect();
+    append_all(&mut log, &batches, 0);
+    let before = log.segment_count();
+    let deleted = log.enforce_retention(0).unwrap();
+    assert!(deleted > 0 && log.segment_count() == before - deleted);
+    assert!(log.size_bytes() <= 2048 + 1024);
+    assert!(log.log_start_offset() > 0);
+    assert!(matches!(log.read(0, 100, log.log_end_offset()), Err(StorageError::OffsetOutOfRange { .. })));
+    let start = log.log_start_offset();
+    assert!(!read_all(&log, start).is_empty());
+
+    let cfg = LogConfig { retention_ms: 500, retention_bytes: -1, ..small_segments() };
+    log.set_config(cfg);
+    assert_eq!(log.enforce_retention(1000).unwrap(), 0, "nothing is older than 500 ms yet");
+    let n = log.enforce_retention(10_000).unwrap();
+    assert!(n > 0);
+    assert_eq!(log.segment_count(), 1, "only the active segment is left");
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    let batches: Vec<Vec<u8>> = (0..30).map(|i| batch_of(i, 1, 1000 + 10 * i64::from(i))).collect();
+    append_all(&mut log, &batches, 0);
+    let end = log.log_end_offset();
+    let hit = log.offset_for_timestamp(1095, end).unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (10, 1100));
+    assert_eq!(log.offset_for_timestamp(0, end).unwrap().unwrap().offset, 0);
+    assert_eq!(log.offset_for_timestamp(5000, end).unwrap(), None);
+    assert_eq!(log.offset_for_timestamp(1095, 5).unwrap(), None, "above the watermark is invisible");
+}
+
+#[test]
+fn log_append_time_rewrites_timestamp_and_keeps_crc_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+    let mut b = batch_of(1, 2, 5);
+    let h = log.append(&mut b, 3, true, 777_777).unwrap();
+    assert_eq!(h.max_timestamp, 777_777);
+    let r = log.read(0, 1 << 20, 2).unwrap();
+    let stored = batch::check(&r.bytes).unwrap();
+    assert!(stored.is_log_append_time());
+    assert_eq!((stored.max_timestamp, stored.partition_leader_epoch), (777_777, 3));
+}
+
+#[test]
+fn flush_job_covers_rolled_segments_and_advances_flushed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(log.flush_job().is_none());
+    append_all(&mut log, &(0..20).map(|i| batch_of(i, 1, 0)).collect::<Vec<_>>(), 0);
+    let job = log.flush_job().unwrap();
+    assert!(job.files.len() > 1, "rolled segments are flushed too");
+    job.run().unwrap();
+    log.complete_flush(&job).unwrap();
+    assert_eq!(log.flushed_offset(), log.log_end_offset());
+    assert!(log.flush_job().is_none());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever byte a crash cuts the log at, and whatever bit rots in the tail, reopening
+    /// yields exactly a prefix of the appended batches: nothing reordered, nothing corrupt.
+    #[test]
+    fn any_crash_point_recovers_a_prefix(
+        sizes in prop::collection::vec(1usize..5, 1..40),
+        cut_fraction in 0.0f64..1.0,
+        flip in prop::option::of((0.0f64..1.0, 0u8..8)),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let batches: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| batch_of(i as u32, n, i as i64)).collect();
+        let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+        let written = append_all(&mut log, &batches, 0);
+        drop(log);
+        std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
+        let seg = active_segment(dir.path());
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let cut = (len as f64 * cut_fraction) as u64;
+        let f = OpenOptions::new().write(true).read(true).open(&seg).unwrap();
+        f.set_len(cut).unwrap();
+        if let Some((at, bit)) = flip {
+            if cut > 0 {
+                let at = ((cut - 1) as f64 * at) as u64;
+                let mut b = [0u8];
+                f.read_exact_at(&mut b, at).unwrap();
+                f.write_all_at(&[b[0] ^ (1 << bit)], at).unwrap();
+            }
+        }
+        let (log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+        let got = read_all(&log, 0);
+        let all: Vec<u8> = written.iter().flat_map(|(_, b)| b.clone()).collect();
+        prop_assert!(all.starts_with(&got), "recovered bytes are a prefix of what was written");
+        // And they end on a batch boundary.
+        let mut boundary = 0;
+        let mut boundaries = vec![0];
+        for (_, b) in &written { boundary += b.len(); boundaries.push(boundary); }
+        prop_assert!(boundaries.contains(&got.len()));
+    }
+}
