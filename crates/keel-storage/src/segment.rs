@@ -30,6 +30,8 @@ pub(crate) struct Segment {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     bytes_since_index: u64,
+    /// Leader epoch of the last batch, for the recovery check.
+    last_epoch: i32,
 }
 
 /// What a recovery scan found.
@@ -57,6 +59,7 @@ impl Segment {
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
+            last_epoch: -1,
         }
     }
 
@@ -147,6 +150,10 @@ impl Segment {
             }
             // baseOffset is outside the CRC, so check it against its neighbours: offsets
             // within a segment are dense until compaction exists (then this becomes `<`).
+            // The leader epoch is outside the CRC too; epochs never go down along a log.
+            if h.partition_leader_epoch < self.last_epoch {
+                break Some(format!("batch at {pos} has leader epoch {} after {}", h.partition_leader_epoch, self.last_epoch));
+            }
             if h.base_offset != self.next_offset || h.last_offset_delta < 0 || h.last_offset() - self.base_offset > i64::from(u32::MAX) {
                 break Some(format!("batch at {pos} has offsets {}..={} after {}", h.base_offset, h.last_offset(), self.next_offset));
             }
@@ -177,6 +184,7 @@ impl Segment {
             self.time_index.push(h.max_timestamp, rel);
         }
         self.next_offset = h.last_offset() + 1;
+        self.last_epoch = h.partition_leader_epoch;
         self.size = position + total;
     }
 

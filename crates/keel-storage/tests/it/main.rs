@@ -264,8 +264,20 @@ proptest! {
             }
         }
         let (log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
-        let got = read_all(&log, 0);
-        let all: Vec<u8> = written.iter().flat_map(|(_, b)| b.clone()).collect();
+        // partitionLeaderEpoch (bytes 12..16) is outside the CRC in Kafka's format; a flip
+        // there that keeps epochs monotonic cannot be detected, so compare without it.
+        let mask = |bytes: &[u8]| -> Vec<u8> {
+            let mut v = bytes.to_vec();
+            let mut at = 0;
+            while at + 16 <= v.len() {
+                let n = batch::BatchHeader::parse(&v[at..]).map(|h| h.total_bytes()).unwrap_or(v.len() - at);
+                v[at + 12..at + 16].fill(0);
+                at += n;
+            }
+            v
+        };
+        let got = mask(&read_all(&log, 0));
+        let all: Vec<u8> = mask(&written.iter().flat_map(|(_, b)| b.clone()).collect::<Vec<u8>>());
         prop_assert!(all.starts_with(&got), "recovered bytes are a prefix of what was written");
         // And they end on a batch boundary.
         let mut boundary = 0;
