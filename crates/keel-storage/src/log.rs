@@ -362,9 +362,9 @@ impl Log {
     }
 
     /// Hands back a job's files after a failed fsync so a later job retries them.
-    pub fn fail_flush(&mut self, job: FlushJob) {
+    pub fn fail_flush(&mut self, job: &FlushJob) {
         let active = self.active().file.clone();
-        self.unflushed_rolled.extend(job.files.into_iter().filter(|f| !Arc::ptr_eq(f, &active)));
+        self.unflushed_rolled.extend(job.files.iter().filter(|f| !Arc::ptr_eq(f, &active)).cloned());
     }
 
     fn write_recovery_point(&self) -> Result<()> {

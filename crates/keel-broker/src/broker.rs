@@ -1,0 +1,667 @@
+//! The broker: a registry of topics whose partitions are logs, and the rules for
+//! producing to and reading from them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use keel_storage::batch::{self, Limits};
+use keel_storage::{FlushJob, Log};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::{Effective, TopicConfigs};
+use crate::flusher::Flusher;
+use crate::names::validate_topic_name;
+use crate::{BrokerError, Result};
+
+/// The clock seam: everything time-dependent asks this, so tests can choose time.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+}
+
+/// Node-level settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    /// `num.partitions`: partitions of an auto-created topic or a CreateTopics with -1.
+    pub default_partitions: i32,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// The most partitions this node will hold in all, so a request cannot exhaust
+    /// its file descriptors or memory.
+    pub partitions_max: usize,
+    /// A produce batch may decompress to at most this many bytes when validated.
+    pub decompressed_batch_bytes_max: usize,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        BrokerConfig {
+            node_id: 1,
+            data_dir: data_dir.into(),
+            default_partitions: 1,
+            auto_create_topics: true,
+            partitions_max: 4096,
+            decompressed_batch_bytes_max: 64 << 20,
+        }
+    }
+}
+
+const META_FILE: &str = "meta.json";
+const PARTITION_META_FILE: &str = "partition.metadata";
+/// The leader epoch of every partition while Keel runs a single node.
+const LEADER_EPOCH: i32 = 0;
+
+#[derive(Serialize, Deserialize)]
+struct MetaFile {
+    cluster_id: String,
+    topics: Vec<TopicRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+struct PartitionState {
+    log: Log,
+    effective: Effective,
+    /// Producers waiting for offsets below the first element to be fsynced.
+    waiters: Vec<(i64, oneshot::Sender<Result<()>>)>,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    deleted: bool,
+}
+
+/// One partition of a topic: its log and its high watermark.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    state: Mutex<PartitionState>,
+    /// Offsets below this are visible to consumers. With fsync-before-ack it is the
+    /// flushed offset, so a consumer never sees a record a crash could take back.
+    high_watermark: AtomicI64,
+    /// Set while the partition sits in the flusher's queue.
+    pub(crate) queued: AtomicBool,
+    data_version: watch::Sender<u64>,
+}
+
+/// A snapshot of a partition, for Metadata and ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub index: i32,
+    pub leader_epoch: i32,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+}
+
+/// What a produce did; `durable` resolves once the records are fsynced (when the
+/// topic acknowledges only after fsync and acks != 0).
+pub struct Produced {
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub durable: Option<oneshot::Receiver<Result<()>>>,
+}
+
+/// Bytes for a fetch, with the partition's offsets at the time of reading.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl Partition {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
+        // A poisoned lock means a thread panicked mid-update; the invariant is ours.
+        self.state.lock().expect("partition state lock poisoned")
+    }
+
+    pub fn info(&self) -> PartitionInfo {
+        let s = self.lock();
+        PartitionInfo {
+            index: self.index,
+            leader_epoch: LEADER_EPOCH,
+            log_start_offset: s.log.log_start_offset(),
+            high_watermark: self.high_watermark(),
+            log_end_offset: s.log.log_end_offset(),
+            size_bytes: s.log.size_bytes(),
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    fn set_high_watermark(&self, hw: i64) {
+        let old = self.high_watermark.fetch_max(hw, Ordering::AcqRel);
+        if hw > old {
+            self.data_version.send_modify(|v| *v += 1);
+        }
+    }
+
+    pub(crate) fn take_flush_job(&self) -> Option<FlushJob> {
+        self.queued.store(false, Ordering::Release);
+        self.lock().log.flush_job()
+    }
+
+    pub(crate) fn finish_flush(&self, job: &FlushJob, result: std::io::Result<()>) {
+        let mut s = self.lock();
+        let outcome = match result {
+            Ok(()) => s.log.complete_flush(job).map_err(BrokerError::from),
+            Err(e) => {
+                s.log.fail_flush(job);
+                Err(BrokerError::Storage(format!("fsync {}: {e}", s.log.dir().display())))
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                let flushed = s.log.flushed_offset();
+                s.unflushed_messages = 0;
+                // The clock is not needed for correctness here, only for flush.ms pacing.
+                s.last_flush_ms = SystemClock.now_ms();
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.waiters).into_iter().partition(|(end, _)| *end <= flushed);
+                s.waiters = waiting;
+                if s.effective.fsync_before_ack() {
+                    self.set_high_watermark(flushed);
+                }
+                drop(s);
+                for (_, tx) in done {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, "flush failed: {e}");
+                let failed = std::mem::take(&mut s.waiters);
+                drop(s);
+                for (_, tx) in failed {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// A topic: its id, configs and partitions.
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    configs: RwLock<TopicConfigs>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+/// A snapshot of a topic for Metadata.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let ps = self.partitions.read().expect("partitions lock");
+        usize::try_from(index).ok().and_then(|i| ps.get(i).cloned())
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().expect("partitions lock").len() as i32
+    }
+
+    pub fn configs(&self) -> TopicConfigs {
+        self.configs.read().expect("configs lock").clone()
+    }
+
+    pub fn info(&self) -> TopicInfo {
+        let ps = self.partitions.read().expect("partitions lock").clone();
+        TopicInfo { name: self.name.clone(), id: self.id, partitions: ps.iter().map(|p| p.info()).collect() }
+    }
+
+    fn record(&self) -> TopicRecord {
+        TopicRecord { name: self.name.clone(), id: self.id, partitions: self.partition_count(), configs: self.configs().overrides().clone() }
+    }
+}
+
+struct Inner {
+    config: BrokerConfig,
+    cluster_id: String,
+    clock: Arc<dyn Clock>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises metadata changes and the writes of meta.json that record them.
+    meta_lock: Mutex<()>,
+    flusher: Flusher,
+    data_version: watch::Sender<u64>,
+    flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+/// A handle to the node's broker state; cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+fn storage_err(action: &str, path: &Path, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Storage(format!("{action} {}: {e}", path.display()))
+}
+
+impl Broker {
+    /// Opens the node's data directory, recovering every partition log.
+    pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| storage_err("create data directory", dir, e))?;
+        let meta_path = dir.join(META_FILE);
+        let meta = match std::fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice::<MetaFile>(&bytes).map_err(|e| storage_err("parse", &meta_path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile { cluster_id: new_cluster_id(), topics: vec![] },
+            Err(e) => return Err(storage_err("read", &meta_path, e)),
+        };
+        let (data_version, _) = watch::channel(0u64);
+        let inner = Arc::new(Inner {
+            config,
+            cluster_id: meta.cluster_id.clone(),
+            clock,
+            topics: RwLock::new(BTreeMap::new()),
+            meta_lock: Mutex::new(()),
+            flusher: Flusher::default(),
+            data_version,
+            flusher_thread: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+        });
+        let broker = Broker { inner };
+        for t in &meta.topics {
+            let configs = TopicConfigs::new(t.configs.clone())?;
+            let topic = broker.open_topic(&t.name, t.id, t.partitions, configs, false)?;
+            broker.inner.topics.write().expect("topics lock").insert(t.name.clone(), topic);
+        }
+        broker.write_meta()?;
+        let weak = Arc::downgrade(&broker.inner);
+        let handle = std::thread::Builder::new()
+            .name("keel-flusher".into())
+            .spawn(move || {
+                let Some(inner) = weak.upgrade() else { return };
+                let flusher_inner = inner.clone();
+                drop(inner);
+                flusher_inner.flusher.run(|| flusher_inner.data_version.send_modify(|v| *v += 1));
+            })
+            .map_err(|e| BrokerError::Storage(format!("start flusher thread: {e}")))?;
+        *broker.inner.flusher_thread.lock().expect("flusher thread lock") = Some(handle);
+        Ok(broker)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+    pub fn node_id(&self) -> i32 {
+        self.inner.config.node_id
+    }
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// A receiver that changes whenever any partition's high watermark advances:
+    /// long-polling fetches wait on it.
+    pub fn data_version(&self) -> watch::Receiver<u64> {
+        self.inner.data_version.subscribe()
+    }
+
+    fn open_topic(&self, name: &str, id: Uuid, partitions: i32, configs: TopicConfigs, fresh: bool) -> Result<Arc<Topic>> {
+        let topic = Arc::new(Topic { name: name.to_string(), id, configs: RwLock::new(configs), partitions: RwLock::new(Vec::new()) });
+        self.add_partitions(&topic, partitions, fresh)?;
+        Ok(topic)
+    }
+
+    fn add_partitions(&self, topic: &Topic, up_to: i32, fresh: bool) -> Result<()> {
+        let effective = *topic.configs.read().expect("configs lock").effective();
+        let now = self.now_ms();
+        let mut ps = topic.partitions.write().expect("partitions lock");
+        for index in ps.len() as i32..up_to {
+            let dir = partition_dir(&self.inner.config.data_dir, &topic.name, index);
+            let marker = dir.join(PARTITION_META_FILE);
+            let id = topic.id.to_string();
+            let existing = std::fs::read_to_string(&marker).ok();
+            if existing.as_deref().map(str::trim) != Some(id.as_str()) && dir.exists() {
+                if !fresh {
+                    return Err(BrokerError::Storage(format!("{} belongs to another topic id than {id}; refusing to open it", dir.display())));
+                }
+                // A leftover of a deleted topic of the same name: it is not ours.
+                std::fs::remove_dir_all(&dir).map_err(|e| storage_err("remove stale partition directory", &dir, e))?;
+            }
+            let (log, report) = Log::open(&dir, effective.log, now)?;
+            if existing.is_none() {
+                write_atomically(&marker, id.as_bytes()).map_err(|e| storage_err("write", &marker, e))?;
+            }
+            if report.truncated_bytes > 0 || report.segments_removed > 0 {
+                tracing::warn!(topic = %topic.name, partition = index, truncated_bytes = report.truncated_bytes, segments_removed = report.segments_removed, "recovered partition after unclean shutdown");
+            }
+            let hw = log.log_end_offset();
+            ps.push(Arc::new(Partition {
+                topic: topic.name.clone(),
+                index,
+                state: Mutex::new(PartitionState { log, effective, waiters: Vec::new(), unflushed_messages: 0, last_flush_ms: now, deleted: false }),
+                high_watermark: AtomicI64::new(hw),
+                queued: AtomicBool::new(false),
+                data_version: self.inner.data_version.clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn write_meta(&self) -> Result<()> {
+        let topics = self.inner.topics.read().expect("topics lock").values().map(|t| t.record()).collect();
+        let meta = MetaFile { cluster_id: self.inner.cluster_id.clone(), topics };
+        let path = self.inner.config.data_dir.join(META_FILE);
+        let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| storage_err("encode", &path, e))?;
+        write_atomically(&path, &bytes).map_err(|e| storage_err("write", &path, e))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.inner.topics.read().expect("topics lock").values().find(|t| t.id == id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.inner.topics.read().expect("topics lock").values().cloned().collect()
+    }
+
+    fn partition_count_total(&self) -> usize {
+        self.inner.topics.read().expect("topics lock").values().map(|t| t.partition_count() as usize).sum()
+    }
+
+    /// The topic, created with defaults if it does not exist and auto-creation is on.
+    pub fn topic_or_auto_create(&self, name: &str) -> Result<Arc<Topic>> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        validate_topic_name(name)?;
+        if !self.inner.config.auto_create_topics {
+            return Err(BrokerError::UnknownTopicOrPartition(name.to_string()));
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
+            Ok(t) => {
+                tracing::info!(topic = name, partitions = t.partition_count(), "auto-created topic");
+                Ok(t)
+            }
+            Err(BrokerError::TopicAlreadyExists(_)) => self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CreateTopics for one topic. `-1` partitions or replication factor mean the defaults.
+    pub fn create_topic(&self, name: &str, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String>, validate_only: bool) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 { self.inner.config.default_partitions } else { partitions };
+        let max = self.inner.config.partitions_max;
+        if partitions < 1 {
+            return Err(BrokerError::InvalidPartitions(format!("{partitions} partitions; a topic needs at least 1")));
+        }
+        if !(replication_factor == -1 || replication_factor == 1) {
+            return Err(BrokerError::InvalidReplicationFactor(format!("replication factor {replication_factor} is larger than the 1 available broker")));
+        }
+        let configs = TopicConfigs::new(configs)?;
+        let _guard = self.inner.meta_lock.lock().expect("meta lock");
+        if self.topic(name).is_some() {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        let total = self.partition_count_total();
+        if partitions as usize > max.saturating_sub(total) {
+            return Err(BrokerError::InvalidPartitions(format!("{partitions} partitions would exceed this node's limit of {max} (it holds {total})")));
+        }
+        if validate_only {
+            return Ok(Arc::new(Topic { name: name.into(), id: Uuid::nil(), configs: RwLock::new(configs), partitions: RwLock::new(vec![]) }));
+        }
+        let topic = self.open_topic(name, Uuid::new_v4(), partitions, configs, true)?;
+        self.inner.topics.write().expect("topics lock").insert(name.to_string(), topic.clone());
+        if let Err(e) = self.write_meta() {
+            self.inner.topics.write().expect("topics lock").remove(name);
+            return Err(e);
+        }
+        Ok(topic)
+    }
+
+    /// DeleteTopics for one topic: forgotten durably first, then its files removed.
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        let _guard = self.inner.meta_lock.lock().expect("meta lock");
+        let topic = self.inner.topics.write().expect("topics lock").remove(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        self.write_meta()?;
+        for p in topic.partitions.read().expect("partitions lock").iter() {
+            let mut s = p.lock();
+            s.deleted = true;
+            for (_, tx) in s.waiters.drain(..) {
+                let _ = tx.send(Err(BrokerError::UnknownTopicOrPartition(name.to_string())));
+            }
+            let dir = s.log.dir().to_path_buf();
+            let trash = dir.with_file_name(format!("{}-{}.{}-delete", name, p.index, topic.id.simple()));
+            if let Err(e) = std::fs::rename(&dir, &trash).and_then(|_| std::fs::remove_dir_all(&trash)) {
+                tracing::warn!(dir = %dir.display(), "could not remove deleted partition: {e}");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// CreatePartitions: grow a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        let _guard = self.inner.meta_lock.lock().expect("meta lock");
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let have = topic.partition_count();
+        if count <= have {
+            return Err(BrokerError::InvalidPartitions(format!("topic {name} has {have} partitions; the new count {count} must be larger")));
+        }
+        let total = self.partition_count_total();
+        let max = self.inner.config.partitions_max;
+        if (count - have) as usize > max.saturating_sub(total) {
+            return Err(BrokerError::InvalidPartitions(format!("{} more partitions would exceed this node's limit of {max}", count - have)));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.add_partitions(&topic, count, true)?;
+        self.write_meta()
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs and IncrementalAlterConfigs
+    /// both end here, with the full resulting set).
+    pub fn set_topic_configs(&self, name: &str, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<()> {
+        let configs = TopicConfigs::new(overrides)?;
+        let _guard = self.inner.meta_lock.lock().expect("meta lock");
+        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let effective = *configs.effective();
+        *topic.configs.write().expect("configs lock") = configs;
+        for p in topic.partitions.read().expect("partitions lock").iter() {
+            let mut s = p.lock();
+            s.effective = effective;
+            s.log.set_config(effective.log);
+        }
+        self.write_meta()
+    }
+
+    fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        self.topic(topic).and_then(|t| t.partition(index)).ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
+    }
+
+    /// Validates and appends the batches of one partition's produce. All batches are
+    /// checked before any is written: a bad batch changes nothing.
+    pub fn produce(&self, topic: &str, index: i32, records: &[u8], acks: i16) -> Result<Produced> {
+        if !matches!(acks, -1..=1) {
+            return Err(BrokerError::InvalidRequiredAcks(acks));
+        }
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(BrokerError::ShuttingDown);
+        }
+        let p = self.partition(topic, index)?;
+        let effective = p.lock().effective;
+        // Kafka checks min.insync.replicas before appending (KIP-98's NOT_ENOUGH_REPLICAS).
+        let isr = 1;
+        if acks == -1 && isr < effective.min_insync_replicas {
+            return Err(BrokerError::NotEnoughReplicas { isr, min: effective.min_insync_replicas });
+        }
+        let limits = Limits { batch_bytes_max: effective.max_message_bytes, decompressed_bytes_max: self.inner.config.decompressed_batch_bytes_max };
+        let ranges = batch::split(records)?;
+        if ranges.is_empty() {
+            return Err(BrokerError::CorruptMessage("the produce carries no record batch".into()));
+        }
+        let mut records_total = 0i64;
+        for r in &ranges {
+            records_total += i64::from(batch::validate(&records[r.clone()], &limits)?.records_count);
+        }
+        let mut bytes = records.to_vec();
+        let now = self.now_ms();
+        let mut s = p.lock();
+        if s.deleted {
+            return Err(BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")));
+        }
+        let eff = s.effective;
+        let mut first = None;
+        for r in &ranges {
+            let h = s.log.append(&mut bytes[r.clone()], LEADER_EPOCH, eff.log_append_time, now)?;
+            first.get_or_insert(h.base_offset);
+        }
+        let base_offset = first.expect("at least one batch");
+        let end = s.log.log_end_offset();
+        let log_start_offset = s.log.log_start_offset();
+        let mut durable = None;
+        let flush = if eff.fsync_before_ack() {
+            if acks != 0 {
+                let (tx, rx) = oneshot::channel();
+                s.waiters.push((end, tx));
+                durable = Some(rx);
+            }
+            true
+        } else {
+            s.unflushed_messages += records_total;
+            s.unflushed_messages >= eff.flush_messages
+        };
+        drop(s);
+        if !eff.fsync_before_ack() {
+            p.set_high_watermark(end);
+        }
+        if flush {
+            self.schedule_flush(&p);
+        }
+        Ok(Produced { base_offset, log_append_time_ms: if eff.log_append_time { now } else { -1 }, log_start_offset, durable })
+    }
+
+    fn schedule_flush(&self, p: &Arc<Partition>) {
+        if !p.queued.swap(true, Ordering::AcqRel) {
+            self.inner.flusher.enqueue(p.clone());
+        }
+    }
+
+    /// Reads committed (below the high watermark) batches from `offset`.
+    pub fn fetch(&self, topic: &str, index: i32, offset: i64, max_bytes: usize) -> Result<Fetched> {
+        let p = self.partition(topic, index)?;
+        let s = p.lock();
+        let hw = p.high_watermark();
+        let r = s.log.read(offset, max_bytes, hw)?;
+        Ok(Fetched { bytes: r.bytes, high_watermark: hw, log_start_offset: s.log.log_start_offset() })
+    }
+
+    /// ListOffsets: -2 earliest, -1 latest (the high watermark), else the first
+    /// offset with a timestamp at or after `timestamp`. `None` when there is none.
+    pub fn list_offset(&self, topic: &str, index: i32, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let p = self.partition(topic, index)?;
+        let s = p.lock();
+        let hw = p.high_watermark();
+        Ok(match timestamp {
+            -2 => Some((s.log.log_start_offset(), -1)),
+            -1 => Some((hw, -1)),
+            ts if ts < 0 => return Err(BrokerError::InvalidConfig(format!("unsupported special timestamp {ts}"))),
+            ts => s.log.offset_for_timestamp(ts, hw)?.map(|o| (o.offset, o.timestamp)),
+        })
+    }
+
+    /// Periodic work: retention, and flush.ms for topics that acknowledge before fsync.
+    pub fn tick(&self, retention: bool) {
+        let now = self.now_ms();
+        for t in self.topics() {
+            for p in t.partitions.read().expect("partitions lock").clone() {
+                let mut s = p.lock();
+                if retention {
+                    if let Err(e) = s.log.enforce_retention(now) {
+                        tracing::error!(topic = %t.name, partition = p.index, "retention failed: {e}");
+                    }
+                }
+                let due = !s.effective.fsync_before_ack() && s.unflushed_messages > 0 && now.saturating_sub(s.last_flush_ms) >= s.effective.flush_ms;
+                drop(s);
+                if due {
+                    self.schedule_flush(&p);
+                }
+            }
+        }
+    }
+
+    /// Stops accepting produces, flushes everything, and closes every log cleanly.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.inner.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.flusher.stop();
+        if let Some(h) = self.inner.flusher_thread.lock().expect("flusher thread lock").take() {
+            let _ = h.join();
+        }
+        let topics: Vec<_> = std::mem::take(&mut *self.inner.topics.write().expect("topics lock")).into_values().collect();
+        let mut first_err = None;
+        for t in topics {
+            for p in std::mem::take(&mut *t.partitions.write().expect("partitions lock")) {
+                let Ok(p) = Arc::try_unwrap(p) else {
+                    tracing::warn!(topic = %t.name, "partition still in use at shutdown; leaving it for recovery");
+                    continue;
+                };
+                let s = p.state.into_inner().expect("partition state lock poisoned");
+                if let Err(e) = s.log.close() {
+                    tracing::error!(topic = %t.name, partition = p.index, "close failed: {e}");
+                    first_err.get_or_insert(BrokerError::from(e));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+fn new_cluster_id() -> String {
+    // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = Uuid::new_v4().as_u128();
+    (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
+}

@@ -1,0 +1,206 @@
+//! Topic configs: Kafka's names, types, defaults and validation, in one table.
+
+use std::collections::BTreeMap;
+
+use keel_storage::LogConfig;
+
+use crate::{BrokerError, Result};
+
+/// Kafka's DescribeConfigs `config_type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// An integer within an inclusive range.
+    Range(i64, i64),
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+}
+
+/// One topic config Keel understands.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    pub default: &'static str,
+    pub doc: &'static str,
+    rule: Rule,
+}
+
+const I32: i64 = i32::MAX as i64;
+const DAY_MS: &str = "604800000";
+
+/// Every topic config Keel accepts. Anything else is INVALID_CONFIG, as in Kafka.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete", rule: Rule::OneOf(&["delete"]),
+        doc: "Only `delete` (retention by time and size) for now; `compact` arrives with log compaction." },
+    ConfigDef { name: "retention.ms", kind: ConfigType::Long, default: DAY_MS, rule: Rule::Range(-1, i64::MAX),
+        doc: "Delete a closed segment once its newest record is older than this; -1 keeps data forever." },
+    ConfigDef { name: "retention.bytes", kind: ConfigType::Long, default: "-1", rule: Rule::Range(-1, i64::MAX),
+        doc: "Delete the oldest closed segments while a partition is larger than this; -1 for no limit." },
+    ConfigDef { name: "segment.bytes", kind: ConfigType::Int, default: "1073741824", rule: Rule::Range(1024, I32),
+        doc: "Roll to a new segment file at this size." },
+    ConfigDef { name: "segment.ms", kind: ConfigType::Long, default: DAY_MS, rule: Rule::Range(1, i64::MAX),
+        doc: "Roll to a new segment once the active one is this old, so retention can delete it." },
+    ConfigDef { name: "max.message.bytes", kind: ConfigType::Int, default: "1048588", rule: Rule::Range(0, I32),
+        doc: "The largest record batch a producer may send." },
+    ConfigDef { name: "message.timestamp.type", kind: ConfigType::String, default: "CreateTime", rule: Rule::OneOf(&["CreateTime", "LogAppendTime"]),
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock." },
+    ConfigDef { name: "min.insync.replicas", kind: ConfigType::Int, default: "1", rule: Rule::Range(1, I32),
+        doc: "acks=all produce fails with NOT_ENOUGH_REPLICAS when fewer replicas than this are in sync." },
+    ConfigDef { name: "flush.messages", kind: ConfigType::Long, default: "1", rule: Rule::Range(1, i64::MAX),
+        doc: "1 (Keel's default): acks=1/all are acknowledged only after fsync, shared by group commit, and consumers see only fsynced data. N>1: acknowledge on write and fsync after N unflushed messages or flush.ms; a machine crash may lose acknowledged records." },
+    ConfigDef { name: "flush.ms", kind: ConfigType::Long, default: "9223372036854775807", rule: Rule::Range(0, i64::MAX),
+        doc: "With flush.messages > 1: the longest acknowledged data may wait for fsync." },
+    ConfigDef { name: "index.interval.bytes", kind: ConfigType::Int, default: "4096", rule: Rule::Range(0, I32),
+        doc: "Bytes of log between offset index entries." },
+];
+
+fn def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+fn check(name: &str, value: &str) -> Result<()> {
+    let d = def(name).ok_or_else(|| BrokerError::InvalidConfig(format!("unknown topic config {name:?}")))?;
+    match d.rule {
+        Rule::Range(lo, hi) => match value.trim().parse::<i64>() {
+            Ok(v) if (lo..=hi).contains(&v) => Ok(()),
+            _ => Err(BrokerError::InvalidConfig(format!("{name}={value:?}: must be an integer in [{lo}, {hi}]"))),
+        },
+        Rule::OneOf(words) => {
+            if words.contains(&value.trim()) {
+                Ok(())
+            } else {
+                Err(BrokerError::InvalidConfig(format!("{name}={value:?}: must be one of {}", words.join(", "))))
+            }
+        }
+    }
+}
+
+/// The values a partition acts on, derived from a topic's configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effective {
+    pub log: LogConfig,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    pub min_insync_replicas: i32,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+}
+
+impl Effective {
+    /// Acknowledgements (acks=1/all) wait for fsync, and consumers see only fsynced data.
+    pub fn fsync_before_ack(&self) -> bool {
+        self.flush_messages <= 1
+    }
+}
+
+/// A topic's config overrides, validated, with the values they imply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigs {
+    overrides: BTreeMap<String, String>,
+    effective: Effective,
+}
+
+/// One row of DescribeConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub is_default: bool,
+    pub kind: ConfigType,
+    pub doc: &'static str,
+}
+
+impl TopicConfigs {
+    /// Validates every override; the first bad one is the error.
+    pub fn new(overrides: BTreeMap<String, String>) -> Result<Self> {
+        for (k, v) in &overrides {
+            check(k, v)?;
+        }
+        let get = |name: &str| -> i64 {
+            let d = def(name).expect("config in table");
+            overrides.get(name).map(String::as_str).unwrap_or(d.default).trim().parse().expect("validated integer")
+        };
+        let effective = Effective {
+            log: LogConfig {
+                segment_bytes: get("segment.bytes") as u64,
+                segment_ms: get("segment.ms"),
+                retention_ms: get("retention.ms"),
+                retention_bytes: get("retention.bytes"),
+                index_interval_bytes: get("index.interval.bytes") as u64,
+            },
+            max_message_bytes: get("max.message.bytes") as usize,
+            log_append_time: overrides.get("message.timestamp.type").is_some_and(|v| v.trim() == "LogAppendTime"),
+            min_insync_replicas: get("min.insync.replicas") as i32,
+            flush_messages: get("flush.messages"),
+            flush_ms: get("flush.ms"),
+        };
+        let overrides = overrides.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
+        Ok(TopicConfigs { overrides, effective })
+    }
+
+    pub fn effective(&self) -> &Effective {
+        &self.effective
+    }
+
+    pub fn overrides(&self) -> &BTreeMap<String, String> {
+        &self.overrides
+    }
+
+    /// Every config with its current value, as DescribeConfigs shows them.
+    pub fn describe(&self) -> Vec<ConfigEntry> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|d| {
+                let o = self.overrides.get(d.name);
+                ConfigEntry { name: d.name, value: o.cloned().unwrap_or_else(|| d.default.to_string()), is_default: o.is_none(), kind: d.kind, doc: d.doc }
+            })
+            .collect()
+    }
+}
+
+impl Default for TopicConfigs {
+    fn default() -> Self {
+        TopicConfigs::new(BTreeMap::new()).expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(k: &str, v: &str) -> Result<TopicConfigs> {
+        TopicConfigs::new([(k.to_string(), v.to_string())].into())
+    }
+
+    #[test]
+    fn defaults_match_kafka_except_flush_messages() {
+        let c = TopicConfigs::default();
+        assert_eq!(c.effective().log.retention_ms, 604_800_000);
+        assert_eq!(c.effective().max_message_bytes, 1_048_588);
+        assert!(c.effective().fsync_before_ack());
+    }
+
+    #[test]
+    fn bad_values_and_unknown_names_are_rejected() {
+        assert!(with("retention.ms", "-2").is_err());
+        assert!(with("retention.ms", "soon").is_err());
+        assert!(with("segment.bytes", "10").is_err());
+        assert!(with("segment.bytes", "99999999999").is_err());
+        assert!(with("message.timestamp.type", "Whenever").is_err());
+        assert!(with("no.such.config", "1").is_err());
+        assert!(with("cleanup.policy", "compact").is_err());
+        let c = with("message.timestamp.type", "LogAppendTime").unwrap();
+        assert!(c.effective().log_append_time);
+        let c = with("flush.messages", "1000").unwrap();
+        assert!(!c.effective().fsync_before_ack());
+    }
+}

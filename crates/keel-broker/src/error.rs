@@ -1,0 +1,45 @@
+/// Errors of the broker's domain. The Kafka front maps each to a protocol error code
+/// in exactly one place (`keel_kafka::error::code`).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BrokerError {
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("acks must be -1 (all), 0 or 1, not {0}")]
+    InvalidRequiredAcks(i16),
+    #[error("in-sync replicas {isr} are fewer than min.insync.replicas {min}")]
+    NotEnoughReplicas { isr: i32, min: i32 },
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes is larger than max.message.bytes {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<keel_storage::StorageError> for BrokerError {
+    fn from(e: keel_storage::StorageError) -> Self {
+        use keel_storage::StorageError as S;
+        match e {
+            S::CorruptBatch(why) => BrokerError::CorruptMessage(why),
+            S::BatchTooLarge { size, limit } => BrokerError::MessageTooLarge { size, limit },
+            S::OffsetOutOfRange { offset, start, end } => BrokerError::OffsetOutOfRange { offset, start, end },
+            e @ (S::Damaged { .. } | S::Io { .. }) => BrokerError::Storage(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! A Keel node's broker state: topics and partitions over `keel-storage` logs,
+//! group-commit durability, topic configs, and the metadata that lists them.
+//!
+//! Architecture Invariant: this crate speaks no wire protocol and opens no socket.
+//! The Kafka front (`keel-kafka`) translates requests into calls here, and maps
+//! [`BrokerError`] to protocol error codes in one place.
+
+mod broker;
+pub mod config;
+mod error;
+mod flusher;
+mod names;
+
+pub use broker::{Broker, BrokerConfig, Clock, Fetched, Partition, PartitionInfo, Produced, SystemClock, Topic, TopicInfo};
+pub use config::{ConfigEntry, ConfigType, Effective, TopicConfigs};
+pub use error::{BrokerError, Result};
+pub use names::validate_topic_name;
