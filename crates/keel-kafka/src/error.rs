@@ -1,0 +1,25 @@
+//! The one place where broker errors become Kafka error codes.
+
+use kafka_protocol::ResponseError as E;
+use keel_broker::BrokerError;
+
+/// The Kafka error code for `e`.
+pub fn code(e: &BrokerError) -> i16 {
+    match e {
+        BrokerError::UnknownTopicOrPartition(_) => E::UnknownTopicOrPartition,
+        BrokerError::TopicAlreadyExists(_) => E::TopicAlreadyExists,
+        BrokerError::InvalidTopic(_) => E::InvalidTopicException,
+        BrokerError::InvalidPartitions(_) => E::InvalidPartitions,
+        BrokerError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
+        BrokerError::InvalidConfig(_) => E::InvalidConfig,
+        BrokerError::InvalidRequiredAcks(_) => E::InvalidRequiredAcks,
+        BrokerError::NotEnoughReplicas { .. } => E::NotEnoughReplicas,
+        BrokerError::CorruptMessage(_) => E::CorruptMessage,
+        BrokerError::MessageTooLarge { .. } => E::MessageTooLarge,
+        BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
+        BrokerError::Storage(_) => E::KafkaStorageError,
+        // Retriable: the client refreshes metadata and retries, finding the node again.
+        BrokerError::ShuttingDown => E::NotLeaderOrFollower,
+    }
+    .code()
+}

@@ -1,0 +1,695 @@
+//! Typed request handlers: decode with `kafka-protocol`, act on `keel-broker`,
+//! encode the response. A body that does not decode is an error, and the server
+//! closes the connection, as Kafka does.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use keel_broker::{Broker, BrokerError, ConfigEntry, PartitionInfo};
+
+use crate::error::code;
+use crate::frame::{self, Request};
+use crate::versions;
+
+/// Longest a Fetch may long-poll, whatever it asks for.
+pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+/// Longest a Produce waits for durability, whatever its timeout says.
+pub const PRODUCE_TIMEOUT_MS_MAX: i32 = 300_000;
+
+/// What the connection sends back for a request, in request order.
+pub enum Reply {
+    /// Encoded and framed.
+    Ready(Bytes),
+    /// Finishes later (a produce waiting for fsync, a long-polling fetch).
+    Deferred(Pin<Box<dyn Future<Output = anyhow::Result<Bytes>> + Send>>),
+    /// acks=0 produce: Kafka sends no response at all.
+    Nothing,
+}
+
+/// Where clients should connect, as Metadata and DescribeCluster say.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub host: String,
+    pub port: i32,
+}
+
+#[derive(Clone)]
+pub struct Handler {
+    broker: Broker,
+    advertised: Advertised,
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+fn topic_name(n: &str) -> TopicName {
+    TopicName(s(n))
+}
+
+/// Encodes and frames a response.
+pub fn encode<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> anyhow::Result<Bytes> {
+    let size = body.compute_size(version).context("size response")?;
+    let mut buf = BytesMut::with_capacity(4 + 8 + size);
+    buf.put_i32(0);
+    ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, api_key.response_header_version(version)).context("encode response header")?;
+    body.encode(&mut buf, version).with_context(|| format!("encode {api_key:?} v{version} response"))?;
+    Ok(frame::with_length(buf))
+}
+
+/// ApiVersions at v0, the version every client can read (KIP-511): used both for
+/// requests and, with UNSUPPORTED_VERSION, to answer a version it does not know.
+pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error_code;
+    r.api_keys = versions::SUPPORTED
+        .iter()
+        .map(|&(k, lo, hi)| ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi))
+        .collect();
+    r
+}
+
+impl Handler {
+    pub fn new(broker: Broker, advertised: Advertised) -> Self {
+        Handler { broker, advertised }
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Handles one request. Appends happen before this returns, so requests on one
+    /// connection are applied in order even when their replies are deferred.
+    pub fn handle(&self, req: Request) -> anyhow::Result<Reply> {
+        let v = req.header.request_api_version;
+        let cid = req.header.correlation_id;
+        let mut body = req.body;
+        macro_rules! decode {
+            ($t:ty) => {{
+                let r = <$t>::decode(&mut body, v).with_context(|| format!("decode {:?} v{v}", req.api_key))?;
+                // Kafka ignores bytes after a decoded body, and clients rely on it:
+                // librdkafka 2.16 leaves a 4-byte array-count placeholder in an
+                // all-topics Metadata v9+ request (rd_kafka_MetadataRequest0).
+                if !body.is_empty() {
+                    tracing::debug!("ignoring {} bytes after the {:?} v{v} body", body.len(), req.api_key);
+                }
+                r
+            }};
+        }
+        let key = req.api_key;
+        let ready = |r: &dyn Fn() -> anyhow::Result<Bytes>| r().map(Reply::Ready);
+        match key {
+            ApiKey::ApiVersions => {
+                let _ = decode!(ApiVersionsRequest);
+                ready(&|| encode(key, v, cid, &api_versions_response(0)))
+            }
+            ApiKey::Metadata => {
+                let r = decode!(MetadataRequest);
+                let resp = self.metadata(r, v);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::Produce => {
+                let r = decode!(ProduceRequest);
+                Ok(self.produce(r, v, cid))
+            }
+            ApiKey::Fetch => {
+                let r = decode!(FetchRequest);
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.fetch(r, v).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
+            ApiKey::ListOffsets => {
+                let r = decode!(ListOffsetsRequest);
+                let resp = self.list_offsets(r, v);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::CreateTopics => {
+                let r = decode!(CreateTopicsRequest);
+                let resp = self.create_topics(r, v);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::DeleteTopics => {
+                let r = decode!(DeleteTopicsRequest);
+                let resp = self.delete_topics(r, v);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::CreatePartitions => {
+                let r = decode!(CreatePartitionsRequest);
+                let resp = self.create_partitions(r);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::DescribeConfigs => {
+                let r = decode!(DescribeConfigsRequest);
+                let resp = self.describe_configs(r, v);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::AlterConfigs => {
+                let r = decode!(AlterConfigsRequest);
+                let resp = self.alter_configs(r);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                let r = decode!(IncrementalAlterConfigsRequest);
+                let resp = self.incremental_alter_configs(r);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            ApiKey::DescribeCluster => {
+                let r = decode!(DescribeClusterRequest);
+                let resp = self.describe_cluster(r);
+                ready(&|| encode(key, v, cid, &resp))
+            }
+            other => bail!("{other:?} passed the version gate but has no handler"),
+        }
+    }
+
+    fn partition_metadata(&self, p: &PartitionInfo) -> MetadataResponsePartition {
+        let node = BrokerId(self.broker.node_id());
+        MetadataResponsePartition::default()
+            .with_partition_index(p.index)
+            .with_leader_id(node)
+            .with_leader_epoch(p.leader_epoch)
+            .with_replica_nodes(vec![node])
+            .with_isr_nodes(vec![node])
+    }
+
+    fn metadata(&self, r: MetadataRequest, v: i16) -> MetadataResponse {
+        let node = BrokerId(self.broker.node_id());
+        let mut resp = MetadataResponse::default();
+        resp.brokers = vec![MetadataResponseBroker::default().with_node_id(node).with_host(s(&self.advertised.host)).with_port(self.advertised.port)];
+        if v >= 2 {
+            resp.cluster_id = Some(s(self.broker.cluster_id()));
+        }
+        resp.controller_id = node;
+        // v0: an empty list means every topic; v1+: null means every topic.
+        let wanted = match r.topics {
+            None => None,
+            Some(t) if t.is_empty() && v == 0 => None,
+            Some(t) => Some(t),
+        };
+        // Before v4 a Metadata request always auto-creates (KIP-204 added the flag).
+        let may_create = v < 4 || r.allow_auto_topic_creation;
+        let topic_entry = |t: &keel_broker::Topic| {
+            let info = t.info();
+            let mut e = MetadataResponseTopic::default().with_name(Some(topic_name(&info.name))).with_is_internal(info.name.starts_with("__"));
+            if v >= 10 {
+                e.topic_id = info.id;
+            }
+            e.partitions = info.partitions.iter().map(|p| self.partition_metadata(p)).collect();
+            e
+        };
+        resp.topics = match wanted {
+            None => self.broker.topics().iter().map(|t| topic_entry(t)).collect(),
+            Some(list) => list
+                .into_iter()
+                .map(|want| {
+                    let found = match (&want.name, want.topic_id.is_nil()) {
+                        (Some(n), _) => {
+                            let got = if may_create { self.broker.topic_or_auto_create(n.as_str()) } else { self.broker.topic(n.as_str()).ok_or_else(|| BrokerError::UnknownTopicOrPartition(n.to_string())) };
+                            got.map_err(|e| (code(&e), Some(n.clone()), want.topic_id))
+                        }
+                        (None, false) => self.broker.topic_by_id(want.topic_id).ok_or((ResponseError::UnknownTopicId.code(), None, want.topic_id)),
+                        (None, true) => Err((ResponseError::InvalidRequest.code(), None, want.topic_id)),
+                    };
+                    match found {
+                        Ok(t) => topic_entry(&t),
+                        Err((err, name, id)) => {
+                            let mut e = MetadataResponseTopic::default().with_error_code(err).with_name(name);
+                            if v >= 10 {
+                                e.topic_id = id;
+                            }
+                            e
+                        }
+                    }
+                })
+                .collect(),
+        };
+        resp
+    }
+
+    fn produce(&self, r: ProduceRequest, v: i16, cid: i32) -> Reply {
+        let acks = r.acks;
+        let mut resp = ProduceResponse::default();
+        let mut waits = Vec::new();
+        for t in &r.topic_data {
+            let mut parts = Vec::new();
+            for p in &t.partition_data {
+                let mut pr = PartitionProduceResponse::default().with_index(p.index);
+                let records = p.records.as_deref().unwrap_or(&[]);
+                match self.broker.produce(t.name.as_str(), p.index, records, acks) {
+                    Ok(done) => {
+                        pr.base_offset = done.base_offset;
+                        pr.log_append_time_ms = done.log_append_time_ms;
+                        pr.log_start_offset = done.log_start_offset;
+                        if let Some(rx) = done.durable {
+                            waits.push((resp.responses.len(), parts.len(), rx));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %t.name.as_str(), partition = p.index, "produce rejected: {e}");
+                        pr.error_code = code(&e);
+                        if v >= 8 {
+                            pr.error_message = Some(s(e.to_string()));
+                        }
+                        pr.base_offset = -1;
+                    }
+                }
+                parts.push(pr);
+            }
+            resp.responses.push(TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(parts));
+        }
+        if acks == 0 {
+            return Reply::Nothing;
+        }
+        if waits.is_empty() {
+            return match encode(ApiKey::Produce, v, cid, &resp) {
+                Ok(b) => Reply::Ready(b),
+                Err(e) => Reply::Deferred(Box::pin(async move { Err(e) })),
+            };
+        }
+        let timeout = Duration::from_millis(r.timeout_ms.clamp(0, PRODUCE_TIMEOUT_MS_MAX) as u64);
+        Reply::Deferred(Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            for (ti, pi, rx) in waits {
+                let pr = &mut resp.responses[ti].partition_responses[pi];
+                let err = match tokio::time::timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(()))) => None,
+                    Ok(Ok(Err(e))) => Some((code(&e), e.to_string())),
+                    Ok(Err(_)) => Some((code(&BrokerError::ShuttingDown), "the node stopped before the write was durable".to_string())),
+                    // Kafka's answer when acks cannot be gathered in time; the records may
+                    // still become durable, so a retry may duplicate them (as in Kafka).
+                    Err(_) => Some((ResponseError::RequestTimedOut.code(), "timed out waiting for fsync".to_string())),
+                };
+                if let Some((c, msg)) = err {
+                    pr.error_code = c;
+                    pr.base_offset = -1;
+                    if v >= 8 {
+                        pr.error_message = Some(s(msg));
+                    }
+                }
+            }
+            encode(ApiKey::Produce, v, cid, &resp)
+        }))
+    }
+
+    /// One pass over a fetch's partitions. Returns the response and its record bytes.
+    fn fetch_once(&self, r: &FetchRequest) -> (FetchResponse, usize, bool) {
+        let mut resp = FetchResponse::default();
+        let mut remaining = if r.max_bytes <= 0 { i32::MAX as usize } else { r.max_bytes as usize };
+        let mut total = 0usize;
+        let mut any_error = false;
+        for t in &r.topics {
+            let mut parts = Vec::new();
+            for p in &t.partitions {
+                let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
+                let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+                let read = if limit == 0 && total > 0 {
+                    // The response is full: report offsets without records.
+                    self.broker.fetch(t.topic.as_str(), p.partition, p.fetch_offset, 0).map(|mut f| {
+                        f.bytes.clear();
+                        f
+                    })
+                } else {
+                    // KIP-74: the first batch is returned whole even past the limits.
+                    self.broker.fetch(t.topic.as_str(), p.partition, p.fetch_offset, limit.max(1))
+                };
+                match read {
+                    Ok(f) => {
+                        pd.high_watermark = f.high_watermark;
+                        pd.last_stable_offset = f.high_watermark;
+                        pd.log_start_offset = f.log_start_offset;
+                        total += f.bytes.len();
+                        remaining = remaining.saturating_sub(f.bytes.len());
+                        pd.records = Some(Bytes::from(f.bytes));
+                    }
+                    Err(e) => {
+                        any_error = true;
+                        pd.error_code = code(&e);
+                        pd.high_watermark = -1;
+                        if let BrokerError::OffsetOutOfRange { start, end, .. } = e {
+                            pd.log_start_offset = start;
+                            pd.high_watermark = end;
+                        }
+                        pd.records = Some(Bytes::new());
+                    }
+                }
+                parts.push(pd);
+            }
+            resp.responses.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(parts));
+        }
+        (resp, total, any_error)
+    }
+
+    /// Fetch with long-polling: answers as soon as `min_bytes` are there, an error
+    /// occurs, or `max_wait_ms` passes. Sessions (KIP-227) are not kept: session id 0
+    /// tells clients to send full fetches, which every client supports.
+    async fn fetch(&self, r: FetchRequest, v: i16) -> FetchResponse {
+        let _ = v;
+        let wait = Duration::from_millis(r.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.broker.data_version();
+        loop {
+            changes.borrow_and_update();
+            let (resp, bytes, any_error) = self.fetch_once(&r);
+            if bytes >= r.min_bytes.max(0) as usize || any_error || tokio::time::Instant::now() >= deadline {
+                return resp;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return resp; },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    fn list_offsets(&self, r: ListOffsetsRequest, v: i16) -> ListOffsetsResponse {
+        let mut resp = ListOffsetsResponse::default();
+        for t in r.topics {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut pr = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    match self.broker.list_offset(t.name.as_str(), p.partition_index, p.timestamp) {
+                        Ok(found) => {
+                            let (offset, ts) = found.unwrap_or((-1, -1));
+                            pr.offset = offset;
+                            pr.timestamp = ts;
+                            if v >= 4 {
+                                pr.leader_epoch = 0;
+                            }
+                        }
+                        Err(e) => {
+                            pr.error_code = match e {
+                                // A special timestamp this version cannot serve.
+                                BrokerError::InvalidConfig(_) => ResponseError::UnsupportedVersion.code(),
+                                e => code(&e),
+                            };
+                            pr.offset = -1;
+                            pr.timestamp = -1;
+                        }
+                    }
+                    pr
+                })
+                .collect();
+            resp.topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
+        }
+        resp
+    }
+
+    fn describe_entries(&self, entries: Vec<ConfigEntry>) -> Vec<CreatableTopicConfigs> {
+        entries
+            .into_iter()
+            .map(|e| {
+                CreatableTopicConfigs::default()
+                    .with_name(s(e.name))
+                    .with_value(Some(s(e.value)))
+                    .with_config_source(if e.is_default { CONFIG_SOURCE_DEFAULT } else { CONFIG_SOURCE_TOPIC })
+            })
+            .collect()
+    }
+
+    fn create_topics(&self, r: CreateTopicsRequest, v: i16) -> CreateTopicsResponse {
+        let mut resp = CreateTopicsResponse::default();
+        let mut seen = HashSet::new();
+        let dupes: HashSet<String> = r.topics.iter().filter(|t| !seen.insert(t.name.to_string())).map(|t| t.name.to_string()).collect();
+        for t in r.topics {
+            let mut res = CreatableTopicResult::default().with_name(t.name.clone());
+            let outcome = (|| {
+                if dupes.contains(t.name.as_str()) {
+                    return Err((ResponseError::InvalidRequest.code(), format!("topic {} appears more than once in the request", t.name.as_str())));
+                }
+                let mut partitions = t.num_partitions;
+                let mut replication = t.replication_factor;
+                if !t.assignments.is_empty() {
+                    let node = BrokerId(self.broker.node_id());
+                    if t.num_partitions != -1 || t.replication_factor != -1 || t.assignments.iter().any(|a| a.broker_ids != [node]) {
+                        return Err((ResponseError::InvalidReplicaAssignment.code(), format!("replica assignments must name only broker {}, with partitions and replication factor -1", node.0)));
+                    }
+                    partitions = t.assignments.len() as i32;
+                    replication = 1;
+                }
+                let mut configs = BTreeMap::new();
+                for c in &t.configs {
+                    let Some(value) = &c.value else {
+                        return Err((ResponseError::InvalidConfig.code(), format!("config {} has a null value", c.name.as_str())));
+                    };
+                    configs.insert(c.name.to_string(), value.to_string());
+                }
+                self.broker.create_topic(t.name.as_str(), partitions, replication, configs, r.validate_only).map_err(|e| (code(&e), e.to_string()))
+            })();
+            match outcome {
+                Ok(topic) => {
+                    if v >= 5 {
+                        res.num_partitions = if r.validate_only { t.num_partitions.max(if t.num_partitions == -1 { self.broker.config().default_partitions } else { 1 }) } else { topic.partition_count() };
+                        res.replication_factor = 1;
+                        res.configs = Some(self.describe_entries(topic.configs().describe()));
+                    }
+                    if v >= 7 {
+                        res.topic_id = topic.id;
+                    }
+                }
+                Err((c, msg)) => {
+                    res.error_code = c;
+                    if v >= 1 {
+                        res.error_message = Some(s(msg));
+                    }
+                    if v >= 5 {
+                        res.num_partitions = -1;
+                        res.replication_factor = -1;
+                    }
+                }
+            }
+            resp.topics.push(res);
+        }
+        resp
+    }
+
+    fn delete_topics(&self, r: DeleteTopicsRequest, v: i16) -> DeleteTopicsResponse {
+        let mut resp = DeleteTopicsResponse::default();
+        let targets: Vec<(Option<TopicName>, uuid::Uuid)> = if v >= 6 { r.topics.into_iter().map(|t| (t.name, t.topic_id)).collect() } else { r.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect() };
+        for (name, id) in targets {
+            let mut res = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+            let name = match (&name, id.is_nil()) {
+                (Some(n), _) => Ok(n.to_string()),
+                (None, false) => self.broker.topic_by_id(id).map(|t| t.name.clone()).ok_or(ResponseError::UnknownTopicId.code()),
+                (None, true) => Err(ResponseError::InvalidRequest.code()),
+            };
+            match name.and_then(|n| self.broker.delete_topic(&n).map(|id| (n, id)).map_err(|e| code(&e))) {
+                Ok((n, deleted)) => {
+                    res.name = Some(topic_name(&n));
+                    if v >= 6 {
+                        res.topic_id = deleted;
+                    }
+                }
+                Err(c) => {
+                    res.error_code = c;
+                    if v >= 5 {
+                        res.error_message = ResponseError::try_from_code(c).map(|e| s(e.to_string()));
+                    }
+                }
+            }
+            resp.responses.push(res);
+        }
+        resp
+    }
+
+    fn create_partitions(&self, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+        let mut resp = CreatePartitionsResponse::default();
+        for t in r.topics {
+            let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if let Err(e) = self.broker.create_partitions(t.name.as_str(), t.count, r.validate_only) {
+                res.error_code = code(&e);
+                res.error_message = Some(s(e.to_string()));
+            }
+            resp.results.push(res);
+        }
+        resp
+    }
+
+    fn describe_configs(&self, r: DescribeConfigsRequest, v: i16) -> DescribeConfigsResponse {
+        let mut resp = DescribeConfigsResponse::default();
+        for res in r.resources {
+            let mut out = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            let entries = match res.resource_type {
+                RESOURCE_TOPIC => self.broker.topic(res.resource_name.as_str()).map(|t| t.configs().describe()).ok_or_else(|| BrokerError::UnknownTopicOrPartition(res.resource_name.to_string())),
+                RESOURCE_BROKER => Ok(broker_entries(&self.broker)),
+                other => Err(BrokerError::InvalidConfig(format!("resource type {other} is not supported"))),
+            };
+            match entries {
+                Ok(entries) => {
+                    let keys = res.configuration_keys.as_ref().map(|k| k.iter().map(|k| k.to_string()).collect::<HashSet<_>>());
+                    out.configs = entries
+                        .into_iter()
+                        .filter(|e| keys.as_ref().is_none_or(|k| k.contains(e.name)))
+                        .map(|e| {
+                            let source = if res.resource_type == RESOURCE_BROKER {
+                                CONFIG_SOURCE_STATIC_BROKER
+                            } else if e.is_default {
+                                CONFIG_SOURCE_DEFAULT
+                            } else {
+                                CONFIG_SOURCE_TOPIC
+                            };
+                            let mut c = DescribeConfigsResourceResult::default().with_name(s(e.name)).with_value(Some(s(e.value.clone()))).with_read_only(res.resource_type == RESOURCE_BROKER).with_config_source(source);
+                            if r.include_synonyms {
+                                c.synonyms = vec![DescribeConfigsSynonym::default().with_name(s(e.name)).with_value(Some(s(e.value))).with_source(source)];
+                            }
+                            if v >= 3 {
+                                c.config_type = e.kind as i8;
+                                if r.include_documentation {
+                                    c.documentation = Some(s(e.doc));
+                                }
+                            }
+                            c
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    out.error_code = match &e {
+                        BrokerError::InvalidConfig(_) => ResponseError::InvalidRequest.code(),
+                        e => code(e),
+                    };
+                    out.error_message = Some(s(e.to_string()));
+                }
+            }
+            resp.results.push(out);
+        }
+        resp
+    }
+
+    /// Applies a topic's new overrides, or explains why not, as an (error code, message).
+    fn apply_topic_configs(&self, resource_type: i8, name: &str, validate_only: bool, edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>) -> (i16, Option<StrBytes>) {
+        if resource_type != RESOURCE_TOPIC {
+            return (ResponseError::InvalidRequest.code(), Some(s("only topic configs can be altered; broker settings are command-line flags")));
+        }
+        let Some(topic) = self.broker.topic(name) else {
+            return (ResponseError::UnknownTopicOrPartition.code(), Some(s(format!("unknown topic {name}"))));
+        };
+        let mut overrides = topic.configs().overrides().clone();
+        if let Err(msg) = edit(&mut overrides) {
+            return (ResponseError::InvalidConfig.code(), Some(s(msg)));
+        }
+        match self.broker.set_topic_configs(name, overrides, validate_only) {
+            Ok(()) => (0, None),
+            Err(e) => (code(&e), Some(s(e.to_string()))),
+        }
+    }
+
+    fn alter_configs(&self, r: AlterConfigsRequest) -> AlterConfigsResponse {
+        let mut resp = AlterConfigsResponse::default();
+        for res in r.resources {
+            // AlterConfigs replaces the whole set: configs left out return to defaults.
+            let (c, msg) = self.apply_topic_configs(res.resource_type, res.resource_name.as_str(), r.validate_only, |o| {
+                o.clear();
+                for c in &res.configs {
+                    if let Some(v) = &c.value {
+                        o.insert(c.name.to_string(), v.to_string());
+                    }
+                }
+                Ok(())
+            });
+            resp.responses.push(AlterConfigsResourceResponse::default().with_error_code(c).with_error_message(msg).with_resource_type(res.resource_type).with_resource_name(res.resource_name));
+        }
+        resp
+    }
+
+    fn incremental_alter_configs(&self, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+        let mut resp = IncrementalAlterConfigsResponse::default();
+        for res in r.resources {
+            let (c, msg) = self.apply_topic_configs(res.resource_type, res.resource_name.as_str(), r.validate_only, |o| {
+                for c in &res.configs {
+                    let name = c.name.to_string();
+                    let value = c.value.as_ref().map(|v| v.to_string());
+                    match (c.config_operation, value) {
+                        (OP_SET, Some(v)) => {
+                            o.insert(name, v);
+                        }
+                        (OP_DELETE, _) => {
+                            o.remove(&name);
+                        }
+                        (OP_APPEND | OP_SUBTRACT, Some(v)) => {
+                            let is_list = keel_broker::config::TOPIC_CONFIGS.iter().any(|d| d.name == name && d.kind == keel_broker::ConfigType::List);
+                            if !is_list {
+                                return Err(format!("{name} is not a list; APPEND and SUBTRACT apply only to lists"));
+                            }
+                            let current = o.get(&name).cloned().unwrap_or_else(|| keel_broker::config::TOPIC_CONFIGS.iter().find(|d| d.name == name).map(|d| d.default.to_string()).unwrap_or_default());
+                            let mut items: Vec<String> = current.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect();
+                            for x in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                                if c.config_operation == OP_APPEND {
+                                    if !items.iter().any(|i| i == x) {
+                                        items.push(x.to_string());
+                                    }
+                                } else {
+                                    items.retain(|i| i != x);
+                                }
+                            }
+                            o.insert(name, items.join(","));
+                        }
+                        (OP_SET | OP_APPEND | OP_SUBTRACT, None) => return Err(format!("{name}: a null value needs the DELETE operation")),
+                        (op, _) => return Err(format!("{name}: unknown config operation {op}")),
+                    }
+                }
+                Ok(())
+            });
+            resp.responses.push(IncrementalAlterConfigsResponseResource::default().with_error_code(c).with_error_message(msg).with_resource_type(res.resource_type).with_resource_name(res.resource_name));
+        }
+        resp
+    }
+
+    fn describe_cluster(&self, r: DescribeClusterRequest) -> DescribeClusterResponse {
+        let mut resp = DescribeClusterResponse::default();
+        if r.endpoint_type > 1 {
+            resp.error_code = ResponseError::InvalidRequest.code();
+            resp.error_message = Some(s("this node serves broker endpoints only"));
+            return resp;
+        }
+        resp.cluster_id = s(self.broker.cluster_id());
+        resp.controller_id = BrokerId(self.broker.node_id());
+        resp.brokers = vec![DescribeClusterBroker::default().with_broker_id(BrokerId(self.broker.node_id())).with_host(s(&self.advertised.host)).with_port(self.advertised.port)];
+        resp
+    }
+}
+
+type FetchPartitionData = fetch_response::PartitionData;
+type IncrementalAlterConfigsResponseResource = incremental_alter_configs_response::AlterConfigsResourceResponse;
+type AlterConfigsResourceResponse = alter_configs_response::AlterConfigsResourceResponse;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const CONFIG_SOURCE_TOPIC: i8 = 1;
+const CONFIG_SOURCE_STATIC_BROKER: i8 = 4;
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// The node's settings as read-only broker configs, under Kafka's names.
+fn broker_entries(b: &Broker) -> Vec<ConfigEntry> {
+    use keel_broker::ConfigType as T;
+    let c = b.config();
+    let entry = |name, value: String, kind, doc| ConfigEntry { name, value, is_default: false, kind, doc };
+    vec![
+        entry("broker.id", c.node_id.to_string(), T::Int, "This node's id."),
+        entry("num.partitions", c.default_partitions.to_string(), T::Int, "Partitions of an auto-created topic."),
+        entry("auto.create.topics.enable", c.auto_create_topics.to_string(), T::Boolean, "Create unknown topics on first Metadata request."),
+        entry("log.dirs", c.data_dir.display().to_string(), T::String, "Where partition logs live."),
+    ]
+}

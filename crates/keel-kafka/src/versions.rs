@@ -1,0 +1,39 @@
+//! The APIs and versions this node answers: what ApiVersions advertises, and the
+//! gate every request passes. An API not listed here is never decoded.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
+/// Produce v10+ and Fetch v13+ (topic ids in place of names, KIP-516 / KIP-951),
+/// ListOffsets v7+ (max-timestamp lookups, KIP-734), Metadata v13 (top-level error).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported range of `api_key`, if Keel answers it at all.
+pub fn range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
+    SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == api_key)
+}
+
+// Every advertised range must lie inside what the codec can encode.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advertised_versions_are_within_the_codec() {
+        for &(k, lo, hi) in super::SUPPORTED {
+            let v = k.valid_versions();
+            assert!(v.min <= lo && hi <= v.max && lo <= hi, "{k:?} {lo}..={hi} vs codec {v:?}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `keel`: the node and its tools in one binary.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use keel_broker::{Broker, BrokerConfig, SystemClock};
+use keel_kafka::handlers::{Advertised, Handler};
+use keel_kafka::ServerConfig;
+
+#[derive(Parser)]
+#[command(name = "keel", version, about = "Keel: a Kafka-compatible broker on a durable log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node with embedded defaults (data in ./keel-data, Kafka on 127.0.0.1:9092).
+    Dev(DevArgs),
+    /// Measure produce or consume throughput and latency against a running node.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Where partition logs and metadata live.
+    #[arg(long, default_value = "./keel-data")]
+    data_dir: PathBuf,
+    /// Address of the Kafka listener.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_addr: String,
+    /// Address to advertise in Metadata, if not the listener's own.
+    #[arg(long)]
+    advertised_addr: Option<String>,
+    /// Partitions of auto-created topics (Kafka's num.partitions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    num_partitions: i32,
+    /// Do not create topics on first use (Kafka's auto.create.topics.enable=false).
+    #[arg(long)]
+    no_auto_create_topics: bool,
+    /// Most partitions this node will hold.
+    #[arg(long, default_value_t = 4096)]
+    partitions_max: usize,
+    /// Most open client connections.
+    #[arg(long, default_value_t = 1024)]
+    connections_max: usize,
+    /// How often retention runs, in milliseconds (Kafka's log.retention.check.interval.ms).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..))]
+    retention_check_ms: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")?;
+    match cli.command {
+        Command::Dev(args) => rt.block_on(dev(args)),
+        Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
+    }
+}
+
+async fn dev(args: DevArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.kafka_addr).await.with_context(|| format!("listen on {}", args.kafka_addr))?;
+    let local = listener.local_addr()?;
+    let advertised = match &args.advertised_addr {
+        Some(a) => {
+            let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertised-addr {a}: expected HOST:PORT"))?;
+            Advertised { host: h.to_string(), port: p.parse().with_context(|| format!("--advertised-addr {a}: bad port"))? }
+        }
+        None => {
+            anyhow::ensure!(!local.ip().is_unspecified(), "--kafka-addr {local} listens on every interface; say which address clients should use with --advertised-addr");
+            Advertised { host: local.ip().to_string(), port: i32::from(local.port()) }
+        }
+    };
+    let mut config = BrokerConfig::new(&args.data_dir);
+    config.default_partitions = args.num_partitions;
+    config.auto_create_topics = !args.no_auto_create_topics;
+    config.partitions_max = args.partitions_max;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock))).await?.context("open data directory")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let ticker = {
+        let broker = broker.clone();
+        let mut stop = stop_rx.clone();
+        let retention_every = Duration::from_millis(args.retention_check_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut last_retention = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                    _ = tick.tick() => {}
+                }
+                let retention = last_retention.elapsed() >= retention_every;
+                if retention {
+                    last_retention = tokio::time::Instant::now();
+                }
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.tick(retention)).await;
+            }
+        })
+    };
+
+    let handler = Handler::new(broker.clone(), advertised.clone());
+    let server_config = ServerConfig { connections_max: args.connections_max, ..ServerConfig::default() };
+    let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
+    let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
+    let topics = broker.topics().len();
+    println!("Keel {} is up (node {}, cluster {})", env!("CARGO_PKG_VERSION"), broker.node_id(), broker.cluster_id());
+    println!("  Kafka:  {}:{}   try: kcat -b {}:{} -L", advertised.host, advertised.port, advertised.host, advertised.port);
+    println!("  Data:   {} ({topics} topics)", data_dir.display());
+    println!("  Stop:   Ctrl-C");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = ticker.await;
+    tokio::task::spawn_blocking(move || broker.shutdown()).await?.context("close logs")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+    Ok(())
+}
