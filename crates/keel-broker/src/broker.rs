@@ -339,6 +339,11 @@ impl Broker {
         self.inner.data_version.subscribe()
     }
 
+    /// How many fetches are parked waiting for data (each holds a `data_version`).
+    pub fn parked_fetches(&self) -> usize {
+        self.inner.data_version.receiver_count()
+    }
+
     fn open_topic(&self, name: &str, id: Uuid, partitions: i32, configs: TopicConfigs, fresh: bool) -> Result<Arc<Topic>> {
         let topic = Arc::new(Topic { name: name.to_string(), id, configs: RwLock::new(configs), partitions: RwLock::new(Vec::new()) });
         self.add_partitions(&topic, partitions, fresh)?;
