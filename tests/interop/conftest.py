@@ -53,7 +53,13 @@ class Node:
             [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap, *self.extra],
             stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": "info"},
         )
-        self.banner = self.proc.stdout.readline().decode()
+        lines = []
+        for _ in range(10):
+            line = self.proc.stdout.readline().decode()
+            lines.append(line)
+            if not line or line.strip().startswith("Stop:"):
+                break
+        self.banner = "".join(lines)
         assert "is up" in self.banner, f"keel did not start: {self.banner!r}\n{self.log.read_text()[-3000:]}"
         wait_until(self._accepting, what=f"keel on {self.bootstrap}")
         return self

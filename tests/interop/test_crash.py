@@ -70,3 +70,22 @@ def test_kill_9_mid_stream_loses_no_acknowledged_record(make_node):
     where = {v: (part, o) for part, vals in stored.items() for v, o in vals}
     for v, part, off in acked_now:
         assert where.get(v) == (part, off), f"acknowledged record {v} at {part}/{off} is missing or moved"
+
+
+def test_sigterm_and_ctrl_c_stop_cleanly_and_keep_everything(make_node):
+    import signal
+    node = make_node().start()
+    assert f"Kafka:  {node.bootstrap}" in node.banner and str(node.data_dir) in node.banner
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all"})
+    for i in range(1000):
+        p.produce("clean", value=b"%d" % i)
+    assert p.flush(30) == 0
+    assert node.stop(signal.SIGTERM) == 0
+    assert "stopped cleanly" in node.logs()
+    assert (node.data_dir / "clean-0" / "clean-shutdown").exists()
+
+    node = make_node(port=node.port).start()
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "c", "enable.auto.commit": False})
+    assert c.get_watermark_offsets(TopicPartition("clean", 0), timeout=10) == (0, 1000)
+    c.close()
+    assert node.stop(signal.SIGINT) == 0, "Ctrl-C stops cleanly too"

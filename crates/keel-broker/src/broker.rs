@@ -26,7 +26,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 }
 
@@ -168,7 +171,10 @@ impl Partition {
             Ok(()) => s.log.complete_flush(job).map_err(BrokerError::from),
             Err(e) => {
                 s.log.fail_flush(job);
-                Err(BrokerError::Storage(format!("fsync {}: {e}", s.log.dir().display())))
+                Err(BrokerError::Storage(format!(
+                    "fsync {}: {e}",
+                    s.log.dir().display()
+                )))
             }
         };
         match outcome {
@@ -177,7 +183,9 @@ impl Partition {
                 s.unflushed_messages = 0;
                 // The clock is not needed for correctness here, only for flush.ms pacing.
                 s.last_flush_ms = SystemClock.now_ms();
-                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.waiters).into_iter().partition(|(end, _)| *end <= flushed);
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.waiters)
+                    .into_iter()
+                    .partition(|(end, _)| *end <= flushed);
                 s.waiters = waiting;
                 if s.effective.fsync_before_ack() {
                     self.set_high_watermark(flushed);
@@ -231,11 +239,20 @@ impl Topic {
 
     pub fn info(&self) -> TopicInfo {
         let ps = self.partitions.read().expect("partitions lock").clone();
-        TopicInfo { name: self.name.clone(), id: self.id, partitions: ps.iter().map(|p| p.info()).collect() }
+        TopicInfo {
+            name: self.name.clone(),
+            id: self.id,
+            partitions: ps.iter().map(|p| p.info()).collect(),
+        }
     }
 
     fn record(&self) -> TopicRecord {
-        TopicRecord { name: self.name.clone(), id: self.id, partitions: self.partition_count(), configs: self.configs().overrides().clone() }
+        TopicRecord {
+            name: self.name.clone(),
+            id: self.id,
+            partitions: self.partition_count(),
+            configs: self.configs().overrides().clone(),
+        }
     }
 }
 
@@ -283,8 +300,12 @@ impl Broker {
         std::fs::create_dir_all(dir).map_err(|e| storage_err("create data directory", dir, e))?;
         let meta_path = dir.join(META_FILE);
         let meta = match std::fs::read(&meta_path) {
-            Ok(bytes) => serde_json::from_slice::<MetaFile>(&bytes).map_err(|e| storage_err("parse", &meta_path, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile { cluster_id: new_cluster_id(), topics: vec![] },
+            Ok(bytes) => serde_json::from_slice::<MetaFile>(&bytes)
+                .map_err(|e| storage_err("parse", &meta_path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile {
+                cluster_id: new_cluster_id(),
+                topics: vec![],
+            },
             Err(e) => return Err(storage_err("read", &meta_path, e)),
         };
         let (data_version, _) = watch::channel(0u64);
@@ -303,7 +324,12 @@ impl Broker {
         for t in &meta.topics {
             let configs = TopicConfigs::new(t.configs.clone())?;
             let topic = broker.open_topic(&t.name, t.id, t.partitions, configs, false)?;
-            broker.inner.topics.write().expect("topics lock").insert(t.name.clone(), topic);
+            broker
+                .inner
+                .topics
+                .write()
+                .expect("topics lock")
+                .insert(t.name.clone(), topic);
         }
         broker.write_meta()?;
         let weak = Arc::downgrade(&broker.inner);
@@ -313,10 +339,16 @@ impl Broker {
                 let Some(inner) = weak.upgrade() else { return };
                 let flusher_inner = inner.clone();
                 drop(inner);
-                flusher_inner.flusher.run(|| flusher_inner.data_version.send_modify(|v| *v += 1));
+                flusher_inner
+                    .flusher
+                    .run(|| flusher_inner.data_version.send_modify(|v| *v += 1));
             })
             .map_err(|e| BrokerError::Storage(format!("start flusher thread: {e}")))?;
-        *broker.inner.flusher_thread.lock().expect("flusher thread lock") = Some(handle);
+        *broker
+            .inner
+            .flusher_thread
+            .lock()
+            .expect("flusher thread lock") = Some(handle);
         Ok(broker)
     }
 
@@ -344,8 +376,20 @@ impl Broker {
         self.inner.data_version.receiver_count()
     }
 
-    fn open_topic(&self, name: &str, id: Uuid, partitions: i32, configs: TopicConfigs, fresh: bool) -> Result<Arc<Topic>> {
-        let topic = Arc::new(Topic { name: name.to_string(), id, configs: RwLock::new(configs), partitions: RwLock::new(Vec::new()) });
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: TopicConfigs,
+        fresh: bool,
+    ) -> Result<Arc<Topic>> {
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(Vec::new()),
+        });
         self.add_partitions(&topic, partitions, fresh)?;
         Ok(topic)
     }
@@ -361,14 +405,19 @@ impl Broker {
             let existing = std::fs::read_to_string(&marker).ok();
             if existing.as_deref().map(str::trim) != Some(id.as_str()) && dir.exists() {
                 if !fresh {
-                    return Err(BrokerError::Storage(format!("{} belongs to another topic id than {id}; refusing to open it", dir.display())));
+                    return Err(BrokerError::Storage(format!(
+                        "{} belongs to another topic id than {id}; refusing to open it",
+                        dir.display()
+                    )));
                 }
                 // A leftover of a deleted topic of the same name: it is not ours.
-                std::fs::remove_dir_all(&dir).map_err(|e| storage_err("remove stale partition directory", &dir, e))?;
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| storage_err("remove stale partition directory", &dir, e))?;
             }
             let (log, report) = Log::open(&dir, effective.log, now)?;
             if existing.is_none() {
-                write_atomically(&marker, id.as_bytes()).map_err(|e| storage_err("write", &marker, e))?;
+                write_atomically(&marker, id.as_bytes())
+                    .map_err(|e| storage_err("write", &marker, e))?;
             }
             if report.truncated_bytes > 0 || report.segments_removed > 0 {
                 tracing::warn!(topic = %topic.name, partition = index, truncated_bytes = report.truncated_bytes, segments_removed = report.segments_removed, "recovered partition after unclean shutdown");
@@ -377,7 +426,14 @@ impl Broker {
             ps.push(Arc::new(Partition {
                 topic: topic.name.clone(),
                 index,
-                state: Mutex::new(PartitionState { log, effective, waiters: Vec::new(), unflushed_messages: 0, last_flush_ms: now, deleted: false }),
+                state: Mutex::new(PartitionState {
+                    log,
+                    effective,
+                    waiters: Vec::new(),
+                    unflushed_messages: 0,
+                    last_flush_ms: now,
+                    deleted: false,
+                }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
                 data_version: self.inner.data_version.clone(),
@@ -387,27 +443,61 @@ impl Broker {
     }
 
     fn write_meta(&self) -> Result<()> {
-        let topics = self.inner.topics.read().expect("topics lock").values().map(|t| t.record()).collect();
-        let meta = MetaFile { cluster_id: self.inner.cluster_id.clone(), topics };
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .map(|t| t.record())
+            .collect();
+        let meta = MetaFile {
+            cluster_id: self.inner.cluster_id.clone(),
+            topics,
+        };
         let path = self.inner.config.data_dir.join(META_FILE);
-        let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| storage_err("encode", &path, e))?;
+        let bytes =
+            serde_json::to_vec_pretty(&meta).map_err(|e| storage_err("encode", &path, e))?;
         write_atomically(&path, &bytes).map_err(|e| storage_err("write", &path, e))
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.inner.topics.read().expect("topics lock").get(name).cloned()
+        self.inner
+            .topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.inner.topics.read().expect("topics lock").values().find(|t| t.id == id).cloned()
+        self.inner
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.inner.topics.read().expect("topics lock").values().cloned().collect()
+        self.inner
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn partition_count_total(&self) -> usize {
-        self.inner.topics.read().expect("topics lock").values().map(|t| t.partition_count() as usize).sum()
+        self.inner
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .map(|t| t.partition_count() as usize)
+            .sum()
     }
 
     /// The topic, created with defaults if it does not exist and auto-creation is on.
@@ -421,24 +511,45 @@ impl Broker {
         }
         match self.create_topic(name, -1, -1, BTreeMap::new(), false) {
             Ok(t) => {
-                tracing::info!(topic = name, partitions = t.partition_count(), "auto-created topic");
+                tracing::info!(
+                    topic = name,
+                    partitions = t.partition_count(),
+                    "auto-created topic"
+                );
                 Ok(t)
             }
-            Err(BrokerError::TopicAlreadyExists(_)) => self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.into())),
+            Err(BrokerError::TopicAlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.into())),
             Err(e) => Err(e),
         }
     }
 
     /// CreateTopics for one topic. `-1` partitions or replication factor mean the defaults.
-    pub fn create_topic(&self, name: &str, partitions: i32, replication_factor: i16, configs: BTreeMap<String, String>, validate_only: bool) -> Result<Arc<Topic>> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
-        let partitions = if partitions == -1 { self.inner.config.default_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.inner.config.default_partitions
+        } else {
+            partitions
+        };
         let max = self.inner.config.partitions_max;
         if partitions < 1 {
-            return Err(BrokerError::InvalidPartitions(format!("{partitions} partitions; a topic needs at least 1")));
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{partitions} partitions; a topic needs at least 1"
+            )));
         }
         if !(replication_factor == -1 || replication_factor == 1) {
-            return Err(BrokerError::InvalidReplicationFactor(format!("replication factor {replication_factor} is larger than the 1 available broker")));
+            return Err(BrokerError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is larger than the 1 available broker"
+            )));
         }
         let configs = TopicConfigs::new(configs)?;
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
@@ -450,10 +561,19 @@ impl Broker {
             return Err(BrokerError::InvalidPartitions(format!("{partitions} partitions would exceed this node's limit of {max} (it holds {total})")));
         }
         if validate_only {
-            return Ok(Arc::new(Topic { name: name.into(), id: Uuid::nil(), configs: RwLock::new(configs), partitions: RwLock::new(vec![]) }));
+            return Ok(Arc::new(Topic {
+                name: name.into(),
+                id: Uuid::nil(),
+                configs: RwLock::new(configs),
+                partitions: RwLock::new(vec![]),
+            }));
         }
         let topic = self.open_topic(name, Uuid::new_v4(), partitions, configs, true)?;
-        self.inner.topics.write().expect("topics lock").insert(name.to_string(), topic.clone());
+        self.inner
+            .topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), topic.clone());
         if let Err(e) = self.write_meta() {
             self.inner.topics.write().expect("topics lock").remove(name);
             return Err(e);
@@ -464,7 +584,13 @@ impl Broker {
     /// DeleteTopics for one topic: forgotten durably first, then its files removed.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
-        let topic = self.inner.topics.write().expect("topics lock").remove(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let topic = self
+            .inner
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
         self.write_meta()?;
         for p in topic.partitions.read().expect("partitions lock").iter() {
             let mut s = p.lock();
@@ -473,8 +599,11 @@ impl Broker {
                 let _ = tx.send(Err(BrokerError::UnknownTopicOrPartition(name.to_string())));
             }
             let dir = s.log.dir().to_path_buf();
-            let trash = dir.with_file_name(format!("{}-{}.{}-delete", name, p.index, topic.id.simple()));
-            if let Err(e) = std::fs::rename(&dir, &trash).and_then(|_| std::fs::remove_dir_all(&trash)) {
+            let trash =
+                dir.with_file_name(format!("{}-{}.{}-delete", name, p.index, topic.id.simple()));
+            if let Err(e) =
+                std::fs::rename(&dir, &trash).and_then(|_| std::fs::remove_dir_all(&trash))
+            {
                 tracing::warn!(dir = %dir.display(), "could not remove deleted partition: {e}");
             }
         }
@@ -485,15 +614,22 @@ impl Broker {
     /// CreatePartitions: grow a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
-        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
         let have = topic.partition_count();
         if count <= have {
-            return Err(BrokerError::InvalidPartitions(format!("topic {name} has {have} partitions; the new count {count} must be larger")));
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic {name} has {have} partitions; the new count {count} must be larger"
+            )));
         }
         let total = self.partition_count_total();
         let max = self.inner.config.partitions_max;
         if (count - have) as usize > max.saturating_sub(total) {
-            return Err(BrokerError::InvalidPartitions(format!("{} more partitions would exceed this node's limit of {max}", count - have)));
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{} more partitions would exceed this node's limit of {max}",
+                count - have
+            )));
         }
         if validate_only {
             return Ok(());
@@ -504,10 +640,17 @@ impl Broker {
 
     /// Replaces a topic's config overrides (AlterConfigs and IncrementalAlterConfigs
     /// both end here, with the full resulting set).
-    pub fn set_topic_configs(&self, name: &str, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<()> {
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
         let configs = TopicConfigs::new(overrides)?;
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
-        let topic = self.topic(name).ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
         if validate_only {
             return Ok(());
         }
@@ -522,7 +665,9 @@ impl Broker {
     }
 
     fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
-        self.topic(topic).and_then(|t| t.partition(index)).ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
+        self.topic(topic)
+            .and_then(|t| t.partition(index))
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
     }
 
     /// Validates and appends the batches of one partition's produce. All batches are
@@ -539,27 +684,43 @@ impl Broker {
         // Kafka checks min.insync.replicas before appending (KIP-98's NOT_ENOUGH_REPLICAS).
         let isr = 1;
         if acks == -1 && isr < effective.min_insync_replicas {
-            return Err(BrokerError::NotEnoughReplicas { isr, min: effective.min_insync_replicas });
+            return Err(BrokerError::NotEnoughReplicas {
+                isr,
+                min: effective.min_insync_replicas,
+            });
         }
-        let limits = Limits { batch_bytes_max: effective.max_message_bytes, decompressed_bytes_max: self.inner.config.decompressed_batch_bytes_max };
+        let limits = Limits {
+            batch_bytes_max: effective.max_message_bytes,
+            decompressed_bytes_max: self.inner.config.decompressed_batch_bytes_max,
+        };
         let ranges = batch::split(records)?;
         if ranges.is_empty() {
-            return Err(BrokerError::CorruptMessage("the produce carries no record batch".into()));
+            return Err(BrokerError::CorruptMessage(
+                "the produce carries no record batch".into(),
+            ));
         }
         let mut records_total = 0i64;
         for r in &ranges {
-            records_total += i64::from(batch::validate(&records[r.clone()], &limits)?.records_count);
+            records_total +=
+                i64::from(batch::validate(&records[r.clone()], &limits)?.records_count);
         }
         let mut bytes = records.to_vec();
         let now = self.now_ms();
         let mut s = p.lock();
         if s.deleted {
-            return Err(BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")));
+            return Err(BrokerError::UnknownTopicOrPartition(format!(
+                "{topic}-{index}"
+            )));
         }
         let eff = s.effective;
         let mut first = None;
         for r in &ranges {
-            let h = s.log.append(&mut bytes[r.clone()], LEADER_EPOCH, eff.log_append_time, now)?;
+            let h = s.log.append(
+                &mut bytes[r.clone()],
+                LEADER_EPOCH,
+                eff.log_append_time,
+                now,
+            )?;
             first.get_or_insert(h.base_offset);
         }
         let base_offset = first.expect("at least one batch");
@@ -584,7 +745,12 @@ impl Broker {
         if flush {
             self.schedule_flush(&p);
         }
-        Ok(Produced { base_offset, log_append_time_ms: if eff.log_append_time { now } else { -1 }, log_start_offset, durable })
+        Ok(Produced {
+            base_offset,
+            log_append_time_ms: if eff.log_append_time { now } else { -1 },
+            log_start_offset,
+            durable,
+        })
     }
 
     fn schedule_flush(&self, p: &Arc<Partition>) {
@@ -599,20 +765,36 @@ impl Broker {
         let s = p.lock();
         let hw = p.high_watermark();
         let r = s.log.read(offset, max_bytes, hw)?;
-        Ok(Fetched { bytes: r.bytes, high_watermark: hw, log_start_offset: s.log.log_start_offset() })
+        Ok(Fetched {
+            bytes: r.bytes,
+            high_watermark: hw,
+            log_start_offset: s.log.log_start_offset(),
+        })
     }
 
     /// ListOffsets: -2 earliest, -1 latest (the high watermark), else the first
     /// offset with a timestamp at or after `timestamp`. `None` when there is none.
-    pub fn list_offset(&self, topic: &str, index: i32, timestamp: i64) -> Result<Option<(i64, i64)>> {
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        index: i32,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
         let p = self.partition(topic, index)?;
         let s = p.lock();
         let hw = p.high_watermark();
         Ok(match timestamp {
             -2 => Some((s.log.log_start_offset(), -1)),
             -1 => Some((hw, -1)),
-            ts if ts < 0 => return Err(BrokerError::InvalidConfig(format!("unsupported special timestamp {ts}"))),
-            ts => s.log.offset_for_timestamp(ts, hw)?.map(|o| (o.offset, o.timestamp)),
+            ts if ts < 0 => {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "unsupported special timestamp {ts}"
+                )))
+            }
+            ts => s
+                .log
+                .offset_for_timestamp(ts, hw)?
+                .map(|o| (o.offset, o.timestamp)),
         })
     }
 
@@ -627,7 +809,9 @@ impl Broker {
                         tracing::error!(topic = %t.name, partition = p.index, "retention failed: {e}");
                     }
                 }
-                let due = !s.effective.fsync_before_ack() && s.unflushed_messages > 0 && now.saturating_sub(s.last_flush_ms) >= s.effective.flush_ms;
+                let due = !s.effective.fsync_before_ack()
+                    && s.unflushed_messages > 0
+                    && now.saturating_sub(s.last_flush_ms) >= s.effective.flush_ms;
                 drop(s);
                 if due {
                     self.schedule_flush(&p);
@@ -642,10 +826,18 @@ impl Broker {
             return Ok(());
         }
         self.inner.flusher.stop();
-        if let Some(h) = self.inner.flusher_thread.lock().expect("flusher thread lock").take() {
+        if let Some(h) = self
+            .inner
+            .flusher_thread
+            .lock()
+            .expect("flusher thread lock")
+            .take()
+        {
             let _ = h.join();
         }
-        let topics: Vec<_> = std::mem::take(&mut *self.inner.topics.write().expect("topics lock")).into_values().collect();
+        let topics: Vec<_> = std::mem::take(&mut *self.inner.topics.write().expect("topics lock"))
+            .into_values()
+            .collect();
         let mut first_err = None;
         for t in topics {
             for p in std::mem::take(&mut *t.partitions.write().expect("partitions lock")) {
@@ -668,5 +860,7 @@ fn new_cluster_id() -> String {
     // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = Uuid::new_v4().as_u128();
-    (0..22).map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char).collect()
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
 }

@@ -68,17 +68,23 @@ fn def(name: &str) -> Option<&'static ConfigDef> {
 }
 
 fn check(name: &str, value: &str) -> Result<()> {
-    let d = def(name).ok_or_else(|| BrokerError::InvalidConfig(format!("unknown topic config {name:?}")))?;
+    let d = def(name)
+        .ok_or_else(|| BrokerError::InvalidConfig(format!("unknown topic config {name:?}")))?;
     match d.rule {
         Rule::Range(lo, hi) => match value.trim().parse::<i64>() {
             Ok(v) if (lo..=hi).contains(&v) => Ok(()),
-            _ => Err(BrokerError::InvalidConfig(format!("{name}={value:?}: must be an integer in [{lo}, {hi}]"))),
+            _ => Err(BrokerError::InvalidConfig(format!(
+                "{name}={value:?}: must be an integer in [{lo}, {hi}]"
+            ))),
         },
         Rule::OneOf(words) => {
             if words.contains(&value.trim()) {
                 Ok(())
             } else {
-                Err(BrokerError::InvalidConfig(format!("{name}={value:?}: must be one of {}", words.join(", "))))
+                Err(BrokerError::InvalidConfig(format!(
+                    "{name}={value:?}: must be one of {}",
+                    words.join(", ")
+                )))
             }
         }
     }
@@ -127,7 +133,13 @@ impl TopicConfigs {
         }
         let get = |name: &str| -> i64 {
             let d = def(name).expect("config in table");
-            overrides.get(name).map(String::as_str).unwrap_or(d.default).trim().parse().expect("validated integer")
+            overrides
+                .get(name)
+                .map(String::as_str)
+                .unwrap_or(d.default)
+                .trim()
+                .parse()
+                .expect("validated integer")
         };
         let effective = Effective {
             log: LogConfig {
@@ -138,13 +150,21 @@ impl TopicConfigs {
                 index_interval_bytes: get("index.interval.bytes") as u64,
             },
             max_message_bytes: get("max.message.bytes") as usize,
-            log_append_time: overrides.get("message.timestamp.type").is_some_and(|v| v.trim() == "LogAppendTime"),
+            log_append_time: overrides
+                .get("message.timestamp.type")
+                .is_some_and(|v| v.trim() == "LogAppendTime"),
             min_insync_replicas: get("min.insync.replicas") as i32,
             flush_messages: get("flush.messages"),
             flush_ms: get("flush.ms"),
         };
-        let overrides = overrides.into_iter().map(|(k, v)| (k, v.trim().to_string())).collect();
-        Ok(TopicConfigs { overrides, effective })
+        let overrides = overrides
+            .into_iter()
+            .map(|(k, v)| (k, v.trim().to_string()))
+            .collect();
+        Ok(TopicConfigs {
+            overrides,
+            effective,
+        })
     }
 
     pub fn effective(&self) -> &Effective {
@@ -161,7 +181,13 @@ impl TopicConfigs {
             .iter()
             .map(|d| {
                 let o = self.overrides.get(d.name);
-                ConfigEntry { name: d.name, value: o.cloned().unwrap_or_else(|| d.default.to_string()), is_default: o.is_none(), kind: d.kind, doc: d.doc }
+                ConfigEntry {
+                    name: d.name,
+                    value: o.cloned().unwrap_or_else(|| d.default.to_string()),
+                    is_default: o.is_none(),
+                    kind: d.kind,
+                    doc: d.doc,
+                }
             })
             .collect()
     }

@@ -36,7 +36,9 @@ impl From<keel_storage::StorageError> for BrokerError {
         match e {
             S::CorruptBatch(why) => BrokerError::CorruptMessage(why),
             S::BatchTooLarge { size, limit } => BrokerError::MessageTooLarge { size, limit },
-            S::OffsetOutOfRange { offset, start, end } => BrokerError::OffsetOutOfRange { offset, start, end },
+            S::OffsetOutOfRange { offset, start, end } => {
+                BrokerError::OffsetOutOfRange { offset, start, end }
+            }
             e @ (S::Damaged { .. } | S::Io { .. }) => BrokerError::Storage(e.to_string()),
         }
     }

@@ -50,7 +50,10 @@ impl Flusher {
                 }
                 std::mem::take(&mut q.pending)
             };
-            let jobs: Vec<_> = batch.into_iter().filter_map(|p| p.take_flush_job().map(|j| (p, j))).collect();
+            let jobs: Vec<_> = batch
+                .into_iter()
+                .filter_map(|p| p.take_flush_job().map(|j| (p, j)))
+                .collect();
             if jobs.is_empty() {
                 continue;
             }

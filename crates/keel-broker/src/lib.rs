@@ -11,7 +11,10 @@ mod error;
 mod flusher;
 mod names;
 
-pub use broker::{Broker, BrokerConfig, Clock, Fetched, Partition, PartitionInfo, Produced, SystemClock, Topic, TopicInfo};
+pub use broker::{
+    Broker, BrokerConfig, Clock, Fetched, Partition, PartitionInfo, Produced, SystemClock, Topic,
+    TopicInfo,
+};
 pub use config::{ConfigEntry, ConfigType, Effective, TopicConfigs};
 pub use error::{BrokerError, Result};
 pub use names::validate_topic_name;

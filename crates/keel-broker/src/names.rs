@@ -9,13 +9,23 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         return Err(BrokerError::InvalidTopic("the name is empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(BrokerError::InvalidTopic(format!("{name:?} is not allowed")));
+        return Err(BrokerError::InvalidTopic(format!(
+            "{name:?} is not allowed"
+        )));
     }
     if name.len() > TOPIC_NAME_BYTES_MAX {
-        return Err(BrokerError::InvalidTopic(format!("the name is {} characters, the limit is {TOPIC_NAME_BYTES_MAX}", name.len())));
+        return Err(BrokerError::InvalidTopic(format!(
+            "the name is {} characters, the limit is {TOPIC_NAME_BYTES_MAX}",
+            name.len()
+        )));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(BrokerError::InvalidTopic(format!("{name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed")));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(BrokerError::InvalidTopic(format!(
+            "{name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        )));
     }
     Ok(())
 }
@@ -26,10 +36,25 @@ mod tests {
 
     #[test]
     fn kafka_topic_name_rules() {
-        for ok in ["a", "orders.v1", "__consumer_offsets", "A-b_c.9", &"x".repeat(249)] {
+        for ok in [
+            "a",
+            "orders.v1",
+            "__consumer_offsets",
+            "A-b_c.9",
+            &"x".repeat(249),
+        ] {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "a b", "naïve", "a\0", &"x".repeat(250)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "naïve",
+            "a\0",
+            &"x".repeat(250),
+        ] {
             assert!(validate_topic_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -40,22 +40,30 @@ pub struct Pending<R> {
 
 impl<R: Decodable> Pending<R> {
     pub async fn recv(self) -> Result<R> {
-        let mut body = self.rx.await.map_err(|_| anyhow!("connection closed before the {:?} response", self.api_key))?;
-        ResponseHeader::decode(&mut body, self.api_key.response_header_version(self.version))?;
-        R::decode(&mut body, self.version).with_context(|| format!("decode {:?} v{} response", self.api_key, self.version))
+        let mut body = self
+            .rx
+            .await
+            .map_err(|_| anyhow!("connection closed before the {:?} response", self.api_key))?;
+        ResponseHeader::decode(
+            &mut body,
+            self.api_key.response_header_version(self.version),
+        )?;
+        R::decode(&mut body, self.version)
+            .with_context(|| format!("decode {:?} v{} response", self.api_key, self.version))
     }
 }
 
 impl Connection {
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let sock = TcpStream::connect(addr).await.with_context(|| format!("connect to {addr}"))?;
+        let sock = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
         sock.set_nodelay(true)?;
         let (mut rd, wr) = sock.into_split();
         let waiting: Waiters = Arc::default();
         let w = waiting.clone();
         let reader = tokio::spawn(async move {
-            loop {
-                let Ok(len) = rd.read_i32().await else { break };
+            while let Ok(len) = rd.read_i32().await {
                 if !(4..=(256 << 20)).contains(&len) {
                     break;
                 }
@@ -64,7 +72,9 @@ impl Connection {
                     break;
                 }
                 let id = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                let Some((want, tx)) = w.lock().expect("waiters lock").pop_front() else { break };
+                let Some((want, tx)) = w.lock().expect("waiters lock").pop_front() else {
+                    break;
+                };
                 if want != id {
                     break;
                 }
@@ -72,7 +82,12 @@ impl Connection {
             }
             w.lock().expect("waiters lock").clear();
         });
-        Ok(Connection { writer: tokio::sync::Mutex::new(wr), waiting, next_id: AtomicI32::new(1), reader })
+        Ok(Connection {
+            writer: tokio::sync::Mutex::new(wr),
+            waiting,
+            next_id: AtomicI32::new(1),
+            reader,
+        })
     }
 
     fn frame<R: Request>(&self, req: &R, version: i16, id: i32) -> Result<Bytes> {
@@ -97,17 +112,30 @@ impl Connection {
         let bytes = self.frame(req, version, id)?;
         let (tx, rx) = oneshot::channel();
         let mut w = self.writer.lock().await;
-        self.waiting.lock().expect("waiters lock").push_back((id, tx));
+        self.waiting
+            .lock()
+            .expect("waiters lock")
+            .push_back((id, tx));
         w.write_all(&bytes).await.context("send request")?;
         let api_key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key"))?;
-        Ok(Pending { rx, api_key, version, _r: std::marker::PhantomData })
+        Ok(Pending {
+            rx,
+            api_key,
+            version,
+            _r: std::marker::PhantomData,
+        })
     }
 
     /// Writes a request that gets no response (an acks=0 produce).
     pub async fn send_oneway<R: Request>(&self, req: &R, version: i16) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let bytes = self.frame(req, version, id)?;
-        self.writer.lock().await.write_all(&bytes).await.context("send request")
+        self.writer
+            .lock()
+            .await
+            .write_all(&bytes)
+            .await
+            .context("send request")
     }
 
     /// Sends a request and waits for its response.
@@ -117,7 +145,12 @@ impl Connection {
 
     /// Writes raw bytes, for tests of malformed input.
     pub async fn send_raw(&self, bytes: &[u8]) -> Result<()> {
-        self.writer.lock().await.write_all(bytes).await.context("send raw bytes")
+        self.writer
+            .lock()
+            .await
+            .write_all(bytes)
+            .await
+            .context("send raw bytes")
     }
 }
 

@@ -21,7 +21,11 @@ pub enum FrameError {
     UnknownApi { api_key: i16, correlation_id: i32 },
     /// A known API at a version outside the advertised range. For ApiVersions the
     /// server answers with UNSUPPORTED_VERSION (KIP-511); otherwise it closes.
-    UnsupportedVersion { api_key: ApiKey, api_version: i16, correlation_id: i32 },
+    UnsupportedVersion {
+        api_key: ApiKey,
+        api_version: i16,
+        correlation_id: i32,
+    },
     /// The header does not decode.
     BadHeader { correlation_id: i32, why: String },
 }
@@ -29,9 +33,18 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::BadLength(n) => write!(f, "request length {n} is outside [{HEADER_FIXED_BYTES}, {REQUEST_BYTES_MAX}]"),
-            FrameError::UnknownApi { api_key, .. } => write!(f, "api key {api_key} is not supported"),
-            FrameError::UnsupportedVersion { api_key, api_version, .. } => write!(f, "{api_key:?} v{api_version} is not supported"),
+            FrameError::BadLength(n) => write!(
+                f,
+                "request length {n} is outside [{HEADER_FIXED_BYTES}, {REQUEST_BYTES_MAX}]"
+            ),
+            FrameError::UnknownApi { api_key, .. } => {
+                write!(f, "api key {api_key} is not supported")
+            }
+            FrameError::UnsupportedVersion {
+                api_key,
+                api_version,
+                ..
+            } => write!(f, "{api_key:?} v{api_version} is not supported"),
             FrameError::BadHeader { why, .. } => write!(f, "malformed request header: {why}"),
         }
     }
@@ -63,14 +76,29 @@ pub fn parse(mut frame: Bytes) -> Result<Request, FrameError> {
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Some((key, min, max)) = versions::range(api_key) else {
-        return Err(FrameError::UnknownApi { api_key, correlation_id });
+        return Err(FrameError::UnknownApi {
+            api_key,
+            correlation_id,
+        });
     };
     if api_version < min || api_version > max {
-        return Err(FrameError::UnsupportedVersion { api_key: key, api_version, correlation_id });
+        return Err(FrameError::UnsupportedVersion {
+            api_key: key,
+            api_version,
+            correlation_id,
+        });
     }
     let header_version = key.request_header_version(api_version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| FrameError::BadHeader { correlation_id, why: e.to_string() })?;
-    Ok(Request { api_key: key, header, body: frame })
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| FrameError::BadHeader {
+            correlation_id,
+            why: e.to_string(),
+        })?;
+    Ok(Request {
+        api_key: key,
+        header,
+        body: frame,
+    })
 }
 
 /// Frames an encoded response header and body with its length prefix.

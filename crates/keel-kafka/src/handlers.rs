@@ -11,13 +11,21 @@ use anyhow::{bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -65,12 +73,21 @@ fn topic_name(n: &str) -> TopicName {
 }
 
 /// Encodes and frames a response.
-pub fn encode<R: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &R) -> anyhow::Result<Bytes> {
+pub fn encode<R: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> anyhow::Result<Bytes> {
     let size = body.compute_size(version).context("size response")?;
     let mut buf = BytesMut::with_capacity(4 + 8 + size);
     buf.put_i32(0);
-    ResponseHeader::default().with_correlation_id(correlation_id).encode(&mut buf, api_key.response_header_version(version)).context("encode response header")?;
-    body.encode(&mut buf, version).with_context(|| format!("encode {api_key:?} v{version} response"))?;
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, api_key.response_header_version(version))
+        .context("encode response header")?;
+    body.encode(&mut buf, version)
+        .with_context(|| format!("encode {api_key:?} v{version} response"))?;
     Ok(frame::with_length(buf))
 }
 
@@ -81,7 +98,12 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
     r.error_code = error_code;
     r.api_keys = versions::SUPPORTED
         .iter()
-        .map(|&(k, lo, hi)| ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi))
+        .map(|&(k, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(k as i16)
+                .with_min_version(lo)
+                .with_max_version(hi)
+        })
         .collect();
     r
 }
@@ -103,12 +125,17 @@ impl Handler {
         let mut body = req.body;
         macro_rules! decode {
             ($t:ty) => {{
-                let r = <$t>::decode(&mut body, v).with_context(|| format!("decode {:?} v{v}", req.api_key))?;
+                let r = <$t>::decode(&mut body, v)
+                    .with_context(|| format!("decode {:?} v{v}", req.api_key))?;
                 // Kafka ignores bytes after a decoded body, and clients rely on it:
                 // librdkafka 2.16 leaves a 4-byte array-count placeholder in an
                 // all-topics Metadata v9+ request (rd_kafka_MetadataRequest0).
                 if !body.is_empty() {
-                    tracing::debug!("ignoring {} bytes after the {:?} v{v} body", body.len(), req.api_key);
+                    tracing::debug!(
+                        "ignoring {} bytes after the {:?} v{v} body",
+                        body.len(),
+                        req.api_key
+                    );
                 }
                 r
             }};
@@ -194,7 +221,10 @@ impl Handler {
     fn metadata(&self, r: MetadataRequest, v: i16) -> MetadataResponse {
         let node = BrokerId(self.broker.node_id());
         let mut resp = MetadataResponse::default();
-        resp.brokers = vec![MetadataResponseBroker::default().with_node_id(node).with_host(s(&self.advertised.host)).with_port(self.advertised.port)];
+        resp.brokers = vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(s(&self.advertised.host))
+            .with_port(self.advertised.port)];
         if v >= 2 {
             resp.cluster_id = Some(s(self.broker.cluster_id()));
         }
@@ -209,30 +239,55 @@ impl Handler {
         let may_create = v < 4 || r.allow_auto_topic_creation;
         let topic_entry = |t: &keel_broker::Topic| {
             let info = t.info();
-            let mut e = MetadataResponseTopic::default().with_name(Some(topic_name(&info.name))).with_is_internal(info.name.starts_with("__"));
+            let mut e = MetadataResponseTopic::default()
+                .with_name(Some(topic_name(&info.name)))
+                .with_is_internal(info.name.starts_with("__"));
             if v >= 10 {
                 e.topic_id = info.id;
             }
-            e.partitions = info.partitions.iter().map(|p| self.partition_metadata(p)).collect();
+            e.partitions = info
+                .partitions
+                .iter()
+                .map(|p| self.partition_metadata(p))
+                .collect();
             e
         };
         resp.topics = match wanted {
-            None => self.broker.topics().iter().map(|t| topic_entry(t)).collect(),
+            None => self
+                .broker
+                .topics()
+                .iter()
+                .map(|t| topic_entry(t))
+                .collect(),
             Some(list) => list
                 .into_iter()
                 .map(|want| {
                     let found = match (&want.name, want.topic_id.is_nil()) {
                         (Some(n), _) => {
-                            let got = if may_create { self.broker.topic_or_auto_create(n.as_str()) } else { self.broker.topic(n.as_str()).ok_or_else(|| BrokerError::UnknownTopicOrPartition(n.to_string())) };
+                            let got = if may_create {
+                                self.broker.topic_or_auto_create(n.as_str())
+                            } else {
+                                self.broker.topic(n.as_str()).ok_or_else(|| {
+                                    BrokerError::UnknownTopicOrPartition(n.to_string())
+                                })
+                            };
                             got.map_err(|e| (code(&e), Some(n.clone()), want.topic_id))
                         }
-                        (None, false) => self.broker.topic_by_id(want.topic_id).ok_or((ResponseError::UnknownTopicId.code(), None, want.topic_id)),
-                        (None, true) => Err((ResponseError::InvalidRequest.code(), None, want.topic_id)),
+                        (None, false) => self.broker.topic_by_id(want.topic_id).ok_or((
+                            ResponseError::UnknownTopicId.code(),
+                            None,
+                            want.topic_id,
+                        )),
+                        (None, true) => {
+                            Err((ResponseError::InvalidRequest.code(), None, want.topic_id))
+                        }
                     };
                     match found {
                         Ok(t) => topic_entry(&t),
                         Err((err, name, id)) => {
-                            let mut e = MetadataResponseTopic::default().with_error_code(err).with_name(name);
+                            let mut e = MetadataResponseTopic::default()
+                                .with_error_code(err)
+                                .with_name(name);
                             if v >= 10 {
                                 e.topic_id = id;
                             }
@@ -274,7 +329,11 @@ impl Handler {
                 }
                 parts.push(pr);
             }
-            resp.responses.push(TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(parts));
+            resp.responses.push(
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partition_responses(parts),
+            );
         }
         if acks == 0 {
             return Reply::Nothing;
@@ -293,10 +352,16 @@ impl Handler {
                 let err = match tokio::time::timeout_at(deadline, rx).await {
                     Ok(Ok(Ok(()))) => None,
                     Ok(Ok(Err(e))) => Some((code(&e), e.to_string())),
-                    Ok(Err(_)) => Some((code(&BrokerError::ShuttingDown), "the node stopped before the write was durable".to_string())),
+                    Ok(Err(_)) => Some((
+                        code(&BrokerError::ShuttingDown),
+                        "the node stopped before the write was durable".to_string(),
+                    )),
                     // Kafka's answer when acks cannot be gathered in time; the records may
                     // still become durable, so a retry may duplicate them (as in Kafka).
-                    Err(_) => Some((ResponseError::RequestTimedOut.code(), "timed out waiting for fsync".to_string())),
+                    Err(_) => Some((
+                        ResponseError::RequestTimedOut.code(),
+                        "timed out waiting for fsync".to_string(),
+                    )),
                 };
                 if let Some((c, msg)) = err {
                     pr.error_code = c;
@@ -313,7 +378,11 @@ impl Handler {
     /// One pass over a fetch's partitions. Returns the response and its record bytes.
     fn fetch_once(&self, r: &FetchRequest) -> (FetchResponse, usize, bool) {
         let mut resp = FetchResponse::default();
-        let mut remaining = if r.max_bytes <= 0 { i32::MAX as usize } else { r.max_bytes as usize };
+        let mut remaining = if r.max_bytes <= 0 {
+            i32::MAX as usize
+        } else {
+            r.max_bytes as usize
+        };
         let mut total = 0usize;
         let mut any_error = false;
         for t in &r.topics {
@@ -323,13 +392,16 @@ impl Handler {
                 let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
                 let read = if limit == 0 && total > 0 {
                     // The response is full: report offsets without records.
-                    self.broker.fetch(t.topic.as_str(), p.partition, p.fetch_offset, 0).map(|mut f| {
-                        f.bytes.clear();
-                        f
-                    })
+                    self.broker
+                        .fetch(t.topic.as_str(), p.partition, p.fetch_offset, 0)
+                        .map(|mut f| {
+                            f.bytes.clear();
+                            f
+                        })
                 } else {
                     // KIP-74: the first batch is returned whole even past the limits.
-                    self.broker.fetch(t.topic.as_str(), p.partition, p.fetch_offset, limit.max(1))
+                    self.broker
+                        .fetch(t.topic.as_str(), p.partition, p.fetch_offset, limit.max(1))
                 };
                 match read {
                     Ok(f) => {
@@ -353,7 +425,11 @@ impl Handler {
                 }
                 parts.push(pd);
             }
-            resp.responses.push(FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(parts));
+            resp.responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(t.topic.clone())
+                    .with_partitions(parts),
+            );
         }
         (resp, total, any_error)
     }
@@ -369,7 +445,10 @@ impl Handler {
         loop {
             changes.borrow_and_update();
             let (resp, bytes, any_error) = self.fetch_once(&r);
-            if bytes >= r.min_bytes.max(0) as usize || any_error || tokio::time::Instant::now() >= deadline {
+            if bytes >= r.min_bytes.max(0) as usize
+                || any_error
+                || tokio::time::Instant::now() >= deadline
+            {
                 return resp;
             }
             tokio::select! {
@@ -386,8 +465,12 @@ impl Handler {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut pr = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    match self.broker.list_offset(t.name.as_str(), p.partition_index, p.timestamp) {
+                    let mut pr = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    match self
+                        .broker
+                        .list_offset(t.name.as_str(), p.partition_index, p.timestamp)
+                    {
                         Ok(found) => {
                             let (offset, ts) = found.unwrap_or((-1, -1));
                             pr.offset = offset;
@@ -399,7 +482,9 @@ impl Handler {
                         Err(e) => {
                             pr.error_code = match e {
                                 // A special timestamp this version cannot serve.
-                                BrokerError::InvalidConfig(_) => ResponseError::UnsupportedVersion.code(),
+                                BrokerError::InvalidConfig(_) => {
+                                    ResponseError::UnsupportedVersion.code()
+                                }
                                 e => code(&e),
                             };
                             pr.offset = -1;
@@ -409,7 +494,11 @@ impl Handler {
                     pr
                 })
                 .collect();
-            resp.topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
+            resp.topics.push(
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(parts),
+            );
         }
         resp
     }
@@ -421,7 +510,11 @@ impl Handler {
                 CreatableTopicConfigs::default()
                     .with_name(s(e.name))
                     .with_value(Some(s(e.value)))
-                    .with_config_source(if e.is_default { CONFIG_SOURCE_DEFAULT } else { CONFIG_SOURCE_TOPIC })
+                    .with_config_source(if e.is_default {
+                        CONFIG_SOURCE_DEFAULT
+                    } else {
+                        CONFIG_SOURCE_TOPIC
+                    })
             })
             .collect()
     }
@@ -429,18 +522,32 @@ impl Handler {
     fn create_topics(&self, r: CreateTopicsRequest, v: i16) -> CreateTopicsResponse {
         let mut resp = CreateTopicsResponse::default();
         let mut seen = HashSet::new();
-        let dupes: HashSet<String> = r.topics.iter().filter(|t| !seen.insert(t.name.to_string())).map(|t| t.name.to_string()).collect();
+        let dupes: HashSet<String> = r
+            .topics
+            .iter()
+            .filter(|t| !seen.insert(t.name.to_string()))
+            .map(|t| t.name.to_string())
+            .collect();
         for t in r.topics {
             let mut res = CreatableTopicResult::default().with_name(t.name.clone());
             let outcome = (|| {
                 if dupes.contains(t.name.as_str()) {
-                    return Err((ResponseError::InvalidRequest.code(), format!("topic {} appears more than once in the request", t.name.as_str())));
+                    return Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!(
+                            "topic {} appears more than once in the request",
+                            t.name.as_str()
+                        ),
+                    ));
                 }
                 let mut partitions = t.num_partitions;
                 let mut replication = t.replication_factor;
                 if !t.assignments.is_empty() {
                     let node = BrokerId(self.broker.node_id());
-                    if t.num_partitions != -1 || t.replication_factor != -1 || t.assignments.iter().any(|a| a.broker_ids != [node]) {
+                    if t.num_partitions != -1
+                        || t.replication_factor != -1
+                        || t.assignments.iter().any(|a| a.broker_ids != [node])
+                    {
                         return Err((ResponseError::InvalidReplicaAssignment.code(), format!("replica assignments must name only broker {}, with partitions and replication factor -1", node.0)));
                     }
                     partitions = t.assignments.len() as i32;
@@ -449,16 +556,35 @@ impl Handler {
                 let mut configs = BTreeMap::new();
                 for c in &t.configs {
                     let Some(value) = &c.value else {
-                        return Err((ResponseError::InvalidConfig.code(), format!("config {} has a null value", c.name.as_str())));
+                        return Err((
+                            ResponseError::InvalidConfig.code(),
+                            format!("config {} has a null value", c.name.as_str()),
+                        ));
                     };
                     configs.insert(c.name.to_string(), value.to_string());
                 }
-                self.broker.create_topic(t.name.as_str(), partitions, replication, configs, r.validate_only).map_err(|e| (code(&e), e.to_string()))
+                self.broker
+                    .create_topic(
+                        t.name.as_str(),
+                        partitions,
+                        replication,
+                        configs,
+                        r.validate_only,
+                    )
+                    .map_err(|e| (code(&e), e.to_string()))
             })();
             match outcome {
                 Ok(topic) => {
                     if v >= 5 {
-                        res.num_partitions = if r.validate_only { t.num_partitions.max(if t.num_partitions == -1 { self.broker.config().default_partitions } else { 1 }) } else { topic.partition_count() };
+                        res.num_partitions = if r.validate_only {
+                            t.num_partitions.max(if t.num_partitions == -1 {
+                                self.broker.config().default_partitions
+                            } else {
+                                1
+                            })
+                        } else {
+                            topic.partition_count()
+                        };
                         res.replication_factor = 1;
                         res.configs = Some(self.describe_entries(topic.configs().describe()));
                     }
@@ -484,15 +610,33 @@ impl Handler {
 
     fn delete_topics(&self, r: DeleteTopicsRequest, v: i16) -> DeleteTopicsResponse {
         let mut resp = DeleteTopicsResponse::default();
-        let targets: Vec<(Option<TopicName>, uuid::Uuid)> = if v >= 6 { r.topics.into_iter().map(|t| (t.name, t.topic_id)).collect() } else { r.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect() };
+        let targets: Vec<(Option<TopicName>, uuid::Uuid)> = if v >= 6 {
+            r.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+        } else {
+            r.topic_names
+                .into_iter()
+                .map(|n| (Some(n), uuid::Uuid::nil()))
+                .collect()
+        };
         for (name, id) in targets {
-            let mut res = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+            let mut res = DeletableTopicResult::default()
+                .with_name(name.clone())
+                .with_topic_id(id);
             let name = match (&name, id.is_nil()) {
                 (Some(n), _) => Ok(n.to_string()),
-                (None, false) => self.broker.topic_by_id(id).map(|t| t.name.clone()).ok_or(ResponseError::UnknownTopicId.code()),
+                (None, false) => self
+                    .broker
+                    .topic_by_id(id)
+                    .map(|t| t.name.clone())
+                    .ok_or(ResponseError::UnknownTopicId.code()),
                 (None, true) => Err(ResponseError::InvalidRequest.code()),
             };
-            match name.and_then(|n| self.broker.delete_topic(&n).map(|id| (n, id)).map_err(|e| code(&e))) {
+            match name.and_then(|n| {
+                self.broker
+                    .delete_topic(&n)
+                    .map(|id| (n, id))
+                    .map_err(|e| code(&e))
+            }) {
                 Ok((n, deleted)) => {
                     res.name = Some(topic_name(&n));
                     if v >= 6 {
@@ -502,7 +646,8 @@ impl Handler {
                 Err(c) => {
                     res.error_code = c;
                     if v >= 5 {
-                        res.error_message = ResponseError::try_from_code(c).map(|e| s(e.to_string()));
+                        res.error_message =
+                            ResponseError::try_from_code(c).map(|e| s(e.to_string()));
                     }
                 }
             }
@@ -515,7 +660,10 @@ impl Handler {
         let mut resp = CreatePartitionsResponse::default();
         for t in r.topics {
             let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if let Err(e) = self.broker.create_partitions(t.name.as_str(), t.count, r.validate_only) {
+            if let Err(e) = self
+                .broker
+                .create_partitions(t.name.as_str(), t.count, r.validate_only)
+            {
                 res.error_code = code(&e);
                 res.error_message = Some(s(e.to_string()));
             }
@@ -527,15 +675,28 @@ impl Handler {
     fn describe_configs(&self, r: DescribeConfigsRequest, v: i16) -> DescribeConfigsResponse {
         let mut resp = DescribeConfigsResponse::default();
         for res in r.resources {
-            let mut out = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            let mut out = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
             let entries = match res.resource_type {
-                RESOURCE_TOPIC => self.broker.topic(res.resource_name.as_str()).map(|t| t.configs().describe()).ok_or_else(|| BrokerError::UnknownTopicOrPartition(res.resource_name.to_string())),
+                RESOURCE_TOPIC => self
+                    .broker
+                    .topic(res.resource_name.as_str())
+                    .map(|t| t.configs().describe())
+                    .ok_or_else(|| {
+                        BrokerError::UnknownTopicOrPartition(res.resource_name.to_string())
+                    }),
                 RESOURCE_BROKER => Ok(broker_entries(&self.broker)),
-                other => Err(BrokerError::InvalidConfig(format!("resource type {other} is not supported"))),
+                other => Err(BrokerError::InvalidConfig(format!(
+                    "resource type {other} is not supported"
+                ))),
             };
             match entries {
                 Ok(entries) => {
-                    let keys = res.configuration_keys.as_ref().map(|k| k.iter().map(|k| k.to_string()).collect::<HashSet<_>>());
+                    let keys = res
+                        .configuration_keys
+                        .as_ref()
+                        .map(|k| k.iter().map(|k| k.to_string()).collect::<HashSet<_>>());
                     out.configs = entries
                         .into_iter()
                         .filter(|e| keys.as_ref().is_none_or(|k| k.contains(e.name)))
@@ -547,9 +708,16 @@ impl Handler {
                             } else {
                                 CONFIG_SOURCE_TOPIC
                             };
-                            let mut c = DescribeConfigsResourceResult::default().with_name(s(e.name)).with_value(Some(s(e.value.clone()))).with_read_only(res.resource_type == RESOURCE_BROKER).with_config_source(source);
+                            let mut c = DescribeConfigsResourceResult::default()
+                                .with_name(s(e.name))
+                                .with_value(Some(s(e.value.clone())))
+                                .with_read_only(res.resource_type == RESOURCE_BROKER)
+                                .with_config_source(source);
                             if r.include_synonyms {
-                                c.synonyms = vec![DescribeConfigsSynonym::default().with_name(s(e.name)).with_value(Some(s(e.value))).with_source(source)];
+                                c.synonyms = vec![DescribeConfigsSynonym::default()
+                                    .with_name(s(e.name))
+                                    .with_value(Some(s(e.value)))
+                                    .with_source(source)];
                             }
                             if v >= 3 {
                                 c.config_type = e.kind as i8;
@@ -575,18 +743,35 @@ impl Handler {
     }
 
     /// Applies a topic's new overrides, or explains why not, as an (error code, message).
-    fn apply_topic_configs(&self, resource_type: i8, name: &str, validate_only: bool, edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>) -> (i16, Option<StrBytes>) {
+    fn apply_topic_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        validate_only: bool,
+        edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
+    ) -> (i16, Option<StrBytes>) {
         if resource_type != RESOURCE_TOPIC {
-            return (ResponseError::InvalidRequest.code(), Some(s("only topic configs can be altered; broker settings are command-line flags")));
+            return (
+                ResponseError::InvalidRequest.code(),
+                Some(s(
+                    "only topic configs can be altered; broker settings are command-line flags",
+                )),
+            );
         }
         let Some(topic) = self.broker.topic(name) else {
-            return (ResponseError::UnknownTopicOrPartition.code(), Some(s(format!("unknown topic {name}"))));
+            return (
+                ResponseError::UnknownTopicOrPartition.code(),
+                Some(s(format!("unknown topic {name}"))),
+            );
         };
         let mut overrides = topic.configs().overrides().clone();
         if let Err(msg) = edit(&mut overrides) {
             return (ResponseError::InvalidConfig.code(), Some(s(msg)));
         }
-        match self.broker.set_topic_configs(name, overrides, validate_only) {
+        match self
+            .broker
+            .set_topic_configs(name, overrides, validate_only)
+        {
             Ok(()) => (0, None),
             Err(e) => (code(&e), Some(s(e.to_string()))),
         }
@@ -596,21 +781,35 @@ impl Handler {
         let mut resp = AlterConfigsResponse::default();
         for res in r.resources {
             // AlterConfigs replaces the whole set: configs left out return to defaults.
-            let (c, msg) = self.apply_topic_configs(res.resource_type, res.resource_name.as_str(), r.validate_only, |o| {
-                o.clear();
-                for c in &res.configs {
-                    if let Some(v) = &c.value {
-                        o.insert(c.name.to_string(), v.to_string());
+            let (c, msg) = self.apply_topic_configs(
+                res.resource_type,
+                res.resource_name.as_str(),
+                r.validate_only,
+                |o| {
+                    o.clear();
+                    for c in &res.configs {
+                        if let Some(v) = &c.value {
+                            o.insert(c.name.to_string(), v.to_string());
+                        }
                     }
-                }
-                Ok(())
-            });
-            resp.responses.push(AlterConfigsResourceResponse::default().with_error_code(c).with_error_message(msg).with_resource_type(res.resource_type).with_resource_name(res.resource_name));
+                    Ok(())
+                },
+            );
+            resp.responses.push(
+                AlterConfigsResourceResponse::default()
+                    .with_error_code(c)
+                    .with_error_message(msg)
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name),
+            );
         }
         resp
     }
 
-    fn incremental_alter_configs(&self, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    fn incremental_alter_configs(
+        &self,
+        r: IncrementalAlterConfigsRequest,
+    ) -> IncrementalAlterConfigsResponse {
         let mut resp = IncrementalAlterConfigsResponse::default();
         for res in r.resources {
             let (c, msg) = self.apply_topic_configs(res.resource_type, res.resource_name.as_str(), r.validate_only, |o| {
@@ -648,7 +847,13 @@ impl Handler {
                 }
                 Ok(())
             });
-            resp.responses.push(IncrementalAlterConfigsResponseResource::default().with_error_code(c).with_error_message(msg).with_resource_type(res.resource_type).with_resource_name(res.resource_name));
+            resp.responses.push(
+                IncrementalAlterConfigsResponseResource::default()
+                    .with_error_code(c)
+                    .with_error_message(msg)
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name),
+            );
         }
         resp
     }
@@ -662,13 +867,17 @@ impl Handler {
         }
         resp.cluster_id = s(self.broker.cluster_id());
         resp.controller_id = BrokerId(self.broker.node_id());
-        resp.brokers = vec![DescribeClusterBroker::default().with_broker_id(BrokerId(self.broker.node_id())).with_host(s(&self.advertised.host)).with_port(self.advertised.port)];
+        resp.brokers = vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(self.broker.node_id()))
+            .with_host(s(&self.advertised.host))
+            .with_port(self.advertised.port)];
         resp
     }
 }
 
 type FetchPartitionData = fetch_response::PartitionData;
-type IncrementalAlterConfigsResponseResource = incremental_alter_configs_response::AlterConfigsResourceResponse;
+type IncrementalAlterConfigsResponseResource =
+    incremental_alter_configs_response::AlterConfigsResourceResponse;
 type AlterConfigsResourceResponse = alter_configs_response::AlterConfigsResourceResponse;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -685,11 +894,37 @@ const OP_SUBTRACT: i8 = 3;
 fn broker_entries(b: &Broker) -> Vec<ConfigEntry> {
     use keel_broker::ConfigType as T;
     let c = b.config();
-    let entry = |name, value: String, kind, doc| ConfigEntry { name, value, is_default: false, kind, doc };
+    let entry = |name, value: String, kind, doc| ConfigEntry {
+        name,
+        value,
+        is_default: false,
+        kind,
+        doc,
+    };
     vec![
-        entry("broker.id", c.node_id.to_string(), T::Int, "This node's id."),
-        entry("num.partitions", c.default_partitions.to_string(), T::Int, "Partitions of an auto-created topic."),
-        entry("auto.create.topics.enable", c.auto_create_topics.to_string(), T::Boolean, "Create unknown topics on first Metadata request."),
-        entry("log.dirs", c.data_dir.display().to_string(), T::String, "Where partition logs live."),
+        entry(
+            "broker.id",
+            c.node_id.to_string(),
+            T::Int,
+            "This node's id.",
+        ),
+        entry(
+            "num.partitions",
+            c.default_partitions.to_string(),
+            T::Int,
+            "Partitions of an auto-created topic.",
+        ),
+        entry(
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            T::Boolean,
+            "Create unknown topics on first Metadata request.",
+        ),
+        entry(
+            "log.dirs",
+            c.data_dir.display().to_string(),
+            T::String,
+            "Where partition logs live.",
+        ),
     ]
 }

@@ -31,7 +31,12 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { connections_max: 1024, in_flight_requests_max: 128, in_flight_bytes_max: 2 * REQUEST_BYTES_MAX, drain_timeout: Duration::from_secs(10) }
+        ServerConfig {
+            connections_max: 1024,
+            in_flight_requests_max: 128,
+            in_flight_bytes_max: 2 * REQUEST_BYTES_MAX,
+            drain_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -40,8 +45,16 @@ const _: () = assert!(2 * REQUEST_BYTES_MAX <= u32::MAX as usize);
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for
 /// open connections to send the replies they owe (up to `drain_timeout`).
-pub async fn serve(listener: TcpListener, handler: Handler, config: ServerConfig, mut shutdown: watch::Receiver<bool>) {
-    assert!(config.in_flight_bytes_max >= REQUEST_BYTES_MAX, "in_flight_bytes_max must hold one largest request");
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    config: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    assert!(
+        config.in_flight_bytes_max >= REQUEST_BYTES_MAX,
+        "in_flight_bytes_max must hold one largest request"
+    );
     let slots = Arc::new(Semaphore::new(config.connections_max));
     let mut conns = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
@@ -70,15 +83,30 @@ pub async fn serve(listener: TcpListener, handler: Handler, config: ServerConfig
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    if tokio::time::timeout(config.drain_timeout, async { while conns.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!("connections still open after {:?}; closing them", config.drain_timeout);
+    if tokio::time::timeout(config.drain_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {:?}; closing them",
+            config.drain_timeout
+        );
         conns.abort_all();
     }
 }
 
 type Queued = (Reply, OwnedSemaphorePermit);
 
-async fn connection(sock: TcpStream, peer: SocketAddr, handler: Handler, config: ServerConfig, mut shutdown: watch::Receiver<bool>, _slot: OwnedSemaphorePermit) {
+async fn connection(
+    sock: TcpStream,
+    peer: SocketAddr,
+    handler: Handler,
+    config: ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
     tracing::debug!(%peer, "connected");
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel::<Queued>(config.in_flight_requests_max);
@@ -98,7 +126,9 @@ async fn connection(sock: TcpStream, peer: SocketAddr, handler: Handler, config:
                 break;
             }
         };
-        let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else { break };
+        let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else {
+            break;
+        };
         let mut buf = BytesMut::zeroed(n);
         if rd.read_exact(&mut buf).await.is_err() {
             break;
@@ -115,9 +145,18 @@ async fn connection(sock: TcpStream, peer: SocketAddr, handler: Handler, config:
                 }
             }
             // KIP-511: answer an ApiVersions of unknown version at v0 with the versions we have.
-            Err(FrameError::UnsupportedVersion { api_key: ApiKey::ApiVersions, correlation_id, api_version }) => {
+            Err(FrameError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                api_version,
+            }) => {
                 tracing::debug!(%peer, api_version, "ApiVersions version unsupported; answering v0");
-                match handlers::encode(ApiKey::ApiVersions, 0, correlation_id, &handlers::api_versions_response(ResponseError::UnsupportedVersion.code())) {
+                match handlers::encode(
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation_id,
+                    &handlers::api_versions_response(ResponseError::UnsupportedVersion.code()),
+                ) {
                     Ok(b) => Reply::Ready(b),
                     Err(_) => break,
                 }
@@ -136,7 +175,11 @@ async fn connection(sock: TcpStream, peer: SocketAddr, handler: Handler, config:
     tracing::debug!(%peer, "disconnected");
 }
 
-async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Queued>, peer: SocketAddr) {
+async fn write_replies(
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Queued>,
+    peer: SocketAddr,
+) {
     let mut w = BufWriter::with_capacity(64 << 10, wr);
     while let Some((reply, permit)) = rx.recv().await {
         let bytes: Bytes = match reply {

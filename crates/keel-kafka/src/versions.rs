@@ -23,7 +23,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The supported range of `api_key`, if Keel answers it at all.
 pub fn range(api_key: i16) -> Option<(ApiKey, i16, i16)> {
-    SUPPORTED.iter().copied().find(|(k, _, _)| *k as i16 == api_key)
+    SUPPORTED
+        .iter()
+        .copied()
+        .find(|(k, _, _)| *k as i16 == api_key)
 }
 
 // Every advertised range must lie inside what the codec can encode.
@@ -33,7 +36,10 @@ mod tests {
     fn advertised_versions_are_within_the_codec() {
         for &(k, lo, hi) in super::SUPPORTED {
             let v = k.valid_versions();
-            assert!(v.min <= lo && hi <= v.max && lo <= hi, "{k:?} {lo}..={hi} vs codec {v:?}");
+            assert!(
+                v.min <= lo && hi <= v.max && lo <= hi,
+                "{k:?} {lo}..={hi} vs codec {v:?}"
+            );
         }
     }
 }

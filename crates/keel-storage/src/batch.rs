@@ -76,7 +76,10 @@ impl BatchHeader {
     /// what the header alone can tell: length bounds and magic.
     pub fn parse(buf: &[u8]) -> Result<Self> {
         if buf.len() < HEADER_BYTES {
-            return Err(corrupt(format!("{} bytes is shorter than a batch header", buf.len())));
+            return Err(corrupt(format!(
+                "{} bytes is shorter than a batch header",
+                buf.len()
+            )));
         }
         let h = BatchHeader {
             base_offset: be_i64(buf, 0),
@@ -94,10 +97,16 @@ impl BatchHeader {
             records_count: be_i32(buf, 57),
         };
         if h.magic != 2 {
-            return Err(corrupt(format!("magic {} is not 2 (only RecordBatch v2 is accepted)", h.magic)));
+            return Err(corrupt(format!(
+                "magic {} is not 2 (only RecordBatch v2 is accepted)",
+                h.magic
+            )));
         }
         if h.batch_length < BATCH_LENGTH_MIN {
-            return Err(corrupt(format!("batch length {} is below the minimum {BATCH_LENGTH_MIN}", h.batch_length)));
+            return Err(corrupt(format!(
+                "batch length {} is below the minimum {BATCH_LENGTH_MIN}",
+                h.batch_length
+            )));
         }
         Ok(h)
     }
@@ -112,7 +121,12 @@ impl BatchHeader {
     }
 
     pub fn codec(&self) -> Result<Codec> {
-        Codec::from_attributes(self.attributes).ok_or_else(|| corrupt(format!("unknown compression codec in attributes {:#x}", self.attributes)))
+        Codec::from_attributes(self.attributes).ok_or_else(|| {
+            corrupt(format!(
+                "unknown compression codec in attributes {:#x}",
+                self.attributes
+            ))
+        })
     }
 
     pub fn is_log_append_time(&self) -> bool {
@@ -129,11 +143,18 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub fn check(batch: &[u8]) -> Result<BatchHeader> {
     let h = BatchHeader::parse(batch)?;
     if h.total_bytes() != batch.len() {
-        return Err(corrupt(format!("batch length {} disagrees with the {} bytes given", h.batch_length, batch.len() - LOG_OVERHEAD.min(batch.len()))));
+        return Err(corrupt(format!(
+            "batch length {} disagrees with the {} bytes given",
+            h.batch_length,
+            batch.len() - LOG_OVERHEAD.min(batch.len())
+        )));
     }
     let crc = compute_crc(batch);
     if crc != h.crc {
-        return Err(corrupt(format!("CRC-32C is {crc:#010x}, header says {:#010x}", h.crc)));
+        return Err(corrupt(format!(
+            "CRC-32C is {crc:#010x}, header says {:#010x}",
+            h.crc
+        )));
     }
     Ok(h)
 }
@@ -155,12 +176,18 @@ pub fn split(buf: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {
     while at < buf.len() {
         let rest = &buf[at..];
         if rest.len() < HEADER_BYTES {
-            return Err(corrupt(format!("{} trailing bytes are shorter than a batch header", rest.len())));
+            return Err(corrupt(format!(
+                "{} trailing bytes are shorter than a batch header",
+                rest.len()
+            )));
         }
         let h = BatchHeader::parse(rest)?;
         let n = h.total_bytes();
         if n > rest.len() {
-            return Err(corrupt(format!("batch claims {n} bytes but {} remain", rest.len())));
+            return Err(corrupt(format!(
+                "batch claims {n} bytes but {} remain",
+                rest.len()
+            )));
         }
         out.push(at..at + n);
         at += n;
@@ -175,14 +202,20 @@ pub fn split(buf: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {
 /// INVALID_RECORD and nothing is written.
 pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
     if batch.len() > limits.batch_bytes_max {
-        return Err(StorageError::BatchTooLarge { size: batch.len(), limit: limits.batch_bytes_max });
+        return Err(StorageError::BatchTooLarge {
+            size: batch.len(),
+            limit: limits.batch_bytes_max,
+        });
     }
     let h = check(batch)?;
     if h.records_count <= 0 {
         return Err(corrupt(format!("batch holds {} records", h.records_count)));
     }
     if i64::from(h.last_offset_delta) + 1 != i64::from(h.records_count) {
-        return Err(corrupt(format!("lastOffsetDelta {} disagrees with {} records", h.last_offset_delta, h.records_count)));
+        return Err(corrupt(format!(
+            "lastOffsetDelta {} disagrees with {} records",
+            h.last_offset_delta, h.records_count
+        )));
     }
     if h.attributes & (1 << 5) != 0 {
         return Err(corrupt("control batches may not be produced by clients"));
@@ -191,7 +224,8 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
     match h.codec()? {
         Codec::None => walk_records(body, h.records_count, |_, _| false)?,
         codec => {
-            let plain = compression::decompress(codec, body, limits.decompressed_bytes_max).map_err(corrupt)?;
+            let plain = compression::decompress(codec, body, limits.decompressed_bytes_max)
+                .map_err(corrupt)?;
             walk_records(&plain, h.records_count, |_, _| false)?;
         }
     }
@@ -202,7 +236,9 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
 fn varint(buf: &[u8], at: &mut usize, max_bytes: usize) -> Result<i64> {
     let mut raw: u64 = 0;
     for i in 0..max_bytes {
-        let b = *buf.get(*at).ok_or_else(|| corrupt("record truncated inside a varint"))?;
+        let b = *buf
+            .get(*at)
+            .ok_or_else(|| corrupt("record truncated inside a varint"))?;
         *at += 1;
         raw |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
@@ -217,7 +253,9 @@ fn skip_bytes(buf: &[u8], at: &mut usize, len: i64, nullable: bool, what: &str) 
         return Ok(());
     }
     if len < 0 || len as u64 > (buf.len() - *at) as u64 {
-        return Err(corrupt(format!("{what} length {len} does not fit the record")));
+        return Err(corrupt(format!(
+            "{what} length {len} does not fit the record"
+        )));
     }
     *at += len as usize;
     Ok(())
@@ -237,14 +275,18 @@ const READ_DECOMPRESSED_BYTES_MAX: usize = 256 << 20;
 pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAndTimestamp>> {
     let h = check(batch)?;
     if h.is_log_append_time() {
-        return Ok((h.max_timestamp >= ts).then_some(OffsetAndTimestamp { offset: h.base_offset, timestamp: h.max_timestamp }));
+        return Ok((h.max_timestamp >= ts).then_some(OffsetAndTimestamp {
+            offset: h.base_offset,
+            timestamp: h.max_timestamp,
+        }));
     }
     let body = &batch[HEADER_BYTES..];
     let plain;
     let records = match h.codec()? {
         Codec::None => body,
         codec => {
-            plain = compression::decompress(codec, body, READ_DECOMPRESSED_BYTES_MAX).map_err(corrupt)?;
+            plain = compression::decompress(codec, body, READ_DECOMPRESSED_BYTES_MAX)
+                .map_err(corrupt)?;
             &plain[..]
         }
     };
@@ -252,7 +294,10 @@ pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAn
     walk_records(records, h.records_count, |i, ts_delta| {
         let t = h.base_timestamp.saturating_add(ts_delta);
         if t >= ts {
-            found = Some(OffsetAndTimestamp { offset: h.base_offset + i64::from(i), timestamp: t });
+            found = Some(OffsetAndTimestamp {
+                offset: h.base_offset + i64::from(i),
+                timestamp: t,
+            });
         }
         found.is_some()
     })?;
@@ -267,7 +312,9 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
     for i in 0..count {
         let len = varint(buf, &mut at, 5)?;
         if len < 0 || len as u64 > (buf.len() - at) as u64 {
-            return Err(corrupt(format!("record {i} length {len} does not fit the batch")));
+            return Err(corrupt(format!(
+                "record {i} length {len} does not fit the batch"
+            )));
         }
         let rec = &buf[at..at + len as usize];
         at += len as usize;
@@ -278,7 +325,9 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
         let ts_delta = varint(rec, &mut p, 10)?;
         let offset_delta = varint(rec, &mut p, 5)?;
         if offset_delta != i64::from(i) {
-            return Err(corrupt(format!("record {i} has offset delta {offset_delta}")));
+            return Err(corrupt(format!(
+                "record {i} has offset delta {offset_delta}"
+            )));
         }
         let key_len = varint(rec, &mut p, 5)?;
         skip_bytes(rec, &mut p, key_len, true, "key")?;
@@ -295,14 +344,20 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
             skip_bytes(rec, &mut p, v, true, "header value")?;
         }
         if p != rec.len() {
-            return Err(corrupt(format!("record {i} has {} stray bytes", rec.len() - p)));
+            return Err(corrupt(format!(
+                "record {i} has {} stray bytes",
+                rec.len() - p
+            )));
         }
         if each(i, ts_delta) {
             return Ok(());
         }
     }
     if at != buf.len() {
-        return Err(corrupt(format!("{} bytes follow the last record", buf.len() - at)));
+        return Err(corrupt(format!(
+            "{} bytes follow the last record",
+            buf.len() - at
+        )));
     }
     Ok(())
 }
@@ -314,7 +369,8 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
 
 /// Sets the partition leader epoch (KIP-101). Not covered by the CRC.
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
-    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Marks a batch as `LogAppendTime` with the broker's time, as Kafka does for topics
@@ -327,9 +383,12 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A record's key and value, either of which may be null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds an uncompressed batch of `(key, value)` records. Used by tests and by
 /// `keel bench`; real producers build their own.
-pub fn build(base_timestamp: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+pub fn build(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (i, (k, v)) in records.iter().enumerate() {
         let mut rec = Vec::new();
@@ -385,7 +444,10 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { batch_bytes_max: 1 << 20, decompressed_bytes_max: 1 << 24 };
+    const LIMITS: Limits = Limits {
+        batch_bytes_max: 1 << 20,
+        decompressed_bytes_max: 1 << 24,
+    };
 
     #[test]
     fn built_batch_validates_and_patching_keeps_crc_valid() {
@@ -397,7 +459,10 @@ mod tests {
         set_partition_leader_epoch(&mut b, 7);
         set_log_append_time(&mut b, 5555);
         let h = check(&b).unwrap();
-        assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 43, 7));
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.partition_leader_epoch),
+            (42, 43, 7)
+        );
         assert!(h.is_log_append_time());
         assert_eq!(h.max_timestamp, 5555);
     }
@@ -409,13 +474,22 @@ mod tests {
         b[23..27].copy_from_slice(&2i32.to_be_bytes());
         let crc = compute_crc(&b);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(validate(&b, &LIMITS), Err(StorageError::CorruptBatch(_))));
+        assert!(matches!(
+            validate(&b, &LIMITS),
+            Err(StorageError::CorruptBatch(_))
+        ));
     }
 
     #[test]
     fn oversized_batch_is_rejected() {
         let b = build(0, &[(None, Some(&[0u8; 2000]))]);
-        let limits = Limits { batch_bytes_max: 1000, ..LIMITS };
-        assert!(matches!(validate(&b, &limits), Err(StorageError::BatchTooLarge { .. })));
+        let limits = Limits {
+            batch_bytes_max: 1000,
+            ..LIMITS
+        };
+        assert!(matches!(
+            validate(&b, &limits),
+            Err(StorageError::BatchTooLarge { .. })
+        ));
     }
 }

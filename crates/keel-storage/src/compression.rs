@@ -52,9 +52,13 @@ pub fn decompress(codec: Codec, input: &[u8], max_bytes: usize) -> Result<Vec<u8
 
 fn read_bounded(r: impl Read, max_bytes: usize, what: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    r.take(max_bytes as u64 + 1).read_to_end(&mut out).map_err(|e| format!("{what}: {e}"))?;
+    r.take(max_bytes as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{what}: {e}"))?;
     if out.len() > max_bytes {
-        return Err(format!("{what}: decompresses to more than {max_bytes} bytes"));
+        return Err(format!(
+            "{what}: decompresses to more than {max_bytes} bytes"
+        ));
     }
     Ok(out)
 }
@@ -62,11 +66,15 @@ fn read_bounded(r: impl Read, max_bytes: usize, what: &str) -> Result<Vec<u8>, S
 fn snappy_block(block: &[u8], out: &mut Vec<u8>, max_bytes: usize) -> Result<(), String> {
     let n = snap::raw::decompress_len(block).map_err(|e| format!("snappy: {e}"))?;
     if out.len() + n > max_bytes {
-        return Err(format!("snappy: decompresses to more than {max_bytes} bytes"));
+        return Err(format!(
+            "snappy: decompresses to more than {max_bytes} bytes"
+        ));
     }
     let start = out.len();
     out.resize(start + n, 0);
-    snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| format!("snappy: {e}"))?;
+    snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(|e| format!("snappy: {e}"))?;
     Ok(())
 }
 
@@ -78,7 +86,9 @@ fn snappy(input: &[u8], max_bytes: usize) -> Result<Vec<u8>, String> {
         snappy_block(input, &mut out, max_bytes)?;
         return Ok(out);
     }
-    let mut rest = input.get(XERIAL_HEADER_BYTES..).ok_or("snappy: truncated xerial header")?;
+    let mut rest = input
+        .get(XERIAL_HEADER_BYTES..)
+        .ok_or("snappy: truncated xerial header")?;
     while !rest.is_empty() {
         if rest.len() < 4 {
             return Err("snappy: truncated block length".into());

@@ -14,7 +14,11 @@ pub enum StorageError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     /// Stored bytes failed their CRC on read: the log is damaged and is not served.
     #[error("stored data failed its check at offset {offset} in {path}: {why}")]
-    Damaged { path: PathBuf, offset: i64, why: String },
+    Damaged {
+        path: PathBuf,
+        offset: i64,
+        why: String,
+    },
     /// An I/O error, with the action and the file it concerned.
     #[error("{action} {path}: {source}")]
     Io {
@@ -26,9 +30,16 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StorageError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> StorageError {
         let path = path.into();
-        move |source| StorageError::Io { action, path, source }
+        move |source| StorageError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

@@ -16,7 +16,11 @@ impl OffsetIndex {
     /// The byte position of the last indexed batch starting at or before `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> u32 {
         let i = self.entries.partition_point(|&(o, _)| o <= relative_offset);
-        if i == 0 { 0 } else { self.entries[i - 1].1 }
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -30,14 +34,19 @@ impl OffsetIndex {
 
     /// Decodes an index file; `None` if it is not a valid index for a log of `log_bytes`.
     pub fn decode(bytes: &[u8], log_bytes: u64) -> Option<Self> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut idx = OffsetIndex::default();
         for c in bytes.chunks_exact(8) {
             let o = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
             let p = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
-            if u64::from(p) >= log_bytes || idx.entries.last().is_some_and(|&(lo, lp)| o <= lo || p <= lp) {
+            if u64::from(p) >= log_bytes
+                || idx
+                    .entries
+                    .last()
+                    .is_some_and(|&(lo, lp)| o <= lo || p <= lp)
+            {
                 return None;
             }
             idx.push(o, p);
@@ -64,7 +73,11 @@ impl TimeIndex {
     /// `>= target` may start: every batch before it has a smaller max timestamp.
     pub fn lookup(&self, target: i64) -> u32 {
         let i = self.entries.partition_point(|&(t, _)| t < target);
-        if i == 0 { 0 } else { self.entries[i - 1].1 }
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1
+        }
     }
 
     /// The segment's max timestamp as far as the index knows, or -1.
@@ -82,7 +95,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let mut idx = TimeIndex::default();
@@ -91,7 +104,11 @@ impl TimeIndex {
             t.copy_from_slice(&c[..8]);
             let t = i64::from_be_bytes(t);
             let o = u32::from_be_bytes([c[8], c[9], c[10], c[11]]);
-            if idx.entries.last().is_some_and(|&(lt, lo)| t <= lt || o < lo) {
+            if idx
+                .entries
+                .last()
+                .is_some_and(|&(lt, lo)| t <= lt || o < lo)
+            {
                 return None;
             }
             idx.entries.push((t, o));
@@ -115,7 +132,11 @@ mod tests {
         assert_eq!(i.lookup(10), 4096);
         assert_eq!(i.lookup(1000), 9000);
         assert_eq!(OffsetIndex::decode(&i.encode(), 10_000), Some(i.clone()));
-        assert_eq!(OffsetIndex::decode(&i.encode(), 9000), None, "a position past the log is invalid");
+        assert_eq!(
+            OffsetIndex::decode(&i.encode(), 9000),
+            None,
+            "a position past the log is invalid"
+        );
         assert_eq!(OffsetIndex::decode(&i.encode()[..7], 10_000), None);
     }
 

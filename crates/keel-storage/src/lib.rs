@@ -16,6 +16,6 @@ mod index;
 mod log;
 mod segment;
 
-pub use error::{Result, StorageError};
 pub use batch::OffsetAndTimestamp;
+pub use error::{Result, StorageError};
 pub use log::{FlushJob, Log, LogConfig, ReadResult, RecoveryReport};

@@ -95,7 +95,9 @@ fn read_i64_file(p: &Path) -> Option<i64> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("sync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io("sync directory", dir))
 }
 
 impl Log {
@@ -116,8 +118,15 @@ impl Log {
         bases.sort_unstable();
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = clean_marker.exists();
-        let recovery_point = if clean { i64::MAX } else { read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(i64::MIN) };
-        let mut report = RecoveryReport { clean_shutdown: clean, ..Default::default() };
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_i64_file(&dir.join(RECOVERY_POINT_FILE)).unwrap_or(i64::MIN)
+        };
+        let mut report = RecoveryReport {
+            clean_shutdown: clean,
+            ..Default::default()
+        };
         let mut segments = BTreeMap::new();
         let mut damaged = false;
         for (i, &base) in bases.iter().enumerate() {
@@ -131,7 +140,8 @@ impl Log {
             // Segments wholly before the recovery point were fsynced when they rolled.
             let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             let trusted = next_base <= recovery_point || clean;
-            let (seg, scan) = Segment::open(dir, base, trusted, config.index_interval_bytes, now_ms)?;
+            let (seg, scan) =
+                Segment::open(dir, base, trusted, config.index_interval_bytes, now_ms)?;
             report.batches_checked += scan.batches;
             report.truncated_bytes += scan.truncated_bytes;
             if scan.truncated_bytes > 0 {
@@ -144,14 +154,23 @@ impl Log {
             sync_dir(dir)?;
         }
         report.segments = segments.len();
-        let active = segments.values().next_back().expect("a log always has a segment");
+        let active = segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment");
         // Whatever survived a crash sits in the page cache at best: make it durable
         // before anything new is acknowledged on top of it.
-        active.file.sync_all().map_err(StorageError::io("sync segment", &active.path))?;
+        active
+            .file
+            .sync_all()
+            .map_err(StorageError::io("sync segment", &active.path))?;
         let log_end_offset = active.next_offset;
         let active_base = active.base_offset;
         if clean {
-            std::fs::remove_file(&clean_marker).map_err(StorageError::io("remove clean-shutdown marker", &clean_marker))?;
+            std::fs::remove_file(&clean_marker).map_err(StorageError::io(
+                "remove clean-shutdown marker",
+                &clean_marker,
+            ))?;
             sync_dir(dir)?;
         }
         let log = Log {
@@ -194,22 +213,39 @@ impl Log {
     }
 
     fn first(&self) -> &Segment {
-        self.segments.values().next().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has a segment")
     }
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
     }
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     /// Appends one validated batch: assigns its offsets (and, with `log_append_time`,
     /// the broker's timestamp), rolling the segment first if it is full or old.
     /// Returns the batch's header as written.
-    pub fn append(&mut self, batch: &mut [u8], leader_epoch: i32, log_append_time: bool, now_ms: i64) -> Result<BatchHeader> {
+    pub fn append(
+        &mut self,
+        batch: &mut [u8],
+        leader_epoch: i32,
+        log_append_time: bool,
+        now_ms: i64,
+    ) -> Result<BatchHeader> {
         let mut h = BatchHeader::parse(batch)?;
         if h.total_bytes() != batch.len() {
-            return Err(StorageError::CorruptBatch("batch length disagrees with its bytes".into()));
+            return Err(StorageError::CorruptBatch(
+                "batch length disagrees with its bytes".into(),
+            ));
         }
         self.maybe_roll(batch.len() as u64, now_ms)?;
         batch::set_base_offset(batch, self.log_end_offset);
@@ -252,13 +288,26 @@ impl Log {
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
         let start = self.log_start_offset();
         if offset < start || offset > self.log_end_offset {
-            return Err(StorageError::OffsetOutOfRange { offset, start, end: self.log_end_offset });
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                start,
+                end: self.log_end_offset,
+            });
         }
-        for seg in self.segments.range(..=offset).next_back().into_iter().map(|(_, s)| s).chain(self.segments.range(offset + 1..).map(|(_, s)| s)) {
+        for seg in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
+        {
             if seg.next_offset <= offset {
                 continue;
             }
-            let Some((pos, first)) = seg.position_of(offset)? else { continue };
+            let Some((pos, first)) = seg.position_of(offset)? else {
+                continue;
+            };
             if first.last_offset() >= max_offset {
                 return Ok(ReadResult::default());
             }
@@ -274,20 +323,32 @@ impl Log {
                 batches += 1;
             }
             if end > seg.size {
-                return Err(StorageError::Damaged { path: seg.path.clone(), offset, why: "batch runs past the end of the segment".into() });
+                return Err(StorageError::Damaged {
+                    path: seg.path.clone(),
+                    offset,
+                    why: "batch runs past the end of the segment".into(),
+                });
             }
             let bytes = seg.read_at(pos, (end - pos) as usize)?;
             let mut at = 0;
             while at < bytes.len() {
                 let h = BatchHeader::parse(&bytes[at..]).and_then(|h| {
                     let n = h.total_bytes();
-                    batch::check(bytes.get(at..at + n).ok_or_else(|| StorageError::CorruptBatch("short".into()))?)
+                    batch::check(
+                        bytes
+                            .get(at..at + n)
+                            .ok_or_else(|| StorageError::CorruptBatch("short".into()))?,
+                    )
                 });
                 match h {
                     Ok(h) => at += h.total_bytes(),
                     Err(e) => {
                         tracing::error!(segment = %seg.path.display(), position = pos + at as u64, "refusing to serve damaged batch: {e}");
-                        return Err(StorageError::Damaged { path: seg.path.clone(), offset, why: e.to_string() });
+                        return Err(StorageError::Damaged {
+                            path: seg.path.clone(),
+                            offset,
+                            why: e.to_string(),
+                        });
                     }
                 }
             }
@@ -300,12 +361,18 @@ impl Log {
     /// record timestamp is `>= ts`, or `None`. Resolution is the batch: the answer is
     /// the first record of the first batch whose max timestamp is `>= ts`, refined to
     /// the exact record for uncompressed CreateTime batches.
-    pub fn offset_for_timestamp(&self, ts: i64, max_offset: i64) -> Result<Option<OffsetAndTimestamp>> {
+    pub fn offset_for_timestamp(
+        &self,
+        ts: i64,
+        max_offset: i64,
+    ) -> Result<Option<OffsetAndTimestamp>> {
         for seg in self.segments.values() {
             if seg.max_timestamp < ts {
                 continue;
             }
-            let Some((pos, h)) = seg.position_of_timestamp(ts)? else { continue };
+            let Some((pos, h)) = seg.position_of_timestamp(ts)? else {
+                continue;
+            };
             if h.base_offset >= max_offset {
                 return Ok(None);
             }
@@ -313,7 +380,10 @@ impl Log {
             let found = batch::first_record_at_or_after(&bytes, ts)
                 .ok()
                 .flatten()
-                .unwrap_or(OffsetAndTimestamp { offset: h.base_offset, timestamp: h.max_timestamp });
+                .unwrap_or(OffsetAndTimestamp {
+                    offset: h.base_offset,
+                    timestamp: h.max_timestamp,
+                });
             return Ok(Some(found));
         }
         Ok(None)
@@ -326,8 +396,11 @@ impl Log {
         let mut total = self.size_bytes() as i64;
         while self.segments.len() > 1 {
             let first = self.first();
-            let expired_by_time = self.config.retention_ms >= 0 && first.max_timestamp >= 0 && now_ms - first.max_timestamp > self.config.retention_ms;
-            let expired_by_size = self.config.retention_bytes >= 0 && total - first.size as i64 >= self.config.retention_bytes;
+            let expired_by_time = self.config.retention_ms >= 0
+                && first.max_timestamp >= 0
+                && now_ms - first.max_timestamp > self.config.retention_ms;
+            let expired_by_size = self.config.retention_bytes >= 0
+                && total - first.size as i64 >= self.config.retention_bytes;
             if !(expired_by_time || expired_by_size) {
                 break;
             }
@@ -348,7 +421,11 @@ impl Log {
         }
         let mut files = std::mem::take(&mut self.unflushed_rolled);
         files.push(self.active().file.clone());
-        Some(FlushJob { files, up_to: self.log_end_offset, recovery_point: self.active().base_offset })
+        Some(FlushJob {
+            files,
+            up_to: self.log_end_offset,
+            recovery_point: self.active().base_offset,
+        })
     }
 
     /// Records that `job` ran successfully.
@@ -364,35 +441,48 @@ impl Log {
     /// Hands back a job's files after a failed fsync so a later job retries them.
     pub fn fail_flush(&mut self, job: &FlushJob) {
         let active = self.active().file.clone();
-        self.unflushed_rolled.extend(job.files.iter().filter(|f| !Arc::ptr_eq(f, &active)).cloned());
+        self.unflushed_rolled.extend(
+            job.files
+                .iter()
+                .filter(|f| !Arc::ptr_eq(f, &active))
+                .cloned(),
+        );
     }
 
     fn write_recovery_point(&self) -> Result<()> {
         let p = self.dir.join(RECOVERY_POINT_FILE);
         let tmp = self.dir.join("recovery-point.tmp");
-        std::fs::write(&tmp, self.recovery_point.to_string()).map_err(StorageError::io("write recovery point", &tmp))?;
+        std::fs::write(&tmp, self.recovery_point.to_string())
+            .map_err(StorageError::io("write recovery point", &tmp))?;
         std::fs::rename(&tmp, &p).map_err(StorageError::io("write recovery point", &p))
     }
 
     /// Flushes everything, writes the indexes and marks the log cleanly closed.
     pub fn close(mut self) -> Result<()> {
         if let Some(job) = self.flush_job() {
-            job.run().map_err(StorageError::io("sync segment", &self.dir))?;
+            job.run()
+                .map_err(StorageError::io("sync segment", &self.dir))?;
             self.complete_flush(&job)?;
         }
         self.active().write_indexes(&self.dir)?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&marker).and_then(|f| f.sync_all()).map_err(StorageError::io("write clean-shutdown marker", &marker))?;
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(StorageError::io("write clean-shutdown marker", &marker))?;
         sync_dir(&self.dir)
     }
 
     /// Removes the log and its directory.
     pub fn delete(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir).map_err(StorageError::io("delete log directory", &self.dir))
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(StorageError::io("delete log directory", &self.dir))
     }
 
     /// File name of the segment holding `offset`, for messages and tests.
     pub fn segment_file_of(&self, offset: i64) -> Option<PathBuf> {
-        self.segments.range(..=offset).next_back().map(|(b, _)| self.dir.join(segment::file_name(*b, "log")))
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| self.dir.join(segment::file_name(*b, "log")))
     }
 }

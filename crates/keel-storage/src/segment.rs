@@ -43,7 +43,12 @@ pub(crate) struct Scan {
 impl Segment {
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(StorageError::io("create segment", &path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StorageError::io("create segment", &path))?;
         Ok(Segment::empty(base_offset, file, path, now_ms))
     }
 
@@ -67,13 +72,32 @@ impl Segment {
     /// they are and only the last batch is read; otherwise (or when they are missing
     /// or invalid) every batch is read and CRC-checked, and anything after the first
     /// bad batch is truncated away.
-    pub fn open(dir: &Path, base_offset: i64, trust_indexes: bool, index_interval_bytes: u64, now_ms: i64) -> Result<(Segment, Scan)> {
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        trust_indexes: bool,
+        index_interval_bytes: u64,
+        now_ms: i64,
+    ) -> Result<(Segment, Scan)> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(StorageError::io("open segment", &path))?;
-        let len = file.metadata().map_err(StorageError::io("stat segment", &path))?.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(StorageError::io("open segment", &path))?;
+        let len = file
+            .metadata()
+            .map_err(StorageError::io("stat segment", &path))?
+            .len();
         let mut seg = Segment::empty(base_offset, file, path, now_ms);
         if trust_indexes && seg.load_indexes(dir, len)? {
-            return Ok((seg, Scan { truncated_bytes: 0, batches: 0 }));
+            return Ok((
+                seg,
+                Scan {
+                    truncated_bytes: 0,
+                    batches: 0,
+                },
+            ));
         }
         let scan = seg.recover(len, index_interval_bytes)?;
         Ok((seg, scan))
@@ -87,7 +111,8 @@ impl Segment {
         ) else {
             return Ok(false);
         };
-        let (Some(oi), Some(ti)) = (OffsetIndex::decode(&oi, len.max(1)), TimeIndex::decode(&ti)) else {
+        let (Some(oi), Some(ti)) = (OffsetIndex::decode(&oi, len.max(1)), TimeIndex::decode(&ti))
+        else {
             return Ok(false);
         };
         // Walk from the last indexed position to the end to learn next_offset and max timestamp.
@@ -95,7 +120,9 @@ impl Segment {
         let mut next = self.base_offset;
         let mut max_ts = ti.last_timestamp();
         while pos < len {
-            let Ok(h) = self.header_at(pos) else { return Ok(false) };
+            let Ok(h) = self.header_at(pos) else {
+                return Ok(false);
+            };
             if pos + h.total_bytes() as u64 > len || h.base_offset < next {
                 return Ok(false);
             }
@@ -139,7 +166,10 @@ impl Segment {
             };
             let total = h.total_bytes() as u64;
             if total > len - pos {
-                break Some(format!("batch at {pos} claims {total} bytes, {} remain", len - pos));
+                break Some(format!(
+                    "batch at {pos} claims {total} bytes, {} remain",
+                    len - pos
+                ));
             }
             buf.resize(total as usize, 0);
             if let Err(e) = r.read_exact(&mut buf[HEADER_BYTES..]) {
@@ -152,10 +182,21 @@ impl Segment {
             // within a segment are dense until compaction exists (then this becomes `<`).
             // The leader epoch is outside the CRC too; epochs never go down along a log.
             if h.partition_leader_epoch < self.last_epoch {
-                break Some(format!("batch at {pos} has leader epoch {} after {}", h.partition_leader_epoch, self.last_epoch));
+                break Some(format!(
+                    "batch at {pos} has leader epoch {} after {}",
+                    h.partition_leader_epoch, self.last_epoch
+                ));
             }
-            if h.base_offset != self.next_offset || h.last_offset_delta < 0 || h.last_offset() - self.base_offset > i64::from(u32::MAX) {
-                break Some(format!("batch at {pos} has offsets {}..={} after {}", h.base_offset, h.last_offset(), self.next_offset));
+            if h.base_offset != self.next_offset
+                || h.last_offset_delta < 0
+                || h.last_offset() - self.base_offset > i64::from(u32::MAX)
+            {
+                break Some(format!(
+                    "batch at {pos} has offsets {}..={} after {}",
+                    h.base_offset,
+                    h.last_offset(),
+                    self.next_offset
+                ));
             }
             self.index_batch(&h, pos, total, index_interval_bytes);
             pos += total;
@@ -165,14 +206,27 @@ impl Segment {
         let truncated_bytes = len - pos;
         if let Some(why) = reason {
             tracing::warn!(segment = %self.path.display(), position = pos, truncated_bytes, "truncating torn or corrupt tail: {why}");
-            self.file.set_len(pos).map_err(StorageError::io("truncate segment", &self.path))?;
-            self.file.sync_all().map_err(StorageError::io("sync segment", &self.path))?;
+            self.file
+                .set_len(pos)
+                .map_err(StorageError::io("truncate segment", &self.path))?;
+            self.file
+                .sync_all()
+                .map_err(StorageError::io("sync segment", &self.path))?;
         }
         self.size = pos;
-        Ok(Scan { truncated_bytes, batches })
+        Ok(Scan {
+            truncated_bytes,
+            batches,
+        })
     }
 
-    fn index_batch(&mut self, h: &BatchHeader, position: u64, total: u64, index_interval_bytes: u64) {
+    fn index_batch(
+        &mut self,
+        h: &BatchHeader,
+        position: u64,
+        total: u64,
+        index_interval_bytes: u64,
+    ) {
         let rel = (h.base_offset - self.base_offset) as u32;
         if self.size == 0 && position == 0 || self.bytes_since_index >= index_interval_bytes {
             self.offset_index.push(rel, position as u32);
@@ -189,33 +243,54 @@ impl Segment {
     }
 
     /// Appends one batch whose offsets are already assigned.
-    pub fn append(&mut self, batch: &[u8], h: &BatchHeader, index_interval_bytes: u64) -> Result<()> {
+    pub fn append(
+        &mut self,
+        batch: &[u8],
+        h: &BatchHeader,
+        index_interval_bytes: u64,
+    ) -> Result<()> {
         let pos = self.size;
-        self.file.write_all_at(batch, pos).map_err(StorageError::io("append to segment", &self.path))?;
+        self.file
+            .write_all_at(batch, pos)
+            .map_err(StorageError::io("append to segment", &self.path))?;
         self.index_batch(h, pos, batch.len() as u64, index_interval_bytes);
         Ok(())
     }
 
     pub fn header_at(&self, pos: u64) -> Result<BatchHeader> {
         let mut b = [0u8; HEADER_BYTES];
-        self.file.read_exact_at(&mut b, pos).map_err(StorageError::io("read segment", &self.path))?;
-        BatchHeader::parse(&b).map_err(|e| StorageError::Damaged { path: self.path.clone(), offset: -1, why: e.to_string() })
+        self.file
+            .read_exact_at(&mut b, pos)
+            .map_err(StorageError::io("read segment", &self.path))?;
+        BatchHeader::parse(&b).map_err(|e| StorageError::Damaged {
+            path: self.path.clone(),
+            offset: -1,
+            why: e.to_string(),
+        })
     }
 
     /// The position of the first batch whose last offset is `>= offset`, scanning from
     /// the index entry at or before it. `None` if no such batch is in this segment.
     pub fn position_of(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         let rel = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
-        self.scan_from(u64::from(self.offset_index.lookup(rel)), |h| h.last_offset() >= offset)
+        self.scan_from(u64::from(self.offset_index.lookup(rel)), |h| {
+            h.last_offset() >= offset
+        })
     }
 
     /// The first batch (from the time index's hint) whose max timestamp is `>= ts`.
     pub fn position_of_timestamp(&self, ts: i64) -> Result<Option<(u64, BatchHeader)>> {
         let rel = self.time_index.lookup(ts);
-        self.scan_from(u64::from(self.offset_index.lookup(rel)), |h| h.max_timestamp >= ts)
+        self.scan_from(u64::from(self.offset_index.lookup(rel)), |h| {
+            h.max_timestamp >= ts
+        })
     }
 
-    fn scan_from(&self, mut pos: u64, found: impl Fn(&BatchHeader) -> bool) -> Result<Option<(u64, BatchHeader)>> {
+    fn scan_from(
+        &self,
+        mut pos: u64,
+        found: impl Fn(&BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         while pos + LOG_OVERHEAD as u64 <= self.size {
             let h = self.header_at(pos)?;
             if found(&h) {
@@ -228,13 +303,18 @@ impl Segment {
 
     pub fn read_at(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, pos).map_err(StorageError::io("read segment", &self.path))?;
+        self.file
+            .read_exact_at(&mut buf, pos)
+            .map_err(StorageError::io("read segment", &self.path))?;
         Ok(buf)
     }
 
     /// Writes both index files (when the segment is rolled or the log closes).
     pub fn write_indexes(&self, dir: &Path) -> Result<()> {
-        for (ext, bytes) in [("index", self.offset_index.encode()), ("timeindex", self.time_index.encode())] {
+        for (ext, bytes) in [
+            ("index", self.offset_index.encode()),
+            ("timeindex", self.time_index.encode()),
+        ] {
             let p = dir.join(file_name(self.base_offset, ext));
             std::fs::write(&p, bytes).map_err(StorageError::io("write index", &p))?;
         }

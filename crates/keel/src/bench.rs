@@ -13,7 +13,9 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use keel_kafka::client::{check, Connection};
@@ -89,7 +91,10 @@ async fn ensure_topic(c: &Common) -> Result<()> {
     let conn = Connection::connect(&c.brokers).await?;
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 30_000;
-    req.topics = vec![CreatableTopic::default().with_name(name(&c.topic)).with_num_partitions(c.partitions).with_replication_factor(-1)];
+    req.topics = vec![CreatableTopic::default()
+        .with_name(name(&c.topic))
+        .with_num_partitions(c.partitions)
+        .with_replication_factor(-1)];
     let resp = conn.call(&req, 5).await?;
     let r = &resp.topics[0];
     if r.error_code != 0 && r.error_code != ResponseError::TopicAlreadyExists.code() {
@@ -99,11 +104,21 @@ async fn ensure_topic(c: &Common) -> Result<()> {
 }
 
 fn partitions_of(worker: u32, c: &Common) -> Vec<i32> {
-    let mine: Vec<i32> = (0..c.partitions).filter(|p| (*p as u32) % c.concurrency == worker % c.concurrency).collect();
-    if mine.is_empty() { vec![(worker as i32) % c.partitions] } else { mine }
+    let mine: Vec<i32> = (0..c.partitions)
+        .filter(|p| (*p as u32) % c.concurrency == worker % c.concurrency)
+        .collect();
+    if mine.is_empty() {
+        vec![(worker as i32) % c.partitions]
+    } else {
+        mine
+    }
 }
 
-fn progress(counter: Arc<AtomicU64>, total: u64, what: &'static str) -> tokio::task::JoinHandle<()> {
+fn progress(
+    counter: Arc<AtomicU64>,
+    total: u64,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -111,7 +126,10 @@ fn progress(counter: Arc<AtomicU64>, total: u64, what: &'static str) -> tokio::t
         loop {
             tick.tick().await;
             let n = counter.load(Ordering::Relaxed);
-            eprintln!("  {what} {n}/{total} records, {:.0} records/s", n as f64 / start.elapsed().as_secs_f64());
+            eprintln!(
+                "  {what} {n}/{total} records, {:.0} records/s",
+                n as f64 / start.elapsed().as_secs_f64()
+            );
         }
     })
 }
@@ -149,7 +167,8 @@ async fn produce(a: ProduceArgs) -> Result<()> {
     let start = Instant::now();
     let mut workers = Vec::new();
     for w in 0..a.common.concurrency {
-        let share = a.records / u64::from(a.common.concurrency) + u64::from(u64::from(w) < a.records % u64::from(a.common.concurrency));
+        let share = a.records / u64::from(a.common.concurrency)
+            + u64::from(u64::from(w) < a.records % u64::from(a.common.concurrency));
         let parts = partitions_of(w, &a.common);
         let c = a.common.clone();
         let value = value.clone();
@@ -158,7 +177,9 @@ async fn produce(a: ProduceArgs) -> Result<()> {
         workers.push(tokio::spawn(async move {
             let conn = Connection::connect(&c.brokers).await?;
             let full: Bytes = {
-                let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..per_batch).map(|_| (None, Some(value.as_slice()))).collect();
+                let recs: Vec<batch::KeyValue> = (0..per_batch)
+                    .map(|_| (None, Some(value.as_slice())))
+                    .collect();
                 batch::build(0, &recs).into()
             };
             let mut lat = Vec::new();
@@ -171,7 +192,8 @@ async fn produce(a: ProduceArgs) -> Result<()> {
                     let records = if n == per_batch {
                         full.clone()
                     } else {
-                        let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = (0..n).map(|_| (None, Some(value.as_slice()))).collect();
+                        let recs: Vec<batch::KeyValue> =
+                            (0..n).map(|_| (None, Some(value.as_slice()))).collect();
                         batch::build(0, &recs).into()
                     };
                     let mut req = ProduceRequest::default();
@@ -179,7 +201,11 @@ async fn produce(a: ProduceArgs) -> Result<()> {
                     req.timeout_ms = 30_000;
                     let p = parts[i % parts.len()];
                     i += 1;
-                    req.topic_data = vec![TopicProduceData::default().with_name(name(&c.topic)).with_partition_data(vec![PartitionProduceData::default().with_index(p).with_records(Some(records))])];
+                    req.topic_data = vec![TopicProduceData::default()
+                        .with_name(name(&c.topic))
+                        .with_partition_data(vec![PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(records))])];
                     left -= n;
                     if acks == 0 {
                         conn.send_oneway(&req, 7).await?;
@@ -217,7 +243,11 @@ async fn produce(a: ProduceArgs) -> Result<()> {
         a.records, a.record_size, a.acks, a.common.partitions, a.common.concurrency, a.in_flight, per_batch
     );
     println!("  elapsed     {secs:.2} s");
-    println!("  throughput  {:.0} records/s, {:.1} MiB/s", a.records as f64 / secs, mib / secs);
+    println!(
+        "  throughput  {:.0} records/s, {:.1} MiB/s",
+        a.records as f64 / secs,
+        mib / secs
+    );
     if acks != 0 {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
@@ -237,7 +267,17 @@ async fn high_watermarks(c: &Common) -> Result<Vec<i64>> {
     let conn = Connection::connect(&c.brokers).await?;
     let mut req = ListOffsetsRequest::default();
     req.replica_id = BrokerId(-1);
-    req.topics = vec![ListOffsetsTopic::default().with_name(name(&c.topic)).with_partitions((0..c.partitions).map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1)).collect())];
+    req.topics = vec![ListOffsetsTopic::default()
+        .with_name(name(&c.topic))
+        .with_partitions(
+            (0..c.partitions)
+                .map(|p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_timestamp(-1)
+                })
+                .collect(),
+        )];
     let resp = conn.call(&req, 5).await?;
     let mut out = vec![0; c.partitions as usize];
     for p in &resp.topics[0].partitions {
@@ -248,11 +288,16 @@ async fn high_watermarks(c: &Common) -> Result<Vec<i64>> {
 }
 
 async fn consume(a: ConsumeArgs) -> Result<()> {
-    let hws = high_watermarks(&a.common).await.context("read the topic's end offsets (does it exist? run `keel bench produce` first)")?;
+    let hws = high_watermarks(&a.common)
+        .await
+        .context("read the topic's end offsets (does it exist? run `keel bench produce` first)")?;
     let available: i64 = hws.iter().sum();
     let target = a.records.unwrap_or(available as u64);
     if target == 0 {
-        bail!("topic {} is empty: run `keel bench produce` first", a.common.topic);
+        bail!(
+            "topic {} is empty: run `keel bench produce` first",
+            a.common.topic
+        );
     }
     let got = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -268,20 +313,36 @@ async fn consume(a: ConsumeArgs) -> Result<()> {
         workers.push(tokio::spawn(async move {
             let conn = Connection::connect(&c.brokers).await?;
             let mut offsets = vec![0i64; parts.len()];
-            while got.load(Ordering::Relaxed) < target && offsets.iter().zip(&ends).any(|(o, e)| o < e) {
+            while got.load(Ordering::Relaxed) < target
+                && offsets.iter().zip(&ends).any(|(o, e)| o < e)
+            {
                 let mut req = FetchRequest::default();
                 req.replica_id = BrokerId(-1);
                 req.max_wait_ms = 100;
                 req.min_bytes = 1;
                 req.max_bytes = i32::MAX;
-                req.topics = vec![FetchTopic::default().with_topic(name(&c.topic)).with_partitions(
-                    parts.iter().zip(&offsets).map(|(p, o)| FetchPartition::default().with_partition(*p).with_fetch_offset(*o).with_partition_max_bytes(fetch_bytes)).collect(),
-                )];
+                req.topics = vec![FetchTopic::default()
+                    .with_topic(name(&c.topic))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .zip(&offsets)
+                            .map(|(p, o)| {
+                                FetchPartition::default()
+                                    .with_partition(*p)
+                                    .with_fetch_offset(*o)
+                                    .with_partition_max_bytes(fetch_bytes)
+                            })
+                            .collect(),
+                    )];
                 let resp = conn.call(&req, 11).await?;
                 for t in &resp.responses {
                     for pd in &t.partitions {
                         check(pd.error_code, "fetch")?;
-                        let i = parts.iter().position(|p| *p == pd.partition_index).context("fetch answered an unasked partition")?;
+                        let i = parts
+                            .iter()
+                            .position(|p| *p == pd.partition_index)
+                            .context("fetch answered an unasked partition")?;
                         let recs = pd.records.as_deref().unwrap_or(&[]);
                         let mut at = 0;
                         while at + batch::HEADER_BYTES <= recs.len() {
@@ -307,8 +368,16 @@ async fn consume(a: ConsumeArgs) -> Result<()> {
     ticker.abort();
     let n = got.load(Ordering::Relaxed);
     let mib = bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
-    println!("consume: {n} records from {} partitions over {} connections", a.common.partitions, a.common.concurrency.min(a.common.partitions as u32));
+    println!(
+        "consume: {n} records from {} partitions over {} connections",
+        a.common.partitions,
+        a.common.concurrency.min(a.common.partitions as u32)
+    );
     println!("  elapsed     {secs:.2} s");
-    println!("  throughput  {:.0} records/s, {:.1} MiB/s (batch bytes on the wire)", n as f64 / secs, mib / secs);
+    println!(
+        "  throughput  {:.0} records/s, {:.1} MiB/s (batch bytes on the wire)",
+        n as f64 / secs,
+        mib / secs
+    );
     Ok(())
 }

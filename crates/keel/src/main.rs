@@ -13,7 +13,11 @@ use keel_kafka::handlers::{Advertised, Handler};
 use keel_kafka::ServerConfig;
 
 #[derive(Parser)]
-#[command(name = "keel", version, about = "Keel: a Kafka-compatible broker on a durable log")]
+#[command(
+    name = "keel",
+    version,
+    about = "Keel: a Kafka-compatible broker on a durable log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,12 +63,17 @@ struct DevArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
     match cli.command {
         Command::Dev(args) => rt.block_on(dev(args)),
         Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
@@ -72,23 +81,37 @@ fn main() -> Result<()> {
 }
 
 async fn dev(args: DevArgs) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(&args.kafka_addr).await.with_context(|| format!("listen on {}", args.kafka_addr))?;
+    let listener = tokio::net::TcpListener::bind(&args.kafka_addr)
+        .await
+        .with_context(|| format!("listen on {}", args.kafka_addr))?;
     let local = listener.local_addr()?;
     let advertised = match &args.advertised_addr {
         Some(a) => {
-            let (h, p) = a.rsplit_once(':').with_context(|| format!("--advertised-addr {a}: expected HOST:PORT"))?;
-            Advertised { host: h.to_string(), port: p.parse().with_context(|| format!("--advertised-addr {a}: bad port"))? }
+            let (h, p) = a
+                .rsplit_once(':')
+                .with_context(|| format!("--advertised-addr {a}: expected HOST:PORT"))?;
+            Advertised {
+                host: h.to_string(),
+                port: p
+                    .parse()
+                    .with_context(|| format!("--advertised-addr {a}: bad port"))?,
+            }
         }
         None => {
             anyhow::ensure!(!local.ip().is_unspecified(), "--kafka-addr {local} listens on every interface; say which address clients should use with --advertised-addr");
-            Advertised { host: local.ip().to_string(), port: i32::from(local.port()) }
+            Advertised {
+                host: local.ip().to_string(),
+                port: i32::from(local.port()),
+            }
         }
     };
     let mut config = BrokerConfig::new(&args.data_dir);
     config.default_partitions = args.num_partitions;
     config.auto_create_topics = !args.no_auto_create_topics;
     config.partitions_max = args.partitions_max;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock))).await?.context("open data directory")?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock)))
+        .await?
+        .context("open data directory")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let ticker = {
@@ -114,12 +137,23 @@ async fn dev(args: DevArgs) -> Result<()> {
     };
 
     let handler = Handler::new(broker.clone(), advertised.clone());
-    let server_config = ServerConfig { connections_max: args.connections_max, ..ServerConfig::default() };
+    let server_config = ServerConfig {
+        connections_max: args.connections_max,
+        ..ServerConfig::default()
+    };
     let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
     let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     let topics = broker.topics().len();
-    println!("Keel {} is up (node {}, cluster {})", env!("CARGO_PKG_VERSION"), broker.node_id(), broker.cluster_id());
-    println!("  Kafka:  {}:{}   try: kcat -b {}:{} -L", advertised.host, advertised.port, advertised.host, advertised.port);
+    println!(
+        "Keel {} is up (node {}, cluster {})",
+        env!("CARGO_PKG_VERSION"),
+        broker.node_id(),
+        broker.cluster_id()
+    );
+    println!(
+        "  Kafka:  {}:{}   try: kcat -b {}:{} -L",
+        advertised.host, advertised.port, advertised.host, advertised.port
+    );
     println!("  Data:   {} ({topics} topics)", data_dir.display());
     println!("  Stop:   Ctrl-C");
 
@@ -128,7 +162,9 @@ async fn dev(args: DevArgs) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = ticker.await;
-    tokio::task::spawn_blocking(move || broker.shutdown()).await?.context("close logs")?;
+    tokio::task::spawn_blocking(move || broker.shutdown())
+        .await?
+        .context("close logs")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

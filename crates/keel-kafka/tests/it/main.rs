@@ -34,10 +34,26 @@ async fn start() -> Node {
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handler = Handler::new(broker.clone(), Advertised { host: addr.ip().to_string(), port: i32::from(addr.port()) });
+    let handler = Handler::new(
+        broker.clone(),
+        Advertised {
+            host: addr.ip().to_string(),
+            port: i32::from(addr.port()),
+        },
+    );
     let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(keel_kafka::serve(listener, handler, ServerConfig::default(), rx));
-    Node { addr: addr.to_string(), broker, stop, _dir: dir }
+    tokio::spawn(keel_kafka::serve(
+        listener,
+        handler,
+        ServerConfig::default(),
+        rx,
+    ));
+    Node {
+        addr: addr.to_string(),
+        broker,
+        stop,
+        _dir: dir,
+    }
 }
 
 fn name(s: &str) -> TopicName {
@@ -48,17 +64,32 @@ fn produce_req(topic: &str, partition: i32, acks: i16, records: Vec<u8>) -> Prod
     let mut r = ProduceRequest::default();
     r.acks = acks;
     r.timeout_ms = 10_000;
-    r.topic_data = vec![TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(Bytes::from(records)))])];
+    r.topic_data = vec![TopicProduceData::default()
+        .with_name(name(topic))
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(partition)
+            .with_records(Some(Bytes::from(records)))])];
     r
 }
 
-fn fetch_req(topic: &str, partition: i32, offset: i64, wait_ms: i32, min_bytes: i32) -> FetchRequest {
+fn fetch_req(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
     let mut r = FetchRequest::default();
     r.replica_id = BrokerId(-1);
     r.max_wait_ms = wait_ms;
     r.min_bytes = min_bytes;
     r.max_bytes = 1 << 20;
-    r.topics = vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![FetchPartition::default().with_partition(partition).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)])];
+    r.topics = vec![FetchTopic::default()
+        .with_topic(name(topic))
+        .with_partitions(vec![FetchPartition::default()
+            .with_partition(partition)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(1 << 20)])];
     r
 }
 
@@ -66,16 +97,27 @@ fn values(records: &[u8]) -> Vec<Vec<u8>> {
     // Decode with the codec crate, as a client would.
     let mut b = Bytes::copy_from_slice(records);
     let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut b).unwrap();
-    sets.into_iter().flat_map(|s| s.records).map(|r| r.value.unwrap().to_vec()).collect()
+    sets.into_iter()
+        .flat_map(|s| s.records)
+        .map(|r| r.value.unwrap().to_vec())
+        .collect()
 }
 
 /// Produces as a client does: Metadata first (which auto-creates the topic), then Produce.
 async fn produce(c: &Connection, topic: &str, vals: &[&str]) -> i64 {
     let mut md = MetadataRequest::default();
-    md.topics = Some(vec![MetadataRequestTopic::default().with_name(Some(name(topic)))]);
+    md.topics = Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name(topic)))
+    ]);
     assert_eq!(c.call(&md, 12).await.unwrap().topics[0].error_code, 0);
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = vals.iter().map(|v| (None, Some(v.as_bytes()))).collect();
-    let resp = c.call(&produce_req(topic, 0, -1, batch::build(1_700_000_000_000, &recs)), 7).await.unwrap();
+    let recs: Vec<batch::KeyValue> = vals.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    let resp = c
+        .call(
+            &produce_req(topic, 0, -1, batch::build(1_700_000_000_000, &recs)),
+            7,
+        )
+        .await
+        .unwrap();
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0);
     p.base_offset
@@ -83,13 +125,21 @@ async fn produce(c: &Connection, topic: &str, vals: &[&str]) -> i64 {
 
 async fn read_all(c: &Connection, topic: &str) -> Vec<Vec<u8>> {
     let resp = c.call(&fetch_req(topic, 0, 0, 0, 0), 11).await.unwrap();
-    values(resp.responses[0].partitions[0].records.as_deref().unwrap_or(&[]))
+    values(
+        resp.responses[0].partitions[0]
+            .records
+            .as_deref()
+            .unwrap_or(&[]),
+    )
 }
 
 /// The connection was closed by the server: a read returns EOF.
 async fn assert_closed(mut s: tokio::net::TcpStream) {
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("server closes promptly").unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("server closes promptly")
+        .unwrap_or(0);
     assert_eq!(n, 0, "expected the server to close the connection");
 }
 
@@ -98,14 +148,23 @@ async fn produce_fetch_and_metadata_round_trip() {
     let node = start().await;
     let c = Connection::connect(&node.addr).await.unwrap();
     let mut md = MetadataRequest::default();
-    md.topics = Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]);
+    md.topics = Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name("auto")))
+    ]);
     let resp = c.call(&md, 12).await.unwrap();
     assert_eq!(resp.topics[0].error_code, 0, "auto-created");
-    assert_eq!(resp.brokers[0].port.to_string(), node.addr.rsplit(':').next().unwrap(), "advertises the address it listens on");
+    assert_eq!(
+        resp.brokers[0].port.to_string(),
+        node.addr.rsplit(':').next().unwrap(),
+        "advertises the address it listens on"
+    );
     assert!(!resp.topics[0].topic_id.is_nil());
     assert_eq!(produce(&c, "auto", &["a", "b"]).await, 0);
     assert_eq!(produce(&c, "auto", &["c"]).await, 2);
-    assert_eq!(read_all(&c, "auto").await, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(
+        read_all(&c, "auto").await,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
 }
 
 #[tokio::test]
@@ -118,13 +177,23 @@ async fn fetch_long_polls_until_data_arrives() {
     let started = std::time::Instant::now();
     produce(&p, "lp", &["second"]).await;
     let resp = waiting.recv().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "the fetch answered when data arrived, not at max_wait");
-    assert_eq!(values(resp.responses[0].partitions[0].records.as_deref().unwrap()), vec![b"second".to_vec()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fetch answered when data arrived, not at max_wait"
+    );
+    assert_eq!(
+        values(resp.responses[0].partitions[0].records.as_deref().unwrap()),
+        vec![b"second".to_vec()]
+    );
     // With nothing new, it waits max_wait and answers empty.
     let started = std::time::Instant::now();
     let resp = c.call(&fetch_req("lp", 0, 2, 300, 1), 11).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(250));
-    assert!(resp.responses[0].partitions[0].records.as_deref().unwrap_or(&[]).is_empty());
+    assert!(resp.responses[0].partitions[0]
+        .records
+        .as_deref()
+        .unwrap_or(&[])
+        .is_empty());
 }
 
 #[tokio::test]
@@ -132,12 +201,19 @@ async fn acks_zero_gets_no_response_but_is_written() {
     let node = start().await;
     let c = Connection::connect(&node.addr).await.unwrap();
     produce(&c, "z", &["x"]).await;
-    c.send_oneway(&produce_req("z", 0, 0, batch::build(0, &[(None, Some(b"y"))])), 7).await.unwrap();
+    c.send_oneway(
+        &produce_req("z", 0, 0, batch::build(0, &[(None, Some(b"y"))])),
+        7,
+    )
+    .await
+    .unwrap();
     // The next response on the wire is the fetch's: no stray reply to acks=0. The
     // fetch long-polls from offset 1 until the acks=0 record is there.
     let resp = c.call(&fetch_req("z", 0, 1, 5_000, 1), 11).await.unwrap();
     let mut got = vec![b"x".to_vec()];
-    got.extend(values(resp.responses[0].partitions[0].records.as_deref().unwrap()));
+    got.extend(values(
+        resp.responses[0].partitions[0].records.as_deref().unwrap(),
+    ));
     assert_eq!(got, vec![b"x".to_vec(), b"y".to_vec()]);
 }
 
@@ -149,19 +225,37 @@ async fn api_versions_answers_an_unknown_version_at_v0() {
     assert_eq!(resp.error_code, 0);
     let keys: Vec<i16> = resp.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
-    assert!(!keys.contains(&(ApiKey::JoinGroup as i16)), "unimplemented APIs are not advertised");
+    assert!(
+        !keys.contains(&(ApiKey::JoinGroup as i16)),
+        "unimplemented APIs are not advertised"
+    );
     // ApiVersions v99: a v0 reply with UNSUPPORTED_VERSION and the list (KIP-511).
     let mut raw = Vec::new();
-    let body = [&18i16.to_be_bytes()[..], &99i16.to_be_bytes(), &7i32.to_be_bytes(), &(-1i16).to_be_bytes()].concat();
+    let body = [
+        &18i16.to_be_bytes()[..],
+        &99i16.to_be_bytes(),
+        &7i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+    ]
+    .concat();
     raw.extend_from_slice(&(body.len() as i32).to_be_bytes());
     raw.extend_from_slice(&body);
     let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut s, &raw).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &raw)
+        .await
+        .unwrap();
     let len = s.read_i32().await.unwrap();
     let mut buf = vec![0u8; len as usize];
     s.read_exact(&mut buf).await.unwrap();
-    assert_eq!(i32::from_be_bytes(buf[0..4].try_into().unwrap()), 7, "correlation id");
-    assert_eq!(i16::from_be_bytes(buf[4..6].try_into().unwrap()), ResponseError::UnsupportedVersion.code());
+    assert_eq!(
+        i32::from_be_bytes(buf[0..4].try_into().unwrap()),
+        7,
+        "correlation id"
+    );
+    assert_eq!(
+        i16::from_be_bytes(buf[4..6].try_into().unwrap()),
+        ResponseError::UnsupportedVersion.code()
+    );
 }
 
 /// Each bad frame closes its own connection; the node keeps serving others and
@@ -171,25 +265,77 @@ async fn bad_frames_close_only_their_connection_and_change_nothing() {
     let node = start().await;
     let good = Connection::connect(&node.addr).await.unwrap();
     produce(&good, "keep", &["safe"]).await;
-    let header = |key: i16, version: i16| [&key.to_be_bytes()[..], &version.to_be_bytes(), &1i32.to_be_bytes(), &(-1i16).to_be_bytes()].concat();
+    let header = |key: i16, version: i16| {
+        [
+            &key.to_be_bytes()[..],
+            &version.to_be_bytes(),
+            &1i32.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+        ]
+        .concat()
+    };
     let framed = |body: Vec<u8>| [(body.len() as i32).to_be_bytes().to_vec(), body].concat();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative length", (-5i32).to_be_bytes().to_vec()),
-        ("length over the limit", ((frame::REQUEST_BYTES_MAX + 1) as i32).to_be_bytes().to_vec()),
+        (
+            "length over the limit",
+            ((frame::REQUEST_BYTES_MAX + 1) as i32)
+                .to_be_bytes()
+                .to_vec(),
+        ),
         ("absurd length", i32::MAX.to_be_bytes().to_vec()),
         ("length too short for a header", framed(vec![0, 1, 2])),
         ("unknown api key", framed(header(9999, 0))),
-        ("unimplemented api (JoinGroup)", framed(header(ApiKey::JoinGroup as i16, 5))),
-        ("unsupported produce version", framed(header(ApiKey::Produce as i16, 0))),
-        ("truncated produce body", framed([header(ApiKey::Produce as i16, 7), vec![0xff, 0xff, 0, 0, 0x27]].concat())),
-        ("metadata with 2^31 topics", framed([header(ApiKey::Metadata as i16, 1), i32::MAX.to_be_bytes().to_vec()].concat())),
-        ("truncated header", framed([ApiKey::Metadata as i16, 1].iter().flat_map(|x: &i16| x.to_be_bytes()).chain([0, 0, 0, 1, 0, 50]).collect())),
+        (
+            "unimplemented api (JoinGroup)",
+            framed(header(ApiKey::JoinGroup as i16, 5)),
+        ),
+        (
+            "unsupported produce version",
+            framed(header(ApiKey::Produce as i16, 0)),
+        ),
+        (
+            "truncated produce body",
+            framed(
+                [
+                    header(ApiKey::Produce as i16, 7),
+                    vec![0xff, 0xff, 0, 0, 0x27],
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "metadata with 2^31 topics",
+            framed(
+                [
+                    header(ApiKey::Metadata as i16, 1),
+                    i32::MAX.to_be_bytes().to_vec(),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "truncated header",
+            framed(
+                [ApiKey::Metadata as i16, 1]
+                    .iter()
+                    .flat_map(|x: &i16| x.to_be_bytes())
+                    .chain([0, 0, 0, 1, 0, 50])
+                    .collect(),
+            ),
+        ),
     ];
     for (what, bytes) in cases {
         let mut s = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut s, &bytes).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, &bytes)
+            .await
+            .unwrap();
         assert_closed(s).await;
-        assert_eq!(read_all(&good, "keep").await, vec![b"safe".to_vec()], "after {what}");
+        assert_eq!(
+            read_all(&good, "keep").await,
+            vec![b"safe".to_vec()],
+            "after {what}"
+        );
     }
 }
 
@@ -202,12 +348,35 @@ async fn bad_produces_get_kafka_error_codes_and_write_nothing() {
     let n = corrupt.len();
     corrupt[n - 1] ^= 0xff;
     let cases: Vec<(ProduceRequest, i16)> = vec![
-        (produce_req("t", 0, -1, corrupt), ResponseError::CorruptMessage.code()),
-        (produce_req("t", 0, -1, vec![0u8; 10]), ResponseError::CorruptMessage.code()),
-        (produce_req("t", 0, 5, batch::build(0, &[(None, Some(b"v"))])), ResponseError::InvalidRequiredAcks.code()),
-        (produce_req("t", 9, -1, batch::build(0, &[(None, Some(b"v"))])), ResponseError::UnknownTopicOrPartition.code()),
-        (produce_req("missing", 0, -1, batch::build(0, &[(None, Some(b"v"))])), ResponseError::UnknownTopicOrPartition.code()),
-        (produce_req("t", 0, -1, batch::build(0, &[(None, Some(&vec![1u8; 2 << 20]))])), ResponseError::MessageTooLarge.code()),
+        (
+            produce_req("t", 0, -1, corrupt),
+            ResponseError::CorruptMessage.code(),
+        ),
+        (
+            produce_req("t", 0, -1, vec![0u8; 10]),
+            ResponseError::CorruptMessage.code(),
+        ),
+        (
+            produce_req("t", 0, 5, batch::build(0, &[(None, Some(b"v"))])),
+            ResponseError::InvalidRequiredAcks.code(),
+        ),
+        (
+            produce_req("t", 9, -1, batch::build(0, &[(None, Some(b"v"))])),
+            ResponseError::UnknownTopicOrPartition.code(),
+        ),
+        (
+            produce_req("missing", 0, -1, batch::build(0, &[(None, Some(b"v"))])),
+            ResponseError::UnknownTopicOrPartition.code(),
+        ),
+        (
+            produce_req(
+                "t",
+                0,
+                -1,
+                batch::build(0, &[(None, Some(&vec![1u8; 2 << 20]))]),
+            ),
+            ResponseError::MessageTooLarge.code(),
+        ),
     ];
     for (req, want) in cases {
         let resp = c.call(&req, 7).await.unwrap();
@@ -225,7 +394,15 @@ async fn admin_rejects_bad_names_partitions_and_configs() {
             .with_name(name(n))
             .with_num_partitions(parts)
             .with_replication_factor(-1)
-            .with_configs(cfg.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string())))).collect())
+            .with_configs(
+                cfg.iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )
     };
     let mut req = CreateTopicsRequest::default();
     req.topics = vec![
@@ -239,13 +416,40 @@ async fn admin_rejects_bad_names_partitions_and_configs() {
     let resp = c.call(&req, 7).await.unwrap();
     let codes: Vec<i16> = resp.topics.iter().map(|t| t.error_code).collect();
     use ResponseError as E;
-    assert_eq!(codes, vec![0, E::InvalidTopicException.code(), E::InvalidPartitions.code(), E::InvalidPartitions.code(), E::InvalidConfig.code(), E::InvalidConfig.code()]);
-    assert!(resp.topics[2].error_message.as_ref().unwrap().contains("limit"), "says why");
-    let names: Vec<String> = node.broker.topics().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            E::InvalidTopicException.code(),
+            E::InvalidPartitions.code(),
+            E::InvalidPartitions.code(),
+            E::InvalidConfig.code(),
+            E::InvalidConfig.code()
+        ]
+    );
+    assert!(
+        resp.topics[2]
+            .error_message
+            .as_ref()
+            .unwrap()
+            .contains("limit"),
+        "says why"
+    );
+    let names: Vec<String> = node
+        .broker
+        .topics()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
     assert_eq!(names, vec!["ok".to_string()], "nothing else was created");
     let mut md = MetadataRequest::default();
-    md.topics = Some(vec![MetadataRequestTopic::default().with_name(Some(name("no/slashes")))]);
-    assert_eq!(c.call(&md, 12).await.unwrap().topics[0].error_code, E::InvalidTopicException.code());
+    md.topics = Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name("no/slashes")))
+    ]);
+    assert_eq!(
+        c.call(&md, 12).await.unwrap().topics[0].error_code,
+        E::InvalidTopicException.code()
+    );
 }
 
 #[tokio::test]
@@ -254,9 +458,23 @@ async fn connections_over_the_limit_are_closed() {
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let handler = Handler::new(broker, Advertised { host: "127.0.0.1".into(), port: 0 });
+    let handler = Handler::new(
+        broker,
+        Advertised {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+    );
     let (_stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(keel_kafka::serve(listener, handler, ServerConfig { connections_max: 2, ..ServerConfig::default() }, rx));
+    tokio::spawn(keel_kafka::serve(
+        listener,
+        handler,
+        ServerConfig {
+            connections_max: 2,
+            ..ServerConfig::default()
+        },
+        rx,
+    ));
     let a = Connection::connect(&addr).await.unwrap();
     let b = Connection::connect(&addr).await.unwrap();
     a.call(&ApiVersionsRequest::default(), 3).await.unwrap();
@@ -268,10 +486,19 @@ async fn connections_over_the_limit_are_closed() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let c = Connection::connect(&addr).await.unwrap();
-        if tokio::time::timeout(Duration::from_millis(500), c.call(&ApiVersionsRequest::default(), 3)).await.is_ok_and(|r| r.is_ok()) {
+        if tokio::time::timeout(
+            Duration::from_millis(500),
+            c.call(&ApiVersionsRequest::default(), 3),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "a freed slot is reused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a freed slot is reused"
+        );
     }
 }
 
@@ -290,14 +517,26 @@ async fn shutdown_answers_in_flight_requests_then_stops() {
     .await
     .expect("the fetch parks");
     node.stop.send(true).unwrap();
-    let resp = pending.recv().await.expect("the in-flight fetch is answered");
+    let resp = pending
+        .recv()
+        .await
+        .expect("the in-flight fetch is answered");
     assert_eq!(resp.responses[0].partitions[0].error_code, 0);
 }
 
 fn handler_for_fuzz() -> (Handler, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
-    (Handler::new(broker, Advertised { host: "127.0.0.1".into(), port: 9092 }), dir)
+    (
+        Handler::new(
+            broker,
+            Advertised {
+                host: "127.0.0.1".into(),
+                port: 9092,
+            },
+        ),
+        dir,
+    )
 }
 
 proptest! {

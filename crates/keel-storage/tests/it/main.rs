@@ -8,16 +8,23 @@ use keel_storage::batch::{self, Limits};
 use keel_storage::{Log, LogConfig, StorageError};
 use proptest::prelude::*;
 
-const LIMITS: Limits = Limits { batch_bytes_max: 1 << 20, decompressed_bytes_max: 1 << 24 };
+const LIMITS: Limits = Limits {
+    batch_bytes_max: 1 << 20,
+    decompressed_bytes_max: 1 << 24,
+};
 
 fn small_segments() -> LogConfig {
-    LogConfig { segment_bytes: 1024, index_interval_bytes: 128, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
 }
 
 /// A batch of `n` records whose values encode `tag`, with timestamps `ts`.
 fn batch_of(tag: u32, n: usize, ts: i64) -> Vec<u8> {
     let values: Vec<Vec<u8>> = (0..n).map(|i| format!("{tag}-{i}").into_bytes()).collect();
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let recs: Vec<batch::KeyValue> = values.iter().map(|v| (None, Some(v.as_slice()))).collect();
     batch::build(ts, &recs)
 }
 
@@ -40,10 +47,19 @@ fn read_all(log: &Log, from: i64) -> Vec<u8> {
     let mut off = from;
     while off < log.log_end_offset() {
         let r = log.read(off, 300, log.log_end_offset()).unwrap();
-        assert!(r.batches > 0, "read at {off} returned nothing below the end");
+        assert!(
+            r.batches > 0,
+            "read at {off} returned nothing below the end"
+        );
         let mut at = 0;
         while at < r.bytes.len() {
-            let h = batch::check(&r.bytes[at..at + batch::BatchHeader::parse(&r.bytes[at..]).unwrap().total_bytes()]).unwrap();
+            let h = batch::check(
+                &r.bytes[at..at
+                    + batch::BatchHeader::parse(&r.bytes[at..])
+                        .unwrap()
+                        .total_bytes()],
+            )
+            .unwrap();
             off = h.last_offset() + 1;
             at += h.total_bytes();
         }
@@ -55,7 +71,9 @@ fn read_all(log: &Log, from: i64) -> Vec<u8> {
 #[test]
 fn appends_read_back_in_order_across_segment_rolls_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let batches: Vec<Vec<u8>> = (0..40).map(|i| batch_of(i, 1 + (i as usize % 3), 1000 + i64::from(i))).collect();
+    let batches: Vec<Vec<u8>> = (0..40)
+        .map(|i| batch_of(i, 1 + (i as usize % 3), 1000 + i64::from(i)))
+        .collect();
     let (mut log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
     assert!(!report.clean_shutdown);
     let written = append_all(&mut log, &batches, 0);
@@ -64,11 +82,20 @@ fn appends_read_back_in_order_across_segment_rolls_and_reopen() {
     assert_eq!(read_all(&log, 0), expected);
     // Offsets are dense and start at 0.
     assert_eq!(written[0].0, 0);
-    assert_eq!(log.log_end_offset(), batches.iter().map(|b| i64::from(batch::check(b).unwrap().records_count)).sum::<i64>());
+    assert_eq!(
+        log.log_end_offset(),
+        batches
+            .iter()
+            .map(|b| i64::from(batch::check(b).unwrap().records_count))
+            .sum::<i64>()
+    );
     // Reading from the middle of a batch starts at that batch.
     let mid = written[10].0 + 1;
     let r = log.read(mid, 1, log.log_end_offset()).unwrap();
-    assert_eq!(r.bytes, written[10].1, "KIP-74: at least one whole batch, even past max_bytes");
+    assert_eq!(
+        r.bytes, written[10].1,
+        "KIP-74: at least one whole batch, even past max_bytes"
+    );
     let end = log.log_end_offset();
     log.close().unwrap();
 
@@ -87,12 +114,22 @@ fn reads_stop_at_the_high_watermark_and_reject_out_of_range() {
     let r = log.read(0, 1 << 20, 2).unwrap();
     assert_eq!(r.bytes, w[0].1, "the second batch is above the watermark");
     assert_eq!(log.read(2, 1 << 20, 2).unwrap().batches, 0);
-    assert!(matches!(log.read(5, 100, 4), Err(StorageError::OffsetOutOfRange { .. })));
-    assert!(matches!(log.read(-1, 100, 4), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(5, 100, 4),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, 4),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
 }
 
 fn active_segment(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut logs: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     logs.sort();
     logs.pop().unwrap()
 }
@@ -101,15 +138,22 @@ fn active_segment(dir: &std::path::Path) -> std::path::PathBuf {
 fn torn_tail_is_truncated_on_unclean_open() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
-    let w = append_all(&mut log, &[batch_of(1, 3, 0), batch_of(2, 3, 0), batch_of(3, 3, 0)], 0);
+    let w = append_all(
+        &mut log,
+        &[batch_of(1, 3, 0), batch_of(2, 3, 0), batch_of(3, 3, 0)],
+        0,
+    );
     drop(log); // a crash: no close
-    // Tear the last batch in half, as a crash during write would.
+               // Tear the last batch in half, as a crash during write would.
     let seg = active_segment(dir.path());
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - (w[2].1.len() as u64 / 2)).unwrap();
     let (log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
-    assert_eq!(report.truncated_bytes, (w[2].1.len() - w[2].1.len() / 2) as u64);
+    assert_eq!(
+        report.truncated_bytes,
+        (w[2].1.len() - w[2].1.len() / 2) as u64
+    );
     assert_eq!(log.log_end_offset(), 6);
     let expected: Vec<u8> = w[..2].iter().flat_map(|(_, b)| b.clone()).collect();
     assert_eq!(read_all(&log, 0), expected);
@@ -122,7 +166,12 @@ fn garbage_after_the_last_batch_is_truncated() {
     append_all(&mut log, &[batch_of(1, 2, 0)], 0);
     drop(log);
     let seg = active_segment(dir.path());
-    OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[0xff; 100]).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&[0xff; 100])
+        .unwrap();
     let (mut log, report) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
     assert_eq!(report.truncated_bytes, 100);
     // The log keeps working: the next append follows on.
@@ -141,14 +190,23 @@ fn flipped_bit_truncates_from_the_damaged_batch_and_drops_later_segments() {
     drop(log);
     // Flip one bit inside batch 20's records, wherever it sits in its segment.
     let data = std::fs::read(&seg).unwrap();
-    let at = data.windows(victim.1.len()).position(|win| win == victim.1.as_slice()).unwrap() + victim.1.len() - 3;
+    let at = data
+        .windows(victim.1.len())
+        .position(|win| win == victim.1.as_slice())
+        .unwrap()
+        + victim.1.len()
+        - 3;
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.write_all_at(&[data[at] ^ 0x10], at as u64).unwrap();
     // Forget the recovery point too, so the damaged segment is rescanned.
     std::fs::remove_file(dir.path().join("recovery-point")).unwrap();
     let (log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
     assert!(report.truncated_bytes > 0);
-    assert_eq!(log.log_end_offset(), victim.0, "everything from the damaged batch on is gone");
+    assert_eq!(
+        log.log_end_offset(),
+        victim.0,
+        "everything from the damaged batch on is gone"
+    );
     let expected: Vec<u8> = w[..20].iter().flat_map(|(_, b)| b.clone()).collect();
     assert_eq!(read_all(&log, 0), expected);
 }
@@ -163,30 +221,52 @@ fn damage_in_trusted_data_is_reported_not_served() {
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.write_all_at(b"X", (w[0].1.len() - 2) as u64).unwrap();
     let (log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
-    assert!(matches!(log.read(0, 1 << 20, log.log_end_offset()), Err(StorageError::Damaged { .. })));
+    assert!(matches!(
+        log.read(0, 1 << 20, log.log_end_offset()),
+        Err(StorageError::Damaged { .. })
+    ));
     // The undamaged batch is still served.
-    assert_eq!(log.read(2, 1 << 20, log.log_end_offset()).unwrap().bytes, w[1].1);
+    assert_eq!(
+        log.read(2, 1 << 20, log.log_end_offset()).unwrap().bytes,
+        w[1].1
+    );
 }
 
 #[test]
 fn retention_by_size_and_time_deletes_oldest_segments_only() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { retention_bytes: 2048, ..small_segments() };
+    let cfg = LogConfig {
+        retention_bytes: 2048,
+        ..small_segments()
+    };
     let (mut log, _) = Log::open(dir.path(), cfg, 0).unwrap();
-    let batches: Vec<Vec<u8>> = (0..60).map(|i| batch_of(i, 2, 1000 + i64::from(i))).collect();
+    let batches: Vec<Vec<u8>> = (0..60)
+        .map(|i| batch_of(i, 2, 1000 + i64::from(i)))
+        .collect();
     append_all(&mut log, &batches, 0);
     let before = log.segment_count();
     let deleted = log.enforce_retention(0).unwrap();
     assert!(deleted > 0 && log.segment_count() == before - deleted);
     assert!(log.size_bytes() <= 2048 + 1024);
     assert!(log.log_start_offset() > 0);
-    assert!(matches!(log.read(0, 100, log.log_end_offset()), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 100, log.log_end_offset()),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
     let start = log.log_start_offset();
     assert!(!read_all(&log, start).is_empty());
 
-    let cfg = LogConfig { retention_ms: 500, retention_bytes: -1, ..small_segments() };
+    let cfg = LogConfig {
+        retention_ms: 500,
+        retention_bytes: -1,
+        ..small_segments()
+    };
     log.set_config(cfg);
-    assert_eq!(log.enforce_retention(1000).unwrap(), 0, "nothing is older than 500 ms yet");
+    assert_eq!(
+        log.enforce_retention(1000).unwrap(),
+        0,
+        "nothing is older than 500 ms yet"
+    );
     let n = log.enforce_retention(10_000).unwrap();
     assert!(n > 0);
     assert_eq!(log.segment_count(), 1, "only the active segment is left");
@@ -196,14 +276,20 @@ fn retention_by_size_and_time_deletes_oldest_segments_only() {
 fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
-    let batches: Vec<Vec<u8>> = (0..30).map(|i| batch_of(i, 1, 1000 + 10 * i64::from(i))).collect();
+    let batches: Vec<Vec<u8>> = (0..30)
+        .map(|i| batch_of(i, 1, 1000 + 10 * i64::from(i)))
+        .collect();
     append_all(&mut log, &batches, 0);
     let end = log.log_end_offset();
     let hit = log.offset_for_timestamp(1095, end).unwrap().unwrap();
     assert_eq!((hit.offset, hit.timestamp), (10, 1100));
     assert_eq!(log.offset_for_timestamp(0, end).unwrap().unwrap().offset, 0);
     assert_eq!(log.offset_for_timestamp(5000, end).unwrap(), None);
-    assert_eq!(log.offset_for_timestamp(1095, 5).unwrap(), None, "above the watermark is invisible");
+    assert_eq!(
+        log.offset_for_timestamp(1095, 5).unwrap(),
+        None,
+        "above the watermark is invisible"
+    );
 }
 
 #[test]
@@ -216,7 +302,10 @@ fn log_append_time_rewrites_timestamp_and_keeps_crc_valid() {
     let r = log.read(0, 1 << 20, 2).unwrap();
     let stored = batch::check(&r.bytes).unwrap();
     assert!(stored.is_log_append_time());
-    assert_eq!((stored.max_timestamp, stored.partition_leader_epoch), (777_777, 3));
+    assert_eq!(
+        (stored.max_timestamp, stored.partition_leader_epoch),
+        (777_777, 3)
+    );
 }
 
 #[test]
@@ -224,7 +313,11 @@ fn flush_job_covers_rolled_segments_and_advances_flushed_offset() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
     assert!(log.flush_job().is_none());
-    append_all(&mut log, &(0..20).map(|i| batch_of(i, 1, 0)).collect::<Vec<_>>(), 0);
+    append_all(
+        &mut log,
+        &(0..20).map(|i| batch_of(i, 1, 0)).collect::<Vec<_>>(),
+        0,
+    );
     let job = log.flush_job().unwrap();
     assert!(job.files.len() > 1, "rolled segments are flushed too");
     job.run().unwrap();

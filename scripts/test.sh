@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of Keel from a fresh clone, installing what the tests need:
+# Debian's kcat (librdkafka 2.0.2), the Python clients, and the Rust toolchain's
+# own checks. Safe to run again: installs are skipped when already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v kcat >/dev/null 2>&1; then
+  step "installing kcat (apt)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+step "installing the Python clients (pip)"
+python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build --release"
+cargo build --release --locked
+
+step "cargo test (unit, property, integration)"
+cargo test --workspace --release --locked
+
+step "interop tests: the real keel binary with kcat, confluent-kafka and kafka-python"
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/interop
