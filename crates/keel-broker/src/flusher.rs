@@ -78,7 +78,10 @@ impl Flusher {
                 }
                 std::mem::take(&mut q.pending)
             };
-            let mut jobs: Vec<Job> = batch.into_iter().filter_map(|p| p.take_flush_job().map(|j| (p, j))).collect();
+            let mut jobs: Vec<Job> = batch
+                .into_iter()
+                .filter_map(|p| p.take_flush_job().map(|j| (p, j)))
+                .collect();
             if jobs.is_empty() {
                 continue;
             }
@@ -86,12 +89,16 @@ impl Flusher {
             let (p, job) = jobs.pop().expect("not empty");
             let helped = jobs.len();
             for j in jobs {
-                job_tx.send(j).expect("fsync helpers outlive the flusher loop");
+                job_tx
+                    .send(j)
+                    .expect("fsync helpers outlive the flusher loop");
             }
             let result = job.run();
             p.finish_flush(&job, result);
             for _ in 0..helped {
-                done_rx.recv().expect("fsync helpers outlive the flusher loop");
+                done_rx
+                    .recv()
+                    .expect("fsync helpers outlive the flusher loop");
             }
             after_round();
         }

@@ -27,6 +27,12 @@ pub struct ServerConfig {
     pub in_flight_bytes_max: usize,
     /// How long shutdown waits for connections to finish their replies.
     pub drain_timeout: Duration,
+    /// A connection with no request for this long is closed (Kafka's
+    /// `connections.max.idle.ms`, 10 minutes).
+    pub idle_timeout: Duration,
+    /// Once a frame's length has arrived, the rest must follow within this, so a
+    /// stalled client cannot hold a connection slot and its buffer forever.
+    pub frame_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +42,8 @@ impl Default for ServerConfig {
             in_flight_requests_max: 128,
             in_flight_bytes_max: 2 * REQUEST_BYTES_MAX,
             drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            frame_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -115,10 +123,10 @@ async fn connection(
     let mut rd = BufReader::with_capacity(64 << 10, rd);
     loop {
         let len = tokio::select! {
-            r = rd.read_i32() => r,
+            r = tokio::time::timeout(config.idle_timeout, rd.read_i32()) => r,
             _ = stopped(&mut shutdown) => break,
         };
-        let Ok(len) = len else { break };
+        let Ok(Ok(len)) = len else { break };
         let n = match frame::check_length(len) {
             Ok(n) => n,
             Err(e) => {
@@ -130,8 +138,13 @@ async fn connection(
             break;
         };
         let mut buf = BytesMut::zeroed(n);
-        if rd.read_exact(&mut buf).await.is_err() {
-            break;
+        match tokio::time::timeout(config.frame_timeout, rd.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                tracing::warn!(%peer, "a {n}-byte request did not arrive within {:?}; closing connection", config.frame_timeout);
+                break;
+            }
         }
         let reply = match frame::parse(buf.freeze()) {
             Ok(req) => {

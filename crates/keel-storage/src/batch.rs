@@ -220,6 +220,11 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
     if h.attributes & (1 << 5) != 0 {
         return Err(corrupt("control batches may not be produced by clients"));
     }
+    // Without a transaction coordinator a read_committed consumer would take these
+    // as committed; refuse them until transactions exist.
+    if h.attributes & (1 << 4) != 0 {
+        return Err(corrupt("transactional batches are not supported yet"));
+    }
     let body = &batch[HEADER_BYTES..];
     match h.codec()? {
         Codec::None => walk_records(body, h.records_count, |_, _| false)?,
@@ -478,6 +483,21 @@ mod tests {
             validate(&b, &LIMITS),
             Err(StorageError::CorruptBatch(_))
         ));
+    }
+
+    #[test]
+    fn control_and_transactional_batches_are_refused() {
+        for bit in [4, 5] {
+            let mut b = build(0, &[(None, Some(b"v"))]);
+            let attrs = i16::from_be_bytes([b[21], b[22]]) | (1 << bit);
+            b[21..23].copy_from_slice(&attrs.to_be_bytes());
+            let crc = compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            assert!(
+                matches!(validate(&b, &LIMITS), Err(StorageError::CorruptBatch(_))),
+                "bit {bit}"
+            );
+        }
     }
 
     #[test]

@@ -503,6 +503,36 @@ async fn connections_over_the_limit_are_closed() {
 }
 
 #[tokio::test]
+async fn a_stalled_request_is_dropped_after_the_frame_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handler = Handler::new(
+        broker,
+        Advertised {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+    );
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let config = ServerConfig {
+        frame_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(500),
+        ..ServerConfig::default()
+    };
+    tokio::spawn(keel_kafka::serve(listener, handler, config, rx));
+    // A length, then nothing: closed once the frame timeout passes.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &100i32.to_be_bytes())
+        .await
+        .unwrap();
+    assert_closed(s).await;
+    // Nothing at all: closed once the idle timeout passes.
+    assert_closed(tokio::net::TcpStream::connect(&addr).await.unwrap()).await;
+}
+
+#[tokio::test]
 async fn shutdown_answers_in_flight_requests_then_stops() {
     let node = start().await;
     let c = Connection::connect(&node.addr).await.unwrap();
