@@ -30,6 +30,10 @@ struct Node {
 }
 
 async fn start() -> Node {
+    start_with(ServerConfig::default()).await
+}
+
+async fn start_with(config: ServerConfig) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,12 +46,7 @@ async fn start() -> Node {
         },
     );
     let (stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(keel_kafka::serve(
-        listener,
-        handler,
-        ServerConfig::default(),
-        rx,
-    ));
+    tokio::spawn(keel_kafka::serve(listener, handler, config, rx));
     Node {
         addr: addr.to_string(),
         broker,
@@ -454,27 +453,12 @@ async fn admin_rejects_bad_names_partitions_and_configs() {
 
 #[tokio::test]
 async fn connections_over_the_limit_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let handler = Handler::new(
-        broker,
-        Advertised {
-            host: "127.0.0.1".into(),
-            port: 0,
-        },
-    );
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(keel_kafka::serve(
-        listener,
-        handler,
-        ServerConfig {
-            connections_max: 2,
-            ..ServerConfig::default()
-        },
-        rx,
-    ));
+    let node = start_with(ServerConfig {
+        connections_max: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let addr = node.addr.clone();
     let a = Connection::connect(&addr).await.unwrap();
     let b = Connection::connect(&addr).await.unwrap();
     a.call(&ApiVersionsRequest::default(), 3).await.unwrap();
@@ -504,24 +488,13 @@ async fn connections_over_the_limit_are_closed() {
 
 #[tokio::test]
 async fn a_stalled_request_is_dropped_after_the_frame_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let handler = Handler::new(
-        broker,
-        Advertised {
-            host: "127.0.0.1".into(),
-            port: 0,
-        },
-    );
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let config = ServerConfig {
+    let node = start_with(ServerConfig {
         frame_timeout: Duration::from_millis(200),
         idle_timeout: Duration::from_millis(500),
         ..ServerConfig::default()
-    };
-    tokio::spawn(keel_kafka::serve(listener, handler, config, rx));
+    })
+    .await;
+    let addr = node.addr.clone();
     // A length, then nothing: closed once the frame timeout passes.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut s, &100i32.to_be_bytes())
