@@ -141,16 +141,15 @@ impl Handler {
             }};
         }
         let key = req.api_key;
-        let ready = |r: &dyn Fn() -> anyhow::Result<Bytes>| r().map(Reply::Ready);
         match key {
             ApiKey::ApiVersions => {
                 let _ = decode!(ApiVersionsRequest);
-                ready(&|| encode(key, v, cid, &api_versions_response(0)))
+                encode(key, v, cid, &api_versions_response(0)).map(Reply::Ready)
             }
             ApiKey::Metadata => {
                 let r = decode!(MetadataRequest);
                 let resp = self.metadata(r, v);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::Produce => {
                 let r = decode!(ProduceRequest);
@@ -160,49 +159,49 @@ impl Handler {
                 let r = decode!(FetchRequest);
                 let h = self.clone();
                 Ok(Reply::Deferred(Box::pin(async move {
-                    let resp = h.fetch(r, v).await;
+                    let resp = h.fetch(r).await;
                     encode(key, v, cid, &resp)
                 })))
             }
             ApiKey::ListOffsets => {
                 let r = decode!(ListOffsetsRequest);
                 let resp = self.list_offsets(r, v);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::CreateTopics => {
                 let r = decode!(CreateTopicsRequest);
                 let resp = self.create_topics(r, v);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::DeleteTopics => {
                 let r = decode!(DeleteTopicsRequest);
                 let resp = self.delete_topics(r, v);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::CreatePartitions => {
                 let r = decode!(CreatePartitionsRequest);
                 let resp = self.create_partitions(r);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::DescribeConfigs => {
                 let r = decode!(DescribeConfigsRequest);
                 let resp = self.describe_configs(r, v);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::AlterConfigs => {
                 let r = decode!(AlterConfigsRequest);
                 let resp = self.alter_configs(r);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::IncrementalAlterConfigs => {
                 let r = decode!(IncrementalAlterConfigsRequest);
                 let resp = self.incremental_alter_configs(r);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::DescribeCluster => {
                 let r = decode!(DescribeClusterRequest);
                 let resp = self.describe_cluster(r);
-                ready(&|| encode(key, v, cid, &resp))
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }
@@ -437,8 +436,7 @@ impl Handler {
     /// Fetch with long-polling: answers as soon as `min_bytes` are there, an error
     /// occurs, or `max_wait_ms` passes. Sessions (KIP-227) are not kept: session id 0
     /// tells clients to send full fetches, which every client supports.
-    async fn fetch(&self, r: FetchRequest, v: i16) -> FetchResponse {
-        let _ = v;
+    async fn fetch(&self, r: FetchRequest) -> FetchResponse {
         let wait = Duration::from_millis(r.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.broker.data_version();
@@ -563,6 +561,9 @@ impl Handler {
                     };
                     configs.insert(c.name.to_string(), value.to_string());
                 }
+                if partitions == -1 {
+                    partitions = self.broker.config().default_partitions;
+                }
                 self.broker
                     .create_topic(
                         t.name.as_str(),
@@ -571,20 +572,13 @@ impl Handler {
                         configs,
                         r.validate_only,
                     )
+                    .map(|topic| (topic, partitions))
                     .map_err(|e| (code(&e), e.to_string()))
             })();
             match outcome {
-                Ok(topic) => {
+                Ok((topic, partitions)) => {
                     if v >= 5 {
-                        res.num_partitions = if r.validate_only {
-                            t.num_partitions.max(if t.num_partitions == -1 {
-                                self.broker.config().default_partitions
-                            } else {
-                                1
-                            })
-                        } else {
-                            topic.partition_count()
-                        };
+                        res.num_partitions = partitions;
                         res.replication_factor = 1;
                         res.configs = Some(self.describe_entries(topic.configs().describe()));
                     }
