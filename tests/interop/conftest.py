@@ -51,7 +51,7 @@ class Node:
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap, *self.extra],
-            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": "info"},
+            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         lines = []
         for _ in range(10):

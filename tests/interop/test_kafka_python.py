@@ -1,9 +1,5 @@
-"""kafka-python against a real keel node.
-
-kafka-python 3.x turns on idempotence by default and needs InitProducerId, which
-Keel does not offer until the idempotent producer exists (the consumer-groups
-issue), so these producers set enable_idempotence=False.
-"""
+"""kafka-python against a real keel node, with the client's defaults (an
+idempotent producer in kafka-python 3.x) plus the settings each test is about."""
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
@@ -11,7 +7,7 @@ from kafka.errors import InvalidConfigurationError, TopicAlreadyExistsError
 
 
 def producer(node, **kw):
-    return KafkaProducer(bootstrap_servers=node.bootstrap, enable_idempotence=False, **kw)
+    return KafkaProducer(bootstrap_servers=node.bootstrap, **kw)
 
 
 def read(node, topic, n, partition=0):

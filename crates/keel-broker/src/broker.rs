@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::config::{Effective, TopicConfigs};
 use crate::flusher::Flusher;
 use crate::names::validate_topic_name;
+use crate::producers::{Check, ProducerState, Refusal};
 use crate::{BrokerError, Result};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
@@ -47,6 +48,9 @@ pub struct BrokerConfig {
     pub partitions_max: usize,
     /// A produce batch may decompress to at most this many bytes when validated.
     pub decompressed_batch_bytes_max: usize,
+    /// Forget an idempotent producer after this long without a write
+    /// (Kafka's `producer.id.expiration.ms`, 1 day).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl BrokerConfig {
@@ -58,11 +62,17 @@ impl BrokerConfig {
             auto_create_topics: true,
             partitions_max: 4096,
             decompressed_batch_bytes_max: 64 << 20,
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }
 
 const META_FILE: &str = "meta.json";
+/// Each partition's idempotent-producer state, as of the offset it records.
+const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
+/// Producer ids are handed out from blocks of this many; meta.json records the
+/// end of the current block, so ids are never reused after a restart.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 const PARTITION_META_FILE: &str = "partition.metadata";
 /// The leader epoch of every partition while Keel runs a single node.
 const LEADER_EPOCH: i32 = 0;
@@ -71,6 +81,8 @@ const LEADER_EPOCH: i32 = 0;
 struct MetaFile {
     cluster_id: String,
     topics: Vec<TopicRecord>,
+    #[serde(default)]
+    producer_id_block_end: i64,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -89,6 +101,9 @@ struct PartitionState {
     unflushed_messages: i64,
     last_flush_ms: i64,
     deleted: bool,
+    producers: ProducerState,
+    /// The producer state changed since the last snapshot.
+    producers_dirty: bool,
 }
 
 /// One partition of a topic: its log and its high watermark.
@@ -263,6 +278,8 @@ struct Inner {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises metadata changes and the writes of meta.json that record them.
     meta_lock: Mutex<()>,
+    /// The next producer id, and the end of the block meta.json has reserved.
+    producer_ids: Mutex<(i64, i64)>,
     flusher: Flusher,
     data_version: watch::Sender<u64>,
     flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -305,6 +322,7 @@ impl Broker {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile {
                 cluster_id: new_cluster_id(),
                 topics: vec![],
+                producer_id_block_end: 0,
             },
             Err(e) => return Err(storage_err("read", &meta_path, e)),
         };
@@ -315,6 +333,7 @@ impl Broker {
             clock,
             topics: RwLock::new(BTreeMap::new()),
             meta_lock: Mutex::new(()),
+            producer_ids: Mutex::new((meta.producer_id_block_end, meta.producer_id_block_end)),
             flusher: Flusher::default(),
             data_version,
             flusher_thread: Mutex::new(None),
@@ -423,6 +442,7 @@ impl Broker {
                 tracing::warn!(topic = %topic.name, partition = index, truncated_bytes = report.truncated_bytes, segments_removed = report.segments_removed, "recovered partition after unclean shutdown");
             }
             let hw = log.log_end_offset();
+            let producers = load_producer_state(&log, now)?;
             ps.push(Arc::new(Partition {
                 topic: topic.name.clone(),
                 index,
@@ -433,6 +453,8 @@ impl Broker {
                     unflushed_messages: 0,
                     last_flush_ms: now,
                     deleted: false,
+                    producers,
+                    producers_dirty: false,
                 }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
@@ -451,9 +473,11 @@ impl Broker {
             .values()
             .map(|t| t.record())
             .collect();
+        let producer_id_block_end = self.inner.producer_ids.lock().expect("producer id lock").1;
         let meta = MetaFile {
             cluster_id: self.inner.cluster_id.clone(),
             topics,
+            producer_id_block_end,
         };
         let path = self.inner.config.data_dir.join(META_FILE);
         let bytes =
@@ -693,17 +717,17 @@ impl Broker {
             batch_bytes_max: effective.max_message_bytes,
             decompressed_bytes_max: self.inner.config.decompressed_batch_bytes_max,
         };
+        // Kafka accepts exactly one batch per partition in Produce v3+
+        // (ProduceRequest.validateRecords): idempotence is checked per batch.
         let ranges = batch::split(records)?;
-        if ranges.is_empty() {
-            return Err(BrokerError::CorruptMessage(
-                "the produce carries no record batch".into(),
-            ));
+        if ranges.len() != 1 {
+            return Err(BrokerError::InvalidRecord(format!(
+                "a produce must carry exactly one record batch per partition, not {}",
+                ranges.len()
+            )));
         }
-        let mut records_total = 0i64;
-        for r in &ranges {
-            records_total +=
-                i64::from(batch::validate(&records[r.clone()], &limits)?.records_count);
-        }
+        let header = batch::validate(records, &limits)?;
+        let records_total = i64::from(header.records_count);
         let mut bytes = records.to_vec();
         let now = self.now_ms();
         let mut s = p.lock();
@@ -713,29 +737,66 @@ impl Broker {
             )));
         }
         let eff = s.effective;
-        let mut first = None;
-        for r in &ranges {
-            let h = s.log.append(
-                &mut bytes[r.clone()],
-                LEADER_EPOCH,
-                eff.log_append_time,
-                now,
-            )?;
-            first.get_or_insert(h.base_offset);
-        }
-        let base_offset = first.expect("at least one batch");
+        let mut appended = true;
+        let base_offset = match if header.producer_id >= 0 {
+            s.producers.check(&header)
+        } else {
+            Check::Append
+        } {
+            Check::Append => {
+                let h = s
+                    .log
+                    .append(&mut bytes, LEADER_EPOCH, eff.log_append_time, now)?;
+                s.producers.apply(&h, now);
+                s.producers_dirty |= h.producer_id >= 0;
+                h.base_offset
+            }
+            // A retry of a batch already written: answer with its offset, write nothing.
+            // It is acknowledged once everything up to the log end is durable.
+            Check::Duplicate { base_offset } => {
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    producer_id = header.producer_id,
+                    sequence = header.base_sequence,
+                    base_offset,
+                    "duplicate batch: answering with its original offset"
+                );
+                appended = false;
+                base_offset
+            }
+            Check::Reject(r) => {
+                return Err(match r {
+                    Refusal::StaleEpoch { got, current } => BrokerError::InvalidProducerEpoch(
+                        format!("epoch {got} is older than the producer's current epoch {current}"),
+                    ),
+                    Refusal::OutOfOrder { got, expected } => BrokerError::OutOfOrderSequence(
+                        format!("sequence {got} where {expected} was expected"),
+                    ),
+                    Refusal::UnknownProducer => BrokerError::UnknownProducerId(header.producer_id),
+                })
+            }
+        };
         let end = s.log.log_end_offset();
         let log_start_offset = s.log.log_start_offset();
         let mut durable = None;
         let flush = if eff.fsync_before_ack() {
+            let already_durable = s.log.flushed_offset() >= end;
             if acks != 0 {
                 let (tx, rx) = oneshot::channel();
-                s.waiters.push((end, tx));
+                if already_durable {
+                    // A duplicate of a batch that is already on disk: nothing to wait for.
+                    let _ = tx.send(Ok(()));
+                } else {
+                    s.waiters.push((end, tx));
+                }
                 durable = Some(rx);
             }
-            true
+            !already_durable
         } else {
-            s.unflushed_messages += records_total;
+            if appended {
+                s.unflushed_messages += records_total;
+            }
             s.unflushed_messages >= eff.flush_messages
         };
         drop(s);
@@ -751,6 +812,25 @@ impl Broker {
             log_start_offset,
             durable,
         })
+    }
+
+    /// InitProducerId for an idempotent (non-transactional) producer: a fresh
+    /// producer id with epoch 0, as Kafka gives one. Ids come from blocks reserved
+    /// in meta.json, so a restart never hands out an id twice.
+    pub fn init_producer_id(&self) -> Result<(i64, i16)> {
+        // Lock order: meta_lock, then producer_ids (as write_meta takes them).
+        let _guard = self.inner.meta_lock.lock().expect("meta lock");
+        let ids = || self.inner.producer_ids.lock().expect("producer id lock");
+        let (next, end) = *ids();
+        if next >= end {
+            ids().1 = next + PRODUCER_ID_BLOCK;
+            if let Err(e) = self.write_meta() {
+                ids().1 = end;
+                return Err(e);
+            }
+        }
+        ids().0 = next + 1;
+        Ok((next, 0))
     }
 
     fn schedule_flush(&self, p: &Arc<Partition>) {
@@ -804,9 +884,22 @@ impl Broker {
         for t in self.topics() {
             for p in t.partitions.read().expect("partitions lock").clone() {
                 let mut s = p.lock();
+                // Retention, producer expiry and producer snapshots share the slow cadence.
                 if retention {
                     if let Err(e) = s.log.enforce_retention(now) {
                         tracing::error!(topic = %t.name, partition = p.index, "retention failed: {e}");
+                    }
+                    let expiration_ms = self.inner.config.producer_id_expiration_ms;
+                    if s.producers.expire(now, expiration_ms) > 0 {
+                        s.producers_dirty = true;
+                    }
+                    if s.producers_dirty {
+                        match write_producer_snapshot(&s.log, &s.producers) {
+                            Ok(()) => s.producers_dirty = false,
+                            Err(e) => {
+                                tracing::error!(topic = %t.name, partition = p.index, "producer snapshot failed: {e}")
+                            }
+                        }
                     }
                 }
                 let due = !s.effective.fsync_before_ack()
@@ -846,6 +939,9 @@ impl Broker {
                     continue;
                 };
                 let s = p.state.into_inner().expect("partition state lock poisoned");
+                if let Err(e) = write_producer_snapshot(&s.log, &s.producers) {
+                    tracing::error!(topic = %t.name, partition = p.index, "producer snapshot failed: {e}");
+                }
                 if let Err(e) = s.log.close() {
                     tracing::error!(topic = %t.name, partition = p.index, "close failed: {e}");
                     first_err.get_or_insert(BrokerError::from(e));
@@ -863,4 +959,33 @@ fn new_cluster_id() -> String {
     (0..22)
         .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
         .collect()
+}
+
+fn write_producer_snapshot(log: &Log, producers: &ProducerState) -> Result<()> {
+    let path = log.dir().join(PRODUCER_SNAPSHOT_FILE);
+    write_atomically(&path, &producers.encode()).map_err(|e| storage_err("write", &path, e))
+}
+
+/// The producer state of a log: its snapshot (if valid and not ahead of the log,
+/// which a truncation can cause), then a replay of the batches after it.
+/// Replayed producers count as active now, so expiry starts afresh.
+fn load_producer_state(log: &Log, now_ms: i64) -> Result<ProducerState> {
+    let path = log.dir().join(PRODUCER_SNAPSHOT_FILE);
+    let mut state = match std::fs::read(&path) {
+        Ok(bytes) => ProducerState::decode(&bytes).unwrap_or_else(|| {
+            tracing::warn!(snapshot = %path.display(), "producer snapshot is damaged; rebuilding from the log");
+            ProducerState::default()
+        }),
+        Err(_) => ProducerState::default(),
+    };
+    if state.applied_up_to() > log.log_end_offset() {
+        tracing::warn!(snapshot = %path.display(), "producer snapshot is ahead of the recovered log; rebuilding from the log");
+        state = ProducerState::default();
+    }
+    log.for_each_batch_from(state.applied_up_to(), |h| {
+        if h.last_offset() >= state.applied_up_to() {
+            state.apply(h, now_ms);
+        }
+    })?;
+    Ok(state)
 }

@@ -24,6 +24,16 @@ pub enum BrokerError {
     MessageTooLarge { size: usize, limit: usize },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("producer fenced: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    #[error(
+        "unknown producer id {0}: its state expired or was never written; start a new sequence"
+    )]
+    UnknownProducerId(i64),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("the node is shutting down")]

@@ -10,6 +10,7 @@ pub mod config;
 mod error;
 mod flusher;
 mod names;
+pub mod producers;
 
 pub use broker::{
     Broker, BrokerConfig, Clock, Fetched, Partition, PartitionInfo, Produced, SystemClock, Topic,

@@ -17,6 +17,10 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::CorruptMessage(_) => E::CorruptMessage,
         BrokerError::MessageTooLarge { .. } => E::MessageTooLarge,
         BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
+        BrokerError::InvalidRecord(_) => E::InvalidRecord,
+        BrokerError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
+        BrokerError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
+        BrokerError::UnknownProducerId(_) => E::UnknownProducerId,
         BrokerError::Storage(_) => E::KafkaStorageError,
         // Retriable: the client refreshes metadata and retries, finding the node again.
         BrokerError::ShuttingDown => E::NotLeaderOrFollower,

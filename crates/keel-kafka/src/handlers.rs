@@ -203,6 +203,11 @@ impl Handler {
                 let resp = self.describe_cluster(r);
                 encode(key, v, cid, &resp).map(Reply::Ready)
             }
+            ApiKey::InitProducerId => {
+                let r = decode!(InitProducerIdRequest);
+                let resp = self.init_producer_id(r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }
     }
@@ -848,6 +853,27 @@ impl Handler {
                     .with_resource_type(res.resource_type)
                     .with_resource_name(res.resource_name),
             );
+        }
+        resp
+    }
+
+    /// InitProducerId: every idempotent producer gets a fresh id at epoch 0, as
+    /// Kafka gives one without a transactional id. Transactional ids are refused:
+    /// clients reach this only after FindCoordinator, which Keel does not offer.
+    fn init_producer_id(&self, r: InitProducerIdRequest) -> InitProducerIdResponse {
+        let mut resp = InitProducerIdResponse::default();
+        resp.producer_id = ProducerId(-1);
+        resp.producer_epoch = -1;
+        if r.transactional_id.is_some() {
+            resp.error_code = ResponseError::InvalidRequest.code();
+            return resp;
+        }
+        match self.broker.init_producer_id() {
+            Ok((id, epoch)) => {
+                resp.producer_id = ProducerId(id);
+                resp.producer_epoch = epoch;
+            }
+            Err(e) => resp.error_code = code(&e),
         }
         resp
     }

@@ -5,7 +5,8 @@ use kafka_protocol::messages::ApiKey;
 
 /// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
 /// Produce v10+ and Fetch v13+ (topic ids in place of names, KIP-516 / KIP-951),
-/// ListOffsets v7+ (max-timestamp lookups, KIP-734), Metadata v13 (top-level error).
+/// ListOffsets v7+ (max-timestamp lookups, KIP-734), Metadata v13 (top-level error),
+/// InitProducerId v5+ (KIP-890 transactions).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
@@ -19,6 +20,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Idempotent producers only; transactions need a coordinator Keel lacks.
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The supported range of `api_key`, if Keel answers it at all.

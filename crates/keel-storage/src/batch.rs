@@ -433,6 +433,16 @@ pub fn build(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     b
 }
 
+/// Stamps an idempotent producer's id, epoch and first sequence on a batch and
+/// recomputes its CRC, as a producer does before sending. For tests and bench.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {

@@ -389,6 +389,33 @@ impl Log {
         Ok(None)
     }
 
+    /// Calls `each` with the header of every batch from the one holding `offset` to
+    /// the end, in order: how state derived from the log (producer state) is replayed.
+    pub fn for_each_batch_from(
+        &self,
+        offset: i64,
+        mut each: impl FnMut(&BatchHeader),
+    ) -> Result<()> {
+        let from = offset.max(self.log_start_offset());
+        for (_, seg) in self
+            .segments
+            .range(..=from)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(from + 1..))
+        {
+            let Some((mut pos, _)) = seg.position_of(from)? else {
+                continue;
+            };
+            while pos < seg.size {
+                let h = seg.header_at(pos)?;
+                each(&h);
+                pos += h.total_bytes() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes whole segments past `retention.ms` or beyond `retention.bytes`, oldest
     /// first, never the active segment. Returns how many were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {

@@ -55,7 +55,11 @@ struct DevArgs {
     /// Most open client connections.
     #[arg(long, default_value_t = 1024)]
     connections_max: usize,
-    /// How often retention runs, in milliseconds (Kafka's log.retention.check.interval.ms).
+    /// Forget an idempotent producer after this many idle milliseconds (Kafka's producer.id.expiration.ms).
+    #[arg(long, default_value_t = 86_400_000, value_parser = clap::value_parser!(i64).range(1..))]
+    producer_id_expiration_ms: i64,
+    /// How often retention, producer expiry and producer snapshots run, in milliseconds
+    /// (Kafka's log.retention.check.interval.ms).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..))]
     retention_check_ms: u64,
 }
@@ -109,6 +113,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     config.default_partitions = args.num_partitions;
     config.auto_create_topics = !args.no_auto_create_topics;
     config.partitions_max = args.partitions_max;
+    config.producer_id_expiration_ms = args.producer_id_expiration_ms;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock)))
         .await?
         .context("open data directory")?;

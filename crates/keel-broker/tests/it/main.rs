@@ -89,13 +89,17 @@ fn bad_produces_change_nothing() {
     let n = bad.len();
     bad[n - 1] ^= 1;
     let good = one_batch(&["ok"]);
-    let both = [good.clone(), bad].concat();
+    assert!(matches!(
+        b.produce("t", 0, &bad, 1),
+        Err(BrokerError::CorruptMessage(_))
+    ));
+    let both = [good.clone(), good.clone()].concat();
     assert!(
         matches!(
             b.produce("t", 0, &both, 1),
-            Err(BrokerError::CorruptMessage(_))
+            Err(BrokerError::InvalidRecord(_))
         ),
-        "one bad batch fails the whole partition"
+        "Produce v3+ carries exactly one batch per partition"
     );
     assert!(matches!(
         b.produce("t", 0, &good[..good.len() - 1], 1),
@@ -197,4 +201,82 @@ async fn topics_configs_and_data_survive_restart_and_delete_is_final() {
         .unwrap();
     assert_eq!(b.list_offset("drop", 0, -1).unwrap(), Some((0, -1)));
     b.shutdown().unwrap();
+}
+
+fn idempotent(values: &[&str], producer_id: i64, epoch: i16, seq: i32) -> Vec<u8> {
+    let mut b = one_batch(values);
+    batch::set_producer(&mut b, producer_id, epoch, seq);
+    b
+}
+
+async fn produce_ok(b: &Broker, topic: &str, records: &[u8]) -> i64 {
+    let p = b.produce(topic, 0, records, -1).unwrap();
+    p.durable.unwrap().await.unwrap().unwrap();
+    p.base_offset
+}
+
+/// A producer's retries are answered with the original offset and written once,
+/// also after a restart, clean (snapshot) or not (replay of the log).
+#[tokio::test]
+async fn idempotent_retries_are_deduplicated_across_restarts() {
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = open(dir.path());
+        b.create_topic("idem", 1, 1, BTreeMap::new(), false)
+            .unwrap();
+        let (pid, epoch) = b.init_producer_id().unwrap();
+        let (other, _) = b.init_producer_id().unwrap();
+        assert_ne!(pid, other, "every producer gets its own id");
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["a", "b", "c"], pid, epoch, 0)).await,
+            0
+        );
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["d"], pid, epoch, 3)).await,
+            3
+        );
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["d"], pid, epoch, 3)).await,
+            3,
+            "a retry is a duplicate"
+        );
+        if clean {
+            b.shutdown().unwrap();
+        } // else: dropped without shutdown, as a crash leaves it
+        let b = open(dir.path());
+        assert_eq!(b.list_offset("idem", 0, -1).unwrap(), Some((4, -1)));
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["d"], pid, epoch, 3)).await,
+            3,
+            "still a duplicate after restart (clean: {clean})"
+        );
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["a", "b", "c"], pid, epoch, 0)).await,
+            0
+        );
+        assert_eq!(
+            b.list_offset("idem", 0, -1).unwrap(),
+            Some((4, -1)),
+            "nothing written twice"
+        );
+        assert!(matches!(
+            b.produce("idem", 0, &idempotent(&["x"], pid, epoch, 9), -1),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
+        assert!(matches!(
+            b.produce("idem", 0, &idempotent(&["x"], pid, epoch - 1, 4), -1),
+            Err(BrokerError::InvalidProducerEpoch(_))
+        ));
+        assert!(matches!(
+            b.produce("idem", 0, &idempotent(&["x"], 999_999, 0, 5), -1),
+            Err(BrokerError::UnknownProducerId(999_999))
+        ));
+        assert_eq!(
+            produce_ok(&b, "idem", &idempotent(&["e"], pid, epoch, 4)).await,
+            4
+        );
+        let (after, _) = b.init_producer_id().unwrap();
+        assert!(after > other, "producer ids are not reused after a restart");
+        b.shutdown().unwrap();
+    }
 }
