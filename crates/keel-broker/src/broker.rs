@@ -117,6 +117,8 @@ pub struct Partition {
     /// Set while the partition sits in the flusher's queue.
     pub(crate) queued: AtomicBool,
     data_version: watch::Sender<u64>,
+    /// The broker's clock, for `flush.ms` pacing.
+    clock: Arc<dyn Clock>,
 }
 
 /// A snapshot of a partition, for Metadata and ListOffsets.
@@ -196,8 +198,7 @@ impl Partition {
             Ok(()) => {
                 let flushed = s.log.flushed_offset();
                 s.unflushed_messages = 0;
-                // The clock is not needed for correctness here, only for flush.ms pacing.
-                s.last_flush_ms = SystemClock.now_ms();
+                s.last_flush_ms = self.clock.now_ms();
                 let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.waiters)
                     .into_iter()
                     .partition(|(end, _)| *end <= flushed);
@@ -351,16 +352,14 @@ impl Broker {
                 .insert(t.name.clone(), topic);
         }
         broker.write_meta()?;
-        let weak = Arc::downgrade(&broker.inner);
+        // The thread keeps the broker's state alive until `shutdown` stops it.
+        let inner = broker.inner.clone();
         let handle = std::thread::Builder::new()
             .name("keel-flusher".into())
             .spawn(move || {
-                let Some(inner) = weak.upgrade() else { return };
-                let flusher_inner = inner.clone();
-                drop(inner);
-                flusher_inner
+                inner
                     .flusher
-                    .run(|| flusher_inner.data_version.send_modify(|v| *v += 1));
+                    .run(|| inner.data_version.send_modify(|v| *v += 1))
             })
             .map_err(|e| BrokerError::Storage(format!("start flusher thread: {e}")))?;
         *broker
@@ -459,6 +458,7 @@ impl Broker {
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
                 data_version: self.inner.data_version.clone(),
+                clock: self.inner.clock.clone(),
             }));
         }
         Ok(())
