@@ -572,3 +572,97 @@ proptest! {
         });
     }
 }
+
+/// The idempotent producer over the wire, deterministically: a batch that was
+/// written but whose acknowledgement was lost (the node "crashed") is retried to
+/// a node reopened on the same data without a clean shutdown, and is answered
+/// with its original offset without being written again.
+#[tokio::test]
+async fn idempotent_retry_after_a_crash_is_answered_with_the_original_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve_on = |broker: Broker| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Handler::new(
+            broker,
+            Advertised {
+                host: addr.ip().to_string(),
+                port: i32::from(addr.port()),
+            },
+        );
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(keel_kafka::serve(
+            listener,
+            handler,
+            ServerConfig::default(),
+            rx,
+        ));
+        (addr.to_string(), stop)
+    };
+    let first = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let (addr, stop) = serve_on(first.clone()).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    let init = c
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let mut records = batch::build(1_700_000_000_000, &[(None, Some(b"once"))]);
+    batch::set_producer(&mut records, pid, epoch, 0);
+    produce(&c, "idem", &["before"]).await;
+    let resp = c
+        .call(&produce_req("idem", 0, -1, records.clone()), 7)
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 1));
+    // Crash: the node stops without a clean shutdown; its files stay as they are.
+    stop.send(true).unwrap();
+    drop(c);
+    drop(first);
+    let second = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let (addr, _stop) = serve_on(second).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    let resp = c
+        .call(&produce_req("idem", 0, -1, records.clone()), 7)
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, 1),
+        "the retry gets the original offset"
+    );
+    assert_eq!(
+        read_all(&c, "idem").await,
+        vec![b"before".to_vec(), b"once".to_vec()],
+        "and is not written twice"
+    );
+    // The next batch in sequence is appended; a gap is refused.
+    batch::set_producer(&mut records, pid, epoch, 1);
+    assert_eq!(
+        c.call(&produce_req("idem", 0, -1, records.clone()), 7)
+            .await
+            .unwrap()
+            .responses[0]
+            .partition_responses[0]
+            .base_offset,
+        2
+    );
+    batch::set_producer(&mut records, pid, epoch, 5);
+    let gap = c
+        .call(&produce_req("idem", 0, -1, records), 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        gap.responses[0].partition_responses[0].error_code,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+}
