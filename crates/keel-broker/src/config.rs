@@ -63,7 +63,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "Bytes of log between offset index entries." },
 ];
 
-fn def(name: &str) -> Option<&'static ConfigDef> {
+/// The definition of the topic config called `name`, if Keel has one.
+pub fn def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 

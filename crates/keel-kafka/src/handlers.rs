@@ -823,11 +823,10 @@ impl Handler {
                             o.remove(&name);
                         }
                         (OP_APPEND | OP_SUBTRACT, Some(v)) => {
-                            let is_list = keel_broker::config::TOPIC_CONFIGS.iter().any(|d| d.name == name && d.kind == keel_broker::ConfigType::List);
-                            if !is_list {
+                            let Some(list) = keel_broker::config::def(&name).filter(|d| d.kind == keel_broker::ConfigType::List) else {
                                 return Err(format!("{name} is not a list; APPEND and SUBTRACT apply only to lists"));
-                            }
-                            let current = o.get(&name).cloned().unwrap_or_else(|| keel_broker::config::TOPIC_CONFIGS.iter().find(|d| d.name == name).map(|d| d.default.to_string()).unwrap_or_default());
+                            };
+                            let current = o.get(&name).cloned().unwrap_or_else(|| list.default.to_string());
                             let mut items: Vec<String> = current.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect();
                             for x in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
                                 if c.config_operation == OP_APPEND {

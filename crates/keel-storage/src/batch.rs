@@ -225,16 +225,25 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
     if h.attributes & (1 << 4) != 0 {
         return Err(corrupt("transactional batches are not supported yet"));
     }
-    let body = &batch[HEADER_BYTES..];
-    match h.codec()? {
-        Codec::None => walk_records(body, h.records_count, |_, _| false)?,
-        codec => {
-            let plain = compression::decompress(codec, body, limits.decompressed_bytes_max)
-                .map_err(corrupt)?;
-            walk_records(&plain, h.records_count, |_, _| false)?;
-        }
-    }
+    let records = plain_records(&h, batch, limits.decompressed_bytes_max)?;
+    walk_records(&records, h.records_count, |_, _| false)?;
     Ok(h)
+}
+
+/// The records of a whole `batch` with header `h`: its body as it is, or
+/// decompressed within `max_bytes`.
+fn plain_records<'a>(
+    h: &BatchHeader,
+    batch: &'a [u8],
+    max_bytes: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let body = &batch[HEADER_BYTES..];
+    Ok(match h.codec()? {
+        Codec::None => std::borrow::Cow::Borrowed(body),
+        codec => std::borrow::Cow::Owned(
+            compression::decompress(codec, body, max_bytes).map_err(corrupt)?,
+        ),
+    })
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes.
@@ -285,18 +294,9 @@ pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAn
             timestamp: h.max_timestamp,
         }));
     }
-    let body = &batch[HEADER_BYTES..];
-    let plain;
-    let records = match h.codec()? {
-        Codec::None => body,
-        codec => {
-            plain = compression::decompress(codec, body, READ_DECOMPRESSED_BYTES_MAX)
-                .map_err(corrupt)?;
-            &plain[..]
-        }
-    };
+    let records = plain_records(&h, batch, READ_DECOMPRESSED_BYTES_MAX)?;
     let mut found = None;
-    walk_records(records, h.records_count, |i, ts_delta| {
+    walk_records(&records, h.records_count, |i, ts_delta| {
         let t = h.base_timestamp.saturating_add(ts_delta);
         if t >= ts {
             found = Some(OffsetAndTimestamp {

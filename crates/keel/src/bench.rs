@@ -176,12 +176,12 @@ async fn produce(a: ProduceArgs) -> Result<()> {
         let in_flight = a.in_flight as usize;
         workers.push(tokio::spawn(async move {
             let conn = Connection::connect(&c.brokers).await?;
-            let full: Bytes = {
-                let recs: Vec<batch::KeyValue> = (0..per_batch)
-                    .map(|_| (None, Some(value.as_slice())))
-                    .collect();
+            let batch_of = |n: u64| -> Bytes {
+                let recs: Vec<batch::KeyValue> =
+                    (0..n).map(|_| (None, Some(value.as_slice()))).collect();
                 batch::build(0, &recs).into()
             };
+            let full = batch_of(per_batch);
             let mut lat = Vec::new();
             let mut queue = VecDeque::new();
             let mut left = share;
@@ -192,9 +192,7 @@ async fn produce(a: ProduceArgs) -> Result<()> {
                     let records = if n == per_batch {
                         full.clone()
                     } else {
-                        let recs: Vec<batch::KeyValue> =
-                            (0..n).map(|_| (None, Some(value.as_slice()))).collect();
-                        batch::build(0, &recs).into()
+                        batch_of(n)
                     };
                     let mut req = ProduceRequest::default();
                     req.acks = acks;
