@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keel_storage::batch::{self, Limits};
-use keel_storage::{FlushJob, Log};
+use keel_storage::{CompactionPlan, FlushJob, Log};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -716,6 +716,7 @@ impl Broker {
         let limits = Limits {
             batch_bytes_max: effective.max_message_bytes,
             decompressed_bytes_max: self.inner.config.decompressed_batch_bytes_max,
+            keys_required: effective.compact,
         };
         // Kafka accepts exactly one batch per partition in Produce v3+
         // (ProduceRequest.validateRecords): idempotence is checked per batch.
@@ -905,10 +906,42 @@ impl Broker {
                 let due = !s.effective.fsync_before_ack()
                     && s.unflushed_messages > 0
                     && now.saturating_sub(s.last_flush_ms) >= s.effective.flush_ms;
+                let compaction = (retention && s.effective.compact)
+                    .then(|| s.log.compaction_plan(now).map(|plan| (plan, s.effective)))
+                    .flatten();
                 drop(s);
                 if due {
                     self.schedule_flush(&p);
                 }
+                if let Some((plan, eff)) = compaction {
+                    self.compact(&p, &plan, eff.delete_retention_ms, now);
+                }
+            }
+        }
+    }
+
+    /// Compacts closed segments of `p` without its lock (they do not change), then
+    /// swaps the results in under it.
+    fn compact(&self, p: &Partition, plan: &CompactionPlan, delete_retention_ms: i64, now: i64) {
+        let done = match keel_storage::compact(plan, now, delete_retention_ms) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.index, "compaction failed: {e}");
+                return;
+            }
+        };
+        let removed = done.records_removed;
+        let mut s = p.lock();
+        if s.deleted {
+            return;
+        }
+        match s.log.install_compaction(done, now) {
+            Ok(()) if removed > 0 => {
+                tracing::info!(topic = %p.topic, partition = p.index, removed, "compacted")
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(topic = %p.topic, partition = p.index, "installing compaction failed: {e}")
             }
         }
     }

@@ -22,6 +22,8 @@ enum Rule {
     Range(i64, i64),
     /// One of these words.
     OneOf(&'static [&'static str]),
+    /// A comma-separated, non-empty set of these words.
+    SetOf(&'static [&'static str]),
 }
 
 /// One topic config Keel understands.
@@ -39,8 +41,10 @@ const DAY_MS: &str = "604800000";
 
 /// Every topic config Keel accepts. Anything else is INVALID_CONFIG, as in Kafka.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete", rule: Rule::OneOf(&["delete"]),
-        doc: "Only `delete` (retention by time and size) for now; `compact` arrives with log compaction." },
+    ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete", rule: Rule::SetOf(&["delete", "compact"]),
+        doc: "`delete`: drop closed segments by retention.ms/retention.bytes. `compact`: keep only the latest record of each key in closed segments (records need keys). `compact,delete`: both." },
+    ConfigDef { name: "delete.retention.ms", kind: ConfigType::Long, default: "86400000", rule: Rule::Range(0, i64::MAX),
+        doc: "On a compacted topic, how long a tombstone (a null value) stays after its timestamp, so consumers that read from the start see the delete." },
     ConfigDef { name: "retention.ms", kind: ConfigType::Long, default: DAY_MS, rule: Rule::Range(-1, i64::MAX),
         doc: "Delete a closed segment once its newest record is older than this; -1 keeps data forever." },
     ConfigDef { name: "retention.bytes", kind: ConfigType::Long, default: "-1", rule: Rule::Range(-1, i64::MAX),
@@ -78,6 +82,17 @@ fn check(name: &str, value: &str) -> Result<()> {
                 "{name}={value:?}: must be an integer in [{lo}, {hi}]"
             ))),
         },
+        Rule::SetOf(words) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if !items.is_empty() && items.iter().all(|i| words.contains(i)) {
+                Ok(())
+            } else {
+                Err(BrokerError::InvalidConfig(format!(
+                    "{name}={value:?}: must be a comma-separated list of {}",
+                    words.join(", ")
+                )))
+            }
+        }
         Rule::OneOf(words) => {
             if words.contains(&value.trim()) {
                 Ok(())
@@ -100,6 +115,9 @@ pub struct Effective {
     pub min_insync_replicas: i32,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    /// `cleanup.policy` includes `compact`.
+    pub compact: bool,
+    pub delete_retention_ms: i64,
 }
 
 impl Effective {
@@ -142,12 +160,18 @@ impl TopicConfigs {
                 .parse()
                 .expect("validated integer")
         };
+        let policy = overrides
+            .get("cleanup.policy")
+            .map_or("delete", String::as_str);
+        let has = |word: &str| policy.split(',').any(|p| p.trim() == word);
+        // Without `delete` in the policy, retention never removes data.
+        let retention = |name: &str| if has("delete") { get(name) } else { -1 };
         let effective = Effective {
             log: LogConfig {
                 segment_bytes: get("segment.bytes") as u64,
                 segment_ms: get("segment.ms"),
-                retention_ms: get("retention.ms"),
-                retention_bytes: get("retention.bytes"),
+                retention_ms: retention("retention.ms"),
+                retention_bytes: retention("retention.bytes"),
                 index_interval_bytes: get("index.interval.bytes") as u64,
             },
             max_message_bytes: get("max.message.bytes") as usize,
@@ -157,6 +181,8 @@ impl TopicConfigs {
             min_insync_replicas: get("min.insync.replicas") as i32,
             flush_messages: get("flush.messages"),
             flush_ms: get("flush.ms"),
+            compact: has("compact"),
+            delete_retention_ms: get("delete.retention.ms"),
         };
         let overrides = overrides
             .into_iter()
@@ -224,7 +250,18 @@ mod tests {
         assert!(with("segment.bytes", "99999999999").is_err());
         assert!(with("message.timestamp.type", "Whenever").is_err());
         assert!(with("no.such.config", "1").is_err());
-        assert!(with("cleanup.policy", "compact").is_err());
+        assert!(with("cleanup.policy", "compact,shred").is_err());
+        assert!(with("cleanup.policy", "").is_err());
+        let c = with("cleanup.policy", "compact").unwrap();
+        assert!(c.effective().compact);
+        assert_eq!(
+            c.effective().log.retention_ms,
+            -1,
+            "compact alone never deletes"
+        );
+        let c = with("cleanup.policy", "compact, delete").unwrap();
+        assert!(c.effective().compact);
+        assert_eq!(c.effective().log.retention_ms, 604_800_000);
         let c = with("message.timestamp.type", "LogAppendTime").unwrap();
         assert!(c.effective().log_append_time);
         let c = with("flush.messages", "1000").unwrap();

@@ -45,6 +45,7 @@ impl From<keel_storage::StorageError> for BrokerError {
         use keel_storage::StorageError as S;
         match e {
             S::CorruptBatch(why) => BrokerError::CorruptMessage(why),
+            S::InvalidRecord(why) => BrokerError::InvalidRecord(why),
             S::BatchTooLarge { size, limit } => BrokerError::MessageTooLarge { size, limit },
             S::OffsetOutOfRange { offset, start, end } => {
                 BrokerError::OffsetOutOfRange { offset, start, end }

@@ -166,6 +166,8 @@ pub struct Limits {
     pub batch_bytes_max: usize,
     /// The largest a compressed batch may grow when decompressed (defends against bombs).
     pub decompressed_bytes_max: usize,
+    /// Every record needs a key (the topic is compacted).
+    pub keys_required: bool,
 }
 
 /// Splits the `records` field of a produce request into whole batches, checking
@@ -226,7 +228,17 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
         return Err(corrupt("transactional batches are not supported yet"));
     }
     let records = plain_records(&h, batch, limits.decompressed_bytes_max)?;
-    walk_records(&records, h.records_count, |_, _| false)?;
+    let mut keyless = false;
+    walk_records(&records, h.records_count, true, |r| {
+        keyless |= r.key.is_none();
+        false
+    })?;
+    // Kafka's LogValidator: "Compacted topic cannot accept message without key".
+    if keyless && limits.keys_required {
+        return Err(StorageError::InvalidRecord(
+            "a compacted topic cannot accept a record without a key".into(),
+        ));
+    }
     Ok(h)
 }
 
@@ -296,11 +308,11 @@ pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAn
     }
     let records = plain_records(&h, batch, READ_DECOMPRESSED_BYTES_MAX)?;
     let mut found = None;
-    walk_records(&records, h.records_count, |i, ts_delta| {
-        let t = h.base_timestamp.saturating_add(ts_delta);
+    walk_records(&records, h.records_count, false, |r| {
+        let t = h.base_timestamp.saturating_add(r.timestamp_delta);
         if t >= ts {
             found = Some(OffsetAndTimestamp {
-                offset: h.base_offset + i64::from(i),
+                offset: h.base_offset + i64::from(r.offset_delta),
                 timestamp: t,
             });
         }
@@ -309,12 +321,43 @@ pub fn first_record_at_or_after(batch: &[u8], ts: i64) -> Result<Option<OffsetAn
     Ok(found)
 }
 
-/// Checks that `buf` holds exactly `count` well-formed records with sequential offset
-/// deltas, calling `each(index, timestamp_delta)` for each; `each` returning true stops
-/// the walk early (and skips the trailing-bytes check).
-fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) -> Result<()> {
+/// One record of a batch, borrowed from the batch's (decompressed) records.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The whole record with its length prefix, to copy it unchanged.
+    pub raw: &'a [u8],
+}
+
+fn bytes_field<'a>(
+    rec: &'a [u8],
+    at: &mut usize,
+    nullable: bool,
+    what: &str,
+) -> Result<Option<&'a [u8]>> {
+    let len = varint(rec, at, 5)?;
+    let start = *at;
+    skip_bytes(rec, at, len, nullable, what)?;
+    Ok((len >= 0).then(|| &rec[start..*at]))
+}
+
+/// Checks that `buf` holds exactly `count` well-formed records, calling `each` for
+/// each; `each` returning true stops the walk early (and skips the trailing-bytes
+/// check). With `dense`, offset deltas must be 0, 1, 2, ... (a producer's batch);
+/// otherwise they must only increase (a batch that compaction has thinned).
+fn walk_records<'a>(
+    buf: &'a [u8],
+    count: i32,
+    dense: bool,
+    mut each: impl FnMut(&Record<'a>) -> bool,
+) -> Result<()> {
     let mut at = 0usize;
+    let mut previous_delta = -1i64;
     for i in 0..count {
+        let start = at;
         let len = varint(buf, &mut at, 5)?;
         if len < 0 || len as u64 > (buf.len() - at) as u64 {
             return Err(corrupt(format!(
@@ -327,26 +370,28 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
         if rec.is_empty() {
             return Err(corrupt(format!("record {i} is empty")));
         }
-        let ts_delta = varint(rec, &mut p, 10)?;
+        let timestamp_delta = varint(rec, &mut p, 10)?;
         let offset_delta = varint(rec, &mut p, 5)?;
-        if offset_delta != i64::from(i) {
+        let in_order = if dense {
+            offset_delta == i64::from(i)
+        } else {
+            offset_delta > previous_delta && offset_delta <= i64::from(i32::MAX)
+        };
+        if !in_order {
             return Err(corrupt(format!(
                 "record {i} has offset delta {offset_delta}"
             )));
         }
-        let key_len = varint(rec, &mut p, 5)?;
-        skip_bytes(rec, &mut p, key_len, true, "key")?;
-        let value_len = varint(rec, &mut p, 5)?;
-        skip_bytes(rec, &mut p, value_len, true, "value")?;
+        previous_delta = offset_delta;
+        let key = bytes_field(rec, &mut p, true, "key")?;
+        let value = bytes_field(rec, &mut p, true, "value")?;
         let headers = varint(rec, &mut p, 5)?;
         if headers < 0 {
             return Err(corrupt(format!("record {i} has {headers} headers")));
         }
         for _ in 0..headers {
-            let k = varint(rec, &mut p, 5)?;
-            skip_bytes(rec, &mut p, k, false, "header key")?;
-            let v = varint(rec, &mut p, 5)?;
-            skip_bytes(rec, &mut p, v, true, "header value")?;
+            bytes_field(rec, &mut p, false, "header key")?;
+            bytes_field(rec, &mut p, true, "header value")?;
         }
         if p != rec.len() {
             return Err(corrupt(format!(
@@ -354,7 +399,14 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
                 rec.len() - p
             )));
         }
-        if each(i, ts_delta) {
+        let record = Record {
+            offset_delta: offset_delta as i32,
+            timestamp_delta,
+            key,
+            value,
+            raw: &buf[start..at],
+        };
+        if each(&record) {
             return Ok(());
         }
     }
@@ -365,6 +417,52 @@ fn walk_records(buf: &[u8], count: i32, mut each: impl FnMut(i32, i64) -> bool) 
         )));
     }
     Ok(())
+}
+
+/// Calls `each` with every record of a stored `batch` (CRC-checked first, and
+/// decompressed within a fixed limit); `each` returning true stops early.
+pub fn for_each_record(
+    batch: &[u8],
+    mut each: impl FnMut(&BatchHeader, &Record<'_>) -> bool,
+) -> Result<BatchHeader> {
+    let h = check(batch)?;
+    let records = plain_records(&h, batch, READ_DECOMPRESSED_BYTES_MAX)?;
+    walk_records(&records, h.records_count, false, |r| each(&h, r))?;
+    Ok(h)
+}
+
+/// The timestamp of `record` in a batch with header `h`.
+pub fn record_timestamp(h: &BatchHeader, record: &Record<'_>) -> i64 {
+    if h.is_log_append_time() {
+        h.max_timestamp
+    } else {
+        h.base_timestamp.saturating_add(record.timestamp_delta)
+    }
+}
+
+/// A copy of a stored batch holding only `records` (`count` raw records, as
+/// [`Record::raw`] gives them), uncompressed. Everything else in the header stays:
+/// base offset, lastOffsetDelta (so the producer's sequence numbers still add up),
+/// timestamps, producer id/epoch/sequence. Kafka's log cleaner does the same.
+pub fn rebuild(h: &BatchHeader, records: &[u8], count: i32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    b.extend_from_slice(&h.base_offset.to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&(h.attributes & !0x7).to_be_bytes());
+    b.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    b.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    b.extend_from_slice(&h.producer_id.to_be_bytes());
+    b.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&h.base_sequence.to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(records);
+    let crc = compute_crc(&b);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
 }
 
 /// Sets the broker-assigned base offset. Not covered by the CRC.
@@ -462,6 +560,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         batch_bytes_max: 1 << 20,
         decompressed_bytes_max: 1 << 24,
+        keys_required: false,
     };
 
     #[test]

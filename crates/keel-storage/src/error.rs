@@ -6,6 +6,10 @@ pub enum StorageError {
     /// A record batch failed validation; nothing was written.
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
+    /// A well-formed batch whose records break a rule of the log (a record without
+    /// a key on a compacted topic); nothing was written.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     /// A batch or request is larger than a configured limit.
     #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge { size: usize, limit: usize },

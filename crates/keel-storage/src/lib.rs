@@ -18,4 +18,6 @@ mod segment;
 
 pub use batch::OffsetAndTimestamp;
 pub use error::{Result, StorageError};
-pub use log::{FlushJob, Log, LogConfig, ReadResult, RecoveryReport};
+pub use log::{
+    compact, Compacted, CompactionPlan, FlushJob, Log, LogConfig, ReadResult, RecoveryReport,
+};

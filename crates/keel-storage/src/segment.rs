@@ -99,7 +99,9 @@ impl Segment {
                 },
             ));
         }
-        let scan = seg.recover(len, index_interval_bytes)?;
+        // A segment before the recovery point may have been compacted, which leaves
+        // gaps between batches; later segments never are, so their offsets are dense.
+        let scan = seg.recover(len, index_interval_bytes, !trust_indexes)?;
         Ok((seg, scan))
     }
 
@@ -143,7 +145,7 @@ impl Segment {
 
     /// Reads every batch, checking framing, CRC and offset order; truncates at the first
     /// failure. This is the only way bytes enter a segment's in-memory view after a crash.
-    fn recover(&mut self, len: u64, index_interval_bytes: u64) -> Result<Scan> {
+    fn recover(&mut self, len: u64, index_interval_bytes: u64, dense: bool) -> Result<Scan> {
         let file = self.file.clone();
         let mut r = BufReader::with_capacity(1 << 20, &*file);
         let mut pos = 0u64;
@@ -179,7 +181,7 @@ impl Segment {
                 break Some(e.to_string());
             }
             // baseOffset is outside the CRC, so check it against its neighbours: offsets
-            // within a segment are dense until compaction exists (then this becomes `<`).
+            // are dense in a segment compaction has not touched, and increase in any.
             // The leader epoch is outside the CRC too; epochs never go down along a log.
             if h.partition_leader_epoch < self.last_epoch {
                 break Some(format!(
@@ -187,7 +189,12 @@ impl Segment {
                     h.partition_leader_epoch, self.last_epoch
                 ));
             }
-            if h.base_offset != self.next_offset
+            let offset_ok = if dense {
+                h.base_offset == self.next_offset
+            } else {
+                h.base_offset >= self.next_offset
+            };
+            if !offset_ok
                 || h.last_offset_delta < 0
                 || h.last_offset() - self.base_offset > i64::from(u32::MAX)
             {

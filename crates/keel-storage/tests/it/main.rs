@@ -11,6 +11,7 @@ use proptest::prelude::*;
 const LIMITS: Limits = Limits {
     batch_bytes_max: 1 << 20,
     decompressed_bytes_max: 1 << 24,
+    keys_required: false,
 };
 
 fn small_segments() -> LogConfig {
@@ -324,6 +325,118 @@ fn flush_job_covers_rolled_segments_and_advances_flushed_offset() {
     log.complete_flush(&job).unwrap();
     assert_eq!(log.flushed_offset(), log.log_end_offset());
     assert!(log.flush_job().is_none());
+}
+
+/// (offset, key, value) of one record.
+type Kept = (i64, Vec<u8>, Option<Vec<u8>>);
+
+/// (offset, key, value) of every record from `from`, as a consumer would see them.
+fn records_of(log: &Log, from: i64) -> Vec<Kept> {
+    let bytes = read_all(log, from);
+    let mut out = Vec::new();
+    for range in batch::split(&bytes).unwrap() {
+        batch::for_each_record(&bytes[range], |h, r| {
+            out.push((
+                h.base_offset + i64::from(r.offset_delta),
+                r.key.unwrap().to_vec(),
+                r.value.map(<[u8]>::to_vec),
+            ));
+            false
+        })
+        .unwrap();
+    }
+    out
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    // 60 batches of 3 records over 6 keys; key 0 is deleted (tombstone at t=100).
+    for n in 0..60u32 {
+        let keys: Vec<Vec<u8>> = (0..3)
+            .map(|i| match (n * 3 + i) % 6 {
+                // After its tombstone nobody writes k0 again.
+                0 if n > 40 => format!("x{n}").into_bytes(),
+                k => format!("k{k}").into_bytes(),
+            })
+            .collect();
+        let values: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("v{}", n * 3 + i).into_bytes())
+            .collect();
+        let tombstone = n == 40;
+        let recs: Vec<batch::KeyValue> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| {
+                let dead = tombstone && k.as_slice() == b"k0";
+                (Some(k.as_slice()), (!dead).then_some(v.as_slice()))
+            })
+            .collect();
+        let ts = if tombstone { 100 } else { 0 };
+        append_all(&mut log, &[batch::build(ts, &recs)], 0);
+    }
+    let before = records_of(&log, 0);
+    let job = log.flush_job().unwrap();
+    job.run().unwrap();
+    log.complete_flush(&job).unwrap();
+    assert!(log.segment_count() > 3);
+
+    let expect = |records: &[Kept], end: i64, expired: bool| {
+        let mut latest = std::collections::HashMap::new();
+        for (o, k, _) in records.iter().filter(|(o, _, _)| *o < end) {
+            latest.insert(k.clone(), *o);
+        }
+        records
+            .iter()
+            .filter(|(o, k, v)| *o >= end || (latest[k] == *o && !(expired && v.is_none())))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // Within delete.retention.ms the tombstone stays.
+    let plan = log.compaction_plan(1000).unwrap();
+    let end = plan.end();
+    let done = keel_storage::compact(&plan, 1000, 10_000).unwrap();
+    assert!(done.records_removed > 0);
+    log.install_compaction(done, 1000).unwrap();
+    let after = records_of(&log, 0);
+    assert_eq!(after, expect(&before, end, false));
+    assert!(
+        after.iter().any(|(o, _, v)| v.is_none() && *o < end),
+        "tombstone kept"
+    );
+    assert!(
+        log.compaction_plan(1000).is_none(),
+        "nothing new to compact"
+    );
+
+    // After it, the tombstone goes too; a crash and recovery keep the result.
+    let plan = log.compaction_plan(10_101).expect("the tombstone came due");
+    let done = keel_storage::compact(&plan, 10_101, 10_000).unwrap();
+    log.install_compaction(done, 10_101).unwrap();
+    let after = records_of(&log, 0);
+    assert_eq!(after, expect(&before, end, true));
+    let tombstones_left = after
+        .iter()
+        .filter(|(o, _, v)| v.is_none() && *o < end)
+        .count();
+    assert_eq!(tombstones_left, 0);
+    drop(log);
+    let (log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(records_of(&log, 0), after);
+    // A fetch from any offset, gap or not, starts at the next record kept.
+    for probe in 0..end {
+        let first = records_of(&log, probe)[0].0;
+        assert!(first >= probe || batch_holding(&log, probe) <= probe);
+    }
+}
+
+/// The base offset of the batch a read at `offset` returns first.
+fn batch_holding(log: &Log, offset: i64) -> i64 {
+    let r = log.read(offset, 1, log.log_end_offset()).unwrap();
+    batch::BatchHeader::parse(&r.bytes).unwrap().base_offset
 }
 
 proptest! {
