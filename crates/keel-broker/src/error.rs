@@ -34,6 +34,35 @@ pub enum BrokerError {
         "unknown producer id {0}: its state expired or was never written; start a new sequence"
     )]
     UnknownProducerId(i64),
+    #[error("invalid group id: {0}")]
+    InvalidGroupId(String),
+    #[error("invalid session timeout: {0}")]
+    InvalidSessionTimeout(String),
+    #[error("unknown member id {0:?}: rejoin the group")]
+    UnknownMemberId(String),
+    #[error("inconsistent group protocol: {0}")]
+    InconsistentGroupProtocol(String),
+    #[error("the group is rebalancing: rejoin")]
+    RebalanceInProgress,
+    #[error("illegal generation: {0}")]
+    IllegalGeneration(String),
+    #[error("fenced instance id: {0}")]
+    FencedInstanceId(String),
+    #[error("group full: {0}")]
+    GroupMaxSizeReached(String),
+    /// KIP-394: the join must be retried with this member id.
+    #[error("member id required: rejoin as {0}")]
+    MemberIdRequired(String),
+    #[error("coordinator not available: {0}")]
+    CoordinatorNotAvailable(String),
+    #[error("group {0} does not exist")]
+    GroupIdNotFound(String),
+    #[error("group {0} still has members")]
+    NonEmptyGroup(String),
+    #[error("offset metadata of {0} bytes is larger than offset.metadata.max.bytes")]
+    OffsetMetadataTooLarge(usize),
+    #[error("the group's members subscribe to topic {0}")]
+    GroupSubscribedToTopic(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("the node is shutting down")]

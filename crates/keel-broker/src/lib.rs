@@ -9,6 +9,8 @@ mod broker;
 pub mod config;
 mod error;
 mod flusher;
+pub mod group_records;
+pub mod groups;
 mod names;
 pub mod producers;
 
