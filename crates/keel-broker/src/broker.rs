@@ -14,9 +14,13 @@ use uuid::Uuid;
 
 use crate::config::{Effective, TopicConfigs};
 use crate::flusher::Flusher;
+use crate::groups::{GroupLimits, Groups};
 use crate::names::validate_topic_name;
 use crate::producers::{Check, ProducerState, Refusal};
 use crate::{BrokerError, Result};
+
+mod coordinator;
+pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
 pub trait Clock: Send + Sync + 'static {
@@ -51,6 +55,10 @@ pub struct BrokerConfig {
     /// Forget an idempotent producer after this long without a write
     /// (Kafka's `producer.id.expiration.ms`, 1 day).
     pub producer_id_expiration_ms: i64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (50).
+    pub offsets_topic_partitions: i32,
+    /// The group coordinator's limits.
+    pub group_limits: GroupLimits,
 }
 
 impl BrokerConfig {
@@ -63,6 +71,8 @@ impl BrokerConfig {
             partitions_max: 4096,
             decompressed_batch_bytes_max: 64 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            offsets_topic_partitions: 50,
+            group_limits: GroupLimits::default(),
         }
     }
 }
@@ -285,6 +295,8 @@ struct Inner {
     data_version: watch::Sender<u64>,
     flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// The group coordinator's state. Lock order: groups, then a partition.
+    pub(crate) groups: Mutex<Groups>,
 }
 
 /// A handle to the node's broker state; cheap to clone.
@@ -328,6 +340,7 @@ impl Broker {
             Err(e) => return Err(storage_err("read", &meta_path, e)),
         };
         let (data_version, _) = watch::channel(0u64);
+        let group_limits = config.group_limits;
         let inner = Arc::new(Inner {
             config,
             cluster_id: meta.cluster_id.clone(),
@@ -339,6 +352,7 @@ impl Broker {
             data_version,
             flusher_thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            groups: Mutex::new(Groups::new(group_limits)),
         });
         let broker = Broker { inner };
         for t in &meta.topics {
@@ -352,6 +366,7 @@ impl Broker {
                 .insert(t.name.clone(), topic);
         }
         broker.write_meta()?;
+        broker.load_groups()?;
         // The thread keeps the broker's state alive until `shutdown` stops it.
         let inner = broker.inner.clone();
         let handle = std::thread::Builder::new()
@@ -607,6 +622,7 @@ impl Broker {
 
     /// DeleteTopics for one topic: forgotten durably first, then its files removed.
     pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        refuse_internal(name)?;
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
         let topic = self
             .inner
@@ -637,6 +653,7 @@ impl Broker {
 
     /// CreatePartitions: grow a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        refuse_internal(name)?;
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
         let topic = self
             .topic(name)
@@ -694,9 +711,26 @@ impl Broker {
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{index}")))
     }
 
+    /// A client's produce. Internal topics are written only by the node itself, as
+    /// in Kafka.
+    pub fn produce(&self, topic: &str, index: i32, records: &[u8], acks: i16) -> Result<Produced> {
+        if is_internal(topic) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "{topic} is internal: only the group coordinator writes it"
+            )));
+        }
+        self.append_batch(topic, index, records, acks)
+    }
+
     /// Validates and appends the batches of one partition's produce. All batches are
     /// checked before any is written: a bad batch changes nothing.
-    pub fn produce(&self, topic: &str, index: i32, records: &[u8], acks: i16) -> Result<Produced> {
+    pub(crate) fn append_batch(
+        &self,
+        topic: &str,
+        index: i32,
+        records: &[u8],
+        acks: i16,
+    ) -> Result<Produced> {
         if !matches!(acks, -1..=1) {
             return Err(BrokerError::InvalidRequiredAcks(acks));
         }
@@ -879,8 +913,10 @@ impl Broker {
         })
     }
 
-    /// Periodic work: retention, and flush.ms for topics that acknowledge before fsync.
+    /// Periodic work: group timers; retention and compaction; and flush.ms for
+    /// topics that acknowledge before fsync.
     pub fn tick(&self, retention: bool) {
+        self.tick_groups();
         let now = self.now_ms();
         for t in self.topics() {
             for p in t.partitions.read().expect("partitions lock").clone() {
@@ -983,6 +1019,23 @@ impl Broker {
         }
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// The topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Topics only the node writes and nobody may delete.
+pub fn is_internal(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC
+}
+
+fn refuse_internal(topic: &str) -> Result<()> {
+    if is_internal(topic) {
+        return Err(BrokerError::InvalidTopic(format!(
+            "{topic} is internal and cannot be deleted or changed"
+        )));
+    }
+    Ok(())
 }
 
 fn new_cluster_id() -> String {

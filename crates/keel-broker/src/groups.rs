@@ -249,9 +249,11 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        protocols
-            .iter()
-            .any(|(n, _)| others.iter().all(|m| m.protocols.iter().any(|(p, _)| p == n)))
+        protocols.iter().any(|(n, _)| {
+            others
+                .iter()
+                .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+        })
     }
 
     /// Kafka's vote: each member votes for its most preferred common protocol.
@@ -362,7 +364,9 @@ impl Group {
         let protocol = self.protocol.clone()?;
         let mut topics = Vec::new();
         for m in self.members.values() {
-            topics.extend(crate::group_records::subscribed_topics(&m.metadata(&protocol))?);
+            topics.extend(crate::group_records::subscribed_topics(
+                &m.metadata(&protocol),
+            )?);
         }
         Some(topics)
     }
@@ -501,7 +505,10 @@ impl Groups {
     ) -> std::result::Result<(), (BrokerError, JoinReply)> {
         let limits = self.limits;
         if req.group_id.is_empty() {
-            return Err((BrokerError::InvalidGroupId("the group id is empty".into()), reply));
+            return Err((
+                BrokerError::InvalidGroupId("the group id is empty".into()),
+                reply,
+            ));
         }
         if !(limits.min_session_timeout_ms..=limits.max_session_timeout_ms)
             .contains(&req.session_timeout_ms)
@@ -687,7 +694,9 @@ impl Groups {
             let expired: Vec<String> = g
                 .members
                 .values()
-                .filter(|m| m.join_reply.is_none() && m.sync_reply.is_none() && m.deadline_ms <= now)
+                .filter(|m| {
+                    m.join_reply.is_none() && m.sync_reply.is_none() && m.deadline_ms <= now
+                })
                 .map(|m| m.id.clone())
                 .collect();
             for id in expired {
@@ -829,14 +838,13 @@ fn rejoin_static(
     dirty: &mut bool,
 ) -> std::result::Result<(), (BrokerError, JoinReply)> {
     let Some(mut m) = g.members.remove(&old_id) else {
-        g.statics.remove(req.group_instance_id.as_deref().unwrap_or_default());
+        g.statics
+            .remove(req.group_instance_id.as_deref().unwrap_or_default());
         add_member_and_rebalance(g, req, new_id, now, reply, dirty);
         return Ok(());
     };
     let fenced = || {
-        BrokerError::FencedInstanceId(format!(
-            "member {old_id} was replaced by a newer instance"
-        ))
+        BrokerError::FencedInstanceId(format!("member {old_id} was replaced by a newer instance"))
     };
     if let Some(tx) = m.join_reply.take() {
         let _ = tx.send(Err(fenced()));
@@ -855,8 +863,10 @@ fn rejoin_static(
     if g.leader.as_deref() == Some(old_id.as_str()) {
         g.leader = Some(new_id.clone());
     }
-    g.statics
-        .insert(req.group_instance_id.clone().unwrap_or_default(), new_id.clone());
+    g.statics.insert(
+        req.group_instance_id.clone().unwrap_or_default(),
+        new_id.clone(),
+    );
     let was_leader = g.leader.as_deref() == Some(new_id.as_str());
     g.members.insert(new_id.clone(), m);
     match g.state {
@@ -1004,11 +1014,7 @@ fn complete_join(g: &mut Group, now: i64, dirty: &mut bool) {
         return;
     }
     g.protocol = g.select_protocol();
-    if !g
-        .leader
-        .as_ref()
-        .is_some_and(|l| g.members.contains_key(l))
-    {
+    if !g.leader.as_ref().is_some_and(|l| g.members.contains_key(l)) {
         g.leader = g.members.keys().next().cloned();
     }
     g.set_state(GroupState::CompletingRebalance, now);
@@ -1120,7 +1126,10 @@ mod tests {
         // b joins: a learns of the rebalance through its heartbeat and rejoins.
         let (b, mut jb) = join_new(&mut gs, 2);
         assert!(jb.try_recv().is_err(), "b waits for a to rejoin");
-        assert_eq!(gs.heartbeat("g", 1, &a, None, 3), Err(BrokerError::RebalanceInProgress));
+        assert_eq!(
+            gs.heartbeat("g", 1, &a, None, 3),
+            Err(BrokerError::RebalanceInProgress)
+        );
         let mut ja = join(&mut gs, req("g", &a, &["range"]), 4);
         let ra = ja.try_recv().unwrap().unwrap();
         let rb = jb.try_recv().unwrap().unwrap();
@@ -1134,7 +1143,13 @@ mod tests {
             sync(&mut gs, &b, 1, vec![], 5).try_recv().unwrap(),
             Err(illegal_generation(1, 2))
         );
-        let mut sa = sync(&mut gs, &a, 2, vec![(a.clone(), b"0".to_vec()), (b.clone(), b"1".to_vec())], 6);
+        let mut sa = sync(
+            &mut gs,
+            &a,
+            2,
+            vec![(a.clone(), b"0".to_vec()), (b.clone(), b"1".to_vec())],
+            6,
+        );
         assert_eq!(sa.try_recv().unwrap().unwrap().assignment, b"0");
         // The refused sync changed nothing: b's waiting sync gets its assignment.
         assert_eq!(sb.try_recv().unwrap().unwrap().assignment, b"1");
@@ -1168,7 +1183,10 @@ mod tests {
         gs.tick(30_100);
         let rb = jb.try_recv().unwrap().unwrap();
         assert_eq!((rb.generation_id, rb.members.len()), (2, 1));
-        assert_eq!(gs.heartbeat("g", 1, &a, None, 30_200), Err(BrokerError::UnknownMemberId(a)));
+        assert_eq!(
+            gs.heartbeat("g", 1, &a, None, 30_200),
+            Err(BrokerError::UnknownMemberId(a))
+        );
     }
 
     #[test]
@@ -1181,11 +1199,15 @@ mod tests {
             Err(BrokerError::InvalidSessionTimeout(_))
         ));
         assert!(matches!(
-            join(&mut gs, req("", "", &["range"]), 0).try_recv().unwrap(),
+            join(&mut gs, req("", "", &["range"]), 0)
+                .try_recv()
+                .unwrap(),
             Err(BrokerError::InvalidGroupId(_))
         ));
         assert!(matches!(
-            join(&mut gs, req("g", "nobody", &["range"]), 0).try_recv().unwrap(),
+            join(&mut gs, req("g", "nobody", &["range"]), 0)
+                .try_recv()
+                .unwrap(),
             Err(BrokerError::UnknownMemberId(_))
         ));
         let (a, mut ja) = join_new(&mut gs, 0);
@@ -1196,15 +1218,33 @@ mod tests {
             join(&mut gs, other, 0).try_recv().unwrap(),
             Err(BrokerError::InconsistentGroupProtocol(_))
         ));
-        assert_eq!(gs.heartbeat("g", 1, "ghost", None, 1), Err(unknown_member("ghost")));
-        assert_eq!(gs.heartbeat("g", 7, &a, None, 1), Err(illegal_generation(7, 1)));
-        assert!(matches!(gs.heartbeat("nope", 1, &a, None, 1), Err(BrokerError::UnknownMemberId(_))));
+        assert_eq!(
+            gs.heartbeat("g", 1, "ghost", None, 1),
+            Err(unknown_member("ghost"))
+        );
+        assert_eq!(
+            gs.heartbeat("g", 7, &a, None, 1),
+            Err(illegal_generation(7, 1))
+        );
+        assert!(matches!(
+            gs.heartbeat("nope", 1, &a, None, 1),
+            Err(BrokerError::UnknownMemberId(_))
+        ));
         // Commits from a non-member or an old generation are refused while syncing.
-        assert_eq!(gs.check_commit("g", 1, &a, None, 1), Err(BrokerError::RebalanceInProgress));
+        assert_eq!(
+            gs.check_commit("g", 1, &a, None, 1),
+            Err(BrokerError::RebalanceInProgress)
+        );
         sync(&mut gs, &a, 1, vec![], 2).try_recv().unwrap().unwrap();
         assert_eq!(gs.check_commit("g", 1, &a, None, 3), Ok(()));
-        assert_eq!(gs.check_commit("g", 0, &a, None, 3), Err(illegal_generation(0, 1)));
-        assert_eq!(gs.check_commit("g", -1, "", None, 3), Err(unknown_member("")));
+        assert_eq!(
+            gs.check_commit("g", 0, &a, None, 3),
+            Err(illegal_generation(0, 1))
+        );
+        assert_eq!(
+            gs.check_commit("g", -1, "", None, 3),
+            Err(unknown_member(""))
+        );
         assert_eq!(gs.check_commit("simple", -1, "", None, 3), Ok(()));
         // The group still works.
         assert_eq!(gs.heartbeat("g", 1, &a, None, 4), Ok(()));
@@ -1219,16 +1259,24 @@ mod tests {
         let mut gs = Groups::new(limits);
         for _ in 0..2 {
             let mut rx = join(&mut gs, req("g", "", &["range"]), 0);
-            assert!(matches!(rx.try_recv().unwrap(), Err(BrokerError::MemberIdRequired(_))));
+            assert!(matches!(
+                rx.try_recv().unwrap(),
+                Err(BrokerError::MemberIdRequired(_))
+            ));
         }
         assert!(matches!(
-            join(&mut gs, req("g", "", &["range"]), 0).try_recv().unwrap(),
+            join(&mut gs, req("g", "", &["range"]), 0)
+                .try_recv()
+                .unwrap(),
             Err(BrokerError::GroupMaxSizeReached(_))
         ));
         // Member ids handed out but never used lapse after the session timeout.
         gs.tick(10_001);
         let mut rx = join(&mut gs, req("g", "", &["range"]), 10_002);
-        assert!(matches!(rx.try_recv().unwrap(), Err(BrokerError::MemberIdRequired(_))));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(BrokerError::MemberIdRequired(_))
+        ));
     }
 
     #[test]
@@ -1240,7 +1288,16 @@ mod tests {
         let first = j.try_recv().unwrap().unwrap();
         let old = first.member_id.clone();
         let (tx, mut rx) = oneshot::channel();
-        gs.sync("g", 1, &old, Some("i1"), None, vec![(old.clone(), b"p0".to_vec())], 1, tx);
+        gs.sync(
+            "g",
+            1,
+            &old,
+            Some("i1"),
+            None,
+            vec![(old.clone(), b"p0".to_vec())],
+            1,
+            tx,
+        );
         rx.try_recv().unwrap().unwrap();
         // The leader restarts with the same instance id: that rebalances (it leads).
         let mut j = join(&mut gs, r.clone(), 2);
@@ -1260,7 +1317,9 @@ mod tests {
         ja.try_recv().unwrap().unwrap();
         sync(&mut gs, &a, 1, vec![], 0).try_recv().unwrap().unwrap();
         gs.dirty.clear();
-        let out = gs.leave("g", &[(a.clone(), None), ("ghost".into(), None)], 1).unwrap();
+        let out = gs
+            .leave("g", &[(a.clone(), None), ("ghost".into(), None)], 1)
+            .unwrap();
         assert_eq!(out[0].1, Ok(()));
         assert_eq!(out[1].1, Err(unknown_member("ghost")));
         let g = gs.get("g").unwrap();

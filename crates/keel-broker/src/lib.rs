@@ -15,8 +15,8 @@ mod names;
 pub mod producers;
 
 pub use broker::{
-    Broker, BrokerConfig, Clock, Fetched, Partition, PartitionInfo, Produced, SystemClock, Topic,
-    TopicInfo,
+    is_internal, Broker, BrokerConfig, Clock, Fetched, FetchedOffset, ListedGroup, OffsetCommit,
+    Partition, PartitionInfo, Produced, SystemClock, Topic, TopicInfo, OFFSETS_TOPIC,
 };
 pub use config::{ConfigEntry, ConfigType, Effective, TopicConfigs};
 pub use error::{BrokerError, Result};

@@ -65,6 +65,9 @@ pub struct Request {
     pub api_key: ApiKey,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// The client's address as Kafka shows it in group descriptions ("/127.0.0.1");
+    /// set by the server, empty otherwise.
+    pub client_host: String,
 }
 
 /// Parses a frame (without its length prefix).
@@ -98,6 +101,7 @@ pub fn parse(mut frame: Bytes) -> Result<Request, FrameError> {
         api_key: key,
         header,
         body: frame,
+        client_host: String::new(),
     })
 }
 

@@ -36,6 +36,8 @@ use crate::error::code;
 use crate::frame::{self, Request};
 use crate::versions;
 
+mod groups;
+
 /// Longest a Fetch may long-poll, whatever it asks for.
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
 /// Longest a Produce waits for durability, whatever its timeout says.
@@ -208,6 +210,69 @@ impl Handler {
                 let resp = self.init_producer_id(r);
                 encode(key, v, cid, &resp).map(Reply::Ready)
             }
+            ApiKey::FindCoordinator => {
+                let r = decode!(FindCoordinatorRequest);
+                let resp = self.find_coordinator(r, v);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::JoinGroup => {
+                let r = decode!(JoinGroupRequest);
+                let h = self.clone();
+                let client_id = req
+                    .header
+                    .client_id
+                    .as_ref()
+                    .map_or_else(String::new, |c| c.to_string());
+                let host = req.client_host;
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.join_group(r, v, client_id, host).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
+            ApiKey::SyncGroup => {
+                let r = decode!(SyncGroupRequest);
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.sync_group(r).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
+            ApiKey::Heartbeat => {
+                let r = decode!(HeartbeatRequest);
+                encode(key, v, cid, &self.heartbeat(r)).map(Reply::Ready)
+            }
+            ApiKey::LeaveGroup => {
+                let r = decode!(LeaveGroupRequest);
+                encode(key, v, cid, &self.leave_group(r, v)).map(Reply::Ready)
+            }
+            ApiKey::OffsetCommit => {
+                let r = decode!(OffsetCommitRequest);
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.offset_commit(r).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
+            ApiKey::OffsetFetch => {
+                let r = decode!(OffsetFetchRequest);
+                encode(key, v, cid, &self.offset_fetch(r, v)).map(Reply::Ready)
+            }
+            ApiKey::ListGroups => {
+                let r = decode!(ListGroupsRequest);
+                encode(key, v, cid, &self.list_groups(r)).map(Reply::Ready)
+            }
+            ApiKey::DescribeGroups => {
+                let r = decode!(DescribeGroupsRequest);
+                encode(key, v, cid, &self.describe_groups(r)).map(Reply::Ready)
+            }
+            ApiKey::DeleteGroups => {
+                let r = decode!(DeleteGroupsRequest);
+                encode(key, v, cid, &self.delete_groups(r)).map(Reply::Ready)
+            }
+            ApiKey::OffsetDelete => {
+                let r = decode!(OffsetDeleteRequest);
+                encode(key, v, cid, &self.offset_delete(r)).map(Reply::Ready)
+            }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }
     }
@@ -245,7 +310,7 @@ impl Handler {
             let info = t.info();
             let mut e = MetadataResponseTopic::default()
                 .with_name(Some(topic_name(&info.name)))
-                .with_is_internal(info.name.starts_with("__"));
+                .with_is_internal(keel_broker::is_internal(&info.name));
             if v >= 10 {
                 e.topic_id = info.id;
             }

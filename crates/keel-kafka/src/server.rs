@@ -147,8 +147,9 @@ async fn connection(
             }
         }
         let reply = match frame::parse(buf.freeze()) {
-            Ok(req) => {
+            Ok(mut req) => {
                 let api = req.api_key;
+                req.client_host = format!("/{}", peer.ip());
                 match handler.handle(req) {
                     Ok(reply) => reply,
                     Err(e) => {

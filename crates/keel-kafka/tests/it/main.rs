@@ -224,9 +224,11 @@ async fn api_versions_answers_an_unknown_version_at_v0() {
     assert_eq!(resp.error_code, 0);
     let keys: Vec<i16> = resp.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
+    assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
     assert!(
-        !keys.contains(&(ApiKey::JoinGroup as i16)),
-        "unimplemented APIs are not advertised"
+        !keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16))
+            && !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
+        "unimplemented APIs are not advertised, so clients use the classic group protocol"
     );
     // ApiVersions v99: a v0 reply with UNSUPPORTED_VERSION and the list (KIP-511).
     let mut raw = Vec::new();

@@ -1,0 +1,448 @@
+//! The group coordinator: the [`Groups`] state machine wired to the node's
+//! `__consumer_offsets` topic, where committed offsets and group metadata are
+//! written in Kafka's formats and read back at start-up.
+//!
+//! Every change is appended to the group's partition of `__consumer_offsets`
+//! (`abs(groupId.hashCode) % 50`, as Kafka places it) under the groups lock, so the
+//! log holds changes in the order they were made. An OffsetCommit is answered
+//! after its record is fsynced, and only then enters the cache OffsetFetch reads:
+//! a committed offset that was acknowledged survives kill -9, and nobody reads an
+//! offset a crash could take back.
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
+
+use keel_storage::batch;
+use tokio::sync::oneshot;
+
+use super::{Broker, Produced, OFFSETS_TOPIC};
+use crate::group_records::{partition_for, GroupValue, OffsetValue, RecordKey};
+use crate::groups::{Committed, GroupDescription, Groups, JoinRequest, JoinResponse, SyncResponse};
+use crate::{BrokerError, Result};
+
+/// One partition's offset in an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// A committed offset as OffsetFetch returns it; `None` when nothing is committed.
+pub type FetchedOffset = (String, i32, Option<OffsetValue>);
+
+/// A group as ListGroups shows it: id, protocol type, state name.
+pub type ListedGroup = (String, String, &'static str);
+
+type Record = (Vec<u8>, Option<Vec<u8>>);
+
+fn gone() -> BrokerError {
+    BrokerError::CoordinatorNotAvailable("the node is shutting down".into())
+}
+
+impl Broker {
+    fn groups(&self) -> MutexGuard<'_, Groups> {
+        self.inner.groups.lock().expect("groups lock")
+    }
+
+    /// `__consumer_offsets`, created on first use as Kafka creates it (compacted,
+    /// 100 MiB segments).
+    fn ensure_offsets_topic(&self) -> Result<()> {
+        if self.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let configs = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "104857600"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        match self.create_topic(
+            OFFSETS_TOPIC,
+            self.inner.config.offsets_topic_partitions,
+            1,
+            configs,
+            false,
+        ) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// FindCoordinator for a group: this node, once its offsets topic exists.
+    pub fn find_group_coordinator(&self, group_id: &str) -> Result<()> {
+        let _ = group_id;
+        self.ensure_offsets_topic()
+    }
+
+    /// Appends records for `group` to its offsets partition (acks=all).
+    fn append_group_records(&self, group: &str, records: &[Record]) -> Result<Produced> {
+        self.ensure_offsets_topic()?;
+        let partitions = self.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count());
+        let kvs: Vec<batch::KeyValue> = records
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
+            .collect();
+        let b = batch::build(self.now_ms(), &kvs);
+        self.append_batch(OFFSETS_TOPIC, partition_for(group, partitions), &b, -1)
+    }
+
+    /// Writes the metadata of every group whose membership changed. Failures are
+    /// logged: the group's state in memory stays right, and the next change
+    /// writes it again.
+    fn write_dirty_groups(&self, gs: &mut Groups) {
+        let dirty = std::mem::take(&mut gs.dirty);
+        for id in dirty {
+            let Some(g) = gs.get(&id) else { continue };
+            let key = RecordKey::Group(id.clone()).encode();
+            if let Err(e) = self.append_group_records(&id, &[(key, Some(g.stored().encode()))]) {
+                tracing::error!(group = %id, "writing group metadata failed: {e}");
+            }
+        }
+    }
+
+    pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse> {
+        self.ensure_offsets_topic()?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut gs = self.groups();
+            gs.join(req, self.now_ms(), tx);
+            self.write_dirty_groups(&mut gs);
+        }
+        rx.await.map_err(|_| gone())?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync_group(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol: Option<(&str, &str)>,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<SyncResponse> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut gs = self.groups();
+            let now = self.now_ms();
+            gs.sync(
+                group_id,
+                generation,
+                member_id,
+                instance_id,
+                protocol,
+                assignments,
+                now,
+                tx,
+            );
+            self.write_dirty_groups(&mut gs);
+        }
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now_ms();
+        self.groups()
+            .heartbeat(group_id, generation, member_id, instance_id, now)
+    }
+
+    pub fn leave_group(
+        &self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Result<Vec<(String, Result<()>)>> {
+        let mut gs = self.groups();
+        let out = gs.leave(group_id, leaving, self.now_ms());
+        self.write_dirty_groups(&mut gs);
+        out
+    }
+
+    /// OffsetCommit: checks membership, writes one record per partition, waits
+    /// for fsync, then makes the offsets visible. The outer error is the group's;
+    /// the inner ones are per partition (unknown topic, metadata too large).
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        self.ensure_offsets_topic()?;
+        let now = self.now_ms();
+        let limits = self.inner.config.group_limits;
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for o in offsets {
+            let r = if o.metadata.len() > limits.offset_metadata_max_bytes {
+                Err(BrokerError::OffsetMetadataTooLarge(o.metadata.len()))
+            } else if self
+                .topic(&o.topic)
+                .and_then(|t| t.partition(o.partition))
+                .is_none()
+            {
+                Err(BrokerError::UnknownTopicOrPartition(format!(
+                    "{}-{}",
+                    o.topic, o.partition
+                )))
+            } else {
+                let value = OffsetValue {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: now,
+                };
+                let key = RecordKey::Offset {
+                    group: group_id.to_string(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                };
+                records.push((key.encode(), Some(value.encode())));
+                accepted.push(((o.topic, o.partition), value));
+                Ok(())
+            };
+            results.push(r);
+        }
+        let produced = {
+            let mut gs = self.groups();
+            gs.check_commit(group_id, generation, member_id, instance_id, now)?;
+            if records.is_empty() {
+                return Ok(results);
+            }
+            let produced = self.append_group_records(group_id, &records)?;
+            drop(gs);
+            produced
+        };
+        if let Some(durable) = produced.durable {
+            durable.await.map_err(|_| BrokerError::ShuttingDown)??;
+        }
+        let mut gs = self.groups();
+        if let Some(g) = gs.get_mut(group_id) {
+            for (tp, value) in accepted {
+                let newer = g
+                    .offsets
+                    .get(&tp)
+                    .is_none_or(|c| c.log_offset <= produced.base_offset);
+                if newer {
+                    g.offsets.insert(
+                        tp,
+                        Committed {
+                            value,
+                            log_offset: produced.base_offset,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch: the committed offsets of `partitions`, or of every partition
+    /// the group has committed when `None`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<FetchedOffset> {
+        let gs = self.groups();
+        let g = gs.get(group_id);
+        match partitions {
+            Some(ps) => ps
+                .into_iter()
+                .map(|(t, p)| {
+                    let v = g.and_then(|g| g.offsets.get(&(t.clone(), p)).map(|c| c.value.clone()));
+                    (t, p, v)
+                })
+                .collect(),
+            None => g
+                .map(|g| {
+                    g.offsets
+                        .iter()
+                        .map(|((t, p), c)| (t.clone(), *p, Some(c.value.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn list_groups(&self) -> Vec<ListedGroup> {
+        let gs = self.groups();
+        let mut out: Vec<ListedGroup> = gs
+            .ids()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// DescribeGroups for one group; `None` when the node knows no such group
+    /// (Kafka answers with state "Dead").
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+        self.groups().get(group_id).map(|g| g.describe())
+    }
+
+    /// DeleteGroups for one group: only an empty group can go. Its metadata and
+    /// offsets are tombstoned, so compaction removes them.
+    pub fn delete_group(&self, group_id: &str) -> Result<()> {
+        let mut gs = self.groups();
+        let g = gs
+            .get(group_id)
+            .ok_or_else(|| BrokerError::GroupIdNotFound(group_id.to_string()))?;
+        if g.has_members() {
+            return Err(BrokerError::NonEmptyGroup(group_id.to_string()));
+        }
+        let mut records: Vec<Record> =
+            vec![(RecordKey::Group(group_id.to_string()).encode(), None)];
+        records.extend(g.offsets.keys().map(|(t, p)| {
+            let key = RecordKey::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+            };
+            (key.encode(), None)
+        }));
+        self.append_group_records(group_id, &records)?;
+        gs.remove(group_id);
+        Ok(())
+    }
+
+    /// OffsetDelete: removes committed offsets of partitions the group does not
+    /// consume now. Per-partition errors for subscribed topics.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), Result<()>)>> {
+        let mut gs = self.groups();
+        let g = gs
+            .get(group_id)
+            .ok_or_else(|| BrokerError::GroupIdNotFound(group_id.to_string()))?;
+        let subscribed = g.subscribed_topics().ok_or_else(|| {
+            BrokerError::NonEmptyGroup(format!(
+                "{group_id} (its members' subscriptions cannot be read)"
+            ))
+        })?;
+        let mut out = Vec::new();
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        for (t, p) in partitions {
+            if subscribed.contains(&t) {
+                out.push(((t.clone(), p), Err(BrokerError::GroupSubscribedToTopic(t))));
+                continue;
+            }
+            if g.offsets.contains_key(&(t.clone(), p)) {
+                let key = RecordKey::Offset {
+                    group: group_id.to_string(),
+                    topic: t.clone(),
+                    partition: p,
+                };
+                records.push((key.encode(), None));
+                removed.push((t.clone(), p));
+            }
+            out.push(((t, p), Ok(())));
+        }
+        if !records.is_empty() {
+            self.append_group_records(group_id, &records)?;
+        }
+        if let Some(g) = gs.get_mut(group_id) {
+            for tp in removed {
+                g.offsets.remove(&tp);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Group timers (sessions, rebalance timeouts), run by the node's ticker.
+    pub(super) fn tick_groups(&self) {
+        let mut gs = self.groups();
+        gs.tick(self.now_ms());
+        self.write_dirty_groups(&mut gs);
+    }
+
+    /// Rebuilds the coordinator's state from `__consumer_offsets` at start-up: the
+    /// last record of each key wins, a tombstone deletes.
+    pub(super) fn load_groups(&self) -> Result<()> {
+        let Some(topic) = self.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        let mut offsets: BTreeMap<(String, String, i32), Option<Committed>> = BTreeMap::new();
+        let mut metadata: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
+        let mut records = 0u64;
+        for index in 0..topic.partition_count() {
+            let mut at = self
+                .list_offset(OFFSETS_TOPIC, index, -2)?
+                .map_or(0, |o| o.0);
+            loop {
+                let f = self.fetch(OFFSETS_TOPIC, index, at, 1 << 20)?;
+                if f.bytes.is_empty() {
+                    break;
+                }
+                for range in batch::split(&f.bytes)? {
+                    let h = batch::for_each_record(&f.bytes[range], |h, r| {
+                        records += 1;
+                        let log_offset = h.base_offset + i64::from(r.offset_delta);
+                        match r.key.and_then(RecordKey::decode) {
+                            Some(RecordKey::Offset {
+                                group,
+                                topic,
+                                partition,
+                            }) => {
+                                let v = r.value.and_then(OffsetValue::decode);
+                                let c = v.map(|value| Committed { value, log_offset });
+                                offsets.insert((group, topic, partition), c);
+                            }
+                            Some(RecordKey::Group(group)) => {
+                                metadata.insert(group, r.value.and_then(GroupValue::decode));
+                            }
+                            None => tracing::warn!(
+                                partition = index,
+                                offset = log_offset,
+                                "skipping a record of {OFFSETS_TOPIC} with an unknown key"
+                            ),
+                        }
+                        false
+                    })?;
+                    at = h.last_offset() + 1;
+                }
+            }
+        }
+        let mut gs = self.groups();
+        for (id, value) in metadata {
+            gs.restore(&id, value, now);
+        }
+        for ((group, topic, partition), c) in offsets {
+            let Some(c) = c else { continue };
+            if let Ok(g) = gs.get_or_create(&group, now) {
+                g.offsets.insert((topic, partition), c);
+            }
+        }
+        let ids: Vec<String> = gs.ids().map(|g| g.id.clone()).collect();
+        for id in &ids {
+            gs.forget_if_unused(id);
+        }
+        tracing::info!(
+            records,
+            groups = ids.len(),
+            "loaded group state from {OFFSETS_TOPIC}"
+        );
+        Ok(())
+    }
+}
