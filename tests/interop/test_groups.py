@@ -1,0 +1,237 @@
+"""Consumer groups against the real binary: committed offsets survive kill -9,
+members share partitions and take over a dead member's, and group admin works."""
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import wait_until
+
+HERE = Path(__file__).resolve().parent
+
+
+def create(node, topic, partitions, **config):
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1, config=config)])[topic].result(30)
+    return admin
+
+
+def produce(node, topic, values, partitions=None):
+    """Produces idempotently with acks=all; values are bytes or (key, value), and
+    with `partitions` record i goes to partition i % partitions."""
+    p = Producer({"bootstrap.servers": node.bootstrap, "enable.idempotence": True, "acks": "all"})
+    for i, v in enumerate(values):
+        key, value = v if isinstance(v, tuple) else (None, v)
+        where = {} if partitions is None else {"partition": i % partitions}
+        p.produce(topic, key=key, value=value, **where)
+    assert p.flush(60) == 0
+
+
+def group_consumer(node, group):
+    return Consumer({
+        "bootstrap.servers": node.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+        "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 200,
+    })
+
+
+def consume(c, n, read, timeout=60):
+    """Polls until `read` holds `n` values, committing synchronously after each."""
+    deadline = time.monotonic() + timeout
+    while len(read) < n:
+        assert time.monotonic() < deadline, f"read {len(read)} of {n}"
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        c.commit(message=m, asynchronous=False)
+        read.append(int(m.value()))
+
+
+def test_group_resumes_from_committed_offsets_after_kill_9(make_node):
+    node = make_node().start()
+    create(node, "orders", 3)
+    produce(node, "orders", [str(i).encode() for i in range(300)], partitions=3)
+    c = group_consumer(node, "billing")
+    c.subscribe(["orders"])
+    read = []
+    consume(c, 120, read)
+    committed_before = c.committed([TopicPartition("orders", p) for p in range(3)], timeout=10)
+    assert sum(max(tp.offset, 0) for tp in committed_before) == 120
+
+    node.kill9()
+    node = make_node(port=node.port).start()
+    # The same member carries on once the node is back...
+    consume(c, 200, read)
+    c.close()
+    # ...and a new one starts exactly where the group's commits stand.
+    c = group_consumer(node, "billing")
+    c.subscribe(["orders"])
+    consume(c, 300, read)
+    extra = c.poll(2)
+    assert extra is None or extra.error(), "nothing beyond the 300 records"
+    c.close()
+    assert len(read) == len(set(read)), "nothing was read twice"
+    assert set(read) == set(range(300)), "nothing was skipped"
+    # What was committed before the crash was still there after it.
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "billing"})
+    after = c.committed([TopicPartition("orders", p) for p in range(3)], timeout=10)
+    assert [tp.offset for tp in after] == [100, 100, 100]
+    c.close()
+
+
+class Member:
+    """A group_member.py process and the events it has printed."""
+
+    def __init__(self, node, topic, group):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "group_member.py"), node.bootstrap, topic, group],
+            stdout=subprocess.PIPE, text=True)
+        self.events = queue.Queue()
+        self.assigned = []
+        self.records = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def drain(self):
+        while True:
+            try:
+                e = self.events.get_nowait()
+            except queue.Empty:
+                return self
+            if "assigned" in e:
+                self.assigned = e["assigned"]
+            else:
+                self.records.append(int(e["record"]))
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_two_kafka_python_members_split_partitions_and_take_over(node):
+    create(node, "six", 6)
+    a, b = Member(node, "six", "pair"), Member(node, "six", "pair")
+    try:
+        def split():
+            a.drain(), b.drain()
+            return (len(a.assigned) == 3 and len(b.assigned) == 3
+                    and sorted(a.assigned + b.assigned) == list(range(6)))
+        wait_until(split, timeout=60, what="each member to hold 3 of the 6 partitions")
+        produce(node, "six", [str(i).encode() for i in range(600)], partitions=6)
+
+        def all_read(n):
+            a.drain(), b.drain()
+            return len(a.records) + len(b.records) >= n
+        wait_until(lambda: all_read(600), timeout=60, what="600 records read by the pair")
+        both = a.records + b.records
+        assert len(both) == 600 and set(both) == set(range(600)), "every record exactly once"
+        assert a.records and b.records, "both members did work"
+
+        # a dies without leaving: after the session timeout (6 s) b owns everything.
+        killed_at = time.monotonic()
+        a.kill9()
+        wait_until(lambda: b.drain().assigned == list(range(6)), timeout=40,
+                   what="b to take over a's partitions")
+        took = time.monotonic() - killed_at
+        assert took >= 5, f"moved after {took:.1f}s, before the 6 s session timeout could expire"
+        produce(node, "six", [str(i).encode() for i in range(600, 900)], partitions=6)
+        wait_until(lambda: len(b.drain().records) >= len(b.records) and
+                   set(range(600, 900)) <= set(b.records), timeout=60, what="b to read the new records")
+        after = [r for r in b.records if r >= 600]
+        assert len(after) == len(set(after)) == 300
+    finally:
+        for m in (a, b):
+            if m.proc.poll() is None:
+                m.proc.terminate()
+                m.proc.wait(10)
+
+
+def read_all(node, topic, partition=0):
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    c.assign([TopicPartition(topic, partition, lo)])
+    out = []
+    while True:
+        m = c.poll(5)
+        assert m is not None, "the partition ended early"
+        assert m.error() is None, m.error()
+        out.append((m.key().decode(), None if m.value() is None else m.value().decode()))
+        if m.offset() >= hi - 1:
+            break
+    c.close()
+    return out
+
+
+def test_compacted_topic_keeps_latest_value_per_key_and_drops_tombstones(make_node):
+    node = make_node(extra=["--retention-check-ms", "100"]).start()
+    create(node, "profiles", 1, **{"cleanup.policy": "compact", "segment.bytes": "1024",
+                                   "delete.retention.ms": "4000"})
+    # A keyless record is refused by a compacted topic.
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all", "retries": 0})
+    errors = []
+    p.produce("profiles", value=b"no key", on_delivery=lambda err, m: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0].name() == "INVALID_RECORD", errors
+
+    p = Producer({"bootstrap.servers": node.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 0})
+    for round_ in range(20):
+        for k in range(10):
+            p.produce("profiles", key=f"user{k}".encode(), value=f"{round_}-{k}".encode())
+        p.flush(10)
+    p.produce("profiles", key=b"user0", value=None)
+    p.produce("profiles", key=b"user1", value=None)
+    # Later writes to other keys close the segments that hold all of the above.
+    for i in range(20):
+        p.produce("profiles", key=f"filler{i}".encode(), value=b"x" * 100)
+        p.flush(10)
+    def users(count):
+        found = [r for r in read_all(node, "profiles") if r[0].startswith("user")]
+        return found if len(found) == count else None
+
+    # Within delete.retention.ms a consumer starting over still sees the deletes.
+    kept = wait_until(lambda: users(10), timeout=30, what="compaction to keep one record per key")
+    assert dict(kept) == {"user0": None, "user1": None,
+                          **{f"user{k}": f"19-{k}" for k in range(2, 10)}}
+    # After it, the tombstones go too.
+    kept = wait_until(lambda: users(8), timeout=30, what="tombstones to go after delete.retention.ms")
+    assert dict(kept) == {f"user{k}": f"19-{k}" for k in range(2, 10)}
+    fillers = [r for r in read_all(node, "profiles") if r[0].startswith("filler")]
+    assert len(fillers) == 20, "keys written once are all kept"
+
+
+def test_group_admin_list_describe_delete(node):
+    create(node, "adm", 2)
+    produce(node, "adm", [str(i).encode() for i in range(10)], partitions=2)
+    c = group_consumer(node, "auditors")
+    c.subscribe(["adm"])
+    consume(c, 10, [])
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    groups = {g.group_id: g for g in admin.list_consumer_groups().result(10).valid}
+    assert "auditors" in groups and groups["auditors"].state.name == "STABLE"
+    d = admin.describe_consumer_groups(["auditors"])["auditors"].result(10)
+    assert d.state.name == "STABLE" and len(d.members) == 1
+    assert sorted(tp.partition for tp in d.members[0].assignment.topic_partitions) == [0, 1]
+    # A group with members cannot be deleted.
+    try:
+        admin.delete_consumer_groups(["auditors"])["auditors"].result(10)
+        raise AssertionError("deleting a live group succeeded")
+    except KafkaException as e:
+        assert e.args[0].name() == "NON_EMPTY_GROUP"
+    c.close()
+    wait_until(lambda: admin.describe_consumer_groups(["auditors"])["auditors"].result(10).state.name == "EMPTY",
+               what="the group to be empty after its member left")
+    admin.delete_consumer_groups(["auditors"])["auditors"].result(10)
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "auditors"})
+    assert [tp.offset for tp in c.committed([TopicPartition("adm", p) for p in range(2)], timeout=10)] == [-1001, -1001]
+    c.close()
