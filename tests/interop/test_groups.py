@@ -235,3 +235,52 @@ def test_group_admin_list_describe_delete(node):
     c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "auditors"})
     assert [tp.offset for tp in c.committed([TopicPartition("adm", p) for p in range(2)], timeout=10)] == [-1001, -1001]
     c.close()
+
+
+def java_hash(s):
+    """Java's String.hashCode, over UTF-16 code units."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + (data[i] << 8 | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def test_offsets_topic_holds_kafka_formats_in_kafkas_partition(node):
+    """Read __consumer_offsets as Kafka's own tools would: the group's records are in
+    partition abs(hashCode(group)) % 50, with OffsetCommitKey v1 / OffsetCommitValue v3."""
+    import struct
+    create(node, "fmt", 1)
+    produce(node, "fmt", [b"x"] * 5)
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "formats", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("fmt", 0, 4, "note")], asynchronous=False)
+    c.close()
+    h = java_hash("formats")
+    partition = (0 if h == -(1 << 31) else abs(h)) % 50
+    r = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "fmt-reader", "enable.auto.commit": False})
+    lo, hi = r.get_watermark_offsets(TopicPartition("__consumer_offsets", partition), timeout=10)
+    assert hi > lo, "the commit landed in the partition Kafka would use"
+    r.assign([TopicPartition("__consumer_offsets", partition, lo)])
+    found = None
+    while True:
+        m = r.poll(5)
+        assert m is not None and m.error() is None
+        key = m.key()
+        version, = struct.unpack(">h", key[:2])
+        if version in (0, 1):
+            glen, = struct.unpack(">h", key[2:4])
+            group = key[4:4 + glen].decode()
+            tlen, = struct.unpack(">h", key[4 + glen:6 + glen])
+            topic = key[6 + glen:6 + glen + tlen].decode()
+            part, = struct.unpack(">i", key[6 + glen + tlen:])
+            v = m.value()
+            vversion, offset, epoch, mlen = struct.unpack(">hqih", v[:16])
+            # confluent-kafka sends the metadata string with its C terminator.
+            meta = v[16:16 + mlen].decode().rstrip("\x00")
+            ts, = struct.unpack(">q", v[16 + mlen:])
+            if (group, topic, part) == ("formats", "fmt", 0):
+                found = (vversion, offset, meta, ts > 0)
+        if m.offset() >= hi - 1:
+            break
+    r.close()
+    assert found == (3, 4, "note", True)

@@ -34,6 +34,8 @@ pub enum BrokerError {
         "unknown producer id {0}: its state expired or was never written; start a new sequence"
     )]
     UnknownProducerId(i64),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("invalid group id: {0}")]
     InvalidGroupId(String),
     #[error("invalid session timeout: {0}")]

@@ -33,6 +33,10 @@ pub struct GroupLimits {
     pub max_groups: usize,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// The most protocol metadata one member may bring to a JoinGroup (all its
+    /// protocols together). Kafka bounds it only by the request size (100 MiB);
+    /// Keel holds it for every member, so it is bounded per member.
+    pub member_metadata_max_bytes: usize,
 }
 
 impl Default for GroupLimits {
@@ -43,6 +47,7 @@ impl Default for GroupLimits {
             max_size: 1_000,
             max_groups: 100_000,
             offset_metadata_max_bytes: 4096,
+            member_metadata_max_bytes: 1 << 20,
         }
     }
 }
@@ -107,6 +112,19 @@ pub struct SyncResponse {
     pub protocol_type: String,
     pub protocol_name: String,
     pub assignment: Vec<u8>,
+}
+
+/// A SyncGroup request.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// (protocol type, protocol name), which SyncGroup v5+ carries for checking.
+    pub protocol: Option<(String, String)>,
+    /// The leader's assignment per member id.
+    pub assignments: Vec<(String, Vec<u8>)>,
 }
 
 pub type JoinReply = oneshot::Sender<Result<JoinResponse>>;
@@ -523,6 +541,16 @@ impl Groups {
                 reply,
             ));
         }
+        let metadata_bytes: usize = req.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if metadata_bytes > limits.member_metadata_max_bytes {
+            return Err((
+                BrokerError::InvalidRequest(format!(
+                    "{metadata_bytes} bytes of protocol metadata; a member may bring at most {}",
+                    limits.member_metadata_max_bytes
+                )),
+                reply,
+            ));
+        }
         if !req.member_id.is_empty() && !self.groups.contains_key(&req.group_id) {
             return Err((unknown_member(&req.member_id), reply));
         }
@@ -553,22 +581,21 @@ impl Groups {
         result
     }
 
-    pub fn sync(
-        &mut self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol: Option<(&str, &str)>,
-        assignments: Vec<(String, Vec<u8>)>,
-        now: i64,
-        reply: SyncReply,
-    ) {
-        let Some(g) = self.groups.get_mut(group_id) else {
+    pub fn sync(&mut self, req: SyncRequest, now: i64, reply: SyncReply) {
+        let SyncRequest {
+            group_id,
+            generation,
+            member_id,
+            group_instance_id,
+            protocol,
+            assignments,
+        } = req;
+        let member_id = member_id.as_str();
+        let Some(g) = self.groups.get_mut(&group_id) else {
             let _ = reply.send(Err(unknown_member(member_id)));
             return;
         };
-        if let Err(e) = check_member(g, member_id, instance_id) {
+        if let Err(e) = check_member(g, member_id, group_instance_id.as_deref()) {
             let _ = reply.send(Err(e));
             return;
         }
@@ -577,7 +604,9 @@ impl Groups {
             return;
         }
         if let Some((ptype, pname)) = protocol {
-            if g.protocol_type.as_deref() != Some(ptype) || g.protocol.as_deref() != Some(pname) {
+            if g.protocol_type.as_deref() != Some(ptype.as_str())
+                || g.protocol.as_deref() != Some(pname.as_str())
+            {
                 let _ = reply.send(Err(BrokerError::InconsistentGroupProtocol(format!(
                     "protocol {ptype}/{pname} is not the group's"
                 ))));
@@ -691,6 +720,16 @@ impl Groups {
         for g in self.groups.values_mut() {
             let mut changed = false;
             g.pending.retain(|_, deadline| *deadline > now);
+            // A member whose connection closed while it waited is no longer waiting:
+            // its session timeout applies again.
+            for m in g.members.values_mut() {
+                if m.join_reply.as_ref().is_some_and(|tx| tx.is_closed()) {
+                    m.join_reply = None;
+                }
+                if m.sync_reply.as_ref().is_some_and(|tx| tx.is_closed()) {
+                    m.sync_reply = None;
+                }
+            }
             let expired: Vec<String> = g
                 .members
                 .values()
@@ -1097,7 +1136,14 @@ mod tests {
         now: i64,
     ) -> oneshot::Receiver<Result<SyncResponse>> {
         let (tx, rx) = oneshot::channel();
-        gs.sync("g", generation, member, None, None, assignments, now, tx);
+        let req = SyncRequest {
+            group_id: "g".into(),
+            generation,
+            member_id: member.into(),
+            assignments,
+            ..SyncRequest::default()
+        };
+        gs.sync(req, now, tx);
         rx
     }
 
@@ -1282,32 +1328,65 @@ mod tests {
     #[test]
     fn static_member_rejoins_without_rebalance_and_fences_its_old_id() {
         let mut gs = Groups::new(GroupLimits::default());
-        let mut r = req("g", "", &["range"]);
-        r.group_instance_id = Some("i1".into());
-        let mut j = join(&mut gs, r.clone(), 0);
-        let first = j.try_recv().unwrap().unwrap();
-        let old = first.member_id.clone();
-        let (tx, mut rx) = oneshot::channel();
-        gs.sync(
-            "g",
-            1,
-            &old,
-            Some("i1"),
-            None,
-            vec![(old.clone(), b"p0".to_vec())],
-            1,
-            tx,
-        );
-        rx.try_recv().unwrap().unwrap();
-        // The leader restarts with the same instance id: that rebalances (it leads).
-        let mut j = join(&mut gs, r.clone(), 2);
-        let again = j.try_recv().unwrap().unwrap();
-        assert_ne!(again.member_id, old);
+        let static_req = |instance: &str| {
+            let mut r = req("g", "", &["range"]);
+            r.group_instance_id = Some(instance.into());
+            r
+        };
+        let sync_static = |gs: &mut Groups, member: &str, instance: &str, generation: i32| {
+            let (tx, rx) = oneshot::channel();
+            let req = SyncRequest {
+                group_id: "g".into(),
+                generation,
+                member_id: member.into(),
+                group_instance_id: Some(instance.into()),
+                protocol: None,
+                assignments: vec![(member.to_string(), b"p".to_vec())],
+            };
+            gs.sync(req, 1, tx);
+            rx
+        };
+        // Static members get their id at once (no MEMBER_ID_REQUIRED).
+        let leader = join(&mut gs, static_req("i1"), 0)
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        sync_static(&mut gs, &leader.member_id, "i1", 1)
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        let mut jf = join(&mut gs, static_req("i2"), 1);
+        let mut jl = join(&mut gs, req("g", &leader.member_id, &["range"]), 1);
+        let follower = jf.try_recv().unwrap().unwrap();
+        jl.try_recv().unwrap().unwrap();
+        assert_eq!(follower.generation_id, 2);
+        let mut sf = sync_static(&mut gs, &follower.member_id, "i2", 2);
+        sync_static(&mut gs, &leader.member_id, "i1", 2)
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        sf.try_recv().unwrap().unwrap();
+
+        // The follower restarts: same generation, no rebalance, its old id fenced.
+        let again = join(&mut gs, static_req("i2"), 3)
+            .try_recv()
+            .unwrap()
+            .unwrap();
+        assert_ne!(again.member_id, follower.member_id);
         assert_eq!(again.generation_id, 2);
+        assert_eq!(gs.get("g").unwrap().state, GroupState::Stable);
         assert!(matches!(
-            gs.heartbeat("g", 2, &old, Some("i1"), 3),
+            gs.heartbeat("g", 2, &follower.member_id, Some("i2"), 4),
             Err(BrokerError::FencedInstanceId(_))
         ));
+        assert_eq!(
+            gs.heartbeat("g", 2, &again.member_id, Some("i2"), 4),
+            Ok(())
+        );
+        assert_eq!(
+            gs.heartbeat("g", 2, &leader.member_id, Some("i1"), 4),
+            Ok(())
+        );
     }
 
     #[test]

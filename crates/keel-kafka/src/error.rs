@@ -21,6 +21,7 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
         BrokerError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
         BrokerError::UnknownProducerId(_) => E::UnknownProducerId,
+        BrokerError::InvalidRequest(_) => E::InvalidRequest,
         BrokerError::InvalidGroupId(_) => E::InvalidGroupId,
         BrokerError::InvalidSessionTimeout(_) => E::InvalidSessionTimeout,
         BrokerError::UnknownMemberId(_) => E::UnknownMemberId,

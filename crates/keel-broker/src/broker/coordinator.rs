@@ -17,7 +17,9 @@ use tokio::sync::oneshot;
 
 use super::{Broker, Produced, OFFSETS_TOPIC};
 use crate::group_records::{partition_for, GroupValue, OffsetValue, RecordKey};
-use crate::groups::{Committed, GroupDescription, Groups, JoinRequest, JoinResponse, SyncResponse};
+use crate::groups::{
+    Committed, GroupDescription, Groups, JoinRequest, JoinResponse, SyncRequest, SyncResponse,
+};
 use crate::{BrokerError, Result};
 
 /// One partition's offset in an OffsetCommit.
@@ -32,6 +34,9 @@ pub struct OffsetCommit {
 
 /// A committed offset as OffsetFetch returns it; `None` when nothing is committed.
 pub type FetchedOffset = (String, i32, Option<OffsetValue>);
+
+/// A partition's outcome in a request about many.
+pub type PartitionResult = ((String, i32), Result<()>);
 
 /// A group as ListGroups shows it: id, protocol type, state name.
 pub type ListedGroup = (String, String, &'static str);
@@ -115,30 +120,11 @@ impl Broker {
         rx.await.map_err(|_| gone())?
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync_group(
-        &self,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol: Option<(&str, &str)>,
-        assignments: Vec<(String, Vec<u8>)>,
-    ) -> Result<SyncResponse> {
+    pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse> {
         let (tx, rx) = oneshot::channel();
         {
             let mut gs = self.groups();
-            let now = self.now_ms();
-            gs.sync(
-                group_id,
-                generation,
-                member_id,
-                instance_id,
-                protocol,
-                assignments,
-                now,
-                tx,
-            );
+            gs.sync(req, self.now_ms(), tx);
             self.write_dirty_groups(&mut gs);
         }
         rx.await.map_err(|_| gone())?
@@ -329,7 +315,7 @@ impl Broker {
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<((String, i32), Result<()>)>> {
+    ) -> Result<Vec<PartitionResult>> {
         let mut gs = self.groups();
         let g = gs
             .get(group_id)

@@ -19,7 +19,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
-use keel_broker::groups::JoinRequest;
+use keel_broker::groups::{JoinRequest, SyncRequest};
 use keel_broker::{BrokerError, FetchedOffset, OffsetCommit};
 
 use super::{s, topic_name, Handler};
@@ -153,26 +153,22 @@ impl Handler {
     }
 
     pub(super) async fn sync_group(&self, r: SyncGroupRequest) -> SyncGroupResponse {
-        let protocol = match (&r.protocol_type, &r.protocol_name) {
-            (Some(t), Some(n)) => Some((t.to_string(), n.to_string())),
-            _ => None,
+        let req = SyncRequest {
+            group_id: r.group_id.to_string(),
+            generation: r.generation_id,
+            member_id: r.member_id.to_string(),
+            group_instance_id: r.group_instance_id.map(|i| i.to_string()),
+            protocol: match (r.protocol_type, r.protocol_name) {
+                (Some(t), Some(n)) => Some((t.to_string(), n.to_string())),
+                _ => None,
+            },
+            assignments: r
+                .assignments
+                .into_iter()
+                .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
+                .collect(),
         };
-        let assignments = r
-            .assignments
-            .into_iter()
-            .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
-            .collect();
-        let result = self
-            .broker
-            .sync_group(
-                r.group_id.as_str(),
-                r.generation_id,
-                r.member_id.as_str(),
-                r.group_instance_id.as_ref().map(|i| i.as_str()),
-                protocol.as_ref().map(|(t, n)| (t.as_str(), n.as_str())),
-                assignments,
-            )
-            .await;
+        let result = self.broker.sync_group(req).await;
         let mut resp = SyncGroupResponse::default();
         match result {
             Ok(sync) => {

@@ -668,3 +668,200 @@ async fn idempotent_retry_after_a_crash_is_answered_with_the_original_offset() {
         ResponseError::OutOfOrderSequenceNumber.code()
     );
 }
+
+async fn serve_broker(broker: Broker) -> (String, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Handler::new(
+        broker,
+        Advertised {
+            host: addr.ip().to_string(),
+            port: i32::from(addr.port()),
+        },
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(keel_kafka::serve(
+        listener,
+        handler,
+        ServerConfig::default(),
+        rx,
+    ));
+    (addr.to_string(), stop)
+}
+
+fn join_req(member: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(b"meta"))])
+}
+
+fn commit_req(generation: i32, member: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                ]),
+        ])
+}
+
+async fn committed(c: &Connection) -> i64 {
+    let r = c
+        .call(
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0]),
+                ])),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.error_code, 0);
+    r.topics[0].partitions[0].committed_offset
+}
+
+#[tokio::test]
+async fn group_protocol_and_committed_offsets_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let (addr, stop) = serve_broker(first.clone()).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    produce(&c, "t", &["a", "b", "c"]).await;
+
+    let fc = c
+        .call(
+            &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")),
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!((fc.error_code, fc.node_id.0), (0, 1));
+    let txn = c
+        .call(
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx"))
+                .with_key_type(1),
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        txn.error_code,
+        ResponseError::CoordinatorNotAvailable.code()
+    );
+
+    let bad = c.call(&join_req("", 10), 7).await.unwrap();
+    assert_eq!(bad.error_code, ResponseError::InvalidSessionTimeout.code());
+    // KIP-394: a new member is given its id first, then joins with it.
+    let first_join = c.call(&join_req("", 10_000), 7).await.unwrap();
+    assert_eq!(
+        first_join.error_code,
+        ResponseError::MemberIdRequired.code()
+    );
+    let member = first_join.member_id.to_string();
+    let joined = c.call(&join_req(&member, 10_000), 7).await.unwrap();
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(
+        (joined.generation_id, joined.leader.as_str()),
+        (1, member.as_str())
+    );
+    assert_eq!(joined.members.len(), 1);
+    let sync = c
+        .call(
+            &SyncGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id(1)
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member.clone()))
+                        .with_assignment(Bytes::from_static(b"p0")),
+                ]),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!((sync.error_code, &sync.assignment[..]), (0, &b"p0"[..]));
+    let hb = |generation: i32, m: &str| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(m.to_string()))
+    };
+    assert_eq!(c.call(&hb(1, &member), 4).await.unwrap().error_code, 0);
+    assert_eq!(
+        c.call(&hb(9, &member), 4).await.unwrap().error_code,
+        ResponseError::IllegalGeneration.code()
+    );
+    assert_eq!(
+        c.call(&hb(1, "stranger"), 4).await.unwrap().error_code,
+        ResponseError::UnknownMemberId.code()
+    );
+    // Commits from the member count; one from an old generation does not.
+    let ok = c.call(&commit_req(1, &member, 2), 8).await.unwrap();
+    assert_eq!(ok.topics[0].partitions[0].error_code, 0);
+    let stale = c.call(&commit_req(0, &member, 3), 8).await.unwrap();
+    assert_eq!(
+        stale.topics[0].partitions[0].error_code,
+        ResponseError::IllegalGeneration.code()
+    );
+    assert_eq!(committed(&c).await, 2);
+    // Clients may not write the offsets topic themselves.
+    let forged = c
+        .call(
+            &produce_req(
+                "__consumer_offsets",
+                0,
+                -1,
+                batch::build(0, &[(Some(b"k"), Some(b"v"))]),
+            ),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
+
+    // Crash, then reopen: the commit and the group's generation are still there.
+    stop.send(true).unwrap();
+    drop(c);
+    drop(first);
+    let second = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let (addr, _stop) = serve_broker(second).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    assert_eq!(committed(&c).await, 2);
+    assert_eq!(
+        c.call(&hb(1, &member), 4).await.unwrap().error_code,
+        0,
+        "the member of the stored generation carries on"
+    );
+    let d = c
+        .call(
+            &DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("g"))]),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(&d.groups[0].members[0].member_assignment[..], b"p0");
+}
