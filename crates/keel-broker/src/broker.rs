@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::config::{Effective, TopicConfigs};
 use crate::flusher::Flusher;
-use crate::groups::{GroupLimits, Groups};
+use crate::groups::{GroupConfig, Groups};
 use crate::names::validate_topic_name;
 use crate::producers::{Check, ProducerState, Refusal};
 use crate::{BrokerError, Result};
@@ -58,7 +58,7 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (50).
     pub offsets_topic_partitions: i32,
     /// The group coordinator's limits.
-    pub group_limits: GroupLimits,
+    pub group_config: GroupConfig,
 }
 
 impl BrokerConfig {
@@ -72,7 +72,7 @@ impl BrokerConfig {
             decompressed_batch_bytes_max: 64 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             offsets_topic_partitions: 50,
-            group_limits: GroupLimits::default(),
+            group_config: GroupConfig::default(),
         }
     }
 }
@@ -340,7 +340,7 @@ impl Broker {
             Err(e) => return Err(storage_err("read", &meta_path, e)),
         };
         let (data_version, _) = watch::channel(0u64);
-        let group_limits = config.group_limits;
+        let group_config = config.group_config;
         let inner = Arc::new(Inner {
             config,
             cluster_id: meta.cluster_id.clone(),
@@ -352,7 +352,7 @@ impl Broker {
             data_version,
             flusher_thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
-            groups: Mutex::new(Groups::new(group_limits)),
+            groups: Mutex::new(Groups::new(group_config)),
         });
         let broker = Broker { inner };
         for t in &meta.topics {

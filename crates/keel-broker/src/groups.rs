@@ -22,7 +22,7 @@ use crate::{BrokerError, Result};
 
 /// Limits of the coordinator, with Kafka's broker config names.
 #[derive(Debug, Clone, Copy)]
-pub struct GroupLimits {
+pub struct GroupConfig {
     /// `group.min.session.timeout.ms`
     pub min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`
@@ -37,17 +37,23 @@ pub struct GroupLimits {
     /// protocols together). Kafka bounds it only by the request size (100 MiB);
     /// Keel holds it for every member, so it is bounded per member.
     pub member_metadata_max_bytes: usize,
+    /// `group.initial.rebalance.delay.ms`: a new (Empty) group waits this long for
+    /// more members before its first rebalance completes, each new member extending
+    /// the wait up to the rebalance timeout, so members starting together join one
+    /// generation instead of a cascade of rebalances.
+    pub initial_rebalance_delay_ms: i64,
 }
 
-impl Default for GroupLimits {
+impl Default for GroupConfig {
     fn default() -> Self {
-        GroupLimits {
+        GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             max_size: 1_000,
             max_groups: 100_000,
             offset_metadata_max_bytes: 4096,
             member_metadata_max_bytes: 1 << 20,
+            initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -191,6 +197,10 @@ pub struct Group {
     /// group.instance.id -> member id
     statics: HashMap<String, String>,
     join_deadline_ms: i64,
+    /// The initial rebalance delay holds the join phase open until this.
+    hold_until_ms: i64,
+    hold_max_ms: i64,
+    initial_delay_ms: i64,
     sync_deadline_ms: i64,
     state_since_ms: i64,
     pub offsets: BTreeMap<(String, i32), Committed>,
@@ -228,6 +238,9 @@ impl Group {
             pending: HashMap::new(),
             statics: HashMap::new(),
             join_deadline_ms: 0,
+            hold_until_ms: 0,
+            hold_max_ms: 0,
+            initial_delay_ms: 0,
             sync_deadline_ms: 0,
             state_since_ms: now,
             offsets: BTreeMap::new(),
@@ -392,7 +405,7 @@ impl Group {
 
 /// Every group of this coordinator.
 pub struct Groups {
-    pub limits: GroupLimits,
+    pub limits: GroupConfig,
     groups: HashMap<String, Group>,
     /// Groups whose metadata must be written to `__consumer_offsets`.
     pub dirty: Vec<String>,
@@ -403,7 +416,7 @@ fn new_member_id(prefix: &str) -> String {
 }
 
 impl Groups {
-    pub fn new(limits: GroupLimits) -> Groups {
+    pub fn new(limits: GroupConfig) -> Groups {
         Groups {
             limits,
             groups: HashMap::new(),
@@ -433,7 +446,9 @@ impl Groups {
                     self.limits.max_groups
                 )));
             }
-            self.groups.insert(id.to_string(), Group::new(id, now));
+            let mut g = Group::new(id, now);
+            g.initial_delay_ms = self.limits.initial_rebalance_delay_ms;
+            self.groups.insert(id.to_string(), g);
         }
         Ok(self.groups.get_mut(id).expect("just inserted"))
     }
@@ -836,7 +851,7 @@ fn join_unknown(
     req: JoinRequest,
     now: i64,
     reply: JoinReply,
-    limits: &GroupLimits,
+    limits: &GroupConfig,
     dirty: &mut bool,
 ) -> std::result::Result<(), (BrokerError, JoinReply)> {
     let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
@@ -941,6 +956,10 @@ fn add_member_and_rebalance(
     if let Some(i) = &req.group_instance_id {
         g.statics.insert(i.clone(), id.clone());
     }
+    // As in Kafka, the first member to join leads until it leaves.
+    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+        g.leader = Some(id.clone());
+    }
     g.members.insert(
         id.clone(),
         Member {
@@ -958,7 +977,14 @@ fn add_member_and_rebalance(
         },
     );
     if g.state != GroupState::PreparingRebalance {
+        let initial = g.state == GroupState::Empty;
         prepare_rebalance(g, now);
+        if initial && g.initial_delay_ms > 0 {
+            g.hold_until_ms = now + g.initial_delay_ms;
+            g.hold_max_ms = now + g.rebalance_timeout_ms();
+        }
+    } else if g.hold_until_ms > now {
+        g.hold_until_ms = (now + g.initial_delay_ms).min(g.hold_max_ms);
     }
     try_complete_join(g, now, dirty);
 }
@@ -1022,6 +1048,7 @@ fn prepare_rebalance(g: &mut Group, now: i64) {
 
 fn try_complete_join(g: &mut Group, now: i64, dirty: &mut bool) {
     if g.state == GroupState::PreparingRebalance
+        && now >= g.hold_until_ms
         && g.pending.is_empty()
         && g.members.values().all(|m| m.join_reply.is_some())
     {
@@ -1107,6 +1134,36 @@ fn remove_member(g: &mut Group, id: &str, now: i64, dirty: &mut bool, why: &str)
 mod tests {
     use super::*;
 
+    fn no_delay() -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_new_group_waits_the_initial_delay_for_more_members() {
+        let mut gs = Groups::new(GroupConfig::default());
+        let (a, mut ja) = join_new(&mut gs, 0);
+        gs.tick(2_000);
+        assert!(
+            ja.try_recv().is_err(),
+            "held for group.initial.rebalance.delay.ms"
+        );
+        // b arrives within the delay and extends it; both land in generation 1.
+        let (_b, mut jb) = join_new(&mut gs, 2_500);
+        gs.tick(5_000);
+        assert!(ja.try_recv().is_err());
+        gs.tick(5_500);
+        let (ra, rb) = (
+            ja.try_recv().unwrap().unwrap(),
+            jb.try_recv().unwrap().unwrap(),
+        );
+        assert_eq!((ra.generation_id, rb.generation_id), (1, 1));
+        assert_eq!(ra.leader, a);
+        assert_eq!(ra.members.len(), 2);
+    }
+
     fn req(group: &str, member: &str, protocols: &[&str]) -> JoinRequest {
         JoinRequest {
             group_id: group.into(),
@@ -1160,7 +1217,7 @@ mod tests {
 
     #[test]
     fn two_members_rebalance_sync_and_one_expires() {
-        let mut gs = Groups::new(GroupLimits::default());
+        let mut gs = Groups::new(no_delay());
         let (a, mut ja) = join_new(&mut gs, 0);
         let ra = ja.try_recv().unwrap().unwrap();
         assert_eq!((ra.generation_id, ra.leader.as_str()), (1, a.as_str()));
@@ -1215,7 +1272,7 @@ mod tests {
 
     #[test]
     fn a_member_that_never_rejoins_is_dropped_at_the_rebalance_timeout() {
-        let mut gs = Groups::new(GroupLimits::default());
+        let mut gs = Groups::new(no_delay());
         let (a, mut ja) = join_new(&mut gs, 0);
         ja.try_recv().unwrap().unwrap();
         sync(&mut gs, &a, 1, vec![], 0).try_recv().unwrap().unwrap();
@@ -1237,7 +1294,7 @@ mod tests {
 
     #[test]
     fn bad_requests_get_kafka_errors_and_leave_the_group_usable() {
-        let mut gs = Groups::new(GroupLimits::default());
+        let mut gs = Groups::new(no_delay());
         let mut r = req("g", "", &["range"]);
         r.session_timeout_ms = 10;
         assert!(matches!(
@@ -1298,9 +1355,9 @@ mod tests {
 
     #[test]
     fn group_size_is_bounded_and_pending_ids_lapse() {
-        let limits = GroupLimits {
+        let limits = GroupConfig {
             max_size: 2,
-            ..GroupLimits::default()
+            ..no_delay()
         };
         let mut gs = Groups::new(limits);
         for _ in 0..2 {
@@ -1327,7 +1384,7 @@ mod tests {
 
     #[test]
     fn static_member_rejoins_without_rebalance_and_fences_its_old_id() {
-        let mut gs = Groups::new(GroupLimits::default());
+        let mut gs = Groups::new(no_delay());
         let static_req = |instance: &str| {
             let mut r = req("g", "", &["range"]);
             r.group_instance_id = Some(instance.into());
@@ -1391,7 +1448,7 @@ mod tests {
 
     #[test]
     fn leaving_members_trigger_a_rebalance_and_the_last_one_empties_the_group() {
-        let mut gs = Groups::new(GroupLimits::default());
+        let mut gs = Groups::new(no_delay());
         let (a, mut ja) = join_new(&mut gs, 0);
         ja.try_recv().unwrap().unwrap();
         sync(&mut gs, &a, 1, vec![], 0).try_recv().unwrap().unwrap();

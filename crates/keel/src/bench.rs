@@ -27,21 +27,40 @@ pub enum BenchCommand {
     Produce(ProduceArgs),
     /// Read a topic from the start as fast as the node serves it.
     Consume(ConsumeArgs),
+    /// Time a consumer group to stabilise (JoinGroup + SyncGroup for every member),
+    /// then the cost of OffsetCommit.
+    Group(GroupArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// Members of the group, each on its own connection.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) members: u32,
+    /// Groups to form, one after another; stabilise times are reported over all.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) rounds: u32,
+    /// OffsetCommits to send, split over --concurrency connections, each awaiting
+    /// its commit before sending the next.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) commits: u64,
 }
 
 #[derive(clap::Args, Clone)]
 pub struct Common {
     /// Bootstrap address of the node.
     #[arg(long, env = "KEEL_BROKERS", default_value = "127.0.0.1:9092")]
-    brokers: String,
+    pub(crate) brokers: String,
     #[arg(long, default_value = "keel-bench")]
-    topic: String,
+    pub(crate) topic: String,
     /// Partitions of the topic (created if it does not exist).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..=1024))]
-    partitions: i32,
+    pub(crate) partitions: i32,
     /// Connections, each with its own share of the partitions.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    concurrency: u32,
+    pub(crate) concurrency: u32,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +99,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Produce(a) => produce(a).await,
         BenchCommand::Consume(a) => consume(a).await,
+        BenchCommand::Group(a) => crate::bench_group::run(a).await,
     }
 }
 
@@ -87,7 +107,7 @@ fn name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_string()))
 }
 
-async fn ensure_topic(c: &Common) -> Result<()> {
+pub(crate) async fn ensure_topic(c: &Common) -> Result<()> {
     let conn = Connection::connect(&c.brokers).await?;
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 30_000;

@@ -1,6 +1,7 @@
 //! `keel`: the node and its tools in one binary.
 
 mod bench;
+mod bench_group;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,13 @@ struct DevArgs {
     /// (Kafka's log.retention.check.interval.ms).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..))]
     retention_check_ms: u64,
+    /// How long a new consumer group waits for more members before its first
+    /// rebalance completes (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(i64).range(0..=300_000))]
+    group_initial_rebalance_delay_ms: i64,
+    /// Most members per consumer group (Kafka's group.max.size).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    group_max_size: u64,
 }
 
 fn main() -> Result<()> {
@@ -114,6 +122,8 @@ async fn dev(args: DevArgs) -> Result<()> {
     config.auto_create_topics = !args.no_auto_create_topics;
     config.partitions_max = args.partitions_max;
     config.producer_id_expiration_ms = args.producer_id_expiration_ms;
+    config.group_config.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
+    config.group_config.max_size = args.group_max_size as usize;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock)))
         .await?
         .context("open data directory")?;

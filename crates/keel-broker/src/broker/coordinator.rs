@@ -166,7 +166,7 @@ impl Broker {
     ) -> Result<Vec<Result<()>>> {
         self.ensure_offsets_topic()?;
         let now = self.now_ms();
-        let limits = self.inner.config.group_limits;
+        let limits = self.inner.config.group_config;
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();

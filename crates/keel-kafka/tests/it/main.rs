@@ -740,7 +740,13 @@ async fn committed(c: &Connection) -> i64 {
 #[tokio::test]
 async fn group_protocol_and_committed_offsets_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    // No ticker runs here, so no initial rebalance delay either.
+    let config = || {
+        let mut c = BrokerConfig::new(dir.path());
+        c.group_config.initial_rebalance_delay_ms = 0;
+        c
+    };
+    let first = Broker::open(config(), Arc::new(SystemClock)).unwrap();
     let (addr, stop) = serve_broker(first.clone()).await;
     let c = Connection::connect(&addr).await.unwrap();
     produce(&c, "t", &["a", "b", "c"]).await;
@@ -845,7 +851,7 @@ async fn group_protocol_and_committed_offsets_survive_a_crash() {
     stop.send(true).unwrap();
     drop(c);
     drop(first);
-    let second = Broker::open(BrokerConfig::new(dir.path()), Arc::new(SystemClock)).unwrap();
+    let second = Broker::open(config(), Arc::new(SystemClock)).unwrap();
     let (addr, _stop) = serve_broker(second).await;
     let c = Connection::connect(&addr).await.unwrap();
     assert_eq!(committed(&c).await, 2);
