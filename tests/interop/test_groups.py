@@ -34,12 +34,16 @@ def produce(node, topic, values, partitions=None):
     assert p.flush(60) == 0
 
 
-def group_consumer(node, group):
-    return Consumer({
+def group_consumer_conf(node, group):
+    return {
         "bootstrap.servers": node.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
         "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 200,
-    })
+    }
+
+
+def group_consumer(node, group):
+    return Consumer(group_consumer_conf(node, group))
 
 
 def consume(c, n, read, timeout=60):
@@ -284,3 +288,79 @@ def test_offsets_topic_holds_kafka_formats_in_kafkas_partition(node):
             break
     r.close()
     assert found == (3, 4, "note", True)
+
+
+def poll_both(consumers, read, until, timeout=60):
+    """Polls every consumer in turn, committing each record, until `until()`. A
+    commit that meets a rebalance fails with REBALANCE_IN_PROGRESS, as with Kafka;
+    the record may then be read again by its next owner (at-least-once)."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "timed out"
+        for c in consumers:
+            m = c.poll(0.05)
+            if m is not None and m.error() is None:
+                read.append(int(m.value()))
+                try:
+                    c.commit(message=m, asynchronous=False)
+                except KafkaException as e:
+                    assert e.args[0].name() == "REBALANCE_IN_PROGRESS", e
+
+
+def test_cooperative_sticky_members_hand_over_partitions_incrementally(node):
+    create(node, "coop", 6)
+    conf = {"partition.assignment.strategy": "cooperative-sticky"}
+    events = []
+
+    def on_assign(who):
+        return lambda c, ps: events.append((who, "assign", sorted(p.partition for p in ps)))
+
+    def on_revoke(who):
+        return lambda c, ps: events.append((who, "revoke", sorted(p.partition for p in ps)))
+
+    a = Consumer({**group_consumer_conf(node, "coop-g"), **conf})
+    a.subscribe(["coop"], on_assign=on_assign("a"), on_revoke=on_revoke("a"))
+    read = []
+    poll_both([a], read, lambda: len(a.assignment()) == 6)
+    produce(node, "coop", [str(i).encode() for i in range(300)], partitions=6)
+    poll_both([a], read, lambda: len(read) >= 150)
+    b = Consumer({**group_consumer_conf(node, "coop-g"), **conf})
+    b.subscribe(["coop"], on_assign=on_assign("b"), on_revoke=on_revoke("b"))
+    poll_both([a, b], read, lambda: len(a.assignment()) == 3 and len(b.assignment()) == 3)
+    poll_both([a, b], read, lambda: set(read) >= set(range(300)))
+    a.close(), b.close()
+    assert set(read) == set(range(300)), "nothing skipped"
+    # Incremental: a only ever gave up partitions; it never lost all six at once.
+    assert ("a", "revoke", [0, 1, 2, 3, 4, 5]) not in events, events
+    assert any(e[0] == "a" and e[1] == "revoke" and len(e[2]) == 3 for e in events), events
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(node):
+    create(node, "static", 4)
+
+    def conf(instance):
+        return {**group_consumer_conf(node, "static-g"), "group.instance.id": instance,
+                "session.timeout.ms": 30000}
+    a_events = []
+    a, b = Consumer(conf("a")), Consumer(conf("b"))
+    a.subscribe(["static"], on_assign=lambda c, ps: a_events.append("assign"),
+                on_revoke=lambda c, ps: a_events.append("revoke"))
+    b.subscribe(["static"])
+    poll_both([a, b], [], lambda: len(a.assignment()) == 2 and len(b.assignment()) == 2)
+    b_parts = sorted(p.partition for p in b.assignment())
+    a_events.clear()
+    # b goes away without leaving (a static member's close does not leave the
+    # group, KIP-345) and comes back under the same group.instance.id.
+    b.close()
+    b = Consumer(conf("b"))
+    b.subscribe(["static"])
+    poll_both([a, b], [], lambda: len(b.assignment()) == 2)
+    assert sorted(p.partition for p in b.assignment()) == b_parts, "the same partitions as before"
+    for _ in range(20):
+        a.poll(0.05)
+    assert a_events == [], f"a saw a rebalance: {a_events}"
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    after = admin.describe_consumer_groups(["static-g"])["static-g"].result(10)
+    assert after.state.name == "STABLE"
+    assert sorted(m.group_instance_id for m in after.members) == ["a", "b"]
+    a.close(), b.close()
