@@ -916,7 +916,7 @@ impl Broker {
     /// Periodic work: group timers; retention and compaction; and flush.ms for
     /// topics that acknowledge before fsync.
     pub fn tick(&self, retention: bool) {
-        self.tick_groups();
+        self.tick_groups(retention);
         let now = self.now_ms();
         for t in self.topics() {
             for p in t.partitions.read().expect("partitions lock").clone() {

@@ -42,6 +42,10 @@ pub struct GroupConfig {
     /// the wait up to the rebalance timeout, so members starting together join one
     /// generation instead of a cascade of rebalances.
     pub initial_rebalance_delay_ms: i64,
+    /// `offsets.retention.minutes` in ms (7 days): committed offsets of a group
+    /// without members are dropped this long after the group emptied or the
+    /// offset was committed, whichever is later (KIP-211).
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -54,6 +58,7 @@ impl Default for GroupConfig {
             offset_metadata_max_bytes: 4096,
             member_metadata_max_bytes: 1 << 20,
             initial_rebalance_delay_ms: 3_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
@@ -504,12 +509,17 @@ impl Groups {
                 },
             );
         }
-        let state = if g.members.is_empty() {
-            GroupState::Empty
+        if g.members.is_empty() {
+            // Offset retention counts from when the group emptied, across restarts.
+            let since = if v.current_state_timestamp > 0 {
+                v.current_state_timestamp.min(now)
+            } else {
+                now
+            };
+            g.set_state(GroupState::Empty, since);
         } else {
-            GroupState::Stable
-        };
-        g.set_state(state, now);
+            g.set_state(GroupState::Stable, now);
+        }
     }
 
     /// Removes empty groups that hold nothing (no members, no offsets).
@@ -780,6 +790,39 @@ impl Groups {
             }
         }
         self.dirty.extend(dirty);
+    }
+
+    /// Drops expired offsets from groups without members (KIP-211) and forgets
+    /// groups left with nothing. Returns, per group, the partitions whose offsets
+    /// expired and whether the group itself is gone, for tombstones.
+    pub fn expire_offsets(&mut self, now: i64) -> Vec<(String, Vec<(String, i32)>, bool)> {
+        let retention = self.limits.offsets_retention_ms;
+        let mut out = Vec::new();
+        for g in self.groups.values_mut() {
+            if g.state != GroupState::Empty {
+                continue;
+            }
+            let since = g.state_since_ms;
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, c)| now - c.value.commit_timestamp.max(since) > retention)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            for tp in &expired {
+                g.offsets.remove(tp);
+            }
+            let gone = g.offsets.is_empty();
+            if !expired.is_empty() || gone {
+                out.push((g.id.clone(), expired, gone));
+            }
+        }
+        for (id, _, gone) in &out {
+            if *gone {
+                self.groups.remove(id);
+            }
+        }
+        out
     }
 
     /// OffsetCommit's membership check (Kafka's `GroupCoordinator.doCommitOffsets`).
@@ -1139,6 +1182,37 @@ mod tests {
             initial_rebalance_delay_ms: 0,
             ..GroupConfig::default()
         }
+    }
+
+    #[test]
+    fn offsets_of_an_empty_group_expire_after_the_retention() {
+        let mut gs = Groups::new(no_delay());
+        gs.check_commit("simple", -1, "", None, 0).unwrap();
+        let g = gs.get_mut("simple").unwrap();
+        let committed = |ts| Committed {
+            value: OffsetValue {
+                offset: 1,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: ts,
+            },
+            log_offset: 0,
+        };
+        g.offsets.insert(("t".into(), 0), committed(0));
+        g.offsets.insert(("t".into(), 1), committed(1_000));
+        let week = no_delay().offsets_retention_ms;
+        assert!(gs.expire_offsets(week).is_empty());
+        let out = gs.expire_offsets(week + 1);
+        assert_eq!(
+            out,
+            vec![("simple".to_string(), vec![("t".to_string(), 0)], false)]
+        );
+        let out = gs.expire_offsets(week + 1_001);
+        assert_eq!(
+            out,
+            vec![("simple".to_string(), vec![("t".to_string(), 1)], true)]
+        );
+        assert!(gs.get("simple").is_none());
     }
 
     #[test]

@@ -441,17 +441,26 @@ pub fn record_timestamp(h: &BatchHeader, record: &Record<'_>) -> i64 {
 }
 
 /// A copy of a stored batch holding only `records` (`count` raw records, as
-/// [`Record::raw`] gives them), uncompressed. Everything else in the header stays:
-/// base offset, lastOffsetDelta (so the producer's sequence numbers still add up),
-/// timestamps, producer id/epoch/sequence. Kafka's log cleaner does the same.
-pub fn rebuild(h: &BatchHeader, records: &[u8], count: i32) -> Vec<u8> {
+/// [`Record::raw`] gives them), compressed again with the batch's codec.
+/// Everything else in the header stays: base offset, lastOffsetDelta (so the
+/// producer's sequence numbers still add up), timestamps, producer
+/// id/epoch/sequence. Kafka's log cleaner does the same.
+pub fn rebuild(h: &BatchHeader, records: &[u8], count: i32) -> Result<Vec<u8>> {
+    let codec = h.codec()?;
+    let packed;
+    let records = if codec == Codec::None {
+        records
+    } else {
+        packed = compression::compress(codec, records).map_err(corrupt)?;
+        &packed[..]
+    };
     let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
     b.extend_from_slice(&h.base_offset.to_be_bytes());
     b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
     b.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
     b.push(2);
     b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&(h.attributes & !0x7).to_be_bytes());
+    b.extend_from_slice(&h.attributes.to_be_bytes());
     b.extend_from_slice(&h.last_offset_delta.to_be_bytes());
     b.extend_from_slice(&h.base_timestamp.to_be_bytes());
     b.extend_from_slice(&h.max_timestamp.to_be_bytes());
@@ -462,7 +471,7 @@ pub fn rebuild(h: &BatchHeader, records: &[u8], count: i32) -> Vec<u8> {
     b.extend_from_slice(records);
     let crc = compute_crc(&b);
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    b
+    Ok(b)
 }
 
 /// Sets the broker-assigned base offset. Not covered by the CRC.

@@ -725,7 +725,7 @@ pub fn compact(plan: &CompactionPlan, now_ms: i64, delete_retention_ms: i64) -> 
             if dropped == 0 {
                 rewritten.extend_from_slice(b);
             } else if kept_count > 0 {
-                rewritten.extend_from_slice(&batch::rebuild(&h, &kept, kept_count));
+                rewritten.extend_from_slice(&batch::rebuild(&h, &kept, kept_count)?);
             }
             removed += dropped;
             Ok(())

@@ -70,6 +70,10 @@ struct DevArgs {
     /// Most members per consumer group (Kafka's group.max.size).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     group_max_size: u64,
+    /// Committed offsets of a group without members are dropped after this many
+    /// minutes (Kafka's offsets.retention.minutes).
+    #[arg(long, default_value_t = 10_080, value_parser = clap::value_parser!(i64).range(1..=52_560_000))]
+    offsets_retention_minutes: i64,
 }
 
 fn main() -> Result<()> {
@@ -124,6 +128,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     config.producer_id_expiration_ms = args.producer_id_expiration_ms;
     config.group_config.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     config.group_config.max_size = args.group_max_size as usize;
+    config.group_config.offsets_retention_ms = args.offsets_retention_minutes * 60_000;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock)))
         .await?
         .context("open data directory")?;

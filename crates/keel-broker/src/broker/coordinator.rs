@@ -355,11 +355,41 @@ impl Broker {
         Ok(out)
     }
 
-    /// Group timers (sessions, rebalance timeouts), run by the node's ticker.
-    pub(super) fn tick_groups(&self) {
+    /// Group timers (sessions, rebalance timeouts), run by the node's ticker; with
+    /// `retention`, offset expiry too, written as tombstones.
+    pub(super) fn tick_groups(&self, retention: bool) {
         let mut gs = self.groups();
-        gs.tick(self.now_ms());
+        let now = self.now_ms();
+        gs.tick(now);
         self.write_dirty_groups(&mut gs);
+        if !retention {
+            return;
+        }
+        for (group, expired, gone) in gs.expire_offsets(now) {
+            let mut records: Vec<Record> = expired
+                .iter()
+                .map(|(t, p)| {
+                    let key = RecordKey::Offset {
+                        group: group.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                    };
+                    (key.encode(), None)
+                })
+                .collect();
+            if gone {
+                records.push((RecordKey::Group(group.clone()).encode(), None));
+            }
+            tracing::info!(
+                group,
+                offsets = expired.len(),
+                gone,
+                "expired committed offsets"
+            );
+            if let Err(e) = self.append_group_records(&group, &records) {
+                tracing::error!(group, "writing offset expiry failed: {e}");
+            }
+        }
     }
 
     /// Rebuilds the coordinator's state from `__consumer_offsets` at start-up: the
