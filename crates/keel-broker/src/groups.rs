@@ -408,6 +408,9 @@ impl Group {
     }
 }
 
+/// Offsets that expired in one group: (group, partitions, the group is gone too).
+pub type Expired = (String, Vec<(String, i32)>, bool);
+
 /// Every group of this coordinator.
 pub struct Groups {
     pub limits: GroupConfig,
@@ -795,7 +798,7 @@ impl Groups {
     /// Drops expired offsets from groups without members (KIP-211) and forgets
     /// groups left with nothing. Returns, per group, the partitions whose offsets
     /// expired and whether the group itself is gone, for tombstones.
-    pub fn expire_offsets(&mut self, now: i64) -> Vec<(String, Vec<(String, i32)>, bool)> {
+    pub fn expire_offsets(&mut self, now: i64) -> Vec<Expired> {
         let retention = self.limits.offsets_retention_ms;
         let mut out = Vec::new();
         for g in self.groups.values_mut() {
