@@ -31,6 +31,9 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// How many groups a node holds (Kafka has no such limit; Keel bounds memory).
     pub max_groups: usize,
+    /// Members and handed-out member ids over all groups of the node, so many
+    /// groups of pending members cannot exhaust it either.
+    pub max_members_total: usize,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
     /// The most protocol metadata one member may bring to a JoinGroup (all its
@@ -55,6 +58,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             max_size: 1_000,
             max_groups: 100_000,
+            max_members_total: 100_000,
             offset_metadata_max_bytes: 4096,
             member_metadata_max_bytes: 1 << 20,
             initial_rebalance_delay_ms: 3_000,
@@ -581,6 +585,22 @@ impl Groups {
         }
         if !req.member_id.is_empty() && !self.groups.contains_key(&req.group_id) {
             return Err((unknown_member(&req.member_id), reply));
+        }
+        if req.member_id.is_empty() {
+            let total: usize = self
+                .groups
+                .values()
+                .map(|g| g.members.len() + g.pending.len())
+                .sum();
+            if total >= limits.max_members_total {
+                return Err((
+                    BrokerError::GroupMaxSizeReached(format!(
+                        "this node holds its limit of {} group members",
+                        limits.max_members_total
+                    )),
+                    reply,
+                ));
+            }
         }
         let g = match self.get_or_create(&req.group_id, now) {
             Ok(g) => g,
@@ -1448,6 +1468,16 @@ mod tests {
             join(&mut gs, req("g", "", &["range"]), 0)
                 .try_recv()
                 .unwrap(),
+            Err(BrokerError::GroupMaxSizeReached(_))
+        ));
+        // The node-wide bound holds across groups too.
+        let mut capped = Groups::new(GroupConfig {
+            max_members_total: 1,
+            ..no_delay()
+        });
+        join(&mut capped, req("g1", "", &["range"]), 0).try_recv().unwrap().unwrap_err();
+        assert!(matches!(
+            join(&mut capped, req("g2", "", &["range"]), 0).try_recv().unwrap(),
             Err(BrokerError::GroupMaxSizeReached(_))
         ));
         // Member ids handed out but never used lapse after the session timeout.
