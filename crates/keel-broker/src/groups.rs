@@ -1475,9 +1475,14 @@ mod tests {
             max_members_total: 1,
             ..no_delay()
         });
-        join(&mut capped, req("g1", "", &["range"]), 0).try_recv().unwrap().unwrap_err();
+        join(&mut capped, req("g1", "", &["range"]), 0)
+            .try_recv()
+            .unwrap()
+            .unwrap_err();
         assert!(matches!(
-            join(&mut capped, req("g2", "", &["range"]), 0).try_recv().unwrap(),
+            join(&mut capped, req("g2", "", &["range"]), 0)
+                .try_recv()
+                .unwrap(),
             Err(BrokerError::GroupMaxSizeReached(_))
         ));
         // Member ids handed out but never used lapse after the session timeout.
