@@ -50,7 +50,8 @@ class Node:
         assert KEEL.exists(), f"{KEEL} is missing: build it with cargo build --release"
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap, *self.extra],
+            [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap,
+             "--admin-addr", "127.0.0.1:0", *self.extra],
             stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         lines = []
@@ -61,6 +62,8 @@ class Node:
                 break
         self.banner = "".join(lines)
         assert "is up" in self.banner, f"keel did not start: {self.banner!r}\n{self.log.read_text()[-3000:]}"
+        admin = [w for w in self.banner.split() if w.startswith("http://") and w.endswith("/metrics")]
+        self.admin = admin[0][: -len("/metrics")] if admin else None
         wait_until(self._accepting, what=f"keel on {self.bootstrap}")
         return self
 

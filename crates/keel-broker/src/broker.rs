@@ -647,6 +647,7 @@ impl Broker {
                 tracing::warn!(dir = %dir.display(), "could not remove deleted partition: {e}");
             }
         }
+        crate::metrics::forget_topic(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
     }
@@ -841,6 +842,11 @@ impl Broker {
         if flush {
             self.schedule_flush(&p);
         }
+        if appended {
+            crate::metrics::BYTES_IN
+                .with_label_values(&[topic])
+                .inc_by(records.len() as u64);
+        }
         Ok(Produced {
             base_offset,
             log_append_time_ms: if eff.log_append_time { now } else { -1 },
@@ -880,10 +886,15 @@ impl Broker {
         let s = p.lock();
         let hw = p.high_watermark();
         let r = s.log.read(offset, max_bytes, hw)?;
+        let log_start_offset = s.log.log_start_offset();
+        drop(s);
+        crate::metrics::BYTES_OUT
+            .with_label_values(&[topic])
+            .inc_by(r.bytes.len() as u64);
         Ok(Fetched {
             bytes: r.bytes,
             high_watermark: hw,
-            log_start_offset: s.log.log_start_offset(),
+            log_start_offset,
         })
     }
 

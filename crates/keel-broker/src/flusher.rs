@@ -58,7 +58,7 @@ impl Flusher {
                         // Hold the receiver's lock only to take a job, not to run it.
                         let next = rx.lock().expect("fsync job queue lock").recv();
                         let Ok((p, job)) = next else { return };
-                        let result = job.run();
+                        let result = timed_run(&job);
                         p.finish_flush(&job, result);
                         if done.send(()).is_err() {
                             return;
@@ -93,7 +93,7 @@ impl Flusher {
                     .send(j)
                     .expect("fsync helpers outlive the flusher loop");
             }
-            let result = job.run();
+            let result = timed_run(&job);
             p.finish_flush(&job, result);
             for _ in 0..helped {
                 done_rx
@@ -107,4 +107,11 @@ impl Flusher {
             let _ = h.join();
         }
     }
+}
+
+fn timed_run(job: &FlushJob) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let r = job.run();
+    crate::metrics::FSYNC_SECONDS.observe(started.elapsed().as_secs_f64());
+    r
 }

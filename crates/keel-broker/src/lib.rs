@@ -11,6 +11,7 @@ mod error;
 mod flusher;
 pub mod group_records;
 pub mod groups;
+pub mod metrics;
 mod names;
 pub mod producers;
 

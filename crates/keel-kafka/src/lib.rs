@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod frame;
 pub mod handlers;
+pub mod metrics;
 pub mod server;
 pub mod versions;
 

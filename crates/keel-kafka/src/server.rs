@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::frame::{self, FrameError, REQUEST_BYTES_MAX};
 use crate::handlers::{self, Handler, Reply};
+use crate::metrics;
 
 /// Limits of the Kafka listener.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +117,9 @@ async fn connection(
     _slot: OwnedSemaphorePermit,
 ) {
     tracing::debug!(%peer, "connected");
+    metrics::CONNECTIONS_ACCEPTED.inc();
+    metrics::CONNECTIONS.inc();
+    let _open = scopeguard(|| metrics::CONNECTIONS.dec());
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel::<Queued>(config.in_flight_requests_max);
     let budget = Arc::new(Semaphore::new(config.in_flight_bytes_max));
@@ -150,8 +154,9 @@ async fn connection(
             Ok(mut req) => {
                 let api = req.api_key;
                 req.client_host = format!("/{}", peer.ip());
+                let started = std::time::Instant::now();
                 match handler.handle(req) {
-                    Ok(reply) => reply,
+                    Ok(reply) => timed(reply, api, started),
                     Err(e) => {
                         tracing::warn!(%peer, "bad {api:?} request: {e:#}; closing connection");
                         break;
@@ -216,6 +221,37 @@ async fn write_replies(
         }
     }
     let _ = w.flush().await;
+}
+
+/// Counts a request and times it until its reply is ready.
+fn timed(reply: Reply, api: ApiKey, started: std::time::Instant) -> Reply {
+    let name = format!("{api:?}");
+    metrics::REQUESTS.with_label_values(&[&name]).inc();
+    let latency = metrics::REQUEST_SECONDS.with_label_values(&[&name]);
+    match reply {
+        Reply::Deferred(f) => Reply::Deferred(Box::pin(async move {
+            let r = f.await;
+            latency.observe(started.elapsed().as_secs_f64());
+            r
+        })),
+        ready => {
+            latency.observe(started.elapsed().as_secs_f64());
+            ready
+        }
+    }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone). Returns nothing, so no

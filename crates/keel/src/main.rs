@@ -1,5 +1,6 @@
 //! `keel`: the node and its tools in one binary.
 
+mod admin;
 mod bench;
 mod bench_group;
 
@@ -41,6 +42,9 @@ struct DevArgs {
     /// Address of the Kafka listener.
     #[arg(long, default_value = "127.0.0.1:9092")]
     kafka_addr: String,
+    /// Address of the admin HTTP listener (/metrics, /health); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    admin_addr: String,
     /// Address to advertise in Metadata, if not the listener's own.
     #[arg(long)]
     advertised_addr: Option<String>,
@@ -101,6 +105,8 @@ async fn dev(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("listen on {}", args.kafka_addr))?;
     let local = listener.local_addr()?;
+    let admin_listener = admin::bind(&args.admin_addr).await?;
+    let admin_local = admin_listener.local_addr()?;
     let advertised = match &args.advertised_addr {
         Some(a) => {
             let (h, p) = a
@@ -161,6 +167,11 @@ async fn dev(args: DevArgs) -> Result<()> {
         connections_max: args.connections_max,
         ..ServerConfig::default()
     };
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        broker.clone(),
+        stop_rx.clone(),
+    ));
     let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
     let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     let topics = broker.topics().len();
@@ -174,6 +185,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         "  Kafka:  {}:{}   try: kcat -b {}:{} -L",
         advertised.host, advertised.port, advertised.host, advertised.port
     );
+    println!("  Admin:  http://{admin_local}/metrics  http://{admin_local}/health");
     println!("  Data:   {} ({topics} topics)", data_dir.display());
     println!("  Stop:   Ctrl-C");
 
@@ -181,6 +193,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = admin.await;
     let _ = ticker.await;
     tokio::task::spawn_blocking(move || broker.shutdown())
         .await?

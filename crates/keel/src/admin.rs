@@ -1,0 +1,297 @@
+//! The admin HTTP listener: `/metrics` in Prometheus text format and `/health`.
+//!
+//! Metric names follow kafka_exporter (danielqsj/kafka_exporter) wherever it has
+//! one, so its Grafana dashboards and lag alerts work unchanged; Keel's own
+//! metrics are `keel_*`. State-derived gauges (offsets, lag, log sizes) are read
+//! from the broker at each scrape.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use keel_broker::Broker;
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Gauges set from the broker's state at each scrape.
+struct StateGauges {
+    brokers: IntGauge,
+    topic_partitions: IntGaugeVec,
+    current_offset: IntGaugeVec,
+    oldest_offset: IntGaugeVec,
+    under_replicated: IntGaugeVec,
+    replicas: IntGaugeVec,
+    in_sync_replicas: IntGaugeVec,
+    leader: IntGaugeVec,
+    log_size: IntGaugeVec,
+    group_current_offset: IntGaugeVec,
+    group_lag: IntGaugeVec,
+    group_lag_sum: IntGaugeVec,
+    group_members: IntGaugeVec,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+impl StateGauges {
+    fn new(r: &Registry) -> Result<Self> {
+        let tp = &["topic", "partition"];
+        let gtp = &["consumergroup", "topic", "partition"];
+        let brokers = IntGauge::new("kafka_brokers", "Number of brokers in the cluster")?;
+        r.register(Box::new(brokers.clone()))?;
+        Ok(StateGauges {
+            brokers,
+            topic_partitions: gauge_vec(
+                r,
+                "kafka_topic_partitions",
+                "Partitions of a topic",
+                &["topic"],
+            )?,
+            current_offset: gauge_vec(
+                r,
+                "kafka_topic_partition_current_offset",
+                "Current offset (high watermark) of a partition",
+                tp,
+            )?,
+            oldest_offset: gauge_vec(
+                r,
+                "kafka_topic_partition_oldest_offset",
+                "Oldest offset (log start) of a partition",
+                tp,
+            )?,
+            under_replicated: gauge_vec(
+                r,
+                "kafka_topic_partition_under_replicated_partition",
+                "1 if the partition is under-replicated",
+                tp,
+            )?,
+            replicas: gauge_vec(
+                r,
+                "kafka_topic_partition_replicas",
+                "Replicas of a partition",
+                tp,
+            )?,
+            in_sync_replicas: gauge_vec(
+                r,
+                "kafka_topic_partition_in_sync_replica",
+                "In-sync replicas of a partition",
+                tp,
+            )?,
+            leader: gauge_vec(
+                r,
+                "kafka_topic_partition_leader",
+                "Leader broker id of a partition",
+                tp,
+            )?,
+            log_size: gauge_vec(
+                r,
+                "keel_log_size_bytes",
+                "Bytes on disk of a partition's log",
+                tp,
+            )?,
+            group_current_offset: gauge_vec(
+                r,
+                "kafka_consumergroup_current_offset",
+                "Committed offset of a consumer group for a partition",
+                gtp,
+            )?,
+            group_lag: gauge_vec(
+                r,
+                "kafka_consumergroup_lag",
+                "Current approximate lag of a consumer group at a partition",
+                gtp,
+            )?,
+            group_lag_sum: gauge_vec(
+                r,
+                "kafka_consumergroup_lag_sum",
+                "Lag of a consumer group summed over a topic's partitions",
+                &["consumergroup", "topic"],
+            )?,
+            group_members: gauge_vec(
+                r,
+                "kafka_consumergroup_members",
+                "Members of a consumer group",
+                &["consumergroup"],
+            )?,
+        })
+    }
+
+    fn refresh(&self, broker: &Broker) {
+        for g in [
+            &self.topic_partitions,
+            &self.current_offset,
+            &self.oldest_offset,
+            &self.under_replicated,
+            &self.replicas,
+            &self.in_sync_replicas,
+            &self.leader,
+            &self.log_size,
+            &self.group_current_offset,
+            &self.group_lag,
+            &self.group_lag_sum,
+            &self.group_members,
+        ] {
+            g.reset();
+        }
+        self.brokers.set(1);
+        let mut high_watermarks = std::collections::HashMap::new();
+        for t in broker.topics() {
+            let info = t.info();
+            self.topic_partitions
+                .with_label_values(&[&info.name])
+                .set(i64::from(t.partition_count()));
+            for p in &info.partitions {
+                let part = p.index.to_string();
+                let l = [info.name.as_str(), part.as_str()];
+                self.current_offset
+                    .with_label_values(&l)
+                    .set(p.high_watermark);
+                self.oldest_offset
+                    .with_label_values(&l)
+                    .set(p.log_start_offset);
+                self.under_replicated.with_label_values(&l).set(0);
+                self.replicas.with_label_values(&l).set(1);
+                self.in_sync_replicas.with_label_values(&l).set(1);
+                self.leader
+                    .with_label_values(&l)
+                    .set(i64::from(broker.node_id()));
+                self.log_size.with_label_values(&l).set(p.size_bytes as i64);
+                high_watermarks.insert((info.name.clone(), p.index), p.high_watermark);
+            }
+        }
+        for (group, _, _) in broker.list_groups() {
+            let members = broker.describe_group(&group).map_or(0, |d| d.members.len());
+            self.group_members
+                .with_label_values(&[&group])
+                .set(members as i64);
+            for (topic, partition, committed) in broker.fetch_offsets(&group, None) {
+                let Some(c) = committed else { continue };
+                let part = partition.to_string();
+                let l = [group.as_str(), topic.as_str(), part.as_str()];
+                self.group_current_offset
+                    .with_label_values(&l)
+                    .set(c.offset);
+                // kafka_exporter: lag = high watermark - committed offset.
+                if let Some(hw) = high_watermarks.get(&(topic.clone(), partition)) {
+                    let lag = (hw - c.offset).max(0);
+                    self.group_lag.with_label_values(&l).set(lag);
+                    self.group_lag_sum
+                        .with_label_values(&[&group, &topic])
+                        .add(lag);
+                }
+            }
+        }
+    }
+}
+
+struct Admin {
+    broker: Broker,
+    registry: Registry,
+    state: StateGauges,
+}
+
+impl Admin {
+    fn metrics(&self) -> Result<Vec<u8>> {
+        self.state.refresh(&self.broker);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+
+    fn respond(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status: StatusCode, content_type: &str, body: Vec<u8>| {
+            Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(Full::new(Bytes::from(body)))
+                .expect("valid response")
+        };
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => match self.metrics() {
+                Ok(body) => reply(StatusCode::OK, TextEncoder::new().format_type(), body),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("encoding metrics failed: {e}\n").into_bytes(),
+                ),
+            },
+            (&Method::GET, "/health") => {
+                let body = serde_json::json!({
+                    "status": "ok",
+                    "node_id": self.broker.node_id(),
+                    "cluster_id": self.broker.cluster_id(),
+                    "topics": self.broker.topics().len(),
+                });
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    format!("{body}\n").into_bytes(),
+                )
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                b"not found: try /metrics or /health\n".to_vec(),
+            ),
+        }
+    }
+}
+
+/// Binds the admin listener; errors name the address.
+pub async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind the admin listener on {addr}"))
+}
+
+/// Serves `/metrics` and `/health` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let registry = Registry::new();
+    keel_broker::metrics::register(&registry)?;
+    keel_kafka::metrics::register(&registry)?;
+    let state = StateGauges::new(&registry)?;
+    let admin = Arc::new(Admin {
+        broker,
+        registry,
+        state,
+    });
+    loop {
+        let (sock, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.respond(&req)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(sock), service)
+                .await
+            {
+                tracing::debug!(%peer, "admin connection ended: {e}");
+            }
+        });
+    }
+}
