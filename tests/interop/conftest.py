@@ -40,6 +40,7 @@ class Node:
         self.port = port or free_port()
         self.extra = list(extra)
         self.proc = None
+        self.stopped = False
         self.log = self.data_dir.parent / f"keel-{self.port}.log"
 
     @property
@@ -74,7 +75,14 @@ class Node:
         except OSError:
             return False
 
+    def exited_by_itself(self):
+        """The exit code if the process ended without being told to, else None."""
+        if self.proc is None or self.stopped:
+            return None
+        return self.proc.poll()
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
+        self.stopped = True
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=timeout)
@@ -91,11 +99,20 @@ class Node:
         return self.log.read_text(errors="replace")
 
 
+def report_unexpected_exit(n):
+    code = n.exited_by_itself()
+    if code is not None:
+        print(f"keel on {n.bootstrap} exited by itself with {code}; its log ends:\n{n.logs()[-5000:]}")
+    return code
+
+
 @pytest.fixture
 def node(tmp_path):
     n = Node(tmp_path / "data").start()
     yield n
+    died = report_unexpected_exit(n)
     n.stop()
+    assert died is None, f"keel exited by itself with {died}"
 
 
 @pytest.fixture
@@ -109,5 +126,7 @@ def make_node(tmp_path):
         return n
 
     yield make
+    died = [report_unexpected_exit(n) for n in made]
     for n in made:
         n.stop(sig=signal.SIGKILL)
+    assert all(d is None for d in died), f"a keel node exited by itself: {died}"

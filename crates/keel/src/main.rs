@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod bench_group;
+mod cli;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,43 @@ enum Command {
     /// Measure produce or consume throughput and latency against a running node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Create, list, describe, delete and configure topics.
+    Topic {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(subcommand)]
+        cmd: cli::TopicCommand,
+    },
+    /// Produce one record per line of stdin.
+    Produce {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(flatten)]
+        args: cli::ProduceArgs,
+    },
+    /// Print records of a topic.
+    Consume {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(flatten)]
+        args: cli::ConsumeArgs,
+    },
+    /// List, describe, reset and delete consumer groups.
+    Group {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(subcommand)]
+        cmd: cli::GroupCommand,
+    },
+    /// The cluster: brokers, controller, versions.
+    Cluster {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(subcommand)]
+        cmd: cli::ClusterCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
 }
 
 #[derive(clap::Args)]
@@ -80,11 +118,25 @@ struct DevArgs {
     offsets_retention_minutes: i64,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // One line that names the problem; no stack trace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
+    // The node and benchmarks narrate at info; the operator verbs only warn.
+    let default_level = match cli.command {
+        Command::Dev(_) | Command::Bench(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -97,6 +149,16 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dev(args) => rt.block_on(dev(args)),
         Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
+        Command::Topic { common, cmd } => rt.block_on(cli::topic::run(cmd, &common)),
+        Command::Produce { common, args } => rt.block_on(cli::produce::run(args, &common)),
+        Command::Consume { common, args } => rt.block_on(cli::consume::run(args, &common)),
+        Command::Group { common, cmd } => rt.block_on(cli::group::run(cmd, &common)),
+        Command::Cluster { common, cmd } => rt.block_on(cli::cluster(cmd, &common)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "keel", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,173 @@
+//! The operator CLI: `keel topic|produce|consume|group|cluster`, the daily verbs
+//! of rpk and kcat. Tables by default, `-o json` for scripts; every failure is
+//! one line on stderr and a non-zero exit.
+
+pub mod client;
+pub mod consume;
+pub mod group;
+pub mod produce;
+pub mod topic;
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::Value;
+
+pub use consume::ConsumeArgs;
+pub use group::GroupCommand;
+pub use produce::ProduceArgs;
+pub use topic::TopicCommand;
+
+use client::Cluster;
+
+/// Where to connect, and how to print.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Common {
+    /// Bootstrap brokers, HOST:PORT[,HOST:PORT...].
+    #[arg(
+        long,
+        short = 'b',
+        env = "KEEL_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub brokers: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, the controller, the cluster id and versions.
+    Info,
+}
+
+impl Common {
+    pub async fn connect(&self) -> Result<Cluster> {
+        Cluster::connect(&self.brokers).await
+    }
+
+    /// Prints `json` as JSON, or `table` (rows of cells, the first the header).
+    pub fn print(&self, json: &Value, table: &[Vec<String>]) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        match self.output {
+            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(json)?)?,
+            Format::Table => out.write_all(render(table).as_bytes())?,
+        }
+        Ok(())
+    }
+}
+
+/// Aligns cells into columns separated by two spaces; the last column is not
+/// padded. A row with one empty cell separates sections, each aligned alone.
+pub fn render(rows: &[Vec<String>]) -> String {
+    rows.split(|r| r.len() == 1 && r[0].is_empty())
+        .map(render_section)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn render_section(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub async fn cluster(cmd: ClusterCommand, common: &Common) -> Result<()> {
+    match cmd {
+        ClusterCommand::Info => cluster_info(common).await,
+    }
+}
+
+async fn cluster_info(common: &Common) -> Result<()> {
+    let mut c = common.connect().await?;
+    let md = c.metadata(None).await?;
+    let controller = md.controller_id.0;
+    let cluster_id = md
+        .cluster_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let brokers: Vec<(i32, String, i32)> = md
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+        .collect();
+    let json = serde_json::json!({
+        "cluster_id": cluster_id,
+        "controller": controller,
+        "cli_version": env!("CARGO_PKG_VERSION"),
+        "bootstrap": c.bootstrap(),
+        "brokers": brokers.iter().map(|(id, host, port)| serde_json::json!({
+            "id": id, "host": host, "port": port, "controller": *id == controller,
+        })).collect::<Vec<_>>(),
+    });
+    let mut table = vec![
+        vec!["CLUSTER".into(), cluster_id.clone()],
+        vec!["CONTROLLER".into(), controller.to_string()],
+        vec!["CLI VERSION".into(), env!("CARGO_PKG_VERSION").into()],
+        vec![String::new()],
+        vec![
+            "BROKER".into(),
+            "HOST".into(),
+            "PORT".into(),
+            "CONTROLLER".into(),
+        ],
+    ];
+    for (id, host, port) in &brokers {
+        table.push(vec![
+            id.to_string(),
+            host.clone(),
+            port.to_string(),
+            if *id == controller { "yes" } else { "" }.into(),
+        ]);
+    }
+    common.print(&json, &table)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_align_and_do_not_pad_the_last_column() {
+        let t = super::render(&[
+            vec!["NAME".into(), "PARTITIONS".into()],
+            vec!["a-long-name".into(), "3".into()],
+        ]);
+        assert_eq!(t, "NAME         PARTITIONS\na-long-name  3\n");
+        let t = super::render(&[
+            vec!["A".into(), "1".into()],
+            vec![String::new()],
+            vec!["LONGER".into(), "2".into()],
+        ]);
+        assert_eq!(t, "A  1\n\nLONGER  2\n");
+    }
+}
