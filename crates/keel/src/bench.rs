@@ -260,24 +260,32 @@ async fn produce(a: ProduceArgs) -> Result<()> {
         "produce: {} records of {} B, acks={}, {} partitions, {} connections x {} in flight, {} records per batch",
         a.records, a.record_size, a.acks, a.common.partitions, a.common.concurrency, a.in_flight, per_batch
     );
-    println!("  elapsed     {secs:.2} s");
-    println!(
-        "  throughput  {:.0} records/s, {:.1} MiB/s",
-        a.records as f64 / secs,
-        mib / secs
-    );
+    let mut rows = vec![
+        vec!["RESULT".to_string(), "VALUE".to_string()],
+        vec!["elapsed".into(), format!("{secs:.2} s")],
+        vec![
+            "records/s".into(),
+            format!("{:.0}", a.records as f64 / secs),
+        ],
+        vec!["MiB/s".into(), format!("{:.1}", mib / secs)],
+    ];
     if acks != 0 {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "  latency     p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms, max {:.1} ms",
-            ms(lat.percentile(0.50)),
-            ms(lat.percentile(0.99)),
-            ms(lat.percentile(0.999)),
-            ms(lat.percentile(1.0))
-        );
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        for (name, q) in [
+            ("latency p50", 0.50),
+            ("latency p99", 0.99),
+            ("latency p999", 0.999),
+            ("latency max", 1.0),
+        ] {
+            rows.push(vec![name.into(), ms(lat.percentile(q))]);
+        }
     } else {
-        println!("  latency     n/a (acks=0 gets no response)");
+        rows.push(vec![
+            "latency".into(),
+            "n/a (acks=0 gets no response)".into(),
+        ]);
     }
+    print!("{}", crate::cli::render(&rows));
     Ok(())
 }
 
@@ -391,11 +399,15 @@ async fn consume(a: ConsumeArgs) -> Result<()> {
         a.common.partitions,
         a.common.concurrency.min(a.common.partitions as u32)
     );
-    println!("  elapsed     {secs:.2} s");
-    println!(
-        "  throughput  {:.0} records/s, {:.1} MiB/s (batch bytes on the wire)",
-        n as f64 / secs,
-        mib / secs
-    );
+    let rows = vec![
+        vec!["RESULT".to_string(), "VALUE".to_string()],
+        vec!["elapsed".into(), format!("{secs:.2} s")],
+        vec!["records/s".into(), format!("{:.0}", n as f64 / secs)],
+        vec![
+            "MiB/s".into(),
+            format!("{:.1} (batch bytes on the wire)", mib / secs),
+        ],
+    ];
+    print!("{}", crate::cli::render(&rows));
     Ok(())
 }

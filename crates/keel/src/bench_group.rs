@@ -238,22 +238,38 @@ pub async fn run(a: GroupArgs) -> Result<()> {
     let pick =
         |v: &[Duration], q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
     println!("group of {} members, {} rounds", a.members, a.rounds);
-    println!(
-        "  stabilise   min {:.1} ms, median {:.1} ms, max {:.1} ms",
-        ms(times[0]),
-        ms(pick(&times, 0.5)),
-        ms(times[times.len() - 1])
-    );
+    let mut rows = vec![
+        vec!["RESULT".to_string(), "VALUE".to_string()],
+        vec![
+            "stabilise".into(),
+            format!(
+                "min {:.1} ms, median {:.1} ms, max {:.1} ms",
+                ms(times[0]),
+                ms(pick(&times, 0.5)),
+                ms(times[times.len() - 1])
+            ),
+        ],
+    ];
     if !lat.is_empty() {
-        println!(
-            "  OffsetCommit {} commits over {} connections in {:.2} s: {:.0} commits/s, p50 {:.2} ms, p99 {:.2} ms",
-            lat.len(),
-            a.common.concurrency,
-            secs,
-            lat.len() as f64 / secs,
-            ms(pick(&lat, 0.5)),
-            ms(pick(&lat, 0.99))
-        );
+        rows.push(vec![
+            "OffsetCommit".into(),
+            format!(
+                "{} commits over {} connections in {:.2} s: {:.0} commits/s",
+                lat.len(),
+                a.common.concurrency,
+                secs,
+                lat.len() as f64 / secs
+            ),
+        ]);
+        rows.push(vec![
+            "commit latency".into(),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms",
+                ms(pick(&lat, 0.5)),
+                ms(pick(&lat, 0.99))
+            ),
+        ]);
     }
+    print!("{}", crate::cli::render(&rows));
     Ok(())
 }
