@@ -323,9 +323,25 @@ fn errors_are_one_line_and_name_the_problem() {
     };
     for args in [
         &["topic", "list"][..],
-        &["group", "list"],
-        &["cluster", "info"],
+        &["topic", "create", "t"],
+        &["topic", "describe", "t"],
+        &["topic", "delete", "t"],
+        &["topic", "alter-config", "t", "--set", "retention.ms=1"],
+        &["produce", "t"],
         &["consume", "t"],
+        &["group", "list"],
+        &["group", "describe", "g"],
+        &[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to",
+            "earliest",
+        ],
+        &["group", "delete", "g"],
+        &["cluster", "info"],
     ] {
         let out = Command::new(KEEL)
             .args(args)
