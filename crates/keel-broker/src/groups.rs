@@ -101,6 +101,9 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Vec<u8>)>,
     /// JoinGroup v4+ (KIP-394): a new member first gets MEMBER_ID_REQUIRED with its id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a static leader that rejoins may be told to skip
+    /// the assignment instead of causing a rebalance.
+    pub supports_skip_assignment: bool,
 }
 
 /// A member as the leader sees it in its JoinGroup response.
@@ -120,6 +123,8 @@ pub struct JoinResponse {
     pub member_id: String,
     /// All members with their metadata for the chosen protocol, for the leader only.
     pub members: Vec<JoinedMember>,
+    /// KIP-814: the (static) leader must not compute a new assignment.
+    pub skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,6 +345,7 @@ impl Group {
             } else {
                 Vec::new()
             },
+            skip_assignment: false,
         }
     }
 
@@ -973,6 +979,7 @@ fn rejoin_static(
         let _ = tx.send(Err(fenced()));
     }
     let unchanged = m.same_protocols(&req.protocols);
+    let req_skip = req.supports_skip_assignment;
     m.id = new_id.clone();
     m.session_timeout_ms = req.session_timeout_ms;
     m.rebalance_timeout_ms = req.rebalance_timeout_ms;
@@ -993,6 +1000,14 @@ fn rejoin_static(
         GroupState::Stable if unchanged && !was_leader => {
             *dirty = true;
             let _ = reply.send(Ok(g.join_response(&new_id)));
+        }
+        // KIP-814: a restarted static leader keeps the current assignment too, when
+        // its client can be told not to compute a new one.
+        GroupState::Stable if unchanged && req_skip => {
+            *dirty = true;
+            let mut r = g.join_response(&new_id);
+            r.skip_assignment = true;
+            let _ = reply.send(Ok(r));
         }
         GroupState::PreparingRebalance => {
             g.members.get_mut(&new_id).expect("inserted").join_reply = Some(reply);
@@ -1273,6 +1288,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: protocols.iter().map(|p| (p.to_string(), vec![1])).collect(),
             require_known_member_id: true,
+            supports_skip_assignment: false,
         }
     }
 

@@ -117,6 +117,7 @@ impl Handler {
                 .map(|p| (p.name.to_string(), p.metadata.to_vec()))
                 .collect(),
             require_known_member_id: v >= 4,
+            supports_skip_assignment: v >= 9,
         };
         let mut resp = JoinGroupResponse::default();
         match self.broker.join_group(req).await {
@@ -126,6 +127,7 @@ impl Handler {
                 resp.protocol_name = Some(s(j.protocol_name));
                 resp.leader = s(j.leader);
                 resp.member_id = s(j.member_id);
+                resp.skip_assignment = j.skip_assignment;
                 resp.members = j
                     .members
                     .into_iter()
