@@ -874,6 +874,25 @@ impl Broker {
         Ok((next, 0))
     }
 
+    /// Waits until `topic`/`index` is fsynced below `end`: at once when it is, or
+    /// when the topic does not fsync before acknowledging (`flush.messages` > 1).
+    pub(crate) async fn wait_durable(&self, topic: &str, index: i32, end: i64) -> Result<()> {
+        let p = self.partition(topic, index)?;
+        let rx = {
+            let mut s = p.lock();
+            if !s.effective.fsync_before_ack() || s.log.flushed_offset() >= end {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            s.waiters.push((end, tx));
+            rx
+        };
+        // The append that wrote through `end` scheduled a flush; this one covers a
+        // flush that failed since, whose waiters were told and dropped.
+        self.schedule_flush(&p);
+        rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+
     fn schedule_flush(&self, p: &Arc<Partition>) {
         if !p.queued.swap(true, Ordering::AcqRel) {
             self.inner.flusher.enqueue(p.clone());

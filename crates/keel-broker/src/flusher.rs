@@ -16,6 +16,20 @@ const FSYNC_PARALLEL_MAX: usize = 4;
 struct Queue {
     pending: Vec<Arc<Partition>>,
     stop: bool,
+    /// Tests hold flushes back to see what waits for them.
+    #[cfg(test)]
+    held: bool,
+}
+
+impl Queue {
+    #[cfg(test)]
+    fn is_held(&self) -> bool {
+        self.held
+    }
+    #[cfg(not(test))]
+    fn is_held(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Default)]
@@ -30,6 +44,13 @@ impl Flusher {
         let mut q = self.queue.lock().expect("flusher queue lock");
         q.pending.push(p);
         drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Holds flushes back (`true`) or lets them run again (tests only).
+    #[cfg(test)]
+    pub fn hold(&self, on: bool) {
+        self.queue.lock().expect("flusher queue lock").held = on;
         self.wake.notify_one();
     }
 
@@ -70,7 +91,7 @@ impl Flusher {
         loop {
             let batch = {
                 let mut q = self.queue.lock().expect("flusher queue lock");
-                while q.pending.is_empty() && !q.stop {
+                while (q.pending.is_empty() || q.is_held()) && !q.stop {
                     q = self.wake.wait(q).expect("flusher queue lock");
                 }
                 if q.pending.is_empty() && q.stop {

@@ -427,6 +427,11 @@ pub struct Groups {
     groups: HashMap<String, Group>,
     /// Groups whose metadata must be written to `__consumer_offsets`.
     pub dirty: Vec<String>,
+    /// Kept by the broker: where each group's latest metadata record ends in its
+    /// offsets partition, or `None` when writing it failed. Join and sync answers
+    /// wait for it to be durable, so no member acts on a generation a crash could
+    /// take back.
+    pub written: HashMap<String, Option<i64>>,
 }
 
 fn new_member_id(prefix: &str) -> String {
@@ -439,6 +444,7 @@ impl Groups {
             limits,
             groups: HashMap::new(),
             dirty: Vec::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -452,6 +458,7 @@ impl Groups {
         self.groups.values()
     }
     pub fn remove(&mut self, id: &str) -> Option<Group> {
+        self.written.remove(id);
         self.groups.remove(id)
     }
 
@@ -542,7 +549,7 @@ impl Groups {
             .get(id)
             .is_some_and(|g| g.state == GroupState::Empty && g.offsets.is_empty())
         {
-            self.groups.remove(id);
+            self.remove(id);
         }
     }
 
@@ -848,7 +855,7 @@ impl Groups {
         }
         for (id, _, gone) in &out {
             if *gone {
-                self.groups.remove(id);
+                self.remove(id);
             }
         }
         out

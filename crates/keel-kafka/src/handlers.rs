@@ -267,11 +267,19 @@ impl Handler {
             }
             ApiKey::DeleteGroups => {
                 let r = decode!(DeleteGroupsRequest);
-                encode(key, v, cid, &self.delete_groups(r)).map(Reply::Ready)
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.delete_groups(r).await;
+                    encode(key, v, cid, &resp)
+                })))
             }
             ApiKey::OffsetDelete => {
                 let r = decode!(OffsetDeleteRequest);
-                encode(key, v, cid, &self.offset_delete(r)).map(Reply::Ready)
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.offset_delete(r).await;
+                    encode(key, v, cid, &resp)
+                })))
             }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }

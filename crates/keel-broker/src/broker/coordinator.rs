@@ -43,6 +43,14 @@ pub type ListedGroup = (String, String, &'static str);
 
 type Record = (Vec<u8>, Option<Vec<u8>>);
 
+/// Waits for an append to `__consumer_offsets` to be fsynced.
+async fn await_durable(produced: Produced) -> Result<()> {
+    match produced.durable {
+        Some(durable) => durable.await.map_err(|_| BrokerError::ShuttingDown)?,
+        None => Ok(()),
+    }
+}
+
 fn gone() -> BrokerError {
     BrokerError::CoordinatorNotAvailable("the node is shutting down".into())
 }
@@ -103,31 +111,63 @@ impl Broker {
         for id in dirty {
             let Some(g) = gs.get(&id) else { continue };
             let key = RecordKey::Group(id.clone()).encode();
-            if let Err(e) = self.append_group_records(&id, &[(key, Some(g.stored().encode()))]) {
-                tracing::error!(group = %id, "writing group metadata failed: {e}");
+            let end = match self.append_group_records(&id, &[(key, Some(g.stored().encode()))]) {
+                Ok(p) => Some(p.base_offset + 1),
+                Err(e) => {
+                    tracing::error!(group = %id, "writing group metadata failed: {e}");
+                    None
+                }
+            };
+            gs.written.insert(id, end);
+        }
+    }
+
+    /// Waits until the group's latest metadata record is fsynced. Kafka answers
+    /// SyncGroup, and a static member's rejoin, from the callback of the group's
+    /// store (`GroupMetadataManager.storeGroup`); so does Keel, so an assignment a
+    /// member was told survives kill -9.
+    async fn group_durable(&self, group_id: &str) -> Result<()> {
+        // Taking the lock orders this after the call that answered us, which wrote
+        // the group's metadata before letting go of it.
+        let end = self.groups().written.get(group_id).copied();
+        match end {
+            None => Ok(()),
+            Some(None) => Err(BrokerError::CoordinatorNotAvailable(format!(
+                "writing the metadata of group {group_id} failed; rejoin"
+            ))),
+            Some(Some(end)) => {
+                let partitions = self.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count());
+                self.wait_durable(OFFSETS_TOPIC, partition_for(group_id, partitions), end)
+                    .await
             }
         }
     }
 
     pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse> {
         self.ensure_offsets_topic()?;
+        let group_id = req.group_id.clone();
         let (tx, rx) = oneshot::channel();
         {
             let mut gs = self.groups();
             gs.join(req, self.now_ms(), tx);
             self.write_dirty_groups(&mut gs);
         }
-        rx.await.map_err(|_| gone())?
+        let resp = rx.await.map_err(|_| gone())??;
+        self.group_durable(&group_id).await?;
+        Ok(resp)
     }
 
     pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse> {
+        let group_id = req.group_id.clone();
         let (tx, rx) = oneshot::channel();
         {
             let mut gs = self.groups();
             gs.sync(req, self.now_ms(), tx);
             self.write_dirty_groups(&mut gs);
         }
-        rx.await.map_err(|_| gone())?
+        let resp = rx.await.map_err(|_| gone())??;
+        self.group_durable(&group_id).await?;
+        Ok(resp)
     }
 
     pub fn heartbeat(
@@ -210,22 +250,21 @@ impl Broker {
             drop(gs);
             produced
         };
-        if let Some(durable) = produced.durable {
-            durable.await.map_err(|_| BrokerError::ShuttingDown)??;
-        }
+        let base_offset = produced.base_offset;
+        await_durable(produced).await?;
         let mut gs = self.groups();
         if let Some(g) = gs.get_mut(group_id) {
             for (tp, value) in accepted {
                 let newer = g
                     .offsets
                     .get(&tp)
-                    .is_none_or(|c| c.log_offset <= produced.base_offset);
+                    .is_none_or(|c| c.log_offset <= base_offset);
                 if newer {
                     g.offsets.insert(
                         tp,
                         Committed {
                             value,
-                            log_offset: produced.base_offset,
+                            log_offset: base_offset,
                         },
                     );
                 }
@@ -286,7 +325,12 @@ impl Broker {
 
     /// DeleteGroups for one group: only an empty group can go. Its metadata and
     /// offsets are tombstoned, so compaction removes them.
-    pub fn delete_group(&self, group_id: &str) -> Result<()> {
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let produced = self.tombstone_group(group_id)?;
+        await_durable(produced).await
+    }
+
+    fn tombstone_group(&self, group_id: &str) -> Result<Produced> {
         let mut gs = self.groups();
         let g = gs
             .get(group_id)
@@ -304,18 +348,30 @@ impl Broker {
             };
             (key.encode(), None)
         }));
-        self.append_group_records(group_id, &records)?;
+        let produced = self.append_group_records(group_id, &records)?;
         gs.remove(group_id);
-        Ok(())
+        Ok(produced)
     }
 
     /// OffsetDelete: removes committed offsets of partitions the group does not
     /// consume now. Per-partition errors for subscribed topics.
-    pub fn delete_offsets(
+    pub async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<PartitionResult>> {
+        let (out, produced) = self.tombstone_offsets(group_id, partitions)?;
+        if let Some(p) = produced {
+            await_durable(p).await?;
+        }
+        Ok(out)
+    }
+
+    fn tombstone_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(Vec<PartitionResult>, Option<Produced>)> {
         let mut gs = self.groups();
         let g = gs
             .get(group_id)
@@ -344,15 +400,17 @@ impl Broker {
             }
             out.push(((t, p), Ok(())));
         }
-        if !records.is_empty() {
-            self.append_group_records(group_id, &records)?;
-        }
+        let produced = if records.is_empty() {
+            None
+        } else {
+            Some(self.append_group_records(group_id, &records)?)
+        };
         if let Some(g) = gs.get_mut(group_id) {
             for tp in removed {
                 g.offsets.remove(&tp);
             }
         }
-        Ok(out)
+        Ok((out, produced))
     }
 
     /// Group timers (sessions, rebalance timeouts), run by the node's ticker; with
@@ -460,5 +518,102 @@ impl Broker {
             "loaded group state from {OFFSETS_TOPIC}"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::{pin, Pin};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::{BrokerConfig, SystemClock};
+
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn join_req(member: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Vec::new())],
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        }
+    }
+
+    /// Each answer that reports a change to the group waits for the fsync of the
+    /// record that holds it; with flushes held back, none of them comes.
+    #[tokio::test]
+    async fn group_changes_are_answered_only_once_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.group_config.initial_rebalance_delay_ms = 0;
+        let b = Broker::open(config, Arc::new(SystemClock)).unwrap();
+        b.create_topic("t", 1, 1, BTreeMap::new(), false).unwrap();
+        b.ensure_offsets_topic().unwrap();
+        let flusher = &b.inner.flusher;
+
+        // Completing a join writes nothing (as in Kafka): the generation is stored
+        // with its assignment, at SyncGroup.
+        let joined = b.join_group(join_req("")).await.unwrap();
+        assert_eq!(joined.generation_id, 1);
+
+        flusher.hold(true);
+        let mut sync = pin!(b.sync_group(SyncRequest {
+            group_id: "g".into(),
+            generation: 1,
+            member_id: joined.member_id.clone(),
+            assignments: vec![(joined.member_id.clone(), b"p0".to_vec())],
+            ..SyncRequest::default()
+        }));
+        assert!(
+            poll_once(sync.as_mut()).is_pending(),
+            "SyncGroup answered before its fsync"
+        );
+        flusher.hold(false);
+        assert_eq!(sync.await.unwrap().assignment, b"p0");
+
+        let left = b
+            .leave_group("g", &[(joined.member_id.clone(), None)])
+            .unwrap();
+        assert!(left[0].1.is_ok());
+        let commit = OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        let committed = b.commit_offsets("g", -1, "", None, vec![commit]).await;
+        assert!(committed.unwrap()[0].is_ok());
+
+        flusher.hold(true);
+        let mut delete = pin!(b.delete_offsets("g", vec![("t".into(), 0)]));
+        assert!(
+            poll_once(delete.as_mut()).is_pending(),
+            "OffsetDelete answered before its fsync"
+        );
+        flusher.hold(false);
+        assert!(delete.await.unwrap()[0].1.is_ok());
+
+        flusher.hold(true);
+        let mut delete = pin!(b.delete_group("g"));
+        assert!(
+            poll_once(delete.as_mut()).is_pending(),
+            "DeleteGroups answered before its fsync"
+        );
+        flusher.hold(false);
+        delete.await.unwrap();
+        b.shutdown().unwrap();
     }
 }

@@ -440,22 +440,20 @@ impl Handler {
         resp
     }
 
-    pub(super) fn delete_groups(&self, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    pub(super) async fn delete_groups(&self, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
         let mut resp = DeleteGroupsResponse::default();
-        resp.results = r
-            .groups_names
-            .into_iter()
-            .map(|id| {
-                let err = self.broker.delete_group(id.as_str()).err();
+        for id in r.groups_names {
+            let err = self.broker.delete_group(id.as_str()).await.err();
+            resp.results.push(
                 DeletableGroupResult::default()
                     .with_group_id(id)
-                    .with_error_code(err.map_or(0, |e| code(&e)))
-            })
-            .collect();
+                    .with_error_code(err.map_or(0, |e| code(&e))),
+            );
+        }
         resp
     }
 
-    pub(super) fn offset_delete(&self, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    pub(super) async fn offset_delete(&self, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
         let wanted: Vec<(String, i32)> = r
             .topics
             .iter()
@@ -466,7 +464,11 @@ impl Handler {
             })
             .collect();
         let mut resp = OffsetDeleteResponse::default();
-        match self.broker.delete_offsets(r.group_id.as_str(), wanted) {
+        match self
+            .broker
+            .delete_offsets(r.group_id.as_str(), wanted)
+            .await
+        {
             Err(e) => resp.error_code = code(&e),
             Ok(results) => {
                 let mut codes = results
