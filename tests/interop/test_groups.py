@@ -181,7 +181,7 @@ def read_all(node, topic, partition=0):
 def test_compacted_topic_keeps_latest_value_per_key_and_drops_tombstones(make_node, codec):
     """Compaction thins batches and writes them back with the producer's codec;
     librdkafka must read every one."""
-    node = make_node(extra=["--retention-check-ms", "100"]).start()
+    node = make_node(extra=["--retention-check-ms", "100", "--log-cleaner-backoff-ms", "100"]).start()
     create(node, "profiles", 1, **{"cleanup.policy": "compact", "segment.bytes": "1024",
                                    "delete.retention.ms": "4000"})
     # A keyless record is refused by a compacted topic.

@@ -59,6 +59,9 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// The group coordinator's limits.
     pub group_config: GroupConfig,
+    /// Kafka's `log.cleaner.dedupe.buffer.size`: the memory one compaction pass
+    /// may use for its key map ([`keel_storage::BYTES_PER_KEY`] a key).
+    pub cleaner_dedupe_buffer_bytes: usize,
 }
 
 impl BrokerConfig {
@@ -73,6 +76,7 @@ impl BrokerConfig {
             producer_id_expiration_ms: 24 * 3600 * 1000,
             offsets_topic_partitions: 50,
             group_config: GroupConfig::default(),
+            cleaner_dedupe_buffer_bytes: 128 << 20,
         }
     }
 }
@@ -295,6 +299,8 @@ struct Inner {
     data_version: watch::Sender<u64>,
     flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Set by [`Broker::stop_cleaning`] (and shutdown): compaction stops.
+    stop_cleaning: AtomicBool,
     /// The group coordinator's state. Lock order: groups, then a partition.
     pub(crate) groups: Mutex<Groups>,
 }
@@ -352,6 +358,7 @@ impl Broker {
             data_version,
             flusher_thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            stop_cleaning: AtomicBool::new(false),
             groups: Mutex::new(Groups::new(group_config)),
         });
         let broker = Broker { inner };
@@ -943,8 +950,8 @@ impl Broker {
         })
     }
 
-    /// Periodic work: group timers; retention and compaction; and flush.ms for
-    /// topics that acknowledge before fsync.
+    /// Periodic work: group timers; retention; and flush.ms for topics that
+    /// acknowledge before fsync. Compaction is [`Broker::clean`]'s.
     pub fn tick(&self, retention: bool) {
         self.tick_groups(retention);
         let now = self.now_ms();
@@ -972,48 +979,97 @@ impl Broker {
                 let due = !s.effective.fsync_before_ack()
                     && s.unflushed_messages > 0
                     && now.saturating_sub(s.last_flush_ms) >= s.effective.flush_ms;
-                let compaction = (retention && s.effective.compact)
-                    .then(|| s.log.compaction_plan(now).map(|plan| (plan, s.effective)))
-                    .flatten();
                 drop(s);
                 if due {
                     self.schedule_flush(&p);
-                }
-                if let Some((plan, eff)) = compaction {
-                    self.compact(&p, &plan, eff.delete_retention_ms, now);
                 }
             }
         }
     }
 
+    /// One pass of the log cleaner: compacts each compacted partition that is due
+    /// (see [`Log::compaction_plan`]). It runs on its own thread, as Kafka's
+    /// cleaner threads do, so a long compaction holds up neither group timers nor
+    /// retention. Returns the partitions it compacted.
+    pub fn clean(&self) -> usize {
+        let mut cleaned = 0;
+        for t in self.topics() {
+            for p in t.partitions.read().expect("partitions lock").clone() {
+                if self.inner.stop_cleaning.load(Ordering::Relaxed) {
+                    return cleaned;
+                }
+                let now = self.now_ms();
+                let plan = {
+                    let s = p.lock();
+                    if !s.effective.compact || s.deleted {
+                        continue;
+                    }
+                    s.log.compaction_plan(now, &s.effective.cleaner)
+                };
+                if let Some(plan) = plan {
+                    self.compact(&p, &plan, now);
+                    cleaned += 1;
+                }
+            }
+        }
+        cleaned
+    }
+
     /// Compacts closed segments of `p` without its lock (they do not change), then
     /// swaps the results in under it.
-    fn compact(&self, p: &Partition, plan: &CompactionPlan, delete_retention_ms: i64, now: i64) {
-        let done = match keel_storage::compact(plan, now, delete_retention_ms) {
+    fn compact(&self, p: &Partition, plan: &CompactionPlan, now: i64) {
+        let max_keys = self.inner.config.cleaner_dedupe_buffer_bytes / keel_storage::BYTES_PER_KEY;
+        let started = std::time::Instant::now();
+        let done = match keel_storage::compact(plan, now, max_keys, &self.inner.stop_cleaning) {
             Ok(done) => done,
+            Err(keel_storage::StorageError::Aborted) => {
+                tracing::info!(topic = %p.topic, partition = p.index, "compaction stopped for shutdown");
+                return;
+            }
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = p.index, "compaction failed: {e}");
                 return;
             }
         };
-        let removed = done.records_removed;
+        crate::metrics::CLEANER_BYTES_READ.inc_by(done.bytes_read);
+        crate::metrics::CLEANER_RECORDS_REMOVED.inc_by(done.records_removed);
+        let (removed, keys, bytes, end) = (
+            done.records_removed,
+            done.keys_mapped,
+            done.bytes_read,
+            done.end(),
+        );
         let mut s = p.lock();
-        if s.deleted {
+        if s.deleted || self.inner.stopped.load(Ordering::Acquire) {
+            // Whatever it wrote is a `.cleaned` file that the next open deletes.
             return;
         }
         match s.log.install_compaction(done, now) {
-            Ok(()) if removed > 0 => {
-                tracing::info!(topic = %p.topic, partition = p.index, removed, "compacted")
-            }
-            Ok(()) => {}
+            Ok(()) => tracing::info!(
+                topic = %p.topic,
+                partition = p.index,
+                removed,
+                keys,
+                bytes,
+                clean_below = end,
+                ms = started.elapsed().as_millis() as u64,
+                "compacted"
+            ),
             Err(e) => {
                 tracing::error!(topic = %p.topic, partition = p.index, "installing compaction failed: {e}")
             }
         }
     }
 
+    /// Stops a running compaction between batches and starts no new one; call it
+    /// before waiting for the cleaner, so shutdown does not wait for a long pass.
+    pub fn stop_cleaning(&self) {
+        self.inner.stop_cleaning.store(true, Ordering::Relaxed);
+    }
+
     /// Stops accepting produces, flushes everything, and closes every log cleanly.
     pub fn shutdown(&self) -> Result<()> {
+        self.stop_cleaning();
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_storage::LogConfig;
+use keel_storage::{CleanerConfig, LogConfig};
 
 use crate::{BrokerError, Result};
 
@@ -13,6 +13,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -24,6 +25,8 @@ enum Rule {
     OneOf(&'static [&'static str]),
     /// A comma-separated, non-empty set of these words.
     SetOf(&'static [&'static str]),
+    /// A decimal number in [0, 1].
+    Ratio,
 }
 
 /// One topic config Keel understands.
@@ -43,6 +46,12 @@ const DAY_MS: &str = "604800000";
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete", rule: Rule::SetOf(&["delete", "compact"]),
         doc: "`delete`: drop closed segments by retention.ms/retention.bytes. `compact`: keep only the latest record of each key in closed segments (records need keys). `compact,delete`: both." },
+    ConfigDef { name: "min.cleanable.dirty.ratio", kind: ConfigType::Double, default: "0.5", rule: Rule::Ratio,
+        doc: "On a compacted topic, clean once the bytes written since the last cleaning are this share of the cleanable log; lower cleans sooner and more often." },
+    ConfigDef { name: "min.compaction.lag.ms", kind: ConfigType::Long, default: "0", rule: Rule::Range(0, i64::MAX),
+        doc: "On a compacted topic, a record stays uncompacted at least this long, so consumers can read every update of that age." },
+    ConfigDef { name: "max.compaction.lag.ms", kind: ConfigType::Long, default: "9223372036854775807", rule: Rule::Range(1, i64::MAX),
+        doc: "On a compacted topic, clean data older than this whatever min.cleanable.dirty.ratio says (the active segment still has to roll first: segment.ms)." },
     ConfigDef { name: "delete.retention.ms", kind: ConfigType::Long, default: "86400000", rule: Rule::Range(0, i64::MAX),
         doc: "On a compacted topic, how long a tombstone (a null value) stays after its timestamp, so consumers that read from the start see the delete." },
     ConfigDef { name: "retention.ms", kind: ConfigType::Long, default: DAY_MS, rule: Rule::Range(-1, i64::MAX),
@@ -93,6 +102,12 @@ fn check(name: &str, value: &str) -> Result<()> {
                 )))
             }
         }
+        Rule::Ratio => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(BrokerError::InvalidConfig(format!(
+                "{name}={value:?}: must be a number in [0, 1]"
+            ))),
+        },
         Rule::OneOf(words) => {
             if words.contains(&value.trim()) {
                 Ok(())
@@ -107,7 +122,7 @@ fn check(name: &str, value: &str) -> Result<()> {
 }
 
 /// The values a partition acts on, derived from a topic's configs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Effective {
     pub log: LogConfig,
     pub max_message_bytes: usize,
@@ -117,7 +132,8 @@ pub struct Effective {
     pub flush_ms: i64,
     /// `cleanup.policy` includes `compact`.
     pub compact: bool,
-    pub delete_retention_ms: i64,
+    /// When compaction runs and what it keeps.
+    pub cleaner: CleanerConfig,
 }
 
 impl Effective {
@@ -128,7 +144,7 @@ impl Effective {
 }
 
 /// A topic's config overrides, validated, with the values they imply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfigs {
     overrides: BTreeMap<String, String>,
     effective: Effective,
@@ -150,16 +166,11 @@ impl TopicConfigs {
         for (k, v) in &overrides {
             check(k, v)?;
         }
-        let get = |name: &str| -> i64 {
+        let value = |name: &str| -> &str {
             let d = def(name).expect("config in table");
-            overrides
-                .get(name)
-                .map(String::as_str)
-                .unwrap_or(d.default)
-                .trim()
-                .parse()
-                .expect("validated integer")
+            overrides.get(name).map_or(d.default, String::as_str).trim()
         };
+        let get = |name: &str| -> i64 { value(name).parse().expect("validated integer") };
         let policy = overrides
             .get("cleanup.policy")
             .map_or("delete", String::as_str);
@@ -182,7 +193,14 @@ impl TopicConfigs {
             flush_messages: get("flush.messages"),
             flush_ms: get("flush.ms"),
             compact: has("compact"),
-            delete_retention_ms: get("delete.retention.ms"),
+            cleaner: CleanerConfig {
+                min_dirty_ratio: value("min.cleanable.dirty.ratio")
+                    .parse()
+                    .expect("validated ratio"),
+                min_lag_ms: get("min.compaction.lag.ms"),
+                max_lag_ms: get("max.compaction.lag.ms"),
+                delete_retention_ms: get("delete.retention.ms"),
+            },
         };
         let overrides = overrides
             .into_iter()
@@ -266,5 +284,16 @@ mod tests {
         assert!(c.effective().log_append_time);
         let c = with("flush.messages", "1000").unwrap();
         assert!(!c.effective().fsync_before_ack());
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            assert!(with("min.cleanable.dirty.ratio", bad).is_err(), "{bad}");
+        }
+        let c = with("min.cleanable.dirty.ratio", " 0.01").unwrap();
+        assert_eq!(c.effective().cleaner.min_dirty_ratio, 0.01);
+        assert_eq!(
+            TopicConfigs::default().effective().cleaner.min_dirty_ratio,
+            0.5
+        );
+        assert!(with("max.compaction.lag.ms", "0").is_err());
+        assert!(with("min.compaction.lag.ms", "-1").is_err());
     }
 }

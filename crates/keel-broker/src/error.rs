@@ -81,6 +81,7 @@ impl From<keel_storage::StorageError> for BrokerError {
             S::OffsetOutOfRange { offset, start, end } => {
                 BrokerError::OffsetOutOfRange { offset, start, end }
             }
+            S::Aborted => BrokerError::ShuttingDown,
             e @ (S::Damaged { .. } | S::Io { .. }) => BrokerError::Storage(e.to_string()),
         }
     }

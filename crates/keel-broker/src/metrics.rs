@@ -1,9 +1,10 @@
-//! The broker's metrics: fsync latency and bytes in and out per topic. The
+//! The broker's metrics: fsync latency, bytes in and out per topic, and the log
+//! cleaner's work. The
 //! binary registers them with its Prometheus registry ([`register`]).
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 /// How long each fsync (fdatasync of one partition's files) takes.
 pub static FSYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
@@ -41,10 +42,30 @@ pub static BYTES_OUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid counter")
 });
 
+/// Bytes the log cleaner read, mapping keys and rewriting segments.
+pub static CLEANER_BYTES_READ: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "keel_log_cleaner_bytes_read_total",
+        "Bytes the log cleaner read from compacted topics",
+    )
+    .expect("valid counter")
+});
+
+/// Records compaction removed (superseded values and expired tombstones).
+pub static CLEANER_RECORDS_REMOVED: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "keel_log_cleaner_records_removed_total",
+        "Records compaction removed from compacted topics",
+    )
+    .expect("valid counter")
+});
+
 /// Adds the broker's metrics to `registry`.
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(FSYNC_SECONDS.clone()))?;
     registry.register(Box::new(BYTES_IN.clone()))?;
+    registry.register(Box::new(CLEANER_BYTES_READ.clone()))?;
+    registry.register(Box::new(CLEANER_RECORDS_REMOVED.clone()))?;
     registry.register(Box::new(BYTES_OUT.clone()))
 }
 

@@ -23,6 +23,9 @@ pub enum StorageError {
         offset: i64,
         why: String,
     },
+    /// Work stopped because the caller asked it to (a compaction at shutdown).
+    #[error("aborted")]
+    Aborted,
     /// An I/O error, with the action and the file it concerned.
     #[error("{action} {path}: {source}")]
     Io {

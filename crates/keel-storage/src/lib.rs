@@ -10,6 +10,7 @@
 //! reads the clock: time comes in as `now_ms` arguments.
 
 pub mod batch;
+mod cleaner;
 pub mod compression;
 mod error;
 mod index;
@@ -17,7 +18,6 @@ mod log;
 mod segment;
 
 pub use batch::OffsetAndTimestamp;
+pub use cleaner::{compact, CleanerConfig, Compacted, CompactionPlan, BYTES_PER_KEY};
 pub use error::{Result, StorageError};
-pub use log::{
-    compact, Compacted, CompactionPlan, FlushJob, Log, LogConfig, ReadResult, RecoveryReport,
-};
+pub use log::{FlushJob, Log, LogConfig, ReadResult, RecoveryReport};

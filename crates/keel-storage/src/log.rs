@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, OffsetAndTimestamp};
+use crate::cleaner::{CleanerConfig, Compacted, CompactionPlan, CLEANED_SUFFIX};
 use crate::segment::{self, Segment};
 use crate::{Result, StorageError};
 
@@ -93,36 +94,6 @@ pub struct Log {
     /// When the oldest tombstone that compaction kept becomes removable.
     tombstone_due_ms: Option<i64>,
 }
-
-/// A compaction's input: the closed, durable segments of a log, taken under the
-/// log's lock and worked on without it ([`compact`]).
-#[derive(Debug)]
-pub struct CompactionPlan {
-    dir: PathBuf,
-    /// (base offset, path, bytes) of each segment, in order.
-    segments: Vec<(i64, PathBuf, u64)>,
-    end: i64,
-}
-
-impl CompactionPlan {
-    /// Offsets below this are compacted.
-    pub fn end(&self) -> i64 {
-        self.end
-    }
-}
-
-/// A compaction's output, installed with [`Log::install_compaction`].
-#[derive(Debug)]
-pub struct Compacted {
-    /// (base offset, path of the rewritten segment) for each segment that changed.
-    rewritten: Vec<(i64, PathBuf)>,
-    end: i64,
-    pub records_removed: u64,
-    tombstone_due_ms: Option<i64>,
-}
-
-/// The suffix of a segment being rewritten by compaction; left over only by a crash.
-const CLEANED_SUFFIX: &str = "cleaned";
 
 fn read_i64_file(p: &Path) -> Option<i64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
@@ -481,32 +452,59 @@ impl Log {
         Ok(deleted)
     }
 
-    /// What a compaction would work on now: every closed segment that is durable and
-    /// before the recovery point (so a crash never rescans it as the dense tail).
-    /// `None` when nothing changed since the last compaction and no kept tombstone
-    /// has come due.
-    pub fn compaction_plan(&self, now_ms: i64) -> Option<CompactionPlan> {
+    /// What a compaction would work on now, if it is due (Kafka's
+    /// `LogCleanerManager.grabFilthiestCompactedLog`, for one log): the closed,
+    /// durable segments before the recovery point (so a crash never rescans a
+    /// cleaned segment as the dense tail) and before the first one holding a
+    /// record younger than `min.compaction.lag.ms`. It is due when the dirty share
+    /// of those bytes reaches `min.cleanable.dirty.ratio`, when dirty data is older
+    /// than `max.compaction.lag.ms`, or when a kept tombstone has come due.
+    pub fn compaction_plan(&self, now_ms: i64, cfg: &CleanerConfig) -> Option<CompactionPlan> {
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let mut segments = Vec::new();
         let mut end = i64::MIN;
+        let (mut dirty_bytes, mut total_bytes) = (0u64, 0u64);
+        let mut first_dirty = None;
         for pair in bases.windows(2) {
             let next_base = pair[1];
             if next_base > self.recovery_point || next_base > self.flushed_offset {
                 break;
             }
             let seg = &self.segments[&pair[0]];
+            if cfg.min_lag_ms > 0 && seg.max_timestamp > now_ms.saturating_sub(cfg.min_lag_ms) {
+                break;
+            }
+            if next_base > self.compacted_end {
+                dirty_bytes += seg.size;
+                first_dirty.get_or_insert(seg);
+            }
+            total_bytes += seg.size;
             segments.push((seg.base_offset, seg.path.clone(), seg.size));
             end = next_base;
         }
         let tombstones_due = self.tombstone_due_ms.is_some_and(|due| now_ms >= due);
-        if segments.is_empty() || (end == self.compacted_end && !tombstones_due) {
+        let ratio_due =
+            dirty_bytes > 0 && dirty_bytes as f64 >= cfg.min_dirty_ratio * total_bytes as f64;
+        let lag_due = cfg.max_lag_ms < i64::MAX
+            && first_dirty.is_some_and(|seg| {
+                seg.first_batch_timestamp()
+                    .is_some_and(|ts| ts <= now_ms.saturating_sub(cfg.max_lag_ms))
+            });
+        if segments.is_empty() || !(ratio_due || lag_due || tombstones_due) {
             return None;
         }
         Some(CompactionPlan {
             dir: self.dir.clone(),
             segments,
+            dirty_from: self.compacted_end,
             end,
+            delete_retention_ms: cfg.delete_retention_ms,
         })
+    }
+
+    /// Offsets below this have been compacted: each key appears there at most once.
+    pub fn cleaned_below(&self) -> i64 {
+        self.compacted_end.max(self.log_start_offset())
     }
 
     /// Swaps in the segments a compaction rewrote. Each rename replaces a segment
@@ -623,126 +621,4 @@ impl Log {
             .next_back()
             .map(|(b, _)| self.dir.join(segment::file_name(*b, "log")))
     }
-}
-
-/// Reads every batch of a closed segment, CRC-checked, calling `each` with it.
-fn for_each_stored_batch(
-    path: &Path,
-    size: u64,
-    mut each: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(path).map_err(StorageError::io("open segment", path))?;
-    let mut pos = 0u64;
-    let mut buf = Vec::new();
-    while pos < size {
-        buf.resize(batch::HEADER_BYTES, 0);
-        file.read_exact_at(&mut buf, pos)
-            .map_err(StorageError::io("read segment", path))?;
-        let n = BatchHeader::parse(&buf)?.total_bytes();
-        buf.resize(n, 0);
-        file.read_exact_at(&mut buf, pos)
-            .map_err(StorageError::io("read segment", path))?;
-        batch::check(&buf).map_err(|e| StorageError::Damaged {
-            path: path.to_path_buf(),
-            offset: -1,
-            why: e.to_string(),
-        })?;
-        each(&buf)?;
-        pos += n as u64;
-    }
-    Ok(())
-}
-
-/// Compacts the segments of `plan` (Kafka's log cleaner, `cleanup.policy=compact`):
-/// of each key only the record with the highest offset stays, and a tombstone (a
-/// null value) goes too once its timestamp is more than `delete_retention_ms` old,
-/// so a consumer that starts over within that time still sees the delete. Records
-/// without a key are kept. Offsets never change; a batch keeps its header and loses
-/// records (rewritten uncompressed), an emptied batch is dropped, an emptied segment
-/// stays as an empty file. Runs without the log's lock: closed segments do not
-/// change. Keys are held in memory in full, so memory grows with distinct keys.
-pub fn compact(plan: &CompactionPlan, now_ms: i64, delete_retention_ms: i64) -> Result<Compacted> {
-    use std::collections::HashMap;
-    use std::io::Write;
-    let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
-    for (_, path, size) in &plan.segments {
-        for_each_stored_batch(path, *size, |b| {
-            batch::for_each_record(b, |h, r| {
-                if let Some(k) = r.key {
-                    let offset = h.base_offset + i64::from(r.offset_delta);
-                    match latest.get_mut(k) {
-                        Some(o) => *o = offset,
-                        None => {
-                            latest.insert(k.to_vec(), offset);
-                        }
-                    }
-                }
-                false
-            })?;
-            Ok(())
-        })?;
-    }
-    let horizon = now_ms.saturating_sub(delete_retention_ms);
-    let mut out = Compacted {
-        rewritten: Vec::new(),
-        end: plan.end,
-        records_removed: 0,
-        tombstone_due_ms: None,
-    };
-    for (base, path, size) in &plan.segments {
-        let mut rewritten: Vec<u8> = Vec::new();
-        let mut removed = 0u64;
-        for_each_stored_batch(path, *size, |b| {
-            let mut kept = Vec::new();
-            let mut kept_count = 0i32;
-            let mut dropped = 0u64;
-            let h = batch::for_each_record(b, |h, r| {
-                let offset = h.base_offset + i64::from(r.offset_delta);
-                let keep = match r.key {
-                    None => true,
-                    Some(k) if latest.get(k) != Some(&offset) => false,
-                    Some(_) if r.value.is_some() => true,
-                    Some(_) => {
-                        let ts = batch::record_timestamp(h, r);
-                        let keep = ts > horizon;
-                        if keep {
-                            let due = ts.saturating_add(delete_retention_ms).saturating_add(1);
-                            out.tombstone_due_ms =
-                                Some(out.tombstone_due_ms.map_or(due, |d: i64| d.min(due)));
-                        }
-                        keep
-                    }
-                };
-                if keep {
-                    kept.extend_from_slice(r.raw);
-                    kept_count += 1;
-                } else {
-                    dropped += 1;
-                }
-                false
-            })?;
-            if dropped == 0 {
-                rewritten.extend_from_slice(b);
-            } else if kept_count > 0 {
-                rewritten.extend_from_slice(&batch::rebuild(&h, &kept, kept_count)?);
-            }
-            removed += dropped;
-            Ok(())
-        })?;
-        if removed == 0 {
-            continue;
-        }
-        let cleaned = plan.dir.join(format!(
-            "{}.{CLEANED_SUFFIX}",
-            segment::file_name(*base, "log")
-        ));
-        let mut f = File::create(&cleaned).map_err(StorageError::io("create", &cleaned))?;
-        f.write_all(&rewritten)
-            .and_then(|()| f.sync_all())
-            .map_err(StorageError::io("write compacted segment", &cleaned))?;
-        out.records_removed += removed;
-        out.rewritten.push((*base, cleaned));
-    }
-    Ok(out)
 }

@@ -276,6 +276,14 @@ impl Segment {
         })
     }
 
+    /// The max timestamp of the first batch (Kafka's `getFirstBatchTimestamp`, for
+    /// `max.compaction.lag.ms`); `None` when empty or unreadable.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        (self.size > 0)
+            .then(|| self.header_at(0).ok().map(|h| h.max_timestamp))
+            .flatten()
+    }
+
     /// The position of the first batch whose last offset is `>= offset`, scanning from
     /// the index entry at or before it. `None` if no such batch is in this segment.
     pub fn position_of(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {

@@ -105,6 +105,15 @@ struct DevArgs {
     /// (Kafka's log.retention.check.interval.ms).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..))]
     retention_check_ms: u64,
+    /// How often the log cleaner looks for compacted partitions that are due, in
+    /// milliseconds (Kafka's log.cleaner.backoff.ms).
+    #[arg(long, default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(10..))]
+    log_cleaner_backoff_ms: u64,
+    /// Memory for one compaction pass's key map, in bytes, at 32 bytes a key;
+    /// a partition with more dirty keys is cleaned over several passes (Kafka's
+    /// log.cleaner.dedupe.buffer.size).
+    #[arg(long, default_value_t = 128 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 40)))]
+    log_cleaner_dedupe_buffer_size: u64,
     /// How long a new consumer group waits for more members before its first
     /// rebalance completes (Kafka's group.initial.rebalance.delay.ms).
     #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(i64).range(0..=300_000))]
@@ -197,6 +206,8 @@ async fn dev(args: DevArgs) -> Result<()> {
     config.group_config.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     config.group_config.max_size = args.group_max_size as usize;
     config.group_config.offsets_retention_ms = args.offsets_retention_minutes * 60_000;
+    config.cleaner_dedupe_buffer_bytes =
+        usize::try_from(args.log_cleaner_dedupe_buffer_size).unwrap_or(usize::MAX);
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, Arc::new(SystemClock)))
         .await?
         .context("open data directory")?;
@@ -220,6 +231,25 @@ async fn dev(args: DevArgs) -> Result<()> {
                 }
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.tick(retention)).await;
+            }
+        })
+    };
+
+    // The log cleaner: its own task, so a long compaction holds up neither group
+    // timers nor retention (Kafka runs it on dedicated threads too).
+    let cleaner = {
+        let broker = broker.clone();
+        let mut stop = stop_rx.clone();
+        let every = Duration::from_millis(args.log_cleaner_backoff_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                    _ = tick.tick() => {}
+                }
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.clean()).await;
             }
         })
     };
@@ -254,9 +284,11 @@ async fn dev(args: DevArgs) -> Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
+    broker.stop_cleaning();
     let _ = server.await;
     let _ = admin.await;
     let _ = ticker.await;
+    let _ = cleaner.await;
     tokio::task::spawn_blocking(move || broker.shutdown())
         .await?
         .context("close logs")?;

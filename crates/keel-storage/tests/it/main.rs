@@ -5,7 +5,9 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use keel_storage::batch::{self, Limits};
-use keel_storage::{Log, LogConfig, StorageError};
+use std::sync::atomic::AtomicBool;
+
+use keel_storage::{CleanerConfig, Log, LogConfig, StorageError};
 use proptest::prelude::*;
 
 const LIMITS: Limits = Limits {
@@ -13,6 +15,17 @@ const LIMITS: Limits = Limits {
     decompressed_bytes_max: 1 << 24,
     keys_required: false,
 };
+
+static NO_ABORT: AtomicBool = AtomicBool::new(false);
+
+/// Cleaning whenever anything is dirty, tombstones kept `retention` ms.
+fn eager(retention: i64) -> CleanerConfig {
+    CleanerConfig {
+        min_dirty_ratio: 0.0,
+        delete_retention_ms: retention,
+        ..CleanerConfig::default()
+    }
+}
 
 fn small_segments() -> LogConfig {
     LogConfig {
@@ -395,9 +408,13 @@ fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
     };
 
     // Within delete.retention.ms the tombstone stays.
-    let plan = log.compaction_plan(1000).unwrap();
+    let cfg = CleanerConfig {
+        delete_retention_ms: 10_000,
+        ..CleanerConfig::default()
+    };
+    let plan = log.compaction_plan(1000, &cfg).unwrap();
     let end = plan.end();
-    let done = keel_storage::compact(&plan, 1000, 10_000).unwrap();
+    let done = keel_storage::compact(&plan, 1000, usize::MAX, &NO_ABORT).unwrap();
     assert!(done.records_removed > 0);
     log.install_compaction(done, 1000).unwrap();
     let after = records_of(&log, 0);
@@ -407,13 +424,15 @@ fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
         "tombstone kept"
     );
     assert!(
-        log.compaction_plan(1000).is_none(),
+        log.compaction_plan(1000, &cfg).is_none(),
         "nothing new to compact"
     );
 
     // After it, the tombstone goes too; a crash and recovery keep the result.
-    let plan = log.compaction_plan(10_101).expect("the tombstone came due");
-    let done = keel_storage::compact(&plan, 10_101, 10_000).unwrap();
+    let plan = log
+        .compaction_plan(10_101, &cfg)
+        .expect("the tombstone came due");
+    let done = keel_storage::compact(&plan, 10_101, usize::MAX, &NO_ABORT).unwrap();
     log.install_compaction(done, 10_101).unwrap();
     let after = records_of(&log, 0);
     assert_eq!(after, expect(&before, end, true));
@@ -430,6 +449,162 @@ fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
     for probe in 0..end {
         let first = records_of(&log, probe)[0].0;
         assert!(first >= probe || batch_holding(&log, probe) <= probe);
+    }
+}
+
+/// Appends one batch per entry of `batches`: (key index, tombstone) records, each
+/// value naming its offset-to-be, at timestamp `ts`; then fsyncs.
+fn append_keyed(log: &mut Log, batches: &[Vec<(u8, bool)>], ts: i64) {
+    for recs in batches {
+        let next = log.log_end_offset();
+        let keys: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|(k, _)| format!("k{k}").into_bytes())
+            .collect();
+        let values: Vec<Vec<u8>> = (0..recs.len())
+            .map(|i| format!("v{}", next + i as i64).into_bytes())
+            .collect();
+        let kvs: Vec<batch::KeyValue> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, dead))| {
+                (
+                    Some(keys[i].as_slice()),
+                    (!dead).then_some(values[i].as_slice()),
+                )
+            })
+            .collect();
+        append_all(log, &[batch::build(ts, &kvs)], ts);
+    }
+    let job = log.flush_job().unwrap();
+    job.run().unwrap();
+    log.complete_flush(&job).unwrap();
+}
+
+/// Runs compaction passes until none is due; returns (passes, largest key map).
+fn clean_until_done(
+    log: &mut Log,
+    cfg: &CleanerConfig,
+    now: i64,
+    max_keys: usize,
+) -> (usize, usize) {
+    let (mut passes, mut largest) = (0, 0);
+    while let Some(plan) = log.compaction_plan(now, cfg) {
+        let done = keel_storage::compact(&plan, now, max_keys, &NO_ABORT).unwrap();
+        largest = largest.max(done.keys_mapped);
+        log.install_compaction(done, now).unwrap();
+        passes += 1;
+        assert!(passes < 10_000, "compaction does not converge");
+    }
+    (passes, largest)
+}
+
+/// What compaction must leave of `records` (tombstones kept): below `end` the
+/// latest record of each key, from `end` on everything.
+fn latest_below(records: &[Kept], end: i64) -> Vec<Kept> {
+    let mut latest = std::collections::HashMap::new();
+    for (o, k, _) in records.iter().filter(|(o, _, _)| *o < end) {
+        latest.insert(k.clone(), *o);
+    }
+    records
+        .iter()
+        .filter(|(o, k, _)| *o >= end || latest[k] == *o)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn compaction_waits_for_its_dirty_ratio_and_lag_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    // 240 distinct keys: compaction removes nothing, so the clean part stays big.
+    let batches: Vec<Vec<(u8, bool)>> = (0..120u8)
+        .map(|i| vec![(i, false), (i + 120, false)])
+        .collect();
+    append_keyed(&mut log, &batches, 1_000);
+    let half = CleanerConfig::default();
+    assert!(
+        log.compaction_plan(5_000, &half).is_some(),
+        "a never-cleaned log is all dirty"
+    );
+    clean_until_done(&mut log, &half, 5_000, usize::MAX);
+
+    // A little new data is below the 0.5 ratio; a lower ratio cleans it.
+    append_keyed(&mut log, &vec![vec![(250, false)]; 15], 2_000);
+    assert!(log.compaction_plan(5_000, &half).is_none());
+    let low = CleanerConfig {
+        min_dirty_ratio: 0.01,
+        ..half
+    };
+    assert!(log.compaction_plan(5_000, &low).is_some());
+    // ...unless the dirty segments are younger than min.compaction.lag.ms.
+    let lagging = CleanerConfig {
+        min_lag_ms: 4_000,
+        ..low
+    };
+    assert!(log.compaction_plan(5_000, &lagging).is_none());
+    assert!(log.compaction_plan(6_001, &lagging).is_some());
+    // max.compaction.lag.ms cleans old dirty data whatever the ratio.
+    // The first dirty segment starts with data written at 1_000.
+    let overdue = CleanerConfig {
+        max_lag_ms: 3_500,
+        ..half
+    };
+    assert!(log.compaction_plan(4_000, &overdue).is_none());
+    assert!(log.compaction_plan(4_500, &overdue).is_some());
+
+    // An aborted pass changes nothing and leaves no files behind.
+    let before = records_of(&log, 0);
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let listed = files(dir.path());
+    let plan = log.compaction_plan(5_000, &low).unwrap();
+    let abort = AtomicBool::new(true);
+    assert!(matches!(
+        keel_storage::compact(&plan, 5_000, usize::MAX, &abort),
+        Err(StorageError::Aborted)
+    ));
+    assert_eq!(files(dir.path()), listed);
+    assert_eq!(records_of(&log, 0), before);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// However small the key map, and however appends and passes interleave,
+    /// repeated passes leave exactly the latest record of each key below the
+    /// cleaned end, at unchanged offsets, and a crash keeps that.
+    #[test]
+    fn bounded_compaction_converges_to_the_latest_record_per_key(
+        rounds in prop::collection::vec(
+            prop::collection::vec(prop::collection::vec((0u8..24, prop::bool::weighted(0.1)), 1..6), 1..30),
+            1..4,
+        ),
+        max_keys in 1usize..20,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+        let mut all: Vec<Kept> = Vec::new();
+        let cfg = eager(i64::MAX / 4);
+        let mut end = 0;
+        for batches in &rounds {
+            let from = log.log_end_offset();
+            append_keyed(&mut log, batches, 0);
+            all.extend(records_of(&log, from).into_iter().filter(|(o, _, _)| *o >= from));
+            let (_, largest) = clean_until_done(&mut log, &cfg, 0, max_keys);
+            prop_assert!(largest <= max_keys.max(5), "a pass mapped {largest} keys");
+            end = log.cleaned_below();
+            prop_assert_eq!(records_of(&log, 0), latest_below(&all, end));
+        }
+        drop(log);
+        let (log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+        prop_assert_eq!(records_of(&log, 0), latest_below(&all, end));
     }
 }
 
