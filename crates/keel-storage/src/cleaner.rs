@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -146,6 +146,69 @@ impl KeyMap {
     }
 }
 
+/// A segment's rewrite, streamed to its `.cleaned` file: nothing is written while
+/// every batch is unchanged; at the first change, the unchanged prefix is copied
+/// from the segment and the rest follows. Memory stays at a batch, not a segment.
+struct Rewrite<'a> {
+    source: &'a Path,
+    target: &'a Path,
+    unchanged_prefix: u64,
+    out: Option<std::io::BufWriter<File>>,
+}
+
+impl<'a> Rewrite<'a> {
+    fn new(source: &'a Path, target: &'a Path) -> Self {
+        Rewrite {
+            source,
+            target,
+            unchanged_prefix: 0,
+            out: None,
+        }
+    }
+
+    fn unchanged(&mut self, batch: &[u8], written: &mut Vec<PathBuf>) -> Result<()> {
+        match &mut self.out {
+            None => {
+                self.unchanged_prefix += batch.len() as u64;
+                Ok(())
+            }
+            Some(_) => self.changed(batch, written),
+        }
+    }
+
+    fn changed(&mut self, bytes: &[u8], written: &mut Vec<PathBuf>) -> Result<()> {
+        let write_err = StorageError::io("write compacted segment", self.target);
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => {
+                let file =
+                    File::create(self.target).map_err(StorageError::io("create", self.target))?;
+                written.push(self.target.to_path_buf());
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let mut src = File::open(self.source)
+                    .map_err(StorageError::io("open segment", self.source))?;
+                std::io::copy(&mut (&mut src).take(self.unchanged_prefix), &mut out)
+                    .map_err(StorageError::io("write compacted segment", self.target))?;
+                self.out.insert(out)
+            }
+        };
+        out.write_all(bytes).map_err(write_err)
+    }
+
+    /// Makes the rewrite durable; `false` when nothing changed and nothing was written.
+    fn finish(self) -> Result<bool> {
+        let Some(out) = self.out else {
+            return Ok(false);
+        };
+        let file = out.into_inner().map_err(|e| {
+            StorageError::io("write compacted segment", self.target)(e.into_error())
+        })?;
+        file.sync_all()
+            .map_err(StorageError::io("sync compacted segment", self.target))?;
+        Ok(true)
+    }
+}
+
 /// Reads every batch of a closed segment, CRC-checked, calling `each` with it
 /// until it returns `false`. Returns the bytes read.
 pub(crate) fn for_each_stored_batch(
@@ -269,7 +332,11 @@ fn compact_into(
         tombstone_due_ms: None,
     };
     for (base, path, size) in plan.segments.iter().filter(|s| s.0 < end) {
-        let mut rewritten: Vec<u8> = Vec::new();
+        let cleaned = plan.dir.join(format!(
+            "{}.{CLEANED_SUFFIX}",
+            segment::file_name(*base, "log")
+        ));
+        let mut rewrite = Rewrite::new(path, &cleaned);
         let mut removed = 0u64;
         bytes_read += for_each_stored_batch(path, *size, |b| {
             if abort.load(Ordering::Relaxed) {
@@ -307,27 +374,19 @@ fn compact_into(
                 false
             })?;
             if dropped == 0 {
-                rewritten.extend_from_slice(b);
+                rewrite.unchanged(b, written)?;
             } else if kept_count > 0 {
-                rewritten.extend_from_slice(&batch::rebuild(&h, &kept, kept_count)?);
+                rewrite.changed(&batch::rebuild(&h, &kept, kept_count)?, written)?;
+            } else {
+                rewrite.changed(&[], written)?;
             }
             removed += dropped;
             Ok(true)
         })?;
-        if removed == 0 {
-            continue;
+        if rewrite.finish()? {
+            out.records_removed += removed;
+            out.rewritten.push((*base, cleaned));
         }
-        let cleaned = plan.dir.join(format!(
-            "{}.{CLEANED_SUFFIX}",
-            segment::file_name(*base, "log")
-        ));
-        written.push(cleaned.clone());
-        let mut f = File::create(&cleaned).map_err(StorageError::io("create", &cleaned))?;
-        f.write_all(&rewritten)
-            .and_then(|()| f.sync_all())
-            .map_err(StorageError::io("write compacted segment", &cleaned))?;
-        out.records_removed += removed;
-        out.rewritten.push((*base, cleaned));
     }
     out.bytes_read = bytes_read;
     Ok(out)

@@ -30,6 +30,9 @@ pub enum BenchCommand {
     /// Time a consumer group to stabilise (JoinGroup + SyncGroup for every member),
     /// then the cost of OffsetCommit.
     Group(GroupArgs),
+    /// The log cleaner's throughput, in process: write a keyed log, then compact
+    /// it until nothing is due.
+    Compact(crate::bench_compact::CompactArgs),
 }
 
 #[derive(clap::Args)]
@@ -100,6 +103,9 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Produce(a) => produce(a).await,
         BenchCommand::Consume(a) => consume(a).await,
         BenchCommand::Group(a) => crate::bench_group::run(a).await,
+        BenchCommand::Compact(a) => {
+            tokio::task::spawn_blocking(move || crate::bench_compact::run(a)).await?
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_compact;
 mod bench_group;
 mod cli;
 
