@@ -36,6 +36,10 @@ pub struct CompactArgs {
     /// Where to write the log (a fresh directory is made in it and removed after).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Drop the page cache before compacting (Linux, root), so the cleaner reads
+    /// from disk as it would a log written long ago.
+    #[arg(long)]
+    cold: bool,
 }
 
 /// A small xorshift generator: the bench needs spread, not quality.
@@ -101,6 +105,10 @@ fn bench(a: &CompactArgs, dir: &std::path::Path) -> Result<()> {
     }
     let write_secs = started.elapsed().as_secs_f64();
     let before = log.size_bytes();
+    if a.cold {
+        std::fs::write("/proc/sys/vm/drop_caches", "3\n")
+            .context("--cold: drop the page cache (needs root on Linux)")?;
+    }
 
     let cfg = CleanerConfig {
         min_dirty_ratio: 0.0,
