@@ -16,6 +16,10 @@ const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// The base offset of the first segment that may hold unflushed data. Segments
 /// before it were fsynced whole when they rolled.
 const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Where the last compaction ended (Kafka's `cleaner-offset-checkpoint`), so a
+/// restart does not treat the clean part of the log as dirty again. Written
+/// after the compacted segments are durable; a stale value only means more work.
+const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 
 /// Per-log settings; the topic configs of the same names, in Kafka's units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +103,28 @@ fn read_i64_file(p: &Path) -> Option<i64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
+/// Replaces `dir/name` with `value` atomically (a hint file: not fsynced, as a
+/// stale value is safe wherever one is used).
+fn write_hint_file(dir: &Path, name: &str, value: &str) -> Result<()> {
+    let p = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, value).map_err(StorageError::io("write", &tmp))?;
+    std::fs::rename(&tmp, &p).map_err(StorageError::io("write", &p))
+}
+
+/// The cleaner checkpoint: "END" or "END DUE" (when a kept tombstone comes due);
+/// `None` when missing or unreadable, which costs one full pass.
+fn read_cleaner_checkpoint(dir: &Path) -> Option<(i64, Option<i64>)> {
+    let text = std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    let end = words.next()?.parse().ok()?;
+    let due = match words.next() {
+        None => None,
+        Some(w) => Some(w.parse().ok()?),
+    };
+    Some((end, due))
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -174,6 +200,7 @@ impl Log {
             .sync_all()
             .map_err(StorageError::io("sync segment", &active.path))?;
         let log_end_offset = active.next_offset;
+        let cleaner_checkpoint = read_cleaner_checkpoint(dir);
         let active_base = active.base_offset;
         if clean {
             std::fs::remove_file(&clean_marker).map_err(StorageError::io(
@@ -190,8 +217,11 @@ impl Log {
             flushed_offset: log_end_offset,
             unflushed_rolled: Vec::new(),
             recovery_point: active_base,
-            compacted_end: i64::MIN,
-            tombstone_due_ms: None,
+            compacted_end: cleaner_checkpoint
+                .map(|(end, _)| end)
+                .filter(|end| *end <= log_end_offset)
+                .unwrap_or(i64::MIN),
+            tombstone_due_ms: cleaner_checkpoint.and_then(|(_, due)| due),
         };
         log.write_recovery_point()?;
         Ok((log, report))
@@ -547,7 +577,14 @@ impl Log {
         }
         self.compacted_end = done.end;
         self.tombstone_due_ms = done.tombstone_due_ms;
-        Ok(())
+        let due = done
+            .tombstone_due_ms
+            .map_or(String::new(), |d| format!(" {d}"));
+        write_hint_file(
+            &self.dir,
+            CLEANER_CHECKPOINT_FILE,
+            &format!("{}{due}", done.end),
+        )
     }
 
     /// What to fsync to make everything appended so far durable; `None` if it is.
@@ -586,11 +623,11 @@ impl Log {
     }
 
     fn write_recovery_point(&self) -> Result<()> {
-        let p = self.dir.join(RECOVERY_POINT_FILE);
-        let tmp = self.dir.join("recovery-point.tmp");
-        std::fs::write(&tmp, self.recovery_point.to_string())
-            .map_err(StorageError::io("write recovery point", &tmp))?;
-        std::fs::rename(&tmp, &p).map_err(StorageError::io("write recovery point", &p))
+        write_hint_file(
+            &self.dir,
+            RECOVERY_POINT_FILE,
+            &self.recovery_point.to_string(),
+        )
     }
 
     /// Flushes everything, writes the indexes and marks the log cleanly closed.

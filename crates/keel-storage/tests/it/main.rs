@@ -427,6 +427,13 @@ fn compaction_keeps_the_latest_value_per_key_and_expires_tombstones() {
         log.compaction_plan(1000, &cfg).is_none(),
         "nothing new to compact"
     );
+    // A crash forgets neither where cleaning ended nor when the tombstone is due.
+    drop(log);
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(
+        log.compaction_plan(1000, &cfg).is_none(),
+        "still clean after a restart"
+    );
 
     // After it, the tombstone goes too; a crash and recovery keep the result.
     let plan = log
@@ -605,6 +612,9 @@ proptest! {
         drop(log);
         let (log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
         prop_assert_eq!(records_of(&log, 0), latest_below(&all, end));
+        // The clean part stays clean across the restart: nothing is due again.
+        prop_assert_eq!(log.cleaned_below(), end);
+        prop_assert!(log.compaction_plan(0, &cfg).is_none());
     }
 }
 
