@@ -6,7 +6,7 @@ import urllib.request
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import KEEL
+from conftest import KEEL, wait_until
 
 
 def keel(node, *args):
@@ -69,3 +69,57 @@ def test_metrics_report_the_lag_keel_group_describe_shows(node):
     with urllib.request.urlopen(f"{node.admin}/health", timeout=10) as r:
         health = json.loads(r.read())
     assert health["status"] == "ok" and health["node_id"] == 1
+
+
+def test_cleaner_honours_kafkas_compaction_configs_and_reports_its_work(make_node):
+    """A user sets Kafka's cleaner configs through a real admin client; the node
+    validates them, describes them back, cleans when due and counts the work."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    node = make_node(extra=["--log-cleaner-backoff-ms", "100"]).start()
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    bad = admin.create_topics([NewTopic("prefs", 1, 1, config={"cleanup.policy": "compact",
+                                                              "min.cleanable.dirty.ratio": "2"})])
+    try:
+        bad["prefs"].result(30)
+        raise AssertionError("a dirty ratio of 2 was accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG", e
+    configs = {"cleanup.policy": "compact", "segment.bytes": "4096",
+               "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0"}
+    admin.create_topics([NewTopic("prefs", 1, 1, config=configs)])["prefs"].result(30)
+    described = admin.describe_configs([ConfigResource("topic", "prefs")])
+    entries = list(described.values())[0].result(30)
+    assert entries["min.cleanable.dirty.ratio"].value == "0.01"
+    assert entries["max.compaction.lag.ms"].value == str(2**63 - 1)
+
+    p = Producer({"bootstrap.servers": node.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(400):
+        p.produce("prefs", key=f"user{i % 7}".encode(), value=f"{i}".encode())
+        if i % 20 == 19:
+            p.flush(10)
+    p.flush(10)
+
+    def cleaned():
+        m = scrape(node)
+        removed = m[("keel_log_cleaner_records_removed_total", ())]
+        return removed if removed > 0 and m[("keel_log_cleaner_bytes_read_total", ())] > 0 else None
+
+    wait_until(cleaned, timeout=30, what="the cleaner to remove superseded records")
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "prefs-reader",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition("prefs", 0, 0)])
+    seen = []
+    while len(seen) < 400:
+        msgs = c.consume(500, timeout=2)
+        if not msgs:
+            break
+        seen += [(m.offset(), m.key().decode(), m.value().decode()) for m in msgs if not m.error()]
+    c.close()
+    # Fewer records than were written, offsets still increasing, and each key's
+    # last value is the one written last.
+    assert 7 <= len(seen) < 400
+    assert [o for o, _, _ in seen] == sorted(o for o, _, _ in seen)
+    latest = {k: v for _, k, v in seen}
+    assert latest == {f"user{k}": str(max(i for i in range(400) if i % 7 == k)) for k in range(7)}
