@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Keel from a fresh clone, installing what the tests need:
-# Debian's kcat (librdkafka 2.0.2), the Python clients, and the Rust toolchain's
-# own checks. Safe to run again: installs are skipped when already present.
+# Debian's kcat (librdkafka 2.0.2), the Python clients, KafkaJS (npm), and the
+# Rust toolchain's own checks. Safe to run again: installs are skipped when already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,16 @@ if ! command -v kcat >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
 fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  step "installing Node.js and npm (apt), for KafkaJS"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+step "installing KafkaJS (npm ci, pinned by tests/interop/js/package-lock.json)"
+(cd tests/interop/js && npm ci --no-audit --no-fund --loglevel=error)
 
 step "installing the Python clients (pip)"
 python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
@@ -29,5 +39,5 @@ cargo build --release --locked
 step "cargo test (unit, property, integration)"
 cargo test --workspace --release --locked
 
-step "interop tests: the real keel binary with kcat, confluent-kafka and kafka-python"
+step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python and KafkaJS"
 KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/interop
