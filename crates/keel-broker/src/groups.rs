@@ -1219,7 +1219,7 @@ fn remove_member(g: &mut Group, id: &str, now: i64, dirty: &mut bool, why: &str)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn no_delay() -> GroupConfig {
@@ -1283,7 +1283,7 @@ mod tests {
         assert_eq!(ra.members.len(), 2);
     }
 
-    fn req(group: &str, member: &str, protocols: &[&str]) -> JoinRequest {
+    pub(crate) fn req(group: &str, member: &str, protocols: &[&str]) -> JoinRequest {
         JoinRequest {
             group_id: group.into(),
             member_id: member.into(),

@@ -535,22 +535,6 @@ mod tests {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
-    fn join_req(member: &str) -> JoinRequest {
-        JoinRequest {
-            group_id: "g".into(),
-            member_id: member.into(),
-            group_instance_id: None,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            session_timeout_ms: 10_000,
-            rebalance_timeout_ms: 30_000,
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), Vec::new())],
-            require_known_member_id: false,
-            supports_skip_assignment: false,
-        }
-    }
-
     /// Each answer that reports a change to the group waits for the fsync of the
     /// record that holds it; with flushes held back, none of them comes.
     #[tokio::test]
@@ -565,7 +549,9 @@ mod tests {
 
         // Completing a join writes nothing (as in Kafka): the generation is stored
         // with its assignment, at SyncGroup.
-        let joined = b.join_group(join_req("")).await.unwrap();
+        let mut join = crate::groups::tests::req("g", "", &["range"]);
+        join.require_known_member_id = false;
+        let joined = b.join_group(join).await.unwrap();
         assert_eq!(joined.generation_id, 1);
 
         flusher.hold(true);
