@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::batch::{self, BatchHeader};
-use crate::segment;
+use crate::segment::{self, Segment};
 use crate::{Result, StorageError};
 
 /// The suffix of a segment being rewritten by compaction; left over only by a crash.
@@ -70,6 +70,8 @@ pub struct CompactionPlan {
     /// One past the last cleanable offset.
     pub(crate) end: i64,
     pub(crate) delete_retention_ms: i64,
+    /// `index.interval.bytes`, for the rewritten segments' indexes.
+    pub(crate) index_interval_bytes: u64,
 }
 
 impl CompactionPlan {
@@ -384,6 +386,22 @@ fn compact_into(
             Ok(true)
         })?;
         if rewrite.finish()? {
+            // Check what was written and index it here, without the log's lock,
+            // so installing it takes no scan.
+            let seg = Segment::verify_cleaned(&cleaned, *base, plan.index_interval_bytes)?;
+            let indexes = ["index", "timeindex"].map(|ext| {
+                plan.dir.join(format!(
+                    "{}.{CLEANED_SUFFIX}",
+                    segment::file_name(*base, ext)
+                ))
+            });
+            written.extend(indexes.iter().cloned());
+            seg.write_indexes_as(&plan.dir, &format!(".{CLEANED_SUFFIX}"))?;
+            for p in &indexes {
+                File::open(p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(StorageError::io("sync compacted index", p))?;
+            }
             out.records_removed += removed;
             out.rewritten.push((*base, cleaned));
         }

@@ -527,6 +527,7 @@ impl Log {
             dir: self.dir.clone(),
             segments,
             dirty_from: self.compacted_end,
+            index_interval_bytes: self.config.index_interval_bytes,
             end,
             delete_retention_ms: cfg.delete_retention_ms,
         })
@@ -541,12 +542,24 @@ impl Log {
     /// atomically; its stale index files are deleted first, so a crash in between
     /// leaves a segment that recovery rescans rather than one with a wrong index.
     pub fn install_compaction(&mut self, done: Compacted, now_ms: i64) -> Result<()> {
+        let cleaned_index = |base: i64, ext: &str| {
+            self.dir.join(format!(
+                "{}.{CLEANED_SUFFIX}",
+                segment::file_name(base, ext)
+            ))
+        };
         let mut renamed = Vec::new();
         for (base, cleaned) in &done.rewritten {
             if !self.segments.contains_key(base) {
                 // Deleted by retention meanwhile.
-                std::fs::remove_file(cleaned)
-                    .map_err(StorageError::io("remove compacted segment", cleaned))?;
+                for p in [
+                    cleaned.clone(),
+                    cleaned_index(*base, "index"),
+                    cleaned_index(*base, "timeindex"),
+                ] {
+                    std::fs::remove_file(&p)
+                        .map_err(StorageError::io("remove compacted segment", &p))?;
+                }
                 continue;
             }
             for ext in ["index", "timeindex"] {
@@ -563,7 +576,19 @@ impl Log {
                 .map_err(StorageError::io("install compacted segment", &target))?;
             renamed.push(*base);
         }
+        // The segments are in place before their new indexes are: a crash in
+        // between leaves a segment without indexes, which recovery rescans.
         sync_dir(&self.dir)?;
+        for base in &renamed {
+            for ext in ["index", "timeindex"] {
+                let target = self.dir.join(segment::file_name(*base, ext));
+                std::fs::rename(cleaned_index(*base, ext), &target)
+                    .map_err(StorageError::io("install compacted index", &target))?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        // The cleaner checked every batch and built the indexes without the lock;
+        // opening with them reads only the tail batch.
         for base in renamed {
             let (seg, _) = Segment::open(
                 &self.dir,
@@ -572,7 +597,6 @@ impl Log {
                 self.config.index_interval_bytes,
                 now_ms,
             )?;
-            seg.write_indexes(&self.dir)?;
             self.segments.insert(base, seg);
         }
         self.compacted_end = done.end;

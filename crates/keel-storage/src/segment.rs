@@ -105,6 +105,50 @@ impl Segment {
         Ok((seg, scan))
     }
 
+    /// Reads and CRC-checks a compacted segment the cleaner just wrote to `path`
+    /// (its `.cleaned` file), building its indexes. Anything wrong is an error,
+    /// never a truncation: the original segment still stands.
+    pub fn verify_cleaned(
+        path: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> Result<Segment> {
+        let file = File::open(path).map_err(StorageError::io("open compacted segment", path))?;
+        let len = file
+            .metadata()
+            .map_err(StorageError::io("stat compacted segment", path))?
+            .len();
+        let mut seg = Segment::empty(base_offset, file, path.to_path_buf(), 0);
+        let file = seg.file.clone();
+        let mut r = BufReader::with_capacity(1 << 20, &*file);
+        let mut buf = Vec::new();
+        let damaged = |why: String| StorageError::Damaged {
+            path: path.to_path_buf(),
+            offset: -1,
+            why,
+        };
+        let mut pos = 0u64;
+        while pos < len {
+            buf.resize(HEADER_BYTES, 0);
+            r.read_exact(&mut buf)
+                .map_err(StorageError::io("read compacted segment", path))?;
+            let h = BatchHeader::parse(&buf).map_err(|e| damaged(e.to_string()))?;
+            let total = h.total_bytes() as u64;
+            if total > len - pos || h.base_offset < seg.next_offset {
+                return Err(damaged(format!(
+                    "batch at {pos} does not follow its predecessor"
+                )));
+            }
+            buf.resize(total as usize, 0);
+            r.read_exact(&mut buf[HEADER_BYTES..])
+                .map_err(StorageError::io("read compacted segment", path))?;
+            batch::check(&buf).map_err(|e| damaged(e.to_string()))?;
+            seg.index_batch(&h, pos, total, index_interval_bytes);
+            pos += total;
+        }
+        Ok(seg)
+    }
+
     /// Loads index files and the tail batch; false if anything does not add up.
     fn load_indexes(&mut self, dir: &Path, len: u64) -> Result<bool> {
         let (Ok(oi), Ok(ti)) = (
@@ -326,11 +370,17 @@ impl Segment {
 
     /// Writes both index files (when the segment is rolled or the log closes).
     pub fn write_indexes(&self, dir: &Path) -> Result<()> {
+        self.write_indexes_as(dir, "")
+    }
+
+    /// Writes the index files with `suffix` after their names (`.cleaned` for a
+    /// compaction's output).
+    pub fn write_indexes_as(&self, dir: &Path, suffix: &str) -> Result<()> {
         for (ext, bytes) in [
             ("index", self.offset_index.encode()),
             ("timeindex", self.time_index.encode()),
         ] {
-            let p = dir.join(file_name(self.base_offset, ext));
+            let p = dir.join(format!("{}{suffix}", file_name(self.base_offset, ext)));
             std::fs::write(&p, bytes).map_err(StorageError::io("write index", &p))?;
         }
         Ok(())

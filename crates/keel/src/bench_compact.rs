@@ -117,6 +117,7 @@ fn bench(a: &CompactArgs, dir: &std::path::Path) -> Result<()> {
     let max_keys = a.dedupe_buffer_size / keel_storage::BYTES_PER_KEY;
     let abort = AtomicBool::new(false);
     let (mut passes, mut read, mut removed, mut largest_map) = (0u32, 0u64, 0u64, 0usize);
+    let mut longest_install = std::time::Duration::ZERO;
     let started = Instant::now();
     while let Some(plan) = log.compaction_plan(0, &cfg) {
         let pass = Instant::now();
@@ -132,7 +133,9 @@ fn bench(a: &CompactArgs, dir: &std::path::Path) -> Result<()> {
             done.bytes_read as f64 / f64::from(1 << 20),
             pass.elapsed().as_secs_f64()
         );
+        let install = Instant::now();
         log.install_compaction(done, 0)?;
+        longest_install = longest_install.max(install.elapsed());
     }
     let secs = started.elapsed().as_secs_f64();
     let after = log.size_bytes();
@@ -149,6 +152,13 @@ fn bench(a: &CompactArgs, dir: &std::path::Path) -> Result<()> {
         vec!["passes".into(), passes.to_string()],
         vec!["largest key map".into(), format!("{largest_map} keys")],
         vec!["compaction time".into(), format!("{secs:.2} s")],
+        vec![
+            "longest install".into(),
+            format!(
+                "{:.1} ms (under the partition's lock)",
+                longest_install.as_secs_f64() * 1000.0
+            ),
+        ],
         vec![
             "read throughput".into(),
             format!("{:.1} MiB/s", mib(read) / secs),
