@@ -1,0 +1,1233 @@
+//! etcd's gRPC services on the Raft node: writes are proposals, linearizable
+//! reads wait for a ReadIndex barrier, serializable reads are answered from
+//! local state (possibly stale, as etcd documents).
+//!
+//! Lease expiry is the leader's business, as in etcd's lessor: the leader
+//! keeps each lease's deadline in memory, refreshes it on KeepAlive, and
+//! proposes a revoke when it passes; a new leader gives every lease its full
+//! TTL again. Followers forward KeepAlive, TimeToLive and membership changes
+//! to the leader over the leader's own client URL.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keel_raft::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Node, Role};
+use prost::Message as _;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::EtcdError;
+use crate::pb::etcdserverpb::cluster_server::Cluster;
+use crate::pb::etcdserverpb::kv_server::Kv;
+use crate::pb::etcdserverpb::lease_client::LeaseClient;
+use crate::pb::etcdserverpb::lease_server::Lease;
+use crate::pb::etcdserverpb::maintenance_server::Maintenance;
+use crate::pb::etcdserverpb::watch_server::Watch;
+use crate::pb::etcdserverpb::*;
+use crate::pb::keelpb::{internal_request, InternalRequest, MemberInfo};
+use crate::pb::mvccpb::Event;
+use crate::pb::v3lockpb::lock_server::Lock;
+use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use crate::store::{Applied, ApplyResult, RevisionEvents, Store};
+
+/// etcd's `--max-request-bytes` default.
+pub const REQUEST_BYTES_MAX: usize = 1536 * 1024;
+/// gRPC messages may be this much larger than a request (etcd's grpcOverheadBytes).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// etcd's `--max-txn-ops` default.
+pub const TXN_OPS_MAX: usize = 128;
+/// Watches per gRPC stream.
+pub const WATCHES_PER_STREAM_MAX: usize = 10_000;
+/// Revisions read from the backend per catch-up step of a watcher.
+const WATCH_CATCHUP_REVISIONS: usize = 1000;
+/// How often a `progress_notify` watcher that saw nothing hears the revision (etcd: 10 min).
+pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+/// etcd's version this server answers Status with: etcdctl 3.4 and its clients check it.
+pub const ETCD_VERSION: &str = "3.4.23";
+
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// Everything the services share. Cheap to clone.
+#[derive(Clone)]
+pub struct EtcdServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: Arc<Node<ApplyResult>>,
+    store: SharedStore,
+    member_id: u64,
+    /// Lease deadlines, kept only while this node leads.
+    lessor: Mutex<HashMap<i64, Instant>>,
+    next_lease: AtomicI64,
+    leader_client: Mutex<Option<(u64, LeaseClient<tonic::transport::Channel>)>>,
+    data_dir: std::path::PathBuf,
+}
+
+type Res<T> = Result<Response<T>, Status>;
+
+impl EtcdServer {
+    pub fn new(
+        node: Arc<Node<ApplyResult>>,
+        store: SharedStore,
+        member_id: u64,
+        data_dir: std::path::PathBuf,
+    ) -> EtcdServer {
+        // Lease ids: member id in the high bits, time and a counter below (etcd's idutil).
+        let seed = ((member_id & 0xffff) << 47)
+            | ((std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+                & 0xff_ffff_ffff)
+                << 7);
+        EtcdServer {
+            inner: Arc::new(Inner {
+                node,
+                store,
+                member_id,
+                lessor: Mutex::new(HashMap::new()),
+                next_lease: AtomicI64::new((seed & (i64::MAX as u64)) as i64),
+                leader_client: Mutex::new(None),
+                data_dir,
+            }),
+        }
+    }
+
+    pub fn node(&self) -> &Arc<Node<ApplyResult>> {
+        &self.inner.node
+    }
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    fn header(&self) -> ResponseHeader {
+        let term = self.inner.node.status().term;
+        self.inner
+            .store
+            .lock()
+            .expect("store lock")
+            .header(self.inner.member_id, term)
+    }
+
+    fn header_at(&self, revision: i64) -> ResponseHeader {
+        let mut h = self.header();
+        h.revision = revision;
+        h
+    }
+
+    async fn propose(&self, req: internal_request::Request) -> Result<(Applied, i64), Status> {
+        let data = InternalRequest { request: Some(req) }.encode_to_vec();
+        if data.len() > REQUEST_BYTES_MAX {
+            return Err(EtcdError::RequestTooLarge.into());
+        }
+        match self.inner.node.propose(data).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(EtcdError::from(e).into()),
+        }
+    }
+
+    async fn barrier(&self, serializable: bool) -> Result<(), Status> {
+        if serializable {
+            return Ok(());
+        }
+        self.inner
+            .node
+            .read_barrier()
+            .await
+            .map_err(|e| Status::from(EtcdError::from(e)))
+    }
+
+    /// The services, ready to add to a tonic server.
+    pub fn routes(&self) -> tonic::service::Routes {
+        use crate::pb::etcdserverpb::{
+            cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+            maintenance_server::MaintenanceServer, watch_server::WatchServer,
+        };
+        use crate::pb::v3lockpb::lock_server::LockServer;
+        let max = REQUEST_BYTES_MAX + GRPC_OVERHEAD_BYTES;
+        tonic::service::Routes::new(KvServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(WatchServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(LockServer::new(self.clone()).max_decoding_message_size(max))
+    }
+
+    /// Runs the leader's lease expiry until `stop`.
+    pub async fn run_lessor(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut status = self.inner.node.watch_status();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut was_leader = false;
+        let mut revoking: HashMap<i64, Instant> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+                _ = status.changed() => {}
+            }
+            let leader = status.borrow().role == Role::Leader;
+            let now = Instant::now();
+            let expired: Vec<i64> = {
+                let store = self.inner.store.lock().expect("store lock");
+                let mut lessor = self.inner.lessor.lock().expect("lessor lock");
+                if !leader {
+                    lessor.clear();
+                    was_leader = false;
+                    continue;
+                }
+                if !was_leader {
+                    // A new leader: every lease gets its full TTL again (etcd's Promote).
+                    lessor.clear();
+                    was_leader = true;
+                }
+                lessor.retain(|id, _| store.leases().contains_key(id));
+                for (id, l) in store.leases() {
+                    lessor
+                        .entry(*id)
+                        .or_insert_with(|| now + Duration::from_secs(l.ttl as u64));
+                }
+                lessor
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            revoking.retain(|_, at| now.duration_since(*at) < Duration::from_secs(5));
+            for id in expired {
+                if revoking.contains_key(&id) {
+                    continue;
+                }
+                revoking.insert(id, now);
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _ = me
+                        .propose(internal_request::Request::LeaseRevoke(LeaseRevokeRequest {
+                            id,
+                        }))
+                        .await;
+                });
+            }
+        }
+    }
+
+    /// A Lease client on the current leader's client URL.
+    async fn leader_lease_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+        let st = self.inner.node.status();
+        if st.leader == 0 {
+            return Err(EtcdError::NoLeader.into());
+        }
+        if let Some((id, c)) = self.inner.leader_client.lock().expect("lock").as_ref() {
+            if *id == st.leader {
+                return Ok(c.clone());
+            }
+        }
+        let url = {
+            let store = self.inner.store.lock().expect("store lock");
+            store
+                .members()
+                .into_iter()
+                .find(|m| m.id == st.leader)
+                .and_then(|m| m.client_urls.first().cloned())
+        }
+        .ok_or_else(|| Status::from(EtcdError::NoLeader))?;
+        let url = if url.contains("://") { url } else { format!("http://{url}") };
+        let ch = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let c = LeaseClient::new(ch);
+        *self.inner.leader_client.lock().expect("lock") = Some((st.leader, c.clone()));
+        Ok(c)
+    }
+
+    /// Records this member's client URL in the membership (etcd's publish).
+    pub async fn publish_client_url(&self, url: String) -> Result<(), Status> {
+        let info = MemberInfo {
+            id: self.inner.member_id,
+            client_urls: vec![url],
+            ..MemberInfo::default()
+        };
+        self.propose(internal_request::Request::MemberUpdate(info)).await.map(|_| ())
+    }
+
+    fn is_leader(&self) -> bool {
+        self.inner.node.status().role == Role::Leader
+    }
+
+    /// Refreshes a lease on the leader; returns its TTL (0 when it is gone).
+    async fn keep_alive_once(&self, id: i64) -> Result<i64, Status> {
+        if self.is_leader() {
+            let ttl = {
+                let store = self.inner.store.lock().expect("store lock");
+                store.leases().get(&id).map(|l| l.ttl)
+            };
+            let Some(ttl) = ttl else {
+                return Err(EtcdError::LeaseNotFound.into());
+            };
+            self.inner
+                .lessor
+                .lock()
+                .expect("lessor lock")
+                .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+            return Ok(ttl);
+        }
+        let mut c = self.leader_lease_client().await?;
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
+        let mut resp = c.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+        match resp.next().await {
+            Some(Ok(r)) => Ok(r.ttl),
+            Some(Err(e)) => Err(e),
+            None => Err(EtcdError::LeaderChanged.into()),
+        }
+    }
+
+    /// Waits until the key `key` with create revision `my_rev` is the oldest
+    /// under `prefix` (etcd's waitDeletes): the lock or election is ours.
+    async fn wait_for_turn(&self, prefix: &[u8], my_rev: i64) -> Result<(), Status> {
+        let end = prefix_end(prefix);
+        loop {
+            let (mut events, older) = {
+                let store = self.inner.store.lock().expect("store lock");
+                let rx = store.subscribe();
+                let r = store.range(&RangeRequest {
+                    key: prefix.to_vec(),
+                    range_end: end.clone(),
+                    max_create_revision: my_rev - 1,
+                    sort_order: 2, // descend
+                    sort_target: 1, // create
+                    limit: 1,
+                    ..RangeRequest::default()
+                })?;
+                (rx, r.kvs.into_iter().next().map(|kv| kv.key))
+            };
+            let Some(older) = older else { return Ok(()) };
+            // Wait for that key's deletion.
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        if ev.events.iter().any(|e| {
+                            e.r#type == 1 && e.kv.as_ref().map(|k| &k.key) == Some(&older)
+                        }) {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(EtcdError::Stopped.into())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The smallest key after every key with this prefix (etcd's GetPrefixRangeEnd).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn check_txn(t: &TxnRequest) -> Result<(), EtcdError> {
+    if t.compare.len() > TXN_OPS_MAX || t.success.len() > TXN_OPS_MAX || t.failure.len() > TXN_OPS_MAX {
+        return Err(EtcdError::TooManyOps);
+    }
+    for ops in [&t.success, &t.failure] {
+        let mut puts = std::collections::HashSet::new();
+        for op in ops.iter() {
+            match &op.request {
+                Some(request_op::Request::RequestPut(p)) => {
+                    if p.key.is_empty() {
+                        return Err(EtcdError::EmptyKey);
+                    }
+                    if !puts.insert(p.key.clone()) {
+                        return Err(EtcdError::DuplicateKey);
+                    }
+                }
+                Some(request_op::Request::RequestDeleteRange(d)) if d.key.is_empty() => {
+                    return Err(EtcdError::EmptyKey)
+                }
+                Some(request_op::Request::RequestRange(r)) if r.key.is_empty() => {
+                    return Err(EtcdError::EmptyKey)
+                }
+                Some(request_op::Request::RequestTxn(inner)) => check_txn(inner)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fill_txn_headers(t: &mut TxnResponse, h: &ResponseHeader) {
+    t.header = Some(h.clone());
+    for r in &mut t.responses {
+        match &mut r.response {
+            Some(response_op::Response::ResponseRange(x)) => x.header = Some(h.clone()),
+            Some(response_op::Response::ResponsePut(x)) => x.header = Some(h.clone()),
+            Some(response_op::Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
+            Some(response_op::Response::ResponseTxn(x)) => fill_txn_headers(x, h),
+            None => {}
+        }
+    }
+}
+
+fn unexpected() -> Status {
+    Status::internal("etcdserver: unexpected apply result")
+}
+
+#[tonic::async_trait]
+impl Kv for EtcdServer {
+    async fn range(&self, req: Request<RangeRequest>) -> Res<RangeResponse> {
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        self.barrier(req.serializable).await?;
+        let term = self.inner.node.status().term;
+        let store = self.inner.store.lock().expect("store lock");
+        let mut r = store.range(&req)?;
+        r.header = Some(store.header(self.inner.member_id, term));
+        Ok(Response::new(r))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Res<PutResponse> {
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        match self.propose(internal_request::Request::Put(req)).await? {
+            (Applied::Put(mut r), rev) => {
+                r.header = Some(self.header_at(rev));
+                Ok(Response::new(r))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Res<DeleteRangeResponse> {
+        let req = req.into_inner();
+        if req.key.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        match self.propose(internal_request::Request::DeleteRange(req)).await? {
+            (Applied::DeleteRange(mut r), rev) => {
+                r.header = Some(self.header_at(rev));
+                Ok(Response::new(r))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Res<TxnResponse> {
+        let req = req.into_inner();
+        check_txn(&req)?;
+        let read_only = !txn_writes(&req);
+        if read_only {
+            // A read-only txn is a read: no proposal (etcd serves it the same way).
+            let serializable = txn_all_serializable(&req);
+            self.barrier(serializable).await?;
+            return match self.propose_read_only_txn(req) {
+                Ok(r) => Ok(Response::new(r)),
+                Err(e) => Err(e.into()),
+            };
+        }
+        match self.propose(internal_request::Request::Txn(req)).await? {
+            (Applied::Txn(mut r), rev) => {
+                let h = self.header_at(rev);
+                fill_txn_headers(&mut r, &h);
+                Ok(Response::new(r))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Res<CompactionResponse> {
+        match self
+            .propose(internal_request::Request::Compaction(req.into_inner()))
+            .await?
+        {
+            (Applied::Compaction(_), rev) => Ok(Response::new(CompactionResponse {
+                header: Some(self.header_at(rev)),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+fn txn_writes(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match &op.request {
+        Some(request_op::Request::RequestPut(_)) | Some(request_op::Request::RequestDeleteRange(_)) => true,
+        Some(request_op::Request::RequestTxn(inner)) => txn_writes(inner),
+        _ => false,
+    })
+}
+
+fn txn_all_serializable(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(r)) => r.serializable,
+        Some(request_op::Request::RequestTxn(inner)) => txn_all_serializable(inner),
+        _ => true,
+    })
+}
+
+impl EtcdServer {
+    /// Evaluates a txn without writes against local state.
+    fn propose_read_only_txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+        let term = self.inner.node.status().term;
+        let store = self.inner.store.lock().expect("store lock");
+        let mut r = store.read_only_txn(&req)?;
+        let h = store.header(self.inner.member_id, term);
+        fill_txn_headers(&mut r, &h);
+        Ok(r)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Watch for EtcdServer {
+    type WatchStream = BoxStream<WatchResponse>;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Res<Self::WatchStream> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<WatchResponse, Status>>(1024);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut watchers: HashMap<i64, (tokio::task::JoinHandle<()>, Arc<AtomicI64>)> =
+                HashMap::new();
+            let mut next_id: i64 = 0;
+            while let Some(msg) = inbound.next().await {
+                let Ok(msg) = msg else { break };
+                watchers.retain(|_, (h, _)| !h.is_finished());
+                match msg.request_union {
+                    Some(watch_request::RequestUnion::CreateRequest(c)) => {
+                        let id = if c.watch_id != 0 { c.watch_id } else {
+                            while watchers.contains_key(&next_id) {
+                                next_id += 1;
+                            }
+                            next_id
+                        };
+                        let bad = if watchers.contains_key(&id) {
+                            Some("etcdserver: duplicate watch ID")
+                        } else if watchers.len() >= WATCHES_PER_STREAM_MAX {
+                            Some("etcdserver: too many watches on this stream")
+                        } else if c.key.is_empty() {
+                            Some("etcdserver: key is not provided")
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = bad {
+                            let _ = tx
+                                .send(Ok(WatchResponse {
+                                    header: Some(me.header()),
+                                    watch_id: -1,
+                                    created: true,
+                                    canceled: true,
+                                    cancel_reason: reason.into(),
+                                    ..WatchResponse::default()
+                                }))
+                                .await;
+                            continue;
+                        }
+                        let progress = Arc::new(AtomicI64::new(0));
+                        // Subscribe before answering "created", so nothing applied
+                        // after the answer is missed.
+                        let (events, current, compacted) = {
+                            let s = me.inner.store.lock().expect("store lock");
+                            (s.subscribe(), s.revision(), s.compacted())
+                        };
+                        let start = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+                        progress.store(start - 1, Ordering::Relaxed);
+                        if tx
+                            .send(Ok(WatchResponse {
+                                header: Some(me.header_at(current)),
+                                watch_id: id,
+                                created: true,
+                                ..WatchResponse::default()
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        let w = Watcher {
+                            server: me.clone(),
+                            id,
+                            key: c.key,
+                            range_end: c.range_end,
+                            prev_kv: c.prev_kv,
+                            no_put: c.filters.contains(&0),
+                            no_delete: c.filters.contains(&1),
+                            progress_notify: c.progress_notify,
+                            next: start,
+                            progress: progress.clone(),
+                            tx: tx.clone(),
+                        };
+                        let _ = compacted;
+                        let h = tokio::spawn(w.run(events));
+                        next_id = next_id.max(id + 1);
+                        watchers.insert(id, (h, progress));
+                    }
+                    Some(watch_request::RequestUnion::CancelRequest(c)) => {
+                        if let Some((h, _)) = watchers.remove(&c.watch_id) {
+                            h.abort();
+                            let _ = tx
+                                .send(Ok(WatchResponse {
+                                    header: Some(me.header()),
+                                    watch_id: c.watch_id,
+                                    canceled: true,
+                                    ..WatchResponse::default()
+                                }))
+                                .await;
+                        }
+                    }
+                    Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                        // Only a revision every watcher has delivered up to (etcd
+                        // answers progress only for synced watchers).
+                        let current = me.inner.store.lock().expect("store lock").revision();
+                        let rev = watchers
+                            .values()
+                            .map(|(_, p)| p.load(Ordering::Relaxed))
+                            .min()
+                            .unwrap_or(current);
+                        let _ = tx
+                            .send(Ok(WatchResponse {
+                                header: Some(me.header_at(rev)),
+                                watch_id: -1,
+                                ..WatchResponse::default()
+                            }))
+                            .await;
+                    }
+                    None => {}
+                }
+            }
+            for (_, (h, _)) in watchers {
+                h.abort();
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Watcher {
+    server: EtcdServer,
+    id: i64,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    prev_kv: bool,
+    no_put: bool,
+    no_delete: bool,
+    progress_notify: bool,
+    /// The next revision to deliver.
+    next: i64,
+    /// The revision delivered up to, for progress answers.
+    progress: Arc<AtomicI64>,
+    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+}
+
+impl Watcher {
+    fn matches(&self, e: &Event) -> bool {
+        let Some(kv) = &e.kv else { return false };
+        if (e.r#type == 0 && self.no_put) || (e.r#type == 1 && self.no_delete) {
+            return false;
+        }
+        if self.range_end.is_empty() {
+            kv.key == self.key
+        } else if self.range_end == [0] {
+            kv.key >= self.key
+        } else {
+            kv.key >= self.key && kv.key < self.range_end
+        }
+    }
+
+    /// Sends the matching events of these revisions; false if the client is gone.
+    async fn deliver(&mut self, revs: &[Arc<RevisionEvents>], header_rev: i64) -> bool {
+        let mut events = Vec::new();
+        let mut last = self.next - 1;
+        for r in revs {
+            if r.revision < self.next {
+                continue;
+            }
+            last = r.revision;
+            for e in &r.events {
+                if self.matches(e) {
+                    let mut e = e.clone();
+                    if !self.prev_kv {
+                        e.prev_kv = None;
+                    }
+                    events.push(e);
+                }
+            }
+        }
+        self.next = last + 1;
+        if !events.is_empty() {
+            let resp = WatchResponse {
+                header: Some(self.server.header_at(header_rev.max(last))),
+                watch_id: self.id,
+                events,
+                ..WatchResponse::default()
+            };
+            if self.tx.send(Ok(resp)).await.is_err() {
+                return false;
+            }
+        }
+        self.progress.store(self.next - 1, Ordering::Relaxed);
+        true
+    }
+
+    async fn run(mut self, mut events: broadcast::Receiver<Arc<RevisionEvents>>) {
+        let mut progress_tick = tokio::time::interval(WATCH_PROGRESS_INTERVAL);
+        progress_tick.tick().await;
+        loop {
+            // Catch up from the backend to the revision at subscription time.
+            let (cut, compacted) = {
+                let s = self.server.inner.store.lock().expect("store lock");
+                (s.revision(), s.compacted())
+            };
+            if self.next <= compacted {
+                let _ = self
+                    .tx
+                    .send(Ok(WatchResponse {
+                        header: Some(self.server.header()),
+                        watch_id: self.id,
+                        canceled: true,
+                        compact_revision: compacted,
+                        cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                        ..WatchResponse::default()
+                    }))
+                    .await;
+                return;
+            }
+            while self.next <= cut {
+                let batch = {
+                    let s = self.server.inner.store.lock().expect("store lock");
+                    s.history(self.next, cut, WATCH_CATCHUP_REVISIONS)
+                };
+                let Ok(batch) = batch else { return };
+                let batch: Vec<Arc<RevisionEvents>> = batch.into_iter().map(Arc::new).collect();
+                let before = self.next;
+                if !self.deliver(&batch, cut).await {
+                    return;
+                }
+                if batch.is_empty() || self.next == before {
+                    self.next = cut + 1;
+                    self.progress.store(cut, Ordering::Relaxed);
+                }
+            }
+            // Synced: follow applied revisions as they are published.
+            loop {
+                tokio::select! {
+                    r = events.recv() => match r {
+                        Ok(ev) => {
+                            let rev = ev.revision;
+                            if !self.deliver(&[ev], rev).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Too slow for the broadcast: resubscribe, then read
+                            // what was missed from the backend.
+                            events = self.server.inner.store.lock().expect("store lock").subscribe();
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = progress_tick.tick(), if self.progress_notify => {
+                        let resp = WatchResponse {
+                            header: Some(self.server.header_at(self.next - 1)),
+                            watch_id: self.id,
+                            ..WatchResponse::default()
+                        };
+                        if self.tx.send(Ok(resp)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for EtcdServer {
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Res<LeaseGrantResponse> {
+        let mut req = req.into_inner();
+        if req.id < 0 {
+            return Err(EtcdError::InvalidArgument("lease id must not be negative".into()).into());
+        }
+        if req.id == 0 {
+            req.id = self.inner.next_lease.fetch_add(1, Ordering::Relaxed) & i64::MAX;
+        }
+        match self.propose(internal_request::Request::LeaseGrant(req)).await? {
+            (Applied::LeaseGrant(mut r), rev) => {
+                r.header = Some(self.header_at(rev));
+                Ok(Response::new(r))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Res<LeaseRevokeResponse> {
+        match self
+            .propose(internal_request::Request::LeaseRevoke(req.into_inner()))
+            .await?
+        {
+            (Applied::LeaseRevoke(_), rev) => Ok(Response::new(LeaseRevokeResponse {
+                header: Some(self.header_at(rev)),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    type LeaseKeepAliveStream = BoxStream<LeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Res<Self::LeaseKeepAliveStream> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(r)) = inbound.next().await {
+                let resp = match me.keep_alive_once(r.id).await {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(me.header()),
+                        id: r.id,
+                        ttl,
+                    }),
+                    // etcd answers a keep-alive of an unknown lease with TTL 0.
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(LeaseKeepAliveResponse {
+                        header: Some(me.header()),
+                        id: r.id,
+                        ttl: 0,
+                    }),
+                    Err(s) => Err(s),
+                };
+                let stop = resp.is_err();
+                if tx.send(resp).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Res<LeaseTimeToLiveResponse> {
+        let req = req.into_inner();
+        if !self.is_leader() {
+            let mut c = self.leader_lease_client().await?;
+            return c.lease_time_to_live(req).await;
+        }
+        self.barrier(false).await?;
+        let (granted, keys) = {
+            let store = self.inner.store.lock().expect("store lock");
+            match store.leases().get(&req.id) {
+                Some(l) => (Some(l.ttl), l.keys.iter().cloned().collect::<Vec<_>>()),
+                None => (None, vec![]),
+            }
+        };
+        let Some(granted) = granted else {
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header: Some(self.header()),
+                id: req.id,
+                ttl: -1,
+                ..LeaseTimeToLiveResponse::default()
+            }));
+        };
+        let remaining = self
+            .inner
+            .lessor
+            .lock()
+            .expect("lessor lock")
+            .get(&req.id)
+            .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as i64)
+            .unwrap_or(granted);
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header: Some(self.header()),
+            id: req.id,
+            ttl: remaining,
+            granted_ttl: granted,
+            keys: if req.keys { keys } else { vec![] },
+        }))
+    }
+
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Res<LeaseLeasesResponse> {
+        self.barrier(false).await?;
+        let store = self.inner.store.lock().expect("store lock");
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
+            leases: store.leases().keys().map(|id| LeaseStatus { id: *id }).collect(),
+        }))
+    }
+}
+
+fn to_member(m: &MemberInfo) -> Member {
+    Member {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
+
+impl EtcdServer {
+    async fn change_members(&self, change: ConfChangeType, info: MemberInfo) -> Result<Vec<Member>, Status> {
+        if !self.is_leader() {
+            // raft-rs does not forward conf changes; etcd forwards them to the leader.
+            return Err(EtcdError::NotLeader.into());
+        }
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change);
+        single.node_id = info.id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.set_context(info.encode_to_vec().into());
+        match self.inner.node.change_membership(cc).await {
+            Ok(Ok((Applied::Members(ms), _))) => Ok(ms.iter().map(to_member).collect()),
+            Ok(Ok(_)) => Err(unexpected()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(EtcdError::from(e).into()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for EtcdServer {
+    async fn member_add(&self, req: Request<MemberAddRequest>) -> Res<MemberAddResponse> {
+        let req = req.into_inner();
+        if req.peer_ur_ls.is_empty() {
+            return Err(EtcdError::InvalidArgument("member peer URLs are not given".into()).into());
+        }
+        let (id, exists) = {
+            let store = self.inner.store.lock().expect("store lock");
+            let ms = store.members();
+            let exists = ms
+                .iter()
+                .any(|m| m.peer_urls.iter().any(|u| req.peer_ur_ls.contains(u)));
+            (ms.iter().map(|m| m.id).max().unwrap_or(0) + 1, exists)
+        };
+        if exists {
+            return Err(EtcdError::PeerUrlExist.into());
+        }
+        let info = MemberInfo {
+            id,
+            name: String::new(),
+            peer_urls: req.peer_ur_ls.clone(),
+            client_urls: vec![],
+            is_learner: req.is_learner,
+        };
+        let kind = if req.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let members = self.change_members(kind, info.clone()).await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.header()),
+            member: Some(to_member(&info)),
+            members,
+        }))
+    }
+
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Res<MemberRemoveResponse> {
+        let id = req.into_inner().id;
+        let known = self
+            .inner
+            .store
+            .lock()
+            .expect("store lock")
+            .members()
+            .iter()
+            .any(|m| m.id == id);
+        if !known {
+            return Err(EtcdError::MemberNotFound.into());
+        }
+        let members = self
+            .change_members(ConfChangeType::RemoveNode, MemberInfo { id, ..MemberInfo::default() })
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.header()),
+            members,
+        }))
+    }
+
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Res<MemberUpdateResponse> {
+        let req = req.into_inner();
+        let info = MemberInfo {
+            id: req.id,
+            peer_urls: req.peer_ur_ls,
+            ..MemberInfo::default()
+        };
+        match self.propose(internal_request::Request::MemberUpdate(info)).await? {
+            (Applied::Members(ms), _) => Ok(Response::new(MemberUpdateResponse {
+                header: Some(self.header()),
+                members: ms.iter().map(to_member).collect(),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn member_list(&self, req: Request<MemberListRequest>) -> Res<MemberListResponse> {
+        let _ = req;
+        self.barrier(false).await?;
+        let store = self.inner.store.lock().expect("store lock");
+        Ok(Response::new(MemberListResponse {
+            header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
+            members: store.members().iter().map(to_member).collect(),
+        }))
+    }
+
+    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Res<MemberPromoteResponse> {
+        let id = req.into_inner().id;
+        let member = self
+            .inner
+            .store
+            .lock()
+            .expect("store lock")
+            .members()
+            .into_iter()
+            .find(|m| m.id == id);
+        let Some(member) = member else {
+            return Err(EtcdError::MemberNotFound.into());
+        };
+        if !member.is_learner {
+            return Err(EtcdError::MemberNotLearner.into());
+        }
+        // etcd: a learner is ready when it holds 90% of the leader's log.
+        let st = self.inner.node.status();
+        let leader_match = st.matched.iter().find(|(i, _)| *i == st.id).map_or(0, |m| m.1);
+        let learner_match = st.matched.iter().find(|(i, _)| *i == id).map_or(0, |m| m.1);
+        if st.role == Role::Leader && (learner_match as f64) < 0.9 * leader_match as f64 {
+            return Err(EtcdError::LearnerNotReady.into());
+        }
+        let members = self
+            .change_members(ConfChangeType::AddNode, MemberInfo { is_learner: false, ..member })
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.header()),
+            members,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for EtcdServer {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Res<AlarmResponse> {
+        let req = req.into_inner();
+        if req.action == alarm_request::AlarmAction::Get as i32 {
+            let store = self.inner.store.lock().expect("store lock");
+            let alarms = store
+                .alarms()
+                .into_iter()
+                .map(|a| AlarmMember { member_id: self.inner.member_id, alarm: a })
+                .collect();
+            return Ok(Response::new(AlarmResponse {
+                header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
+                alarms,
+            }));
+        }
+        match self.propose(internal_request::Request::Alarm(req)).await? {
+            (Applied::Alarm(mut r), rev) => {
+                r.header = Some(self.header_at(rev));
+                Ok(Response::new(r))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn status(&self, _req: Request<StatusRequest>) -> Res<StatusResponse> {
+        let st = self.inner.node.status();
+        let db_size = std::fs::metadata(self.inner.data_dir.join("kv.redb"))
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
+        let store = self.inner.store.lock().expect("store lock");
+        let mut errors = Vec::new();
+        if store.no_space() {
+            errors.push("memberID:".to_string() + &self.inner.member_id.to_string() + " alarm:NOSPACE ");
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(store.header(self.inner.member_id, st.term)),
+            version: ETCD_VERSION.into(),
+            db_size,
+            leader: st.leader,
+            raft_index: st.commit,
+            raft_term: st.term,
+            raft_applied_index: st.applied,
+            errors,
+            db_size_in_use: store.size_bytes() as i64,
+            is_learner: st.learners.contains(&self.inner.member_id),
+        }))
+    }
+
+    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Res<DefragmentResponse> {
+        Ok(Response::new(DefragmentResponse { header: Some(self.header()) }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Res<HashResponse> {
+        let store = self.inner.store.lock().expect("store lock");
+        let hash = store.hash_kv(store.revision())?;
+        Ok(Response::new(HashResponse {
+            header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Res<HashKvResponse> {
+        let req = req.into_inner();
+        let store = self.inner.store.lock().expect("store lock");
+        let rev = if req.revision <= 0 { store.revision() } else { req.revision };
+        if rev > store.revision() {
+            return Err(EtcdError::FutureRev.into());
+        }
+        if rev < store.compacted() {
+            return Err(EtcdError::Compacted.into());
+        }
+        let hash = store.hash_kv(rev)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
+            hash,
+            compact_revision: store.compacted(),
+        }))
+    }
+
+    type SnapshotStream = BoxStream<SnapshotResponse>;
+
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Res<Self::SnapshotStream> {
+        let (bytes, header) = {
+            let store = self.inner.store.lock().expect("store lock");
+            (
+                store.snapshot_bytes()?,
+                store.header(self.inner.member_id, self.inner.node.status().term),
+            )
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let total = bytes.len();
+            let mut sent = 0;
+            for chunk in bytes.chunks(32 << 10) {
+                sent += chunk.len();
+                let r = SnapshotResponse {
+                    header: Some(header.clone()),
+                    remaining_bytes: (total - sent) as u64,
+                    blob: chunk.to_vec(),
+                };
+                if tx.send(Ok(r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Res<MoveLeaderResponse> {
+        let target = req.into_inner().target_id;
+        let st = self.inner.node.status();
+        if st.role != Role::Leader {
+            return Err(EtcdError::NotLeader.into());
+        }
+        if !st.voters.contains(&target) {
+            return Err(EtcdError::MemberNotFound.into());
+        }
+        self.inner.node.transfer_leader(target);
+        let mut status = self.inner.node.watch_status();
+        let moved = tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.leader == target)).await;
+        match moved {
+            Ok(Ok(_)) => Ok(Response::new(MoveLeaderResponse { header: Some(self.header()) })),
+            _ => Err(EtcdError::Timeout.into()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for EtcdServer {
+    /// etcd's v3lock: put `name/<lease hex>` if absent, then wait until it is the
+    /// oldest key under `name/`.
+    async fn lock(&self, req: Request<LockRequest>) -> Res<LockResponse> {
+        let req = req.into_inner();
+        if req.name.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        let mut prefix = req.name.clone();
+        prefix.push(b'/');
+        let mut key = prefix.clone();
+        key.extend_from_slice(format!("{:x}", req.lease).as_bytes());
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: key.clone(),
+                range_end: vec![],
+                target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.clone(),
+                    lease: req.lease,
+                    ..PutRequest::default()
+                })),
+            }],
+            failure: vec![RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: key.clone(),
+                    ..RangeRequest::default()
+                })),
+            }],
+        };
+        let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
+        let Applied::Txn(t) = applied else { return Err(unexpected()) };
+        let my_rev = if t.succeeded {
+            rev
+        } else {
+            match t.responses.first().and_then(|r| r.response.as_ref()) {
+                Some(response_op::Response::ResponseRange(r)) => {
+                    r.kvs.first().map(|kv| kv.create_revision).unwrap_or(rev)
+                }
+                _ => rev,
+            }
+        };
+        self.wait_for_turn(&prefix, my_rev).await?;
+        let kv = self.inner.store.lock().expect("store lock").range(&RangeRequest {
+            key: key.clone(),
+            ..RangeRequest::default()
+        })?;
+        if kv.kvs.is_empty() {
+            // The lease expired while waiting: the lock is not held.
+            return Err(EtcdError::LeaseNotFound.into());
+        }
+        Ok(Response::new(LockResponse {
+            header: Some(self.header()),
+            key,
+        }))
+    }
+
+    async fn unlock(&self, req: Request<UnlockRequest>) -> Res<UnlockResponse> {
+        let key = req.into_inner().key;
+        match self
+            .propose(internal_request::Request::DeleteRange(DeleteRangeRequest {
+                key,
+                ..DeleteRangeRequest::default()
+            }))
+            .await?
+        {
+            (_, rev) => Ok(Response::new(UnlockResponse { header: Some(self.header_at(rev)) })),
+        }
+    }
+}

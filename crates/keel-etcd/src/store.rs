@@ -630,6 +630,20 @@ impl Store {
     }
 
     fn compare(&mut self, c: &Compare) -> Result<bool, EtcdError> {
+        self.wtx()?;
+        let this = &*self;
+        let t = this.wtx.as_ref().expect("opened above").open_table(KV).map_err(internal)?;
+        this.compare_with(c, |rev| match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
+            Some(v) => Ok(Some(decode_value(v.value())?.1)),
+            None => Ok(None),
+        })
+    }
+
+    fn compare_with(
+        &self,
+        c: &Compare,
+        mut get: impl FnMut(Rev) -> Result<Option<KeyValue>, EtcdError>,
+    ) -> Result<bool, EtcdError> {
         use compare::{CompareResult, CompareTarget, TargetUnion};
         let revs: Vec<Rev> = if c.range_end.is_empty() {
             self.live_rev(&c.key, None).into_iter().collect()
@@ -640,7 +654,7 @@ impl Store {
         };
         let mut kvs = Vec::new();
         for r in revs {
-            if let Some(kv) = self.get_kv_w(r)? {
+            if let Some(kv) = get(r)? {
                 kvs.push(kv);
             }
         }
@@ -779,6 +793,34 @@ impl Store {
             succeeded,
             responses,
         })
+    }
+
+    /// A txn without writes, evaluated against committed state.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+        let rtx = self.db.begin_read().map_err(internal)?;
+        let get = |rev: Rev| self.get_kv(&rtx, rev);
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !self.compare_with(c, get)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = if succeeded { &req.success } else { &req.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let resp = match &op.request {
+                Some(request_op::Request::RequestRange(r)) => {
+                    response_op::Response::ResponseRange(self.range_with(r, get)?)
+                }
+                Some(request_op::Request::RequestTxn(t)) => {
+                    response_op::Response::ResponseTxn(self.read_only_txn(t)?)
+                }
+                _ => continue,
+            };
+            responses.push(ResponseOp { response: Some(resp) });
+        }
+        Ok(TxnResponse { header: None, succeeded, responses })
     }
 
     fn compact(&mut self, req: &CompactionRequest) -> Result<i64, EtcdError> {
@@ -958,7 +1000,12 @@ impl Store {
             Some(R::Alarm(a)) => Applied::Alarm(self.alarm(&a)?),
             Some(R::MemberUpdate(info)) => {
                 if let Some(m) = self.members.get_mut(&info.id) {
-                    m.peer_urls = info.peer_urls.clone();
+                    if !info.peer_urls.is_empty() {
+                        m.peer_urls = info.peer_urls.clone();
+                    }
+                    if !info.client_urls.is_empty() {
+                        m.client_urls = info.client_urls.clone();
+                    }
                     if !info.name.is_empty() {
                         m.name = info.name.clone();
                     }

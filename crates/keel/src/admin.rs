@@ -193,7 +193,14 @@ impl StateGauges {
     }
 }
 
+/// The control plane's admin surface: Raft status and `keel lab` fault injection.
+pub struct Lab {
+    pub server: keel_etcd::server::EtcdServer,
+    pub faults: Arc<keel_raft::Faults>,
+}
+
 struct Admin {
+    lab: Option<Lab>,
     broker: Broker,
     registry: Registry,
     state: StateGauges,
@@ -237,13 +244,67 @@ impl Admin {
                     format!("{body}\n").into_bytes(),
                 )
             }
+            (method, path) if self.lab.is_some() && (path == "/raft" || path.starts_with("/lab/")) => {
+                let lab = self.lab.as_ref().expect("checked");
+                match lab_request(lab, method, path, req.uri().query().unwrap_or("")) {
+                    Ok(body) => reply(StatusCode::OK, "application/json", format!("{body}\n").into_bytes()),
+                    Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n").into_bytes()),
+                }
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /metrics or /health\n".to_vec(),
+                b"not found: try /metrics, /health or /raft\n".to_vec(),
             ),
         }
     }
+}
+
+/// `/raft` shows the node's Raft status; `/lab/...` (POST) injects faults on
+/// this node's peer links: `isolate?peers=2,3`, `drop-to?peers=..`,
+/// `drop-from?peers=..`, `loss?permille=N`, `delay?ms=N`, `heal`.
+fn lab_request(lab: &Lab, method: &Method, path: &str, query: &str) -> Result<serde_json::Value> {
+    use std::sync::atomic::Ordering;
+    let param = |name: &str| -> Option<&str> {
+        query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let peers = || -> Result<Vec<u64>> {
+        param("peers")
+            .context("say which peers: ?peers=2,3")?
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u64>().with_context(|| format!("peer id {p:?} is not a number")))
+            .collect()
+    };
+    let number = |name: &str| -> Result<u64> {
+        param(name)
+            .with_context(|| format!("say ?{name}=N"))?
+            .parse::<u64>()
+            .with_context(|| format!("{name} is not a number"))
+    };
+    let f = &lab.faults;
+    match (method, path) {
+        (&Method::GET, "/raft") => {}
+        (&Method::POST, "/lab/isolate") => f.isolate_from(&peers()?),
+        (&Method::POST, "/lab/drop-to") => f.drop_to.write().expect("faults lock").extend(peers()?),
+        (&Method::POST, "/lab/drop-from") => f.drop_from.write().expect("faults lock").extend(peers()?),
+        (&Method::POST, "/lab/loss") => f.loss_permille.store(number("permille")?.min(1000) as u32, Ordering::Relaxed),
+        (&Method::POST, "/lab/delay") => f.delay_ms.store(number("ms")?.min(60_000), Ordering::Relaxed),
+        (&Method::POST, "/lab/heal") => f.heal(),
+        _ => anyhow::bail!("unknown lab request {method} {path}: try GET /raft, POST /lab/isolate?peers=2,3, /lab/heal"),
+    }
+    let st = lab.server.node().status();
+    Ok(serde_json::json!({
+        "id": st.id,
+        "leader": st.leader,
+        "term": st.term,
+        "role": format!("{:?}", st.role),
+        "commit": st.commit,
+        "applied": st.applied,
+        "voters": st.voters,
+        "learners": st.learners,
+        "faults": f.describe(),
+    }))
 }
 
 /// Binds the admin listener; errors name the address.
@@ -257,6 +318,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     broker: Broker,
+    lab: Option<Lab>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let registry = Registry::new();
@@ -264,6 +326,7 @@ pub async fn serve(
     keel_kafka::metrics::register(&registry)?;
     let state = StateGauges::new(&registry)?;
     let admin = Arc::new(Admin {
+        lab,
         broker,
         registry,
         state,

@@ -5,6 +5,7 @@ mod bench;
 mod bench_compact;
 mod bench_group;
 mod cli;
+mod etcd_node;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,8 +30,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one node with embedded defaults (data in ./keel-data, Kafka on 127.0.0.1:9092).
+    /// Run one node with embedded defaults (data in ./keel-data, Kafka on 127.0.0.1:9092,
+    /// etcd on 127.0.0.1:2379); `--nodes 3` runs a local three-node cluster instead.
     Dev(DevArgs),
+    /// Run one node of a cluster (flags modelled on etcd's: --node-id, --initial-cluster ...).
+    Start(DevArgs),
     /// Measure produce or consume throughput and latency against a running node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -126,6 +130,33 @@ struct DevArgs {
     /// minutes (Kafka's offsets.retention.minutes).
     #[arg(long, default_value_t = 10_080, value_parser = clap::value_parser!(i64).range(1..=52_560_000))]
     offsets_retention_minutes: i64,
+    /// This node's id in the Raft quorum (etcd's member id).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    node_id: u64,
+    /// Address of the etcd v3 gRPC listener.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    etcd_addr: String,
+    /// Address for Raft traffic between nodes.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    peer_addr: String,
+    /// Every voter of a new cluster: ID=HOST:PORT,... (peer addresses); by
+    /// default this node alone.
+    #[arg(long, default_value = "")]
+    initial_cluster: String,
+    /// `new` bootstraps a cluster from --initial-cluster; `existing` joins one that
+    /// already added this node (etcdctl member add).
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Bytes the etcd store may hold before it raises the NOSPACE alarm (etcd's
+    /// --quota-backend-bytes).
+    #[arg(long, default_value_t = 2 << 30, value_parser = clap::value_parser!(u64).range(1 << 20..))]
+    quota_backend_bytes: u64,
+    /// Raft election timeout in milliseconds (ticks are 100 ms; etcd's --election-timeout).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(300..=50_000))]
+    election_timeout_ms: u64,
+    /// `keel dev` only: start this many local nodes as separate processes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
 }
 
 fn main() {
@@ -140,7 +171,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     // The node and benchmarks narrate at info; the operator verbs only warn.
     let default_level = match cli.command {
-        Command::Dev(_) | Command::Bench(_) => "info",
+        Command::Dev(_) | Command::Start(_) | Command::Bench(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -157,7 +188,8 @@ fn run() -> Result<()> {
         .build()
         .context("start tokio runtime")?;
     match cli.command {
-        Command::Dev(args) => rt.block_on(dev(args)),
+        Command::Dev(args) if args.nodes > 1 => rt.block_on(dev_cluster(args)),
+        Command::Dev(args) | Command::Start(args) => rt.block_on(dev(args)),
         Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
         Command::Topic { common, cmd } => rt.block_on(cli::topic::run(cmd, &common)),
         Command::Produce { common, args } => rt.block_on(cli::produce::run(args, &common)),
@@ -173,6 +205,11 @@ fn run() -> Result<()> {
 }
 
 async fn dev(args: DevArgs) -> Result<()> {
+    let initial_cluster = if args.initial_cluster.is_empty() {
+        vec![(args.node_id, args.peer_addr.clone())]
+    } else {
+        etcd_node::parse_initial_cluster(&args.initial_cluster)?
+    };
     let listener = tokio::net::TcpListener::bind(&args.kafka_addr)
         .await
         .with_context(|| format!("listen on {}", args.kafka_addr))?;
@@ -213,6 +250,20 @@ async fn dev(args: DevArgs) -> Result<()> {
         .await?
         .context("open data directory")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let quorum = etcd_node::Quorum::start(
+        etcd_node::QuorumArgs {
+            node_id: args.node_id,
+            data_dir: args.data_dir.clone(),
+            peer_addr: args.peer_addr.clone(),
+            etcd_addr: args.etcd_addr.clone(),
+            initial_cluster,
+            existing: args.initial_cluster_state == "existing",
+            quota_bytes: args.quota_backend_bytes,
+            election_ms: args.election_timeout_ms,
+        },
+        stop_rx.clone(),
+    )
+    .await?;
 
     let ticker = {
         let broker = broker.clone();
@@ -263,6 +314,10 @@ async fn dev(args: DevArgs) -> Result<()> {
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         broker.clone(),
+        Some(admin::Lab {
+            server: quorum.server.clone(),
+            faults: quorum.faults.clone(),
+        }),
         stop_rx.clone(),
     ));
     let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
@@ -278,7 +333,12 @@ async fn dev(args: DevArgs) -> Result<()> {
         "  Kafka:  {}:{}   try: kcat -b {}:{} -L",
         advertised.host, advertised.port, advertised.host, advertised.port
     );
-    println!("  Admin:  http://{admin_local}/metrics  http://{admin_local}/health");
+    println!(
+        "  etcd:   {}   try: etcdctl --endpoints={} put greeting hello",
+        quorum.etcd_local, quorum.etcd_local
+    );
+    println!("  Raft:   node {} peers on {}", args.node_id, quorum.peer_local);
+    println!("  Admin:  http://{admin_local}/metrics  http://{admin_local}/health  http://{admin_local}/raft");
     println!("  Data:   {} ({topics} topics)", data_dir.display());
     println!("  Stop:   Ctrl-C");
 
@@ -290,10 +350,58 @@ async fn dev(args: DevArgs) -> Result<()> {
     let _ = admin.await;
     let _ = ticker.await;
     let _ = cleaner.await;
+    quorum.shutdown().await;
     tokio::task::spawn_blocking(move || broker.shutdown())
         .await?
         .context("close logs")?;
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// `keel dev --nodes N`: N `keel start` processes on local ports, stopped together.
+async fn dev_cluster(args: DevArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("find the keel binary")?;
+    let n = args.nodes;
+    let port = |base: u16, i: u64| base + (i as u16 - 1) * 10_000;
+    let initial: Vec<String> = (1..=n)
+        .map(|i| format!("{i}=127.0.0.1:{}", port(2380, i)))
+        .collect();
+    let initial = initial.join(",");
+    let mut children = Vec::new();
+    println!("Keel: a local cluster of {n} nodes (each a `keel start` process)");
+    for i in 1..=n {
+        let dir = args.data_dir.join(format!("node{i}"));
+        let etcd = format!("127.0.0.1:{}", port(2379, i));
+        let kafka = format!("127.0.0.1:{}", 9092 + i - 1);
+        let admin = format!("127.0.0.1:{}", 9644 + i - 1);
+        let peer = format!("127.0.0.1:{}", port(2380, i));
+        println!("  node {i}: etcd {etcd}  kafka {kafka}  admin http://{admin}  peer {peer}  data {}", dir.display());
+        let child = tokio::process::Command::new(&exe)
+            .arg("start")
+            .args(["--node-id", &i.to_string()])
+            .args(["--data-dir", &dir.to_string_lossy()])
+            .args(["--etcd-addr", &etcd, "--peer-addr", &peer])
+            .args(["--kafka-addr", &kafka, "--admin-addr", &admin])
+            .args(["--initial-cluster", &initial])
+            .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start node {i}"))?;
+        children.push(child);
+    }
+    let endpoints: Vec<String> = (1..=n).map(|i| format!("127.0.0.1:{}", port(2379, i))).collect();
+    println!("  try:    etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
+    println!("  Stop:   Ctrl-C");
+    wait_for_signal().await?;
+    for c in &children {
+        if let Some(pid) = c.id() {
+            // SIGTERM: each node stops cleanly.
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+    for mut c in children {
+        let _ = c.wait().await;
+    }
     Ok(())
 }
 

@@ -1,0 +1,238 @@
+//! Wiring of the control plane in the node: the Raft WAL, the etcd state
+//! machine, the peer transport and the etcd gRPC listener.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use keel_etcd::pb::keelpb::MemberInfo;
+use keel_etcd::server::EtcdServer;
+use keel_etcd::store::{ApplyResult, Store, StoreConfig};
+use keel_raft::node::mailbox;
+use keel_raft::transport::AddressBook;
+use keel_raft::{Faults, Node, NodeConfig, TcpTransport};
+use tokio::sync::watch;
+
+/// What the operator said about the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumArgs {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub peer_addr: String,
+    pub etcd_addr: String,
+    /// `id=host:port` for every voter of a new cluster (this node included).
+    pub initial_cluster: Vec<(u64, String)>,
+    /// `new` bootstraps from `initial_cluster`; `existing` joins a running cluster
+    /// that already added this node (etcdctl member add).
+    pub existing: bool,
+    pub quota_bytes: u64,
+    pub election_ms: u64,
+}
+
+pub struct Quorum {
+    pub server: EtcdServer,
+    pub faults: Arc<Faults>,
+    pub etcd_local: std::net::SocketAddr,
+    pub peer_local: std::net::SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Parses `1=127.0.0.1:2380,2=127.0.0.1:22380`.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .with_context(|| format!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .with_context(|| format!("--initial-cluster: node id {id:?} must be a positive integer"))?;
+        let addr = keel_etcd::store::strip_scheme(addr).to_string();
+        if !addr.contains(':') {
+            bail!("--initial-cluster: {addr:?} for node {id} has no port");
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            bail!("--initial-cluster: node {id} appears twice");
+        }
+        out.push((id, addr));
+    }
+    Ok(out)
+}
+
+/// The cluster id: a hash of the initial membership, the same on every member.
+fn cluster_id(initial: &[(u64, String)]) -> u64 {
+    let mut sorted = initial.to_vec();
+    sorted.sort();
+    let text: String = sorted.iter().map(|(i, a)| format!("{i}={a},")).collect();
+    let a = u64::from(crc32c::crc32c(text.as_bytes()));
+    let b = u64::from(crc32c::crc32c_append(0x5eed, text.as_bytes()));
+    (a << 32) | b
+}
+
+impl Quorum {
+    pub async fn start(args: QuorumArgs, stop: watch::Receiver<bool>) -> Result<Quorum> {
+        if !args.existing && !args.initial_cluster.iter().any(|(i, _)| *i == args.node_id) {
+            bail!(
+                "--initial-cluster does not name this node ({}); add {}={}",
+                args.node_id,
+                args.node_id,
+                args.peer_addr
+            );
+        }
+        let peer_listener = tokio::net::TcpListener::bind(&args.peer_addr)
+            .await
+            .with_context(|| format!("listen for Raft peers on {}", args.peer_addr))?;
+        let etcd_listener = tokio::net::TcpListener::bind(&args.etcd_addr)
+            .await
+            .with_context(|| format!("listen for etcd clients on {}", args.etcd_addr))?;
+        let peer_local = peer_listener.local_addr()?;
+        let etcd_local = etcd_listener.local_addr()?;
+
+        let addresses: AddressBook = Arc::new(RwLock::new(HashMap::new()));
+        {
+            let mut book = addresses.write().expect("address book lock");
+            for (id, a) in &args.initial_cluster {
+                book.insert(*id, a.clone());
+            }
+            book.insert(args.node_id, peer_local.to_string());
+        }
+        let members = args
+            .initial_cluster
+            .iter()
+            .map(|(id, a)| MemberInfo {
+                id: *id,
+                name: format!("keel-{id}"),
+                peer_urls: vec![format!("http://{a}")],
+                client_urls: if *id == args.node_id {
+                    vec![format!("http://{etcd_local}")]
+                } else {
+                    vec![]
+                },
+                is_learner: false,
+            })
+            .collect();
+        let election_ticks = (args.election_ms / 100).max(3) as usize;
+        let config = StoreConfig {
+            cluster_id: cluster_id(&args.initial_cluster),
+            initial_members: members,
+            quota_bytes: args.quota_bytes,
+            // etcd: a lease lives at least 1.5 election timeouts.
+            lease_ttl_min: ((args.election_ms * 3 / 2) as f64 / 1000.0).ceil() as i64,
+        };
+        let dir = args.data_dir.clone();
+        let book = addresses.clone();
+        let (wal, store) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (wal, recovered) = keel_raft::wal::Wal::open(&dir.join("raft"))
+                .context("open the Raft log")?;
+            if recovered.truncated_bytes > 0 {
+                tracing::warn!(
+                    "raft log: dropped a torn tail of {} bytes",
+                    recovered.truncated_bytes
+                );
+            }
+            let store = Store::open(&dir.join("etcd"), config, book)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("open the etcd store")?;
+            Ok((wal, store))
+        })
+        .await??;
+        let store = Arc::new(Mutex::new(store));
+        let (mb, inbox) = mailbox::<ApplyResult>();
+        let faults = Arc::new(Faults::default());
+        let transport = TcpTransport::start(
+            args.node_id,
+            peer_listener,
+            addresses.clone(),
+            Arc::new(mb.clone()),
+            faults.clone(),
+        );
+        let voters = if args.existing {
+            vec![]
+        } else {
+            args.initial_cluster.iter().map(|(i, _)| *i).collect()
+        };
+        let mut nc = NodeConfig::new(args.node_id, voters);
+        nc.election_ticks = election_ticks;
+        let node = Arc::new(
+            Node::start(nc, wal, store.clone(), transport, mb, inbox).context("start the Raft node")?,
+        );
+        // This node's client URL is what followers forward to; make it known
+        // to the membership (etcd publishes it the same way at start-up).
+        let server = EtcdServer::new(node.clone(), store.clone(), args.node_id, args.data_dir.join("etcd"));
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(publish_client_url(
+            server.clone(),
+            format!("http://{etcd_local}"),
+            stop.clone(),
+        )));
+        {
+            let s = server.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move { s.run_lessor(stop).await }));
+        }
+        {
+            let routes = server.routes();
+            let mut stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(etcd_listener);
+                let r = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!("etcd listener: {e}");
+                }
+            }));
+        }
+        Ok(Quorum {
+            server,
+            faults,
+            etcd_local,
+            peer_local,
+            tasks,
+        })
+    }
+
+    /// Waits for the tasks, then stops the Raft node (which persists applied state).
+    pub async fn shutdown(self) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let node = self.server.node().clone();
+        let _ = tokio::task::spawn_blocking(move || node.stop()).await;
+    }
+}
+
+/// Records this node's client URL in the membership once a leader exists
+/// (etcd's publish), so other members can forward to it.
+async fn publish_client_url(server: EtcdServer, url: String, mut stop: watch::Receiver<bool>) {
+    let mut status = server.node().watch_status();
+    loop {
+        let known = {
+            let store = server.store().lock().expect("store lock");
+            store
+                .members()
+                .iter()
+                .any(|m| m.client_urls.contains(&url) && m.id == status.borrow().id)
+        };
+        if known {
+            return;
+        }
+        let has_leader = status.borrow().leader != 0;
+        if has_leader && server.publish_client_url(url.clone()).await.is_ok() {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = status.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
