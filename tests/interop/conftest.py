@@ -35,13 +35,18 @@ def wait_until(cond, timeout=15.0, what="condition"):
 
 
 class Node:
-    def __init__(self, data_dir, port=None, extra=()):
+    def __init__(self, data_dir, port=None, extra=(), etcd_port=None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self.etcd_port = etcd_port or free_port()
         self.extra = list(extra)
         self.proc = None
         self.stopped = False
         self.log = self.data_dir.parent / f"keel-{self.port}.log"
+
+    @property
+    def etcd(self):
+        return f"127.0.0.1:{self.etcd_port}"
 
     @property
     def bootstrap(self):
@@ -52,11 +57,12 @@ class Node:
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap,
-             "--admin-addr", "127.0.0.1:0", *self.extra],
+             "--admin-addr", "127.0.0.1:0", "--etcd-addr", f"127.0.0.1:{self.etcd_port}",
+             "--peer-addr", "127.0.0.1:0", *self.extra],
             stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         lines = []
-        for _ in range(10):
+        for _ in range(20):
             line = self.proc.stdout.readline().decode()
             lines.append(line)
             if not line or line.strip().startswith("Stop:"):

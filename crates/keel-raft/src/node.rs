@@ -227,7 +227,11 @@ impl<O: Send + 'static> Node<O> {
         };
         raft_config.validate()?;
         let logger = slog::Logger::root(TracingDrain, slog::o!());
-        let raw = RawNode::new(&raft_config, wal.clone(), &logger)?;
+        let mut raw = RawNode::new(&raft_config, wal.clone(), &logger)?;
+        // The only voter need not wait out an election timeout to lead.
+        if raw.raft.prs().conf().voters().ids().iter().collect::<Vec<_>>() == [config.id] {
+            raw.campaign()?;
+        }
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
         let request_timeout = config.request_timeout;
         let mut lp = Loop {

@@ -91,6 +91,13 @@ impl Quorum {
             .with_context(|| format!("listen for etcd clients on {}", args.etcd_addr))?;
         let peer_local = peer_listener.local_addr()?;
         let etcd_local = etcd_listener.local_addr()?;
+        let mut args = args;
+        for (id, a) in &mut args.initial_cluster {
+            // `--peer-addr HOST:0` on a single node: name the port it got.
+            if *id == args.node_id && a.ends_with(":0") {
+                *a = peer_local.to_string();
+            }
+        }
 
         let addresses: AddressBook = Arc::new(RwLock::new(HashMap::new()));
         {
@@ -107,11 +114,9 @@ impl Quorum {
                 id: *id,
                 name: format!("keel-{id}"),
                 peer_urls: vec![format!("http://{a}")],
-                client_urls: if *id == args.node_id {
-                    vec![format!("http://{etcd_local}")]
-                } else {
-                    vec![]
-                },
+                // Every member must bootstrap the same state: client URLs come
+                // later, each member publishing its own through Raft.
+                client_urls: vec![],
                 is_learner: false,
             })
             .collect();
