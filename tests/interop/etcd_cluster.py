@@ -126,7 +126,7 @@ class Cluster:
     def live(self):
         return [n for n in self.nodes.values() if n.alive()]
 
-    def wait_leader(self, timeout=20, among=None):
+    def wait_leader(self, timeout=20, among=None, exclude=None):
         """The id of a leader that a majority of the (given) live nodes agree on."""
         def agreed():
             nodes = among or self.live()
@@ -139,6 +139,8 @@ class Cluster:
                 if st["leader"]:
                     seen[st["leader"]] = seen.get(st["leader"], 0) + 1
             for leader, votes in seen.items():
+                if leader == exclude:
+                    continue
                 if votes > len(self.nodes) // 2 or (among and votes == len(among)):
                     if self.nodes[leader].alive():
                         st = self.nodes[leader].status()
