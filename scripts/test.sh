@@ -14,6 +14,15 @@ if ! command -v kcat >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
 fi
 
+# etcdctl 3.4 (the etcd face's reference client), etcd 3.4 (the peer keel bench kv
+# is compared with) and protoc (the Rust etcd-client crate compiles etcd's protos).
+if ! command -v etcdctl >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
+  step "installing etcdctl, etcd and protoc (apt)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-client etcd-server protobuf-compiler >/dev/null
+fi
+
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   step "installing Node.js and npm (apt), for KafkaJS"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -39,5 +48,5 @@ cargo build --release --locked
 step "cargo test (unit, property, integration)"
 cargo test --workspace --release --locked
 
-step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python and KafkaJS"
+step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python, KafkaJS, etcdctl and etcd3"
 KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/interop

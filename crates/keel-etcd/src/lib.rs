@@ -9,6 +9,7 @@
 //! replicated state: replicas apply the same entries to the same result.
 
 pub mod error;
+pub mod quorum;
 pub mod server;
 pub mod store;
 

@@ -237,7 +237,11 @@ impl EtcdServer {
                 .and_then(|m| m.client_urls.first().cloned())
         }
         .ok_or_else(|| Status::from(EtcdError::NoLeader))?;
-        let url = if url.contains("://") { url } else { format!("http://{url}") };
+        let url = if url.contains("://") {
+            url
+        } else {
+            format!("http://{url}")
+        };
         let ch = tonic::transport::Endpoint::from_shared(url)
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
@@ -254,7 +258,9 @@ impl EtcdServer {
             client_urls: vec![url],
             ..MemberInfo::default()
         };
-        self.propose(internal_request::Request::MemberUpdate(info)).await.map(|_| ())
+        self.propose(internal_request::Request::MemberUpdate(info))
+            .await
+            .map(|_| ())
     }
 
     fn is_leader(&self) -> bool {
@@ -281,7 +287,10 @@ impl EtcdServer {
         let mut c = self.leader_lease_client().await?;
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-        let mut resp = c.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+        let mut resp = c
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
         match resp.next().await {
             Some(Ok(r)) => Ok(r.ttl),
             Some(Err(e)) => Err(e),
@@ -301,7 +310,7 @@ impl EtcdServer {
                     key: prefix.to_vec(),
                     range_end: end.clone(),
                     max_create_revision: my_rev - 1,
-                    sort_order: 2, // descend
+                    sort_order: 2,  // descend
                     sort_target: 1, // create
                     limit: 1,
                     ..RangeRequest::default()
@@ -313,9 +322,11 @@ impl EtcdServer {
             loop {
                 match events.recv().await {
                     Ok(ev) => {
-                        if ev.events.iter().any(|e| {
-                            e.r#type == 1 && e.kv.as_ref().map(|k| &k.key) == Some(&older)
-                        }) {
+                        if ev
+                            .events
+                            .iter()
+                            .any(|e| e.r#type == 1 && e.kv.as_ref().map(|k| &k.key) == Some(&older))
+                        {
                             break;
                         }
                     }
@@ -342,7 +353,10 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 fn check_txn(t: &TxnRequest) -> Result<(), EtcdError> {
-    if t.compare.len() > TXN_OPS_MAX || t.success.len() > TXN_OPS_MAX || t.failure.len() > TXN_OPS_MAX {
+    if t.compare.len() > TXN_OPS_MAX
+        || t.success.len() > TXN_OPS_MAX
+        || t.failure.len() > TXN_OPS_MAX
+    {
         return Err(EtcdError::TooManyOps);
     }
     for ops in [&t.success, &t.failure] {
@@ -372,12 +386,12 @@ fn check_txn(t: &TxnRequest) -> Result<(), EtcdError> {
 }
 
 fn fill_txn_headers(t: &mut TxnResponse, h: &ResponseHeader) {
-    t.header = Some(h.clone());
+    t.header = Some(*h);
     for r in &mut t.responses {
         match &mut r.response {
-            Some(response_op::Response::ResponseRange(x)) => x.header = Some(h.clone()),
-            Some(response_op::Response::ResponsePut(x)) => x.header = Some(h.clone()),
-            Some(response_op::Response::ResponseDeleteRange(x)) => x.header = Some(h.clone()),
+            Some(response_op::Response::ResponseRange(x)) => x.header = Some(*h),
+            Some(response_op::Response::ResponsePut(x)) => x.header = Some(*h),
+            Some(response_op::Response::ResponseDeleteRange(x)) => x.header = Some(*h),
             Some(response_op::Response::ResponseTxn(x)) => fill_txn_headers(x, h),
             None => {}
         }
@@ -422,7 +436,10 @@ impl Kv for EtcdServer {
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        match self.propose(internal_request::Request::DeleteRange(req)).await? {
+        match self
+            .propose(internal_request::Request::DeleteRange(req))
+            .await?
+        {
             (Applied::DeleteRange(mut r), rev) => {
                 r.header = Some(self.header_at(rev));
                 Ok(Response::new(r))
@@ -468,19 +485,26 @@ impl Kv for EtcdServer {
 }
 
 fn txn_writes(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(request_op::Request::RequestPut(_)) | Some(request_op::Request::RequestDeleteRange(_)) => true,
-        Some(request_op::Request::RequestTxn(inner)) => txn_writes(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_))
+            | Some(request_op::Request::RequestDeleteRange(_)) => true,
+            Some(request_op::Request::RequestTxn(inner)) => txn_writes(inner),
+            _ => false,
+        })
 }
 
 fn txn_all_serializable(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(r)) => r.serializable,
-        Some(request_op::Request::RequestTxn(inner)) => txn_all_serializable(inner),
-        _ => true,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(r)) => r.serializable,
+            Some(request_op::Request::RequestTxn(inner)) => txn_all_serializable(inner),
+            _ => true,
+        })
 }
 
 impl EtcdServer {
@@ -514,7 +538,9 @@ impl Watch for EtcdServer {
                 watchers.retain(|_, (h, _)| !h.is_finished());
                 match msg.request_union {
                     Some(watch_request::RequestUnion::CreateRequest(c)) => {
-                        let id = if c.watch_id != 0 { c.watch_id } else {
+                        let id = if c.watch_id != 0 {
+                            c.watch_id
+                        } else {
                             while watchers.contains_key(&next_id) {
                                 next_id += 1;
                             }
@@ -549,7 +575,11 @@ impl Watch for EtcdServer {
                             let s = me.inner.store.lock().expect("store lock");
                             (s.subscribe(), s.revision(), s.compacted())
                         };
-                        let start = if c.start_revision > 0 { c.start_revision } else { current + 1 };
+                        let start = if c.start_revision > 0 {
+                            c.start_revision
+                        } else {
+                            current + 1
+                        };
                         progress.store(start - 1, Ordering::Relaxed);
                         if tx
                             .send(Ok(WatchResponse {
@@ -705,7 +735,8 @@ impl Watcher {
                         watch_id: self.id,
                         canceled: true,
                         compact_revision: compacted,
-                        cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                        cancel_reason: "etcdserver: mvcc: required revision has been compacted"
+                            .into(),
                         ..WatchResponse::default()
                     }))
                     .await;
@@ -771,7 +802,10 @@ impl Lease for EtcdServer {
         if req.id == 0 {
             req.id = self.inner.next_lease.fetch_add(1, Ordering::Relaxed) & i64::MAX;
         }
-        match self.propose(internal_request::Request::LeaseGrant(req)).await? {
+        match self
+            .propose(internal_request::Request::LeaseGrant(req))
+            .await?
+        {
             (Applied::LeaseGrant(mut r), rev) => {
                 r.header = Some(self.header_at(rev));
                 Ok(Response::new(r))
@@ -857,7 +891,11 @@ impl Lease for EtcdServer {
             .lock()
             .expect("lessor lock")
             .get(&req.id)
-            .map(|at| at.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as i64)
+            .map(|at| {
+                at.saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+                    .ceil() as i64
+            })
             .unwrap_or(granted);
         Ok(Response::new(LeaseTimeToLiveResponse {
             header: Some(self.header()),
@@ -873,7 +911,11 @@ impl Lease for EtcdServer {
         let store = self.inner.store.lock().expect("store lock");
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
-            leases: store.leases().keys().map(|id| LeaseStatus { id: *id }).collect(),
+            leases: store
+                .leases()
+                .keys()
+                .map(|id| LeaseStatus { id: *id })
+                .collect(),
         }))
     }
 }
@@ -889,7 +931,11 @@ fn to_member(m: &MemberInfo) -> Member {
 }
 
 impl EtcdServer {
-    async fn change_members(&self, change: ConfChangeType, info: MemberInfo) -> Result<Vec<Member>, Status> {
+    async fn change_members(
+        &self,
+        change: ConfChangeType,
+        info: MemberInfo,
+    ) -> Result<Vec<Member>, Status> {
         if !self.is_leader() {
             // raft-rs does not forward conf changes; etcd forwards them to the leader.
             return Err(EtcdError::NotLeader.into());
@@ -961,7 +1007,13 @@ impl Cluster for EtcdServer {
             return Err(EtcdError::MemberNotFound.into());
         }
         let members = self
-            .change_members(ConfChangeType::RemoveNode, MemberInfo { id, ..MemberInfo::default() })
+            .change_members(
+                ConfChangeType::RemoveNode,
+                MemberInfo {
+                    id,
+                    ..MemberInfo::default()
+                },
+            )
             .await?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.header()),
@@ -976,7 +1028,10 @@ impl Cluster for EtcdServer {
             peer_urls: req.peer_ur_ls,
             ..MemberInfo::default()
         };
-        match self.propose(internal_request::Request::MemberUpdate(info)).await? {
+        match self
+            .propose(internal_request::Request::MemberUpdate(info))
+            .await?
+        {
             (Applied::Members(ms), _) => Ok(Response::new(MemberUpdateResponse {
                 header: Some(self.header()),
                 members: ms.iter().map(to_member).collect(),
@@ -995,7 +1050,10 @@ impl Cluster for EtcdServer {
         }))
     }
 
-    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Res<MemberPromoteResponse> {
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Res<MemberPromoteResponse> {
         let id = req.into_inner().id;
         let member = self
             .inner
@@ -1013,13 +1071,23 @@ impl Cluster for EtcdServer {
         }
         // etcd: a learner is ready when it holds 90% of the leader's log.
         let st = self.inner.node.status();
-        let leader_match = st.matched.iter().find(|(i, _)| *i == st.id).map_or(0, |m| m.1);
+        let leader_match = st
+            .matched
+            .iter()
+            .find(|(i, _)| *i == st.id)
+            .map_or(0, |m| m.1);
         let learner_match = st.matched.iter().find(|(i, _)| *i == id).map_or(0, |m| m.1);
         if st.role == Role::Leader && (learner_match as f64) < 0.9 * leader_match as f64 {
             return Err(EtcdError::LearnerNotReady.into());
         }
         let members = self
-            .change_members(ConfChangeType::AddNode, MemberInfo { is_learner: false, ..member })
+            .change_members(
+                ConfChangeType::AddNode,
+                MemberInfo {
+                    is_learner: false,
+                    ..member
+                },
+            )
             .await?;
         Ok(Response::new(MemberPromoteResponse {
             header: Some(self.header()),
@@ -1037,7 +1105,10 @@ impl Maintenance for EtcdServer {
             let alarms = store
                 .alarms()
                 .into_iter()
-                .map(|a| AlarmMember { member_id: self.inner.member_id, alarm: a })
+                .map(|a| AlarmMember {
+                    member_id: self.inner.member_id,
+                    alarm: a,
+                })
                 .collect();
             return Ok(Response::new(AlarmResponse {
                 header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
@@ -1061,7 +1132,9 @@ impl Maintenance for EtcdServer {
         let store = self.inner.store.lock().expect("store lock");
         let mut errors = Vec::new();
         if store.no_space() {
-            errors.push("memberID:".to_string() + &self.inner.member_id.to_string() + " alarm:NOSPACE ");
+            errors.push(
+                "memberID:".to_string() + &self.inner.member_id.to_string() + " alarm:NOSPACE ",
+            );
         }
         Ok(Response::new(StatusResponse {
             header: Some(store.header(self.inner.member_id, st.term)),
@@ -1078,7 +1151,9 @@ impl Maintenance for EtcdServer {
     }
 
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Res<DefragmentResponse> {
-        Ok(Response::new(DefragmentResponse { header: Some(self.header()) }))
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.header()),
+        }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Res<HashResponse> {
@@ -1093,7 +1168,11 @@ impl Maintenance for EtcdServer {
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Res<HashKvResponse> {
         let req = req.into_inner();
         let store = self.inner.store.lock().expect("store lock");
-        let rev = if req.revision <= 0 { store.revision() } else { req.revision };
+        let rev = if req.revision <= 0 {
+            store.revision()
+        } else {
+            req.revision
+        };
         if rev > store.revision() {
             return Err(EtcdError::FutureRev.into());
         }
@@ -1125,7 +1204,7 @@ impl Maintenance for EtcdServer {
             for chunk in bytes.chunks(32 << 10) {
                 sent += chunk.len();
                 let r = SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - sent) as u64,
                     blob: chunk.to_vec(),
                 };
@@ -1148,9 +1227,15 @@ impl Maintenance for EtcdServer {
         }
         self.inner.node.transfer_leader(target);
         let mut status = self.inner.node.watch_status();
-        let moved = tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| s.leader == target)).await;
+        let moved = tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.leader == target),
+        )
+        .await;
         match moved {
-            Ok(Ok(_)) => Ok(Response::new(MoveLeaderResponse { header: Some(self.header()) })),
+            Ok(Ok(_)) => Ok(Response::new(MoveLeaderResponse {
+                header: Some(self.header()),
+            })),
             _ => Err(EtcdError::Timeout.into()),
         }
     }
@@ -1192,7 +1277,9 @@ impl Lock for EtcdServer {
             }],
         };
         let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
-        let Applied::Txn(t) = applied else { return Err(unexpected()) };
+        let Applied::Txn(t) = applied else {
+            return Err(unexpected());
+        };
         let my_rev = if t.succeeded {
             rev
         } else {
@@ -1204,10 +1291,15 @@ impl Lock for EtcdServer {
             }
         };
         self.wait_for_turn(&prefix, my_rev).await?;
-        let kv = self.inner.store.lock().expect("store lock").range(&RangeRequest {
-            key: key.clone(),
-            ..RangeRequest::default()
-        })?;
+        let kv = self
+            .inner
+            .store
+            .lock()
+            .expect("store lock")
+            .range(&RangeRequest {
+                key: key.clone(),
+                ..RangeRequest::default()
+            })?;
         if kv.kvs.is_empty() {
             // The lease expired while waiting: the lock is not held.
             return Err(EtcdError::LeaseNotFound.into());
@@ -1220,14 +1312,14 @@ impl Lock for EtcdServer {
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Res<UnlockResponse> {
         let key = req.into_inner().key;
-        match self
+        let (_, rev) = self
             .propose(internal_request::Request::DeleteRange(DeleteRangeRequest {
                 key,
                 ..DeleteRangeRequest::default()
             }))
-            .await?
-        {
-            (_, rev) => Ok(Response::new(UnlockResponse { header: Some(self.header_at(rev)) })),
-        }
+            .await?;
+        Ok(Response::new(UnlockResponse {
+            header: Some(self.header_at(rev)),
+        }))
     }
 }

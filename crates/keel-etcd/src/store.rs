@@ -25,11 +25,13 @@ use tokio::sync::broadcast;
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
     compare, request_op, response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
-    Compare, CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
-use crate::pb::keelpb::{internal_request, InternalRequest, MemberInfo, SnapshotKv, SnapshotLease, StateSnapshot};
+use crate::pb::keelpb::{
+    internal_request, InternalRequest, MemberInfo, SnapshotKv, SnapshotLease, StateSnapshot,
+};
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
@@ -207,7 +209,10 @@ impl Store {
                 self.conf_state = decode_conf_state(&v);
             }
             if let Some(v) = get("alarms") {
-                self.alarms = v.chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect();
+                self.alarms = v
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect();
             }
         }
         if let Ok(leases) = rtx.open_table(LEASES) {
@@ -236,14 +241,21 @@ impl Store {
                     .ok_or_else(|| EtcdError::Internal("bad revision key in backend".into()))?;
                 let (tombstone, kv) = decode_value(v.value())?;
                 self.size_bytes += (kv.key.len() + kv.value.len()) as u64;
-                self.index.entry(kv.key.clone()).or_default().push(Version { rev, tombstone });
+                self.index
+                    .entry(kv.key.clone())
+                    .or_default()
+                    .push(Version { rev, tombstone });
             }
         }
         // Lease attachments follow each key's live version.
         let live: Vec<(Vec<u8>, Rev)> = self
             .index
             .iter()
-            .filter_map(|(k, vs)| vs.last().filter(|v| !v.tombstone).map(|v| (k.clone(), v.rev)))
+            .filter_map(|(k, vs)| {
+                vs.last()
+                    .filter(|v| !v.tombstone)
+                    .map(|v| (k.clone(), v.rev))
+            })
             .collect();
         for (key, rev) in live {
             if let Some(kv) = self.get_kv(&rtx, rev)? {
@@ -373,7 +385,11 @@ impl Store {
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey);
         }
-        let at = if req.revision <= 0 { self.revision } else { req.revision };
+        let at = if req.revision <= 0 {
+            self.revision
+        } else {
+            req.revision
+        };
         if at > self.revision {
             return Err(EtcdError::FutureRev);
         }
@@ -392,9 +408,12 @@ impl Store {
             || req.max_mod_revision > 0
             || req.min_create_revision > 0
             || req.max_create_revision > 0;
-        let sorted = req.sort_order != 0
-            && !(req.sort_target == 0 && req.sort_order == 1); // KEY ascend is the natural order
-        let limit = if req.limit > 0 { req.limit as usize } else { usize::MAX };
+        let sorted = req.sort_order != 0 && !(req.sort_target == 0 && req.sort_order == 1); // KEY ascend is the natural order
+        let limit = if req.limit > 0 {
+            req.limit as usize
+        } else {
+            usize::MAX
+        };
         if req.count_only {
             return Ok(RangeResponse {
                 header: None,
@@ -404,7 +423,11 @@ impl Store {
             });
         }
         // Without filters or sorting, read only what the limit lets through.
-        let take = if filtered || sorted { usize::MAX } else { limit.saturating_add(1) };
+        let take = if filtered || sorted {
+            usize::MAX
+        } else {
+            limit.saturating_add(1)
+        };
         let mut kvs = Vec::new();
         for rev in revs.into_iter().take(take) {
             let Some(mut kv) = get(rev)? else { continue };
@@ -459,11 +482,16 @@ impl Store {
             Err(e) => return Err(internal(e)),
         };
         let lo = Rev { main: from, sub: 0 }.to_bytes();
-        let hi = Rev { main: to, sub: i64::MAX }.to_bytes();
+        let hi = Rev {
+            main: to,
+            sub: i64::MAX,
+        }
+        .to_bytes();
         let mut out: Vec<RevisionEvents> = Vec::new();
         for row in t.range(lo.as_slice()..=hi.as_slice()).map_err(internal)? {
             let (k, v) = row.map_err(internal)?;
-            let rev = Rev::from_bytes(k.value()).ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
+            let rev = Rev::from_bytes(k.value())
+                .ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
             let (tombstone, kv) = decode_value(v.value())?;
             if out.last().map(|r| r.revision) != Some(rev.main) {
                 if out.len() == max {
@@ -482,7 +510,11 @@ impl Store {
                 pk
             });
             out.last_mut().expect("pushed above").events.push(Event {
-                r#type: if tombstone { EventType::Delete } else { EventType::Put } as i32,
+                r#type: if tombstone {
+                    EventType::Delete
+                } else {
+                    EventType::Put
+                } as i32,
                 kv: Some(kv),
                 prev_kv,
             });
@@ -506,10 +538,14 @@ impl Store {
         {
             let tx = self.wtx()?;
             let mut t = tx.open_table(KV).map_err(internal)?;
-            t.insert(rev.to_bytes().as_slice(), buf.as_slice()).map_err(internal)?;
+            t.insert(rev.to_bytes().as_slice(), buf.as_slice())
+                .map_err(internal)?;
         }
         self.size_bytes += (kv.key.len() + kv.value.len()) as u64;
-        self.index.entry(kv.key.clone()).or_default().push(Version { rev, tombstone });
+        self.index
+            .entry(kv.key.clone())
+            .or_default()
+            .push(Version { rev, tombstone });
         Ok(())
     }
 
@@ -532,7 +568,12 @@ impl Store {
         Ok(())
     }
 
-    fn put(&mut self, req: &PutRequest, rev: Rev, events: &mut Vec<Event>) -> Result<PutResponse, EtcdError> {
+    fn put(
+        &mut self,
+        req: &PutRequest,
+        rev: Rev,
+        events: &mut Vec<Event>,
+    ) -> Result<PutResponse, EtcdError> {
         let prev = match self.live_rev(&req.key, None) {
             Some(r) => self.get_kv_w(r)?,
             None => None,
@@ -596,7 +637,9 @@ impl Store {
             .collect();
         let mut prev_kvs = Vec::new();
         for r in live {
-            let Some(prev) = self.get_kv_w(r)? else { continue };
+            let Some(prev) = self.get_kv_w(r)? else {
+                continue;
+            };
             self.delete_key(&prev, Rev { main, sub: *sub }, events)?;
             *sub += 1;
             prev_kvs.push(prev);
@@ -609,7 +652,12 @@ impl Store {
         })
     }
 
-    fn delete_key(&mut self, prev: &KeyValue, rev: Rev, events: &mut Vec<Event>) -> Result<(), EtcdError> {
+    fn delete_key(
+        &mut self,
+        prev: &KeyValue,
+        rev: Rev,
+        events: &mut Vec<Event>,
+    ) -> Result<(), EtcdError> {
         if prev.lease != 0 {
             if let Some(l) = self.leases.get_mut(&prev.lease) {
                 l.keys.remove(&prev.key);
@@ -632,10 +680,17 @@ impl Store {
     fn compare(&mut self, c: &Compare) -> Result<bool, EtcdError> {
         self.wtx()?;
         let this = &*self;
-        let t = this.wtx.as_ref().expect("opened above").open_table(KV).map_err(internal)?;
-        this.compare_with(c, |rev| match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
-            Some(v) => Ok(Some(decode_value(v.value())?.1)),
-            None => Ok(None),
+        let t = this
+            .wtx
+            .as_ref()
+            .expect("opened above")
+            .open_table(KV)
+            .map_err(internal)?;
+        this.compare_with(c, |rev| {
+            match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
+                Some(v) => Ok(Some(decode_value(v.value())?.1)),
+                None => Ok(None),
+            }
         })
     }
 
@@ -658,8 +713,10 @@ impl Store {
                 kvs.push(kv);
             }
         }
-        let target = CompareTarget::try_from(c.target).map_err(|_| EtcdError::InvalidArgument("unknown compare target".into()))?;
-        let result = CompareResult::try_from(c.result).map_err(|_| EtcdError::InvalidArgument("unknown compare result".into()))?;
+        let target = CompareTarget::try_from(c.target)
+            .map_err(|_| EtcdError::InvalidArgument("unknown compare target".into()))?;
+        let result = CompareResult::try_from(c.result)
+            .map_err(|_| EtcdError::InvalidArgument("unknown compare result".into()))?;
         // A missing key compares as zero revisions/version (etcd: a Value or Lease
         // compare against a missing key fails).
         if kvs.is_empty() {
@@ -678,7 +735,9 @@ impl Store {
         let ok = kvs.iter().all(|kv| {
             let ord = match (&c.target_union, target) {
                 (Some(TargetUnion::Version(v)), CompareTarget::Version) => kv.version.cmp(v),
-                (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => kv.create_revision.cmp(v),
+                (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create) => {
+                    kv.create_revision.cmp(v)
+                }
                 (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod) => kv.mod_revision.cmp(v),
                 (Some(TargetUnion::Value(v)), CompareTarget::Value) => kv.value.cmp(v),
                 (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => kv.lease.cmp(v),
@@ -706,7 +765,11 @@ impl Store {
             match &op.request {
                 Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
                 Some(request_op::Request::RequestRange(r)) => {
-                    let at = if r.revision <= 0 { self.revision } else { r.revision };
+                    let at = if r.revision <= 0 {
+                        self.revision
+                    } else {
+                        r.revision
+                    };
                     if at > self.revision + 1 {
                         return Err(EtcdError::FutureRev);
                     }
@@ -714,16 +777,14 @@ impl Store {
                         return Err(EtcdError::Compacted);
                     }
                 }
-                Some(request_op::Request::RequestDeleteRange(d)) => {
-                    if d.key.is_empty() {
-                        return Err(EtcdError::EmptyKey);
-                    }
+                Some(request_op::Request::RequestDeleteRange(d)) if d.key.is_empty() => {
+                    return Err(EtcdError::EmptyKey);
                 }
                 Some(request_op::Request::RequestTxn(t)) => {
                     self.check_ops(&t.success)?;
                     self.check_ops(&t.failure)?;
                 }
-                None => {}
+                _ => {}
             }
         }
         Ok(())
@@ -743,7 +804,11 @@ impl Store {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let resp = match &op.request {
@@ -779,14 +844,18 @@ impl Store {
                     response_op::Response::ResponsePut(r)
                 }
                 Some(request_op::Request::RequestDeleteRange(d)) => {
-                    response_op::Response::ResponseDeleteRange(self.delete_range(d, main, sub, events)?)
+                    response_op::Response::ResponseDeleteRange(
+                        self.delete_range(d, main, sub, events)?,
+                    )
                 }
                 Some(request_op::Request::RequestTxn(t)) => {
                     response_op::Response::ResponseTxn(self.txn(t, main, sub, events)?)
                 }
                 None => continue,
             };
-            responses.push(ResponseOp { response: Some(resp) });
+            responses.push(ResponseOp {
+                response: Some(resp),
+            });
         }
         Ok(TxnResponse {
             header: None,
@@ -806,7 +875,11 @@ impl Store {
                 break;
             }
         }
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let resp = match &op.request {
@@ -818,9 +891,15 @@ impl Store {
                 }
                 _ => continue,
             };
-            responses.push(ResponseOp { response: Some(resp) });
+            responses.push(ResponseOp {
+                response: Some(resp),
+            });
         }
-        Ok(TxnResponse { header: None, succeeded, responses })
+        Ok(TxnResponse {
+            header: None,
+            succeeded,
+            responses,
+        })
     }
 
     fn compact(&mut self, req: &CompactionRequest) -> Result<i64, EtcdError> {
@@ -835,7 +914,9 @@ impl Store {
         let mut emptied = Vec::new();
         for (key, vs) in self.index.iter_mut() {
             // Keep the newest version at or below `rev` unless it is a tombstone.
-            let Some(keep) = vs.iter().rposition(|v| v.rev.main <= rev) else { continue };
+            let Some(keep) = vs.iter().rposition(|v| v.rev.main <= rev) else {
+                continue;
+            };
             let cut = if vs[keep].tombstone { keep + 1 } else { keep };
             drop.extend(vs.drain(..cut).map(|v| v.rev));
             if vs.is_empty() {
@@ -872,7 +953,9 @@ impl Store {
 
     fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
         if req.id <= 0 {
-            return Err(EtcdError::InvalidArgument("lease id must be positive".into()));
+            return Err(EtcdError::InvalidArgument(
+                "lease id must be positive".into(),
+            ));
         }
         if self.leases.contains_key(&req.id) {
             return Err(EtcdError::LeaseExist);
@@ -881,7 +964,13 @@ impl Store {
             return Err(EtcdError::LeaseTtlTooLarge);
         }
         let ttl = req.ttl.max(self.config.lease_ttl_min);
-        self.leases.insert(req.id, Lease { ttl, keys: BTreeSet::new() });
+        self.leases.insert(
+            req.id,
+            Lease {
+                ttl,
+                keys: BTreeSet::new(),
+            },
+        );
         {
             let tx = self.wtx()?;
             let mut t = tx.open_table(LEASES).map_err(internal)?;
@@ -895,7 +984,11 @@ impl Store {
         })
     }
 
-    fn lease_revoke(&mut self, req: &LeaseRevokeRequest, events: &mut Vec<Event>) -> Result<i64, EtcdError> {
+    fn lease_revoke(
+        &mut self,
+        req: &LeaseRevokeRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<i64, EtcdError> {
         let Some(lease) = self.leases.remove(&req.id) else {
             return Err(EtcdError::LeaseNotFound);
         };
@@ -920,7 +1013,10 @@ impl Store {
     fn alarm(&mut self, req: &AlarmRequest) -> Result<AlarmResponse, EtcdError> {
         use crate::pb::etcdserverpb::alarm_request::AlarmAction;
         let action = AlarmAction::try_from(req.action).unwrap_or(AlarmAction::Get);
-        let member = |a: i32| AlarmMember { member_id: req.member_id, alarm: a };
+        let member = |a: i32| AlarmMember {
+            member_id: req.member_id,
+            alarm: a,
+        };
         let resp = match action {
             AlarmAction::Get => self.alarms.iter().map(|a| member(*a)).collect(),
             AlarmAction::Activate => {
@@ -941,7 +1037,10 @@ impl Store {
         };
         let bytes: Vec<u8> = self.alarms.iter().flat_map(|a| a.to_le_bytes()).collect();
         self.put_meta("alarms", &bytes)?;
-        Ok(AlarmResponse { header: None, alarms: resp })
+        Ok(AlarmResponse {
+            header: None,
+            alarms: resp,
+        })
     }
 
     pub fn no_space(&self) -> bool {
@@ -953,10 +1052,7 @@ impl Store {
         use internal_request::Request as R;
         let main = self.revision + 1;
         let mut events = Vec::new();
-        let is_write = matches!(
-            req.request,
-            Some(R::Put(_)) | Some(R::Txn(_))
-        );
+        let is_write = matches!(req.request, Some(R::Put(_)) | Some(R::Txn(_)));
         // etcd's quota: once NOSPACE is raised, writes that grow the store are refused.
         if is_write && (self.no_space() || self.size_bytes > self.config.quota_bytes) {
             if !self.no_space() {
@@ -974,7 +1070,12 @@ impl Store {
         self.apply_request_unchecked(req, main, &mut events)
     }
 
-    fn apply_request_unchecked(&mut self, req: InternalRequest, main: i64, events: &mut Vec<Event>) -> Result<Applied, EtcdError> {
+    fn apply_request_unchecked(
+        &mut self,
+        req: InternalRequest,
+        main: i64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, EtcdError> {
         use internal_request::Request as R;
         let out = match req.request {
             Some(R::Put(p)) => {
@@ -1055,7 +1156,11 @@ impl Store {
             Some(tx) => tx,
             None => self.db.begin_write().map_err(internal)?,
         };
-        tx.set_durability(if durable { Durability::Immediate } else { Durability::None });
+        tx.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
         tx.commit().map_err(internal)?;
         if durable {
             self.durable_index = self.applied.0;
@@ -1065,7 +1170,11 @@ impl Store {
     }
 
     fn write_members(&mut self) -> Result<(), EtcdError> {
-        let members: Vec<(u64, Vec<u8>)> = self.members.iter().map(|(id, m)| (*id, m.encode_to_vec())).collect();
+        let members: Vec<(u64, Vec<u8>)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.encode_to_vec()))
+            .collect();
         let tx = self.wtx()?;
         let mut t = tx.open_table(MEMBERS).map_err(internal)?;
         t.retain(|_, _| false).map_err(internal)?;
@@ -1081,9 +1190,15 @@ impl Store {
         if let Ok(t) = rtx.open_table(KV) {
             for row in t.iter().map_err(internal)? {
                 let (k, v) = row.map_err(internal)?;
-                let rev = Rev::from_bytes(k.value()).ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
+                let rev = Rev::from_bytes(k.value())
+                    .ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
                 let (tombstone, kv) = decode_value(v.value())?;
-                kvs.push(SnapshotKv { main: rev.main, sub: rev.sub, tombstone, kv: Some(kv) });
+                kvs.push(SnapshotKv {
+                    main: rev.main,
+                    sub: rev.sub,
+                    tombstone,
+                    kv: Some(kv),
+                });
             }
         }
         Ok(StateSnapshot {
@@ -1091,7 +1206,14 @@ impl Store {
             compact_revision: self.compacted,
             current_revision: self.revision,
             kvs,
-            leases: self.leases.iter().map(|(id, l)| SnapshotLease { id: *id, ttl: l.ttl }).collect(),
+            leases: self
+                .leases
+                .iter()
+                .map(|(id, l)| SnapshotLease {
+                    id: *id,
+                    ttl: l.ttl,
+                })
+                .collect(),
             members: self.members(),
             alarms: self.alarms(),
             cluster_id: self.config.cluster_id,
@@ -1108,7 +1230,11 @@ impl Store {
         let rtx = self.db.begin_read().map_err(internal)?;
         let mut h = 0u32;
         if let Ok(t) = rtx.open_table(KV) {
-            let hi = Rev { main: rev, sub: i64::MAX }.to_bytes();
+            let hi = Rev {
+                main: rev,
+                sub: i64::MAX,
+            }
+            .to_bytes();
             for row in t.range(..=hi.as_slice()).map_err(internal)? {
                 let (k, v) = row.map_err(internal)?;
                 h = crc32c::crc32c_append(h, k.value());
@@ -1120,17 +1246,25 @@ impl Store {
 
     /// Stored versions: for status.
     pub fn stored_versions(&self) -> u64 {
-        let Ok(rtx) = self.db.begin_read() else { return 0 };
-        rtx.open_table(KV).ok().and_then(|t| t.len().ok()).unwrap_or(0)
+        let Ok(rtx) = self.db.begin_read() else {
+            return 0;
+        };
+        rtx.open_table(KV)
+            .ok()
+            .and_then(|t| t.len().ok())
+            .unwrap_or(0)
     }
 }
 
 fn txn_has_put(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(request_op::Request::RequestPut(_)) => true,
-        Some(request_op::Request::RequestTxn(t)) => txn_has_put(t),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => txn_has_put(t),
+            _ => false,
+        })
 }
 
 impl keel_raft::StateMachine for Store {
@@ -1146,7 +1280,9 @@ impl keel_raft::StateMachine for Store {
         } else {
             match InternalRequest::decode(data) {
                 Ok(req) => self.apply_request(req),
-                Err(e) => Err(EtcdError::Internal(format!("undecodable entry {index}: {e}"))),
+                Err(e) => Err(EtcdError::Internal(format!(
+                    "undecodable entry {index}: {e}"
+                ))),
             }
         };
         if let Err(e) = self.set_applied(index, term) {
@@ -1173,7 +1309,10 @@ impl keel_raft::StateMachine for Store {
             match change.get_change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                     let learner = change.get_change_type() == ConfChangeType::AddLearnerNode;
-                    let entry = self.members.entry(id).or_insert_with(|| MemberInfo { id, ..info.clone() });
+                    let entry = self
+                        .members
+                        .entry(id)
+                        .or_insert_with(|| MemberInfo { id, ..info.clone() });
                     entry.is_learner = learner;
                     if !info.peer_urls.is_empty() && info.id == id {
                         entry.peer_urls = info.peer_urls.clone();
@@ -1181,7 +1320,10 @@ impl keel_raft::StateMachine for Store {
                 }
                 ConfChangeType::RemoveNode => {
                     self.members.remove(&id);
-                    self.peer_addresses.write().expect("address book lock").remove(&id);
+                    self.peer_addresses
+                        .write()
+                        .expect("address book lock")
+                        .remove(&id);
                 }
             }
         }
@@ -1224,7 +1366,13 @@ impl keel_raft::StateMachine for Store {
         }
     }
 
-    fn restore(&mut self, index: u64, term: u64, cs: &ConfState, data: &[u8]) -> Result<(), keel_raft::Error> {
+    fn restore(
+        &mut self,
+        index: u64,
+        term: u64,
+        cs: &ConfState,
+        data: &[u8],
+    ) -> Result<(), keel_raft::Error> {
         let err = |e: EtcdError| keel_raft::Error::StateMachine(e.to_string());
         let snap = if data.is_empty() {
             // A brand-new cluster: empty store, the initial members.
@@ -1252,8 +1400,16 @@ impl keel_raft::StateMachine for Store {
                 let Some(k) = &s.kv else { continue };
                 let mut buf = vec![if s.tombstone { TOMBSTONE } else { PUT }];
                 k.encode(&mut buf).map_err(|e| err(internal(e)))?;
-                kv.insert(Rev { main: s.main, sub: s.sub }.to_bytes().as_slice(), buf.as_slice())
-                    .map_err(|e| err(internal(e)))?;
+                kv.insert(
+                    Rev {
+                        main: s.main,
+                        sub: s.sub,
+                    }
+                    .to_bytes()
+                    .as_slice(),
+                    buf.as_slice(),
+                )
+                .map_err(|e| err(internal(e)))?;
             }
             let mut leases = tx.open_table(LEASES).map_err(|e| err(internal(e)))?;
             for l in &snap.leases {
@@ -1261,7 +1417,9 @@ impl keel_raft::StateMachine for Store {
             }
             let mut members = tx.open_table(MEMBERS).map_err(|e| err(internal(e)))?;
             for m in &snap.members {
-                members.insert(m.id, m.encode_to_vec().as_slice()).map_err(|e| err(internal(e)))?;
+                members
+                    .insert(m.id, m.encode_to_vec().as_slice())
+                    .map_err(|e| err(internal(e)))?;
             }
             let mut meta = tx.open_table(META).map_err(|e| err(internal(e)))?;
             let mut applied = Vec::new();
@@ -1269,7 +1427,10 @@ impl keel_raft::StateMachine for Store {
             applied.extend_from_slice(&term.to_le_bytes());
             let alarms: Vec<u8> = snap.alarms.iter().flat_map(|a| a.to_le_bytes()).collect();
             for (k, v) in [
-                ("revision", snap.current_revision.max(1).to_le_bytes().to_vec()),
+                (
+                    "revision",
+                    snap.current_revision.max(1).to_le_bytes().to_vec(),
+                ),
                 ("compacted", snap.compact_revision.to_le_bytes().to_vec()),
                 ("applied", applied),
                 ("conf_state", encode_conf_state(cs)),
@@ -1311,7 +1472,12 @@ fn decode_value(v: &[u8]) -> Result<(bool, KeyValue), EtcdError> {
 fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
     // voters, learners, voters_outgoing, learners_next, auto_leave: as u64 lists.
     let mut out = Vec::new();
-    for list in [cs.get_voters(), cs.get_learners(), cs.get_voters_outgoing(), cs.get_learners_next()] {
+    for list in [
+        cs.get_voters(),
+        cs.get_learners(),
+        cs.get_voters_outgoing(),
+        cs.get_learners_next(),
+    ] {
         out.extend_from_slice(&(list.len() as u32).to_le_bytes());
         for id in list {
             out.extend_from_slice(&id.to_le_bytes());
@@ -1332,7 +1498,12 @@ fn decode_conf_state(mut b: &[u8]) -> ConfState {
         if b.len() < n * 8 {
             return ConfState::default();
         }
-        lists.push(b[..n * 8].chunks(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect());
+        lists.push(
+            b[..n * 8]
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+                .collect(),
+        );
         b = &b[n * 8..];
     }
     let mut cs = ConfState::default();
@@ -1346,5 +1517,7 @@ fn decode_conf_state(mut b: &[u8]) -> ConfState {
 
 /// `http://host:port` → `host:port`.
 pub fn strip_scheme(url: &str) -> &str {
-    url.split_once("://").map_or(url, |(_, rest)| rest).trim_end_matches('/')
+    url.split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/')
 }

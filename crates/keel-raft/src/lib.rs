@@ -55,8 +55,7 @@ pub trait StateMachine: Send + 'static {
     fn snapshot(&self) -> Vec<u8>;
 
     /// Replaces the whole state with a snapshot taken at `index`, durably.
-    fn restore(&mut self, index: u64, term: u64, cs: &ConfState, data: &[u8])
-        -> Result<(), Error>;
+    fn restore(&mut self, index: u64, term: u64, cs: &ConfState, data: &[u8]) -> Result<(), Error>;
 }
 
 #[derive(Debug, thiserror::Error)]

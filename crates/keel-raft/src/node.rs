@@ -16,15 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
-use raft::eraftpb::{
-    ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata,
-};
-use raft_proto::ConfChangeI as _;
+use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
+use raft_proto::ConfChangeI as _;
 use tokio::sync::{oneshot, watch};
 
 use crate::transport::{Inbound, Transport};
-use crate::wal::Wal;
+use crate::wal::{snapshot_meta, Wal};
 use crate::{Error, StateMachine};
 
 #[derive(Debug, Clone)]
@@ -168,11 +166,8 @@ impl<O: Send + 'static> Node<O> {
         // later, with an empty log, can only catch up by a snapshot, which
         // carries the membership.
         if wal.is_empty() && !config.initial_voters.is_empty() {
-            let mut meta = SnapshotMetadata::default();
-            meta.index = 1;
-            meta.term = 1;
-            meta.set_conf_state(ConfState::from((config.initial_voters.clone(), vec![])));
-            wal.compact_to(meta)?;
+            let voters = ConfState::from((config.initial_voters.clone(), vec![]));
+            wal.compact_to(snapshot_meta(1, 1, voters))?;
         }
         let (applied, applied_term, sm_conf) = sm.lock().expect("state machine lock").applied();
         if applied < wal.snapshot_index() {
@@ -186,11 +181,7 @@ impl<O: Send + 'static> Node<O> {
         } else if applied > 0 {
             if applied > wal.last_index_now() {
                 // Crashed after installing a snapshot, before the log was reset.
-                let mut meta = SnapshotMetadata::default();
-                meta.index = applied;
-                meta.term = applied_term;
-                meta.set_conf_state(sm_conf.clone());
-                wal.compact_to(meta)?;
+                wal.compact_to(snapshot_meta(applied, applied_term, sm_conf.clone()))?;
             }
             // The membership as of what the state machine holds; conf changes after
             // it are re-applied from the log.
@@ -198,12 +189,12 @@ impl<O: Send + 'static> Node<O> {
         }
         let applied = sm.lock().expect("state machine lock").applied().0;
         {
-            let sm = sm.clone();
-            let wal2 = wal.clone();
+            // The closure must not hold the WAL (it lives in the WAL: a cycle).
+            let sm = Arc::downgrade(&sm);
             wal.set_snapshot_source(Box::new(move || {
+                let sm = sm.upgrade()?;
                 let sm = sm.lock().ok()?;
-                let (index, _, cs) = sm.applied();
-                let term = wal2.term(index).ok()?;
+                let (index, term, cs) = sm.applied();
                 let mut s = Snapshot::default();
                 s.set_data(sm.snapshot().into());
                 let m = s.mut_metadata();
@@ -229,7 +220,16 @@ impl<O: Send + 'static> Node<O> {
         let logger = slog::Logger::root(TracingDrain, slog::o!());
         let mut raw = RawNode::new(&raft_config, wal.clone(), &logger)?;
         // The only voter need not wait out an election timeout to lead.
-        if raw.raft.prs().conf().voters().ids().iter().collect::<Vec<_>>() == [config.id] {
+        if raw
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .collect::<Vec<_>>()
+            == [config.id]
+        {
             raw.campaign()?;
         }
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
@@ -470,9 +470,8 @@ impl<S: StateMachine> Loop<S> {
     }
 
     fn expire(&mut self, now: Instant) {
-        self.waiters.retain(|_, (deadline, tx)| {
-            !tx.is_closed() && *deadline > now
-        });
+        self.waiters
+            .retain(|_, (deadline, tx)| !tx.is_closed() && *deadline > now);
         let stale: Vec<u64> = self
             .reads_asked
             .iter()
@@ -618,11 +617,8 @@ impl<S: StateMachine> Loop<S> {
             return Ok(());
         }
         let term = self.wal.term(upto)?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = upto;
-        meta.term = term;
-        meta.set_conf_state(self.wal.conf_state());
-        self.wal.compact_to(meta)
+        self.wal
+            .compact_to(snapshot_meta(upto, term, self.wal.conf_state()))
     }
 
     fn publish_status(&self) {

@@ -65,8 +65,20 @@ impl Faults {
         self.delay_ms.store(0, Ordering::Relaxed);
     }
     pub fn describe(&self) -> String {
-        let mut from: Vec<u64> = self.drop_from.read().expect("faults lock").iter().copied().collect();
-        let mut to: Vec<u64> = self.drop_to.read().expect("faults lock").iter().copied().collect();
+        let mut from: Vec<u64> = self
+            .drop_from
+            .read()
+            .expect("faults lock")
+            .iter()
+            .copied()
+            .collect();
+        let mut to: Vec<u64> = self
+            .drop_to
+            .read()
+            .expect("faults lock")
+            .iter()
+            .copied()
+            .collect();
         from.sort_unstable();
         to.sort_unstable();
         format!(
@@ -206,7 +218,12 @@ async fn read_peer(stream: TcpStream, inbound: Arc<dyn Inbound>, faults: Arc<Fau
         }
         match Message::parse_from_bytes(&buf) {
             Ok(m) => {
-                if faults.drop_from.read().expect("faults lock").contains(&m.from) {
+                if faults
+                    .drop_from
+                    .read()
+                    .expect("faults lock")
+                    .contains(&m.from)
+                {
                     continue;
                 }
                 inbound.deliver(m);

@@ -120,8 +120,7 @@ impl Wal {
             );
             file.set_len(good_len)
                 .map_err(|e| Error::io("truncate raft wal", e))?;
-            file.sync_all()
-                .map_err(|e| Error::io("sync raft wal", e))?;
+            file.sync_all().map_err(|e| Error::io("sync raft wal", e))?;
         }
         file.seek(SeekFrom::Start(good_len))
             .map_err(|e| Error::io("seek raft wal", e))?;
@@ -182,7 +181,11 @@ impl Wal {
         let mut f = self.file.lock().expect("wal file lock");
         let mut buf = Vec::new();
         for e in entries {
-            encode_record(&mut buf, KIND_ENTRY, &e.write_to_bytes().map_err(Error::codec)?);
+            encode_record(
+                &mut buf,
+                KIND_ENTRY,
+                &e.write_to_bytes().map_err(Error::codec)?,
+            );
         }
         f.write(&buf)?;
         let mut c = self.core.write().expect("wal lock");
@@ -196,7 +199,11 @@ impl Wal {
     pub fn set_hard_state(&self, hs: &HardState) -> Result<(), Error> {
         let mut f = self.file.lock().expect("wal file lock");
         let mut buf = Vec::new();
-        encode_record(&mut buf, KIND_HARD_STATE, &hs.write_to_bytes().map_err(Error::codec)?);
+        encode_record(
+            &mut buf,
+            KIND_HARD_STATE,
+            &hs.write_to_bytes().map_err(Error::codec)?,
+        );
         f.write(&buf)?;
         self.core.write().expect("wal lock").hard_state = hs.clone();
         Ok(())
@@ -269,14 +276,17 @@ impl Wal {
             &c.hard_state.write_to_bytes().map_err(Error::codec)?,
         );
         for e in &c.entries {
-            encode_record(&mut buf, KIND_ENTRY, &e.write_to_bytes().map_err(Error::codec)?);
+            encode_record(
+                &mut buf,
+                KIND_ENTRY,
+                &e.write_to_bytes().map_err(Error::codec)?,
+            );
         }
         let tmp = f.path.with_extension("tmp");
         let mut nf = File::create(&tmp).map_err(|e| Error::io("create raft wal", e))?;
         nf.write_all(&buf)
             .map_err(|e| Error::io("write raft wal", e))?;
-        nf.sync_all()
-            .map_err(|e| Error::io("fsync raft wal", e))?;
+        nf.sync_all().map_err(|e| Error::io("fsync raft wal", e))?;
         std::fs::rename(&tmp, &f.path).map_err(|e| Error::io("rename raft wal", e))?;
         sync_dir(f.path.parent().expect("wal has a dir"))?;
         let mut nf = OpenOptions::new()
@@ -300,6 +310,17 @@ impl WalFile {
         self.dirty = true;
         Ok(())
     }
+}
+
+/// Where a log starts: everything up to `index` (of `term`) is in the state machine.
+pub fn snapshot_meta(index: u64, term: u64, cs: ConfState) -> SnapshotMetadata {
+    let mut m = SnapshotMetadata {
+        index,
+        term,
+        ..SnapshotMetadata::default()
+    };
+    m.set_conf_state(cs);
+    m
 }
 
 fn encode_record(buf: &mut Vec<u8>, kind: u8, body: &[u8]) {

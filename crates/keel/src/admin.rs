@@ -244,11 +244,21 @@ impl Admin {
                     format!("{body}\n").into_bytes(),
                 )
             }
-            (method, path) if self.lab.is_some() && (path == "/raft" || path.starts_with("/lab/")) => {
+            (method, path)
+                if self.lab.is_some() && (path == "/raft" || path.starts_with("/lab/")) =>
+            {
                 let lab = self.lab.as_ref().expect("checked");
                 match lab_request(lab, method, path, req.uri().query().unwrap_or("")) {
-                    Ok(body) => reply(StatusCode::OK, "application/json", format!("{body}\n").into_bytes()),
-                    Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n").into_bytes()),
+                    Ok(body) => reply(
+                        StatusCode::OK,
+                        "application/json",
+                        format!("{body}\n").into_bytes(),
+                    ),
+                    Err(e) => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("{e}\n").into_bytes(),
+                    ),
                 }
             }
             _ => reply(
@@ -266,14 +276,19 @@ impl Admin {
 fn lab_request(lab: &Lab, method: &Method, path: &str, query: &str) -> Result<serde_json::Value> {
     use std::sync::atomic::Ordering;
     let param = |name: &str| -> Option<&str> {
-        query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
     };
     let peers = || -> Result<Vec<u64>> {
         param("peers")
             .context("say which peers: ?peers=2,3")?
             .split(',')
             .filter(|p| !p.is_empty())
-            .map(|p| p.parse::<u64>().with_context(|| format!("peer id {p:?} is not a number")))
+            .map(|p| {
+                p.parse::<u64>()
+                    .with_context(|| format!("peer id {p:?} is not a number"))
+            })
             .collect()
     };
     let number = |name: &str| -> Result<u64> {

@@ -5,7 +5,6 @@ mod bench;
 mod bench_compact;
 mod bench_group;
 mod cli;
-mod etcd_node;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -208,7 +207,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     let initial_cluster = if args.initial_cluster.is_empty() {
         vec![(args.node_id, args.peer_addr.clone())]
     } else {
-        etcd_node::parse_initial_cluster(&args.initial_cluster)?
+        keel_etcd::quorum::parse_initial_cluster(&args.initial_cluster)?
     };
     let listener = tokio::net::TcpListener::bind(&args.kafka_addr)
         .await
@@ -250,8 +249,8 @@ async fn dev(args: DevArgs) -> Result<()> {
         .await?
         .context("open data directory")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let quorum = etcd_node::Quorum::start(
-        etcd_node::QuorumArgs {
+    let quorum = keel_etcd::quorum::Quorum::start(
+        keel_etcd::quorum::QuorumArgs {
             node_id: args.node_id,
             data_dir: args.data_dir.clone(),
             peer_addr: args.peer_addr.clone(),
@@ -337,7 +336,10 @@ async fn dev(args: DevArgs) -> Result<()> {
         "  etcd:   {}   try: etcdctl --endpoints={} put greeting hello",
         quorum.etcd_local, quorum.etcd_local
     );
-    println!("  Raft:   node {} peers on {}", args.node_id, quorum.peer_local);
+    println!(
+        "  Raft:   node {} peers on {}",
+        args.node_id, quorum.peer_local
+    );
     println!("  Admin:  http://{admin_local}/metrics  http://{admin_local}/health  http://{admin_local}/raft");
     println!("  Data:   {} ({topics} topics)", data_dir.display());
     println!("  Stop:   Ctrl-C");
@@ -375,7 +377,10 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
         let kafka = format!("127.0.0.1:{}", 9092 + i - 1);
         let admin = format!("127.0.0.1:{}", 9644 + i - 1);
         let peer = format!("127.0.0.1:{}", port(2380, i));
-        println!("  node {i}: etcd {etcd}  kafka {kafka}  admin http://{admin}  peer {peer}  data {}", dir.display());
+        println!(
+            "  node {i}: etcd {etcd}  kafka {kafka}  admin http://{admin}  peer {peer}  data {}",
+            dir.display()
+        );
         let child = tokio::process::Command::new(&exe)
             .arg("start")
             .args(["--node-id", &i.to_string()])
@@ -383,20 +388,30 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
             .args(["--etcd-addr", &etcd, "--peer-addr", &peer])
             .args(["--kafka-addr", &kafka, "--admin-addr", &admin])
             .args(["--initial-cluster", &initial])
-            .args(["--election-timeout-ms", &args.election_timeout_ms.to_string()])
+            .args([
+                "--election-timeout-ms",
+                &args.election_timeout_ms.to_string(),
+            ])
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start node {i}"))?;
         children.push(child);
     }
-    let endpoints: Vec<String> = (1..=n).map(|i| format!("127.0.0.1:{}", port(2379, i))).collect();
-    println!("  try:    etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
+    let endpoints: Vec<String> = (1..=n)
+        .map(|i| format!("127.0.0.1:{}", port(2379, i)))
+        .collect();
+    println!(
+        "  try:    etcdctl --endpoints={} endpoint status -w table",
+        endpoints.join(",")
+    );
     println!("  Stop:   Ctrl-C");
     wait_for_signal().await?;
     for c in &children {
         if let Some(pid) = c.id() {
             // SIGTERM: each node stops cleanly.
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
         }
     }
     for mut c in children {

@@ -1,4 +1,5 @@
-//! Wiring of the control plane in the node: the Raft WAL, the etcd state
+//! Wiring of one quorum member (used by `keel dev`/`keel start`, tests and
+//! benches): the Raft WAL, the etcd state
 //! machine, the peer transport and the etcd gRPC listener.
 
 use std::collections::HashMap;
@@ -6,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::pb::keelpb::MemberInfo;
+use crate::server::EtcdServer;
+use crate::store::{ApplyResult, Store, StoreConfig};
 use anyhow::{bail, Context, Result};
-use keel_etcd::pb::keelpb::MemberInfo;
-use keel_etcd::server::EtcdServer;
-use keel_etcd::store::{ApplyResult, Store, StoreConfig};
 use keel_raft::node::mailbox;
 use keel_raft::transport::AddressBook;
 use keel_raft::{Faults, Node, NodeConfig, TcpTransport};
@@ -46,12 +47,10 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(u64, String)>> {
         let (id, addr) = part
             .split_once('=')
             .with_context(|| format!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id
-            .parse()
-            .ok()
-            .filter(|id| *id > 0)
-            .with_context(|| format!("--initial-cluster: node id {id:?} must be a positive integer"))?;
-        let addr = keel_etcd::store::strip_scheme(addr).to_string();
+        let id: u64 = id.parse().ok().filter(|id| *id > 0).with_context(|| {
+            format!("--initial-cluster: node id {id:?} must be a positive integer")
+        })?;
+        let addr = crate::store::strip_scheme(addr).to_string();
         if !addr.contains(':') {
             bail!("--initial-cluster: {addr:?} for node {id} has no port");
         }
@@ -131,8 +130,8 @@ impl Quorum {
         let dir = args.data_dir.clone();
         let book = addresses.clone();
         let (wal, store) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (wal, recovered) = keel_raft::wal::Wal::open(&dir.join("raft"))
-                .context("open the Raft log")?;
+            let (wal, recovered) =
+                keel_raft::wal::Wal::open(&dir.join("raft")).context("open the Raft log")?;
             if recovered.truncated_bytes > 0 {
                 tracing::warn!(
                     "raft log: dropped a torn tail of {} bytes",
@@ -163,11 +162,17 @@ impl Quorum {
         let mut nc = NodeConfig::new(args.node_id, voters);
         nc.election_ticks = election_ticks;
         let node = Arc::new(
-            Node::start(nc, wal, store.clone(), transport, mb, inbox).context("start the Raft node")?,
+            Node::start(nc, wal, store.clone(), transport, mb, inbox)
+                .context("start the Raft node")?,
         );
         // This node's client URL is what followers forward to; make it known
         // to the membership (etcd publishes it the same way at start-up).
-        let server = EtcdServer::new(node.clone(), store.clone(), args.node_id, args.data_dir.join("etcd"));
+        let server = EtcdServer::new(
+            node.clone(),
+            store.clone(),
+            args.node_id,
+            args.data_dir.join("etcd"),
+        );
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(publish_client_url(
             server.clone(),
