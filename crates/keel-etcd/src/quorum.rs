@@ -188,7 +188,19 @@ impl Quorum {
             let routes = server.routes();
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(etcd_listener);
+                // TCP_NODELAY: without it a small response waits out Nagle and the
+                // client's delayed ACK (40 ms) between HTTP/2 frames.
+                let incoming = match tonic::transport::server::TcpIncoming::from_listener(
+                    etcd_listener,
+                    true,
+                    None,
+                ) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::error!("etcd listener: {e}");
+                        return;
+                    }
+                };
                 let r = tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(Duration::from_secs(30)))
                     .add_routes(routes)

@@ -33,6 +33,8 @@ pub enum BenchCommand {
     /// The log cleaner's throughput, in process: write a keyed log, then compact
     /// it until nothing is due.
     Compact(crate::bench_compact::CompactArgs),
+    /// Puts, ranges or txns against any etcd v3 API server (Keel's or etcd's).
+    Kv(crate::bench_kv::KvArgs),
 }
 
 #[derive(clap::Args)]
@@ -103,6 +105,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Produce(a) => produce(a).await,
         BenchCommand::Consume(a) => consume(a).await,
         BenchCommand::Group(a) => crate::bench_group::run(a).await,
+        BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
         BenchCommand::Compact(a) => {
             tokio::task::spawn_blocking(move || crate::bench_compact::run(a)).await?
         }
@@ -161,10 +164,10 @@ fn progress(
 }
 
 /// Latencies of requests, each weighing as many records as it carried.
-struct Latencies(Vec<(Duration, u64)>);
+pub(crate) struct Latencies(pub(crate) Vec<(Duration, u64)>);
 
 impl Latencies {
-    fn percentile(&self, q: f64) -> Duration {
+    pub(crate) fn percentile(&self, q: f64) -> Duration {
         let total: u64 = self.0.iter().map(|(_, n)| n).sum();
         let want = ((total as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;

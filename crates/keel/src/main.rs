@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod bench_compact;
 mod bench_group;
+mod bench_kv;
 mod cli;
 
 use std::path::PathBuf;
