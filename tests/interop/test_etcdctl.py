@@ -145,7 +145,9 @@ def test_member_add_promote_and_remove(tmp_path):
         etcdctl(leader.endpoint, "put", "before-join", "1")
         # A fourth node: add it as a learner, start it, promote it once caught up.
         c.peer_ports[4] = __import__("conftest").free_port()
-        out = etcdctl(leader.endpoint, "member", "add", "keel-4", f"--peer-urls=http://127.0.0.1:{c.peer_ports[4]}",
+        # Through whichever member etcdctl picks: followers forward to the leader.
+        follower = next(n for n in c.nodes.values() if n.id != leader.id)
+        out = etcdctl(follower.endpoint, "member", "add", "keel-4", f"--peer-urls=http://127.0.0.1:{c.peer_ports[4]}",
                       "--learner")
         assert "added to cluster" in out
         n4 = ClusterNode(tmp_path, 4, c.peer_ports, existing=True).start()
@@ -162,7 +164,7 @@ def test_member_add_promote_and_remove(tmp_path):
         assert sorted((m["ID"], bool(m.get("isLearner"))) for m in members) == [(1, False), (2, False), (3, False), (4, False)]
         # Remove a member; the rest go on.
         victim = next(i for i in (1, 2, 3) if i != leader.id)
-        etcdctl(leader.endpoint, "member", "remove", f"{victim:x}")
+        etcdctl(c.nodes[victim].endpoint, "member", "remove", f"{victim:x}")
         c.nodes[victim].stop()
         del c.nodes[victim]
         etcdctl(c.endpoints, "put", "after-remove", "ok")

@@ -22,6 +22,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::EtcdError;
+use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::lease_client::LeaseClient;
@@ -65,7 +66,7 @@ struct Inner {
     /// Lease deadlines, kept only while this node leads.
     lessor: Mutex<HashMap<i64, Instant>>,
     next_lease: AtomicI64,
-    leader_client: Mutex<Option<(u64, LeaseClient<tonic::transport::Channel>)>>,
+    leader_channel: Mutex<Option<(u64, tonic::transport::Channel)>>,
     data_dir: std::path::PathBuf,
 }
 
@@ -93,7 +94,7 @@ impl EtcdServer {
                 member_id,
                 lessor: Mutex::new(HashMap::new()),
                 next_lease: AtomicI64::new((seed & (i64::MAX as u64)) as i64),
-                leader_client: Mutex::new(None),
+                leader_channel: Mutex::new(None),
                 data_dir,
             }),
         }
@@ -219,11 +220,17 @@ impl EtcdServer {
 
     /// A Lease client on the current leader's client URL.
     async fn leader_lease_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+        Ok(LeaseClient::new(self.leader_channel()?))
+    }
+
+    /// A channel to the current leader's client URL (etcd forwards lease and
+    /// member requests to the leader the same way).
+    fn leader_channel(&self) -> Result<tonic::transport::Channel, Status> {
         let st = self.inner.node.status();
         if st.leader == 0 {
             return Err(EtcdError::NoLeader.into());
         }
-        if let Some((id, c)) = self.inner.leader_client.lock().expect("lock").as_ref() {
+        if let Some((id, c)) = self.inner.leader_channel.lock().expect("lock").as_ref() {
             if *id == st.leader {
                 return Ok(c.clone());
             }
@@ -246,9 +253,8 @@ impl EtcdServer {
             .map_err(|e| Status::internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
-        let c = LeaseClient::new(ch);
-        *self.inner.leader_client.lock().expect("lock") = Some((st.leader, c.clone()));
-        Ok(c)
+        *self.inner.leader_channel.lock().expect("lock") = Some((st.leader, ch.clone()));
+        Ok(ch)
     }
 
     /// Records this member's client URL in the membership (etcd's publish).
@@ -937,8 +943,8 @@ impl EtcdServer {
         info: MemberInfo,
     ) -> Result<Vec<Member>, Status> {
         if !self.is_leader() {
-            // raft-rs does not forward conf changes; etcd forwards them to the leader.
-            return Err(EtcdError::NotLeader.into());
+            // The handlers forward to the leader first; leadership moved meanwhile.
+            return Err(EtcdError::LeaderChanged.into());
         }
         let mut single = ConfChangeSingle::default();
         single.set_change_type(change);
@@ -959,6 +965,11 @@ impl EtcdServer {
 impl Cluster for EtcdServer {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Res<MemberAddResponse> {
         let req = req.into_inner();
+        if !self.is_leader() {
+            return ClusterClient::new(self.leader_channel()?)
+                .member_add(req)
+                .await;
+        }
         if req.peer_ur_ls.is_empty() {
             return Err(EtcdError::InvalidArgument("member peer URLs are not given".into()).into());
         }
@@ -994,7 +1005,13 @@ impl Cluster for EtcdServer {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Res<MemberRemoveResponse> {
-        let id = req.into_inner().id;
+        let req = req.into_inner();
+        if !self.is_leader() {
+            return ClusterClient::new(self.leader_channel()?)
+                .member_remove(req)
+                .await;
+        }
+        let id = req.id;
         let known = self
             .inner
             .store

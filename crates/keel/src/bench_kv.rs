@@ -47,11 +47,19 @@ fn key(i: u64, size: usize) -> Vec<u8> {
 }
 
 pub async fn run(a: KvArgs) -> Result<()> {
-    let endpoints: Vec<String> = a.endpoints.split(',').map(|e| e.trim().to_string()).collect();
+    let endpoints: Vec<String> = a
+        .endpoints
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect();
     let mut channels = Vec::new();
     for i in 0..a.conns {
         let ep = &endpoints[i as usize % endpoints.len()];
-        let url = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
+        let url = if ep.contains("://") {
+            ep.clone()
+        } else {
+            format!("http://{ep}")
+        };
         let ch: Channel = Endpoint::from_shared(url.clone())
             .with_context(|| format!("endpoint {ep}"))?
             .connect()
@@ -64,7 +72,12 @@ pub async fn run(a: KvArgs) -> Result<()> {
         // Reads need data: write the key space once.
         let mut c = KvClient::new(channels[0].clone());
         for i in 0..a.key_space.min(a.total) {
-            c.put(PutRequest { key: key(i, a.key_size), value: value.clone(), ..Default::default() }).await?;
+            c.put(PutRequest {
+                key: key(i, a.key_size),
+                value: value.clone(),
+                ..Default::default()
+            })
+            .await?;
         }
     }
     let per = a.total / a.clients;
@@ -81,12 +94,26 @@ pub async fn run(a: KvArgs) -> Result<()> {
             let mut lat = Vec::with_capacity(per as usize);
             let mut errors = 0u64;
             for n in 0..per {
-                let k = key((w * per + n).wrapping_mul(2_654_435_761) % a.key_space, a.key_size);
+                let k = key(
+                    (w * per + n).wrapping_mul(2_654_435_761) % a.key_space,
+                    a.key_size,
+                );
                 let t = Instant::now();
                 let r = match a.op.as_str() {
-                    "put" => c.put(PutRequest { key: k, value: value.clone(), ..Default::default() }).await.map(|_| ()),
+                    "put" => c
+                        .put(PutRequest {
+                            key: k,
+                            value: value.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ()),
                     "range" | "range-serializable" => c
-                        .range(RangeRequest { key: k, serializable: a.op == "range-serializable", ..Default::default() })
+                        .range(RangeRequest {
+                            key: k,
+                            serializable: a.op == "range-serializable",
+                            ..Default::default()
+                        })
                         .await
                         .map(|_| ()),
                     _ => c
@@ -132,7 +159,13 @@ pub async fn run(a: KvArgs) -> Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "kv {}: {} requests ({} errors) in {:.2} s from {} clients on {} connections to {}",
-        a.op, done, errors, elapsed.as_secs_f64(), a.clients, a.conns, a.endpoints
+        a.op,
+        done,
+        errors,
+        elapsed.as_secs_f64(),
+        a.clients,
+        a.conns,
+        a.endpoints
     );
     println!(
         "  {:.0} req/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms   ({} B keys, {} B values)",

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Keel's etcd face against Debian's etcd 3.4 on this machine, in one run, with
+# the same client (keel bench kv) and etcd's own `etcdctl check perf`; then the
+# same for three-node clusters. Prints the numbers docs/perf.md quotes.
+# Needs: target/release/keel, etcd, etcdctl, fio. Uses /tmp and ports 2379-2380, 12379-32380.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+K=$PWD/target/release/keel
+export ETCDCTL_API=3
+W=$(mktemp -d /tmp/keel-bench.XXXX)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+
+echo "== disk: fio 4 KiB writes, fdatasync after each (the fsync limit)"
+fio --name=fsync --directory="$W" --size=64m --bs=4k --rw=write --ioengine=sync --fdatasync=1 \
+    --runtime=10 --time_based --output-format=json >"$W/fio.json" 2>/dev/null
+python3 - "$W/fio.json" <<'PY'
+import json, sys
+w = json.load(open(sys.argv[1]))["jobs"][0]["write"]
+print("  %.0f fsynced 4 KiB writes/s, mean %.0f us each" % (w["iops"], w["clat_ns"]["mean"] / 1e3))
+PY
+
+wait_up() { for _ in $(seq 100); do etcdctl --endpoints="$1" put warm x >/dev/null 2>&1 && return; sleep 0.1; done; echo "no server on $1"; exit 1; }
+
+run_loads() { # $1 = name, $2 = endpoints
+  for spec in "put 64 8" "put 1 1" "txn 64 8" "range 64 8" "range-serializable 64 8"; do
+    set -- "$1" "$2" $spec
+    echo "== $1: keel bench kv --op $3 --clients $4 --conns $5 --total 40000"
+    "$K" bench kv --endpoints "$2" --op "$3" --clients "$4" --conns "$5" --total $(( $4 == 1 ? 3000 : 40000 )) | tail -1
+  done
+}
+
+for target in keel etcd; do
+  if [ $target = keel ]; then
+    "$K" dev --data-dir "$W/k1" --kafka-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 >"$W/k1.log" 2>&1 &
+  else
+    etcd --data-dir "$W/e1" --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+      --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+      --initial-cluster default=http://127.0.0.1:2380 >"$W/e1.log" 2>&1 &
+  fi
+  pid=$!
+  wait_up 127.0.0.1:2379
+  run_loads "$target, 1 node" 127.0.0.1:2379
+  for load in s l; do
+    echo "== $target, 1 node: etcdctl check perf --load $load"
+    etcdctl --endpoints=127.0.0.1:2379 check perf --load $load 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL"
+  done
+  kill $pid; wait $pid 2>/dev/null
+done
+
+EPS=127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379
+for target in keel etcd; do
+  pids=()
+  if [ $target = keel ]; then
+    "$K" dev --nodes 3 --data-dir "$W/k3" >"$W/k3.log" 2>&1 &
+    pids+=($!)
+  else
+    IC=e1=http://127.0.0.1:2380,e2=http://127.0.0.1:12380,e3=http://127.0.0.1:22380
+    for i in 1 2 3; do
+      c=$(( (i-1)*10000 + 2379 )); p=$(( c + 1 ))
+      etcd --name e$i --data-dir "$W/e3-$i" --listen-client-urls http://127.0.0.1:$c --advertise-client-urls http://127.0.0.1:$c \
+        --listen-peer-urls http://127.0.0.1:$p --initial-advertise-peer-urls http://127.0.0.1:$p \
+        --initial-cluster $IC >"$W/e3-$i.log" 2>&1 &
+      pids+=($!)
+    done
+  fi
+  wait_up $EPS
+  run_loads "$target, 3 nodes" $EPS
+  echo "== $target, 3 nodes: etcdctl check perf --load s"
+  etcdctl --endpoints=$EPS check perf --load s 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL"
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null
+done
