@@ -225,10 +225,10 @@ impl EtcdServer {
 
     /// A channel to the current leader's client URL (etcd forwards lease and
     /// member requests to the leader the same way).
-    fn leader_channel(&self) -> Result<tonic::transport::Channel, Status> {
+    fn leader_channel(&self) -> Result<tonic::transport::Channel, EtcdError> {
         let st = self.inner.node.status();
         if st.leader == 0 {
-            return Err(EtcdError::NoLeader.into());
+            return Err(EtcdError::NoLeader);
         }
         if let Some((id, c)) = self.inner.leader_channel.lock().expect("lock").as_ref() {
             if *id == st.leader {
@@ -243,14 +243,14 @@ impl EtcdServer {
                 .find(|m| m.id == st.leader)
                 .and_then(|m| m.client_urls.first().cloned())
         }
-        .ok_or_else(|| Status::from(EtcdError::NoLeader))?;
+        .ok_or(EtcdError::NoLeader)?;
         let url = if url.contains("://") {
             url
         } else {
             format!("http://{url}")
         };
         let ch = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
         *self.inner.leader_channel.lock().expect("lock") = Some((st.leader, ch.clone()));
