@@ -32,6 +32,12 @@ use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::*;
 use crate::pb::keelpb::{internal_request, InternalRequest, MemberInfo};
 use crate::pb::mvccpb::Event;
+use crate::pb::mvccpb::KeyValue;
+use crate::pb::v3electionpb::election_server::Election;
+use crate::pb::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
+    ProclaimResponse, ResignRequest, ResignResponse,
+};
 use crate::pb::v3lockpb::lock_server::Lock;
 use crate::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use crate::store::{Applied, ApplyResult, RevisionEvents, Store};
@@ -151,6 +157,7 @@ impl EtcdServer {
             cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
             maintenance_server::MaintenanceServer, watch_server::WatchServer,
         };
+        use crate::pb::v3electionpb::election_server::ElectionServer;
         use crate::pb::v3lockpb::lock_server::LockServer;
         let max = REQUEST_BYTES_MAX + GRPC_OVERHEAD_BYTES;
         tonic::service::Routes::new(KvServer::new(self.clone()).max_decoding_message_size(max))
@@ -159,6 +166,7 @@ impl EtcdServer {
             .add_service(ClusterServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(LockServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(self.clone()).max_decoding_message_size(max))
     }
 
     /// Runs the leader's lease expiry until `stop`.
@@ -1271,53 +1279,9 @@ impl Lock for EtcdServer {
         prefix.push(b'/');
         let mut key = prefix.clone();
         key.extend_from_slice(format!("{:x}", req.lease).as_bytes());
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: key.clone(),
-                range_end: vec![],
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
-                    key: key.clone(),
-                    lease: req.lease,
-                    ..PutRequest::default()
-                })),
-            }],
-            failure: vec![RequestOp {
-                request: Some(request_op::Request::RequestRange(RangeRequest {
-                    key: key.clone(),
-                    ..RangeRequest::default()
-                })),
-            }],
-        };
-        let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
-        let Applied::Txn(t) = applied else {
-            return Err(unexpected());
-        };
-        let my_rev = if t.succeeded {
-            rev
-        } else {
-            match t.responses.first().and_then(|r| r.response.as_ref()) {
-                Some(response_op::Response::ResponseRange(r)) => {
-                    r.kvs.first().map(|kv| kv.create_revision).unwrap_or(rev)
-                }
-                _ => rev,
-            }
-        };
+        let (my_rev, _) = self.claim(&key, req.lease, vec![]).await?;
         self.wait_for_turn(&prefix, my_rev).await?;
-        let kv = self
-            .inner
-            .store
-            .lock()
-            .expect("store lock")
-            .range(&RangeRequest {
-                key: key.clone(),
-                ..RangeRequest::default()
-            })?;
-        if kv.kvs.is_empty() {
+        if !self.exists(&key)? {
             // The lease expired while waiting: the lock is not held.
             return Err(EtcdError::LeaseNotFound.into());
         }
@@ -1336,6 +1300,254 @@ impl Lock for EtcdServer {
             }))
             .await?;
         Ok(Response::new(UnlockResponse {
+            header: Some(self.header_at(rev)),
+        }))
+    }
+}
+
+impl EtcdServer {
+    /// Puts `key` (bound to `lease`) unless it exists; returns its create
+    /// revision (etcd's concurrency recipes: a lock's or candidate's place in
+    /// line) and, if it existed already, the value it holds.
+    async fn claim(
+        &self,
+        key: &[u8],
+        lease: i64,
+        value: Vec<u8>,
+    ) -> Result<(i64, Option<Vec<u8>>), Status> {
+        let key = key.to_vec();
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: key.clone(),
+                range_end: vec![],
+                target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.clone(),
+                    value,
+                    lease,
+                    ..PutRequest::default()
+                })),
+            }],
+            failure: vec![RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: key.clone(),
+                    ..RangeRequest::default()
+                })),
+            }],
+        };
+        let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
+        let Applied::Txn(t) = applied else {
+            return Err(unexpected());
+        };
+        if t.succeeded {
+            return Ok((rev, None));
+        }
+        Ok(
+            match t.responses.first().and_then(|r| r.response.as_ref()) {
+                Some(response_op::Response::ResponseRange(r)) => match r.kvs.first() {
+                    Some(kv) => (kv.create_revision, Some(kv.value.clone())),
+                    None => (rev, None),
+                },
+                _ => (rev, None),
+            },
+        )
+    }
+
+    /// Whether `key` still exists (a lease may expire while its holder waits in line).
+    fn exists(&self, key: &[u8]) -> Result<bool, EtcdError> {
+        let store = self.inner.store.lock().expect("store lock");
+        let r = store.range(&RangeRequest {
+            key: key.to_vec(),
+            count_only: true,
+            ..RangeRequest::default()
+        })?;
+        Ok(r.count > 0)
+    }
+
+    /// Replaces the leader's value if `leader` still leads (its key has the
+    /// create revision it won with); etcd's Election.Proclaim.
+    async fn proclaim_as(&self, leader: LeaderKey, value: Vec<u8>) -> Result<i64, Status> {
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: leader.key.clone(),
+                range_end: vec![],
+                target_union: Some(compare::TargetUnion::CreateRevision(leader.rev)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: leader.key,
+                    value,
+                    lease: leader.lease,
+                    ..PutRequest::default()
+                })),
+            }],
+            failure: vec![],
+        };
+        match self.propose(internal_request::Request::Txn(txn)).await? {
+            (Applied::Txn(t), rev) if t.succeeded => Ok(rev),
+            // etcd's ErrElectionNotLeader.
+            _ => Err(Status::failed_precondition("election: not leader")),
+        }
+    }
+
+    /// The oldest key under `prefix`: the lock holder or elected leader.
+    fn first_in_line(&self, prefix: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
+        let store = self.inner.store.lock().expect("store lock");
+        let r = store.range(&RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            sort_order: 1,  // ascend
+            sort_target: 1, // create
+            limit: 1,
+            ..RangeRequest::default()
+        })?;
+        Ok(r.kvs.into_iter().next())
+    }
+}
+
+fn election_prefix(name: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    p
+}
+
+#[tonic::async_trait]
+impl Election for EtcdServer {
+    /// etcd's v3election Campaign: join the line under `name/` with the
+    /// lease's key, and wait to be first.
+    async fn campaign(&self, req: Request<CampaignRequest>) -> Res<CampaignResponse> {
+        let req = req.into_inner();
+        if req.name.is_empty() {
+            return Err(EtcdError::EmptyKey.into());
+        }
+        let prefix = election_prefix(&req.name);
+        let mut key = prefix.clone();
+        key.extend_from_slice(format!("{:x}", req.lease).as_bytes());
+        let (rev, held) = self.claim(&key, req.lease, req.value.clone()).await?;
+        let leader = LeaderKey {
+            name: req.name,
+            key: key.clone(),
+            rev,
+            lease: req.lease,
+        };
+        if held.is_some_and(|v| v != req.value) {
+            // Campaigning again with a new value proclaims it (etcd's Campaign).
+            self.proclaim_as(leader.clone(), req.value).await?;
+        }
+        self.wait_for_turn(&prefix, rev).await?;
+        if !self.exists(&key)? {
+            // The lease expired while waiting: this candidate is out of the race.
+            return Err(EtcdError::LeaseNotFound.into());
+        }
+        Ok(Response::new(CampaignResponse {
+            header: Some(self.header()),
+            leader: Some(leader),
+        }))
+    }
+
+    async fn proclaim(&self, req: Request<ProclaimRequest>) -> Res<ProclaimResponse> {
+        let req = req.into_inner();
+        let Some(leader) = req.leader else {
+            return Err(EtcdError::InvalidArgument("leader key is not provided".into()).into());
+        };
+        let rev = self.proclaim_as(leader, req.value).await?;
+        Ok(Response::new(ProclaimResponse {
+            header: Some(self.header_at(rev)),
+        }))
+    }
+
+    async fn leader(&self, req: Request<LeaderRequest>) -> Res<LeaderResponse> {
+        let name = req.into_inner().name;
+        self.barrier(false).await?;
+        match self.first_in_line(&election_prefix(&name))? {
+            Some(kv) => Ok(Response::new(LeaderResponse {
+                header: Some(self.header()),
+                kv: Some(kv),
+            })),
+            // etcd's ErrElectionNoLeader.
+            None => Err(Status::not_found("election: no leader")),
+        }
+    }
+
+    type ObserveStream = BoxStream<LeaderResponse>;
+
+    /// Streams the leader's key and value each time either changes.
+    async fn observe(&self, req: Request<LeaderRequest>) -> Res<Self::ObserveStream> {
+        let prefix = election_prefix(&req.into_inner().name);
+        let (tx, rx) = mpsc::channel(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last: Option<(Vec<u8>, i64)> = None;
+            loop {
+                let mut events = me.inner.store.lock().expect("store lock").subscribe();
+                match me.first_in_line(&prefix) {
+                    Ok(Some(kv)) => {
+                        let now = Some((kv.key.clone(), kv.mod_revision));
+                        if now != last {
+                            last = now;
+                            let resp = LeaderResponse {
+                                header: Some(me.header()),
+                                kv: Some(kv),
+                            };
+                            if tx.send(Ok(resp)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => last = None,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+                // Wait for any change under the prefix, or for the client to go.
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        r = events.recv() => match r {
+                            Ok(ev) if !ev.events.iter().any(|e| {
+                                e.kv.as_ref().is_some_and(|k| k.key.starts_with(&prefix))
+                            }) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                            _ => break,
+                        },
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn resign(&self, req: Request<ResignRequest>) -> Res<ResignResponse> {
+        let Some(leader) = req.into_inner().leader else {
+            return Err(EtcdError::InvalidArgument("leader key is not provided".into()).into());
+        };
+        let txn = TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Create as i32,
+                key: leader.key.clone(),
+                range_end: vec![],
+                target_union: Some(compare::TargetUnion::CreateRevision(leader.rev)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestDeleteRange(
+                    DeleteRangeRequest {
+                        key: leader.key,
+                        ..DeleteRangeRequest::default()
+                    },
+                )),
+            }],
+            failure: vec![],
+        };
+        let (_, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
+        Ok(Response::new(ResignResponse {
             header: Some(self.header_at(rev)),
         }))
     }

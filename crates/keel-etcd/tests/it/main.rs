@@ -310,3 +310,113 @@ async fn a_restart_keeps_every_acknowledged_write() {
         node.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_election_services() {
+    let node = TestNode::start().await;
+    let mut c = node.client().await;
+    // v3lock: a second locker waits until the first unlocks.
+    let l1 = c.lease_grant(30, None).await.unwrap().id();
+    let l2 = c.lease_grant(30, None).await.unwrap().id();
+    let held = c
+        .lock("L", Some(etcd_client::LockOptions::new().with_lease(l1)))
+        .await
+        .unwrap();
+    let mut c2 = c.clone();
+    let second = tokio::spawn(async move {
+        c2.lock("L", Some(etcd_client::LockOptions::new().with_lease(l2)))
+            .await
+            .unwrap()
+    });
+    // Both keys are in line; the second has not got the lock.
+    let mut waiting = 0;
+    while c
+        .get("L/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap()
+        .kvs()
+        .len()
+        < 2
+    {
+        waiting += 1;
+        assert!(waiting < 500, "the second locker never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!second.is_finished());
+    c.unlock(held.key()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.key().starts_with(b"L/"));
+    // v3election: campaign, leader, proclaim, observe, resign.
+    let lease = c.lease_grant(30, None).await.unwrap().id();
+    let won = c.campaign("E", "alpha", lease).await.unwrap();
+    let leader_key = won.leader().unwrap().clone();
+    let now = c.leader("E").await.unwrap();
+    assert_eq!(now.kv().unwrap().value(), b"alpha");
+    let mut observe = c.observe("E").await.unwrap();
+    assert_eq!(
+        observe
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .kv()
+            .unwrap()
+            .value(),
+        b"alpha"
+    );
+    c.proclaim(
+        "beta",
+        Some(etcd_client::ProclaimOptions::new().with_leader(leader_key.clone())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        observe
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .kv()
+            .unwrap()
+            .value(),
+        b"beta"
+    );
+    // Campaigning again on the same lease with a new value proclaims it.
+    let again = c.campaign("E", "gamma", lease).await.unwrap();
+    assert_eq!(again.leader().unwrap().rev(), leader_key.rev());
+    assert_eq!(
+        observe
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .kv()
+            .unwrap()
+            .value(),
+        b"gamma"
+    );
+    // A second candidate waits behind the leader.
+    let other = c.lease_grant(30, None).await.unwrap().id();
+    let mut c3 = c.clone();
+    let runner_up = tokio::spawn(async move { c3.campaign("E", "delta", other).await.unwrap() });
+    c.resign(Some(
+        etcd_client::ResignOptions::new().with_leader(leader_key),
+    ))
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), runner_up)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.leader("E").await.unwrap().kv().unwrap().value(), b"delta");
+    c.resign(Some(
+        etcd_client::ResignOptions::new().with_leader(next.leader().unwrap().clone()),
+    ))
+    .await
+    .unwrap();
+    assert!(c.leader("E").await.is_err());
+    node.stop().await;
+}
