@@ -126,6 +126,7 @@ impl Quorum {
             quota_bytes: args.quota_bytes,
             // etcd: a lease lives at least 1.5 election timeouts.
             lease_ttl_min: ((args.election_ms * 3 / 2) as f64 / 1000.0).ceil() as i64,
+            persist_interval: crate::store::PERSIST_INTERVAL,
         };
         let dir = args.data_dir.clone();
         let book = addresses.clone();

@@ -5,11 +5,18 @@
 //! revision (`main`, `sub`), and an in-memory index maps each key to its
 //! revisions (etcd's treeIndex); a range at revision R finds, per key, the
 //! newest revision at or below R. The backend is redb, an embedded B-tree in
-//! bbolt's role: values are on disk, not in memory. Applies commit to redb
-//! without fsync; every `PERSIST_INTERVAL` (and at a clean stop) a commit is
-//! fsynced together with the applied Raft index, and the Raft log is kept
-//! from there on, so a crash replays the entries after it (etcd's consistent
-//! index does the same).
+//! bbolt's role: values are on disk, not in memory.
+//!
+//! Applies do not touch redb. As etcd's backend keeps its batch transaction's
+//! writes in a read buffer (`txReadBuffer`) that reads consult before bbolt,
+//! every write of an apply goes into a [`WriteBuffer`] that reads see at once;
+//! every `PERSIST_INTERVAL` (and at a clean stop) the buffer is handed to the
+//! persister thread, which writes it to redb in one transaction, fsynced
+//! together with the applied Raft index, while the Raft loop goes on applying
+//! into a fresh buffer. The Raft log is kept from the last durable index on,
+//! so a crash replays the entries after it (etcd's consistent index does the
+//! same). Reads look in the buffer being filled, then the one being persisted,
+//! then redb: a version leaves the buffers only once redb holds it durably.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -19,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use keel_raft::{ConfChangeType, ConfChangeV2, ConfState};
 use prost::Message as _;
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
 use crate::error::EtcdError;
@@ -39,7 +46,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
-/// How often applied state is fsynced (etcd's backend batch interval is 100 ms).
+/// How often applied state is fsynced, by default (etcd's backend batch interval is 100 ms).
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's `MaxLeaseTTL`.
 pub const LEASE_TTL_MAX: i64 = 9_000_000_000;
@@ -76,6 +83,113 @@ impl Rev {
 struct Version {
     rev: Rev,
     tombstone: bool,
+    /// Key and value bytes of this version, counted against the quota.
+    bytes: u32,
+}
+
+/// Writes applied but not yet in redb, readable at once (etcd's txReadBuffer).
+#[derive(Default)]
+struct WriteBuffer {
+    /// Stored versions by revision (flag byte, then the KeyValue); `None`
+    /// removes one (compaction).
+    kv: BTreeMap<Rev, Option<Vec<u8>>>,
+    meta: BTreeMap<&'static str, Vec<u8>>,
+    /// Lease TTLs by id; `None` removes the lease.
+    leases: BTreeMap<i64, Option<i64>>,
+    /// The whole members table, when it changed.
+    members: Option<Vec<(u64, Vec<u8>)>>,
+    /// The applied Raft index that redb holds once this buffer is written.
+    applied: u64,
+}
+
+impl WriteBuffer {
+    fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+            && self.meta.is_empty()
+            && self.leases.is_empty()
+            && self.members.is_none()
+    }
+
+    /// Writes the buffer into `tx`, in one redb transaction.
+    fn write_to(&self, tx: &redb::WriteTransaction) -> Result<(), EtcdError> {
+        let mut kv = tx.open_table(KV).map_err(internal)?;
+        for (rev, v) in &self.kv {
+            let k = rev.to_bytes();
+            match v {
+                Some(v) => kv.insert(k.as_slice(), v.as_slice()),
+                None => kv.remove(k.as_slice()),
+            }
+            .map_err(internal)?;
+        }
+        let mut meta = tx.open_table(META).map_err(internal)?;
+        for (k, v) in &self.meta {
+            meta.insert(*k, v.as_slice()).map_err(internal)?;
+        }
+        let mut leases = tx.open_table(LEASES).map_err(internal)?;
+        for (id, ttl) in &self.leases {
+            match ttl {
+                Some(ttl) => leases.insert(*id, *ttl),
+                None => leases.remove(*id),
+            }
+            .map_err(internal)?;
+        }
+        if let Some(list) = &self.members {
+            let mut members = tx.open_table(MEMBERS).map_err(internal)?;
+            members.retain(|_, _| false).map_err(internal)?;
+            for (id, m) in list {
+                members.insert(*id, m.as_slice()).map_err(internal)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The thread that writes full buffers to redb, one durable transaction each,
+/// in the order they were handed over.
+struct Persister {
+    jobs: Option<std::sync::mpsc::Sender<Arc<WriteBuffer>>>,
+    done: std::sync::mpsc::Receiver<Result<u64, EtcdError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Persister {
+    fn start(db: Arc<Database>) -> Result<Persister, EtcdError> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Arc<WriteBuffer>>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("etcd-persist".into())
+            .spawn(move || {
+                for job in rx {
+                    let r = (|| -> Result<u64, EtcdError> {
+                        let mut tx = db.begin_write().map_err(internal)?;
+                        tx.set_durability(Durability::Immediate);
+                        job.write_to(&tx)?;
+                        tx.commit().map_err(internal)?;
+                        Ok(job.applied)
+                    })();
+                    if done_tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(internal)?;
+        Ok(Persister {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        // The thread ends when its queue closes; joining it lets go of the
+        // database, so the same directory can be opened again at once.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Events of one revision, as watchers receive them.
@@ -119,11 +233,17 @@ pub struct StoreConfig {
     pub quota_bytes: u64,
     /// The shortest lease TTL, in seconds (etcd: 1.5 election timeouts, rounded up).
     pub lease_ttl_min: i64,
+    /// How often applied writes are handed to the persister ([`PERSIST_INTERVAL`]).
+    pub persist_interval: Duration,
 }
 
 pub struct Store {
-    db: Database,
-    wtx: Option<redb::WriteTransaction>,
+    db: Arc<Database>,
+    /// Writes since the last hand-over to the persister.
+    buf: WriteBuffer,
+    /// The buffer the persister is writing, until redb holds it durably.
+    flushing: Option<Arc<WriteBuffer>>,
+    persister: Persister,
     config: StoreConfig,
     index: BTreeMap<Vec<u8>, Vec<Version>>,
     revision: i64,
@@ -154,11 +274,14 @@ impl Store {
         peer_addresses: keel_raft::transport::AddressBook,
     ) -> Result<Store, EtcdError> {
         std::fs::create_dir_all(dir).map_err(internal)?;
-        let db = Database::create(dir.join("kv.redb")).map_err(internal)?;
+        let db = Arc::new(Database::create(dir.join("kv.redb")).map_err(internal)?);
         let (events, _) = broadcast::channel(WATCH_BROADCAST_CAPACITY);
+        let persister = Persister::start(db.clone())?;
         let mut s = Store {
             db,
-            wtx: None,
+            buf: WriteBuffer::default(),
+            flushing: None,
+            persister,
             config,
             index: BTreeMap::new(),
             revision: 1,
@@ -240,11 +363,13 @@ impl Store {
                 let rev = Rev::from_bytes(k.value())
                     .ok_or_else(|| EtcdError::Internal("bad revision key in backend".into()))?;
                 let (tombstone, kv) = decode_value(v.value())?;
-                self.size_bytes += (kv.key.len() + kv.value.len()) as u64;
-                self.index
-                    .entry(kv.key.clone())
-                    .or_default()
-                    .push(Version { rev, tombstone });
+                let bytes = version_bytes(&kv);
+                self.size_bytes += u64::from(bytes);
+                self.index.entry(kv.key.clone()).or_default().push(Version {
+                    rev,
+                    tombstone,
+                    bytes,
+                });
             }
         }
         // Lease attachments follow each key's live version.
@@ -258,7 +383,7 @@ impl Store {
             })
             .collect();
         for (key, rev) in live {
-            if let Some(kv) = self.get_kv(&rtx, rev)? {
+            if let Some(kv) = read_stored(&rtx, rev)? {
                 if kv.lease != 0 {
                     if let Some(l) = self.leases.get_mut(&kv.lease) {
                         l.keys.insert(key);
@@ -308,36 +433,95 @@ impl Store {
         self.config.lease_ttl_min
     }
 
-    fn wtx(&mut self) -> Result<&mut redb::WriteTransaction, EtcdError> {
-        if self.wtx.is_none() {
-            let mut tx = self.db.begin_write().map_err(internal)?;
-            tx.set_durability(Durability::None);
-            self.wtx = Some(tx);
+    /// A stored version as the buffers show it: `Some(None)` if a buffer
+    /// removed it, `None` if neither buffer knows it (then redb does).
+    fn buffered(&self, rev: Rev) -> Option<Option<&[u8]>> {
+        if let Some(v) = self.buf.kv.get(&rev) {
+            return Some(v.as_deref());
         }
-        Ok(self.wtx.as_mut().expect("just opened"))
+        let v = self.flushing.as_ref()?.kv.get(&rev)?;
+        Some(v.as_deref())
     }
 
-    fn get_kv(&self, rtx: &redb::ReadTransaction, rev: Rev) -> Result<Option<KeyValue>, EtcdError> {
-        let t = match rtx.open_table(KV) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+    /// A reader of stored versions: the buffers first, then redb (opened on
+    /// the first miss). Valid while the store is not changed.
+    fn reader(&self) -> impl FnMut(Rev) -> Result<Option<KeyValue>, EtcdError> + '_ {
+        let mut rtx: Option<redb::ReadTransaction> = None;
+        move |rev| match self.buffered(rev) {
+            Some(Some(v)) => Ok(Some(decode_value(v)?.1)),
+            Some(None) => Ok(None),
+            None => {
+                if rtx.is_none() {
+                    rtx = Some(self.db.begin_read().map_err(internal)?);
+                }
+                read_stored(rtx.as_ref().expect("opened above"), rev)
+            }
+        }
+    }
+
+    /// One stored version (see [`Store::reader`]).
+    fn get_kv(&self, rev: Rev) -> Result<Option<KeyValue>, EtcdError> {
+        self.reader()(rev)
+    }
+
+    /// Visits stored versions with revisions in `[lo, hi]` in order, as the
+    /// buffers and redb together hold them, until `f` returns false.
+    fn scan_stored(
+        &self,
+        lo: Rev,
+        hi: Rev,
+        mut f: impl FnMut(Rev, &[u8]) -> Result<bool, EtcdError>,
+    ) -> Result<(), EtcdError> {
+        // The buffers' view of the range, the newer buffer winning.
+        let mut buffered: BTreeMap<Rev, Option<&[u8]>> = BTreeMap::new();
+        for b in self.flushing.iter().map(|b| &**b).chain([&self.buf]) {
+            for (rev, v) in b.kv.range(lo..=hi) {
+                buffered.insert(*rev, v.as_deref());
+            }
+        }
+        let mut buffered = buffered.into_iter().peekable();
+        let rtx = self.db.begin_read().map_err(internal)?;
+        let table = match rtx.open_table(KV) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(internal(e)),
         };
-        match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
-            Some(v) => Ok(Some(decode_value(v.value())?.1)),
-            None => Ok(None),
+        let (lo_b, hi_b) = (lo.to_bytes(), hi.to_bytes());
+        if let Some(t) = &table {
+            for row in t
+                .range(lo_b.as_slice()..=hi_b.as_slice())
+                .map_err(internal)?
+            {
+                let (k, v) = row.map_err(internal)?;
+                let rev = Rev::from_bytes(k.value())
+                    .ok_or_else(|| EtcdError::Internal("bad revision key in backend".into()))?;
+                // Buffered versions before this row come first.
+                while let Some((b_rev, b)) = buffered.next_if(|(r, _)| *r <= rev) {
+                    if let Some(b) = b {
+                        if !f(b_rev, b)? {
+                            return Ok(());
+                        }
+                    }
+                    if b_rev == rev {
+                        break;
+                    }
+                }
+                if self.buffered(rev).is_some() {
+                    continue; // the buffers' version (or removal) stands
+                }
+                if !f(rev, v.value())? {
+                    return Ok(());
+                }
+            }
         }
-    }
-
-    /// Reads a stored version inside the current write batch (sees its own writes).
-    fn get_kv_w(&mut self, rev: Rev) -> Result<Option<KeyValue>, EtcdError> {
-        let tx = self.wtx()?;
-        let t = tx.open_table(KV).map_err(internal)?;
-        let v = t.get(rev.to_bytes().as_slice()).map_err(internal)?;
-        match v {
-            Some(v) => Ok(Some(decode_value(v.value())?.1)),
-            None => Ok(None),
+        for (rev, b) in buffered {
+            if let Some(b) = b {
+                if !f(rev, b)? {
+                    return Ok(());
+                }
+            }
         }
+        Ok(())
     }
 
     /// The live version of `key` at revision `at` (current when `None`).
@@ -373,8 +557,7 @@ impl Store {
 
     /// A Range at the request's revision (or the current one).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
-        let rtx = self.db.begin_read().map_err(internal)?;
-        self.range_with(req, |rev| self.get_kv(&rtx, rev))
+        self.range_with(req, self.reader())
     }
 
     fn range_with(
@@ -475,40 +658,28 @@ impl Store {
         to: i64,
         max: usize,
     ) -> Result<Vec<RevisionEvents>, EtcdError> {
-        let rtx = self.db.begin_read().map_err(internal)?;
-        let t = match rtx.open_table(KV) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-            Err(e) => return Err(internal(e)),
-        };
-        let lo = Rev { main: from, sub: 0 }.to_bytes();
+        let lo = Rev { main: from, sub: 0 };
         let hi = Rev {
             main: to,
             sub: i64::MAX,
-        }
-        .to_bytes();
+        };
         let mut out: Vec<RevisionEvents> = Vec::new();
-        for row in t.range(lo.as_slice()..=hi.as_slice()).map_err(internal)? {
-            let (k, v) = row.map_err(internal)?;
-            let rev = Rev::from_bytes(k.value())
-                .ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
-            let (tombstone, kv) = decode_value(v.value())?;
+        let mut get = self.reader();
+        self.scan_stored(lo, hi, |rev, v| {
+            let (tombstone, kv) = decode_value(v)?;
             if out.last().map(|r| r.revision) != Some(rev.main) {
                 if out.len() == max {
-                    break;
+                    return Ok(false);
                 }
                 out.push(RevisionEvents {
                     revision: rev.main,
                     events: Vec::new(),
                 });
             }
-            let prev_kv = self.prev_version(&kv.key, rev).and_then(|p| {
-                let mut pk = None;
-                if let Ok(Some(v)) = t.get(p.to_bytes().as_slice()) {
-                    pk = decode_value(v.value()).ok().map(|(_, kv)| kv);
-                }
-                pk
-            });
+            let prev_kv = match self.prev_version(&kv.key, rev) {
+                Some(p) => get(p)?,
+                None => None,
+            };
             out.last_mut().expect("pushed above").events.push(Event {
                 r#type: if tombstone {
                     EventType::Delete
@@ -518,7 +689,8 @@ impl Store {
                 kv: Some(kv),
                 prev_kv,
             });
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -535,17 +707,14 @@ impl Store {
         let mut buf = Vec::with_capacity(kv.encoded_len() + 1);
         buf.push(if tombstone { TOMBSTONE } else { PUT });
         kv.encode(&mut buf).map_err(internal)?;
-        {
-            let tx = self.wtx()?;
-            let mut t = tx.open_table(KV).map_err(internal)?;
-            t.insert(rev.to_bytes().as_slice(), buf.as_slice())
-                .map_err(internal)?;
-        }
-        self.size_bytes += (kv.key.len() + kv.value.len()) as u64;
-        self.index
-            .entry(kv.key.clone())
-            .or_default()
-            .push(Version { rev, tombstone });
+        self.buf.kv.insert(rev, Some(buf));
+        let bytes = version_bytes(kv);
+        self.size_bytes += u64::from(bytes);
+        self.index.entry(kv.key.clone()).or_default().push(Version {
+            rev,
+            tombstone,
+            bytes,
+        });
         Ok(())
     }
 
@@ -575,7 +744,7 @@ impl Store {
         events: &mut Vec<Event>,
     ) -> Result<PutResponse, EtcdError> {
         let prev = match self.live_rev(&req.key, None) {
-            Some(r) => self.get_kv_w(r)?,
+            Some(r) => self.get_kv(r)?,
             None => None,
         };
         let (create_revision, version) = match &prev {
@@ -635,16 +804,24 @@ impl Store {
             .keys_in_range(&req.key, &req.range_end)
             .filter_map(|(_, vs)| vs.last().filter(|v| !v.tombstone).map(|v| v.rev))
             .collect();
+        // One reader for all of them: a range delete may cover many keys.
+        let prevs = {
+            let mut get = self.reader();
+            let mut prevs = Vec::with_capacity(live.len());
+            for r in live {
+                prevs.extend(get(r)?);
+            }
+            prevs
+        };
+        let deleted = prevs.len() as i64;
         let mut prev_kvs = Vec::new();
-        for r in live {
-            let Some(prev) = self.get_kv_w(r)? else {
-                continue;
-            };
-            self.delete_key(&prev, Rev { main, sub: *sub }, events)?;
+        for prev in prevs {
+            if req.prev_kv {
+                prev_kvs.push(prev.clone());
+            }
+            self.delete_key(prev, Rev { main, sub: *sub }, events)?;
             *sub += 1;
-            prev_kvs.push(prev);
         }
-        let deleted = prev_kvs.len() as i64;
         Ok(DeleteRangeResponse {
             header: None,
             deleted,
@@ -654,7 +831,7 @@ impl Store {
 
     fn delete_key(
         &mut self,
-        prev: &KeyValue,
+        prev: KeyValue,
         rev: Rev,
         events: &mut Vec<Event>,
     ) -> Result<(), EtcdError> {
@@ -672,26 +849,13 @@ impl Store {
         events.push(Event {
             r#type: EventType::Delete as i32,
             kv: Some(tomb),
-            prev_kv: Some(prev.clone()),
+            prev_kv: Some(prev),
         });
         Ok(())
     }
 
-    fn compare(&mut self, c: &Compare) -> Result<bool, EtcdError> {
-        self.wtx()?;
-        let this = &*self;
-        let t = this
-            .wtx
-            .as_ref()
-            .expect("opened above")
-            .open_table(KV)
-            .map_err(internal)?;
-        this.compare_with(c, |rev| {
-            match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
-                Some(v) => Ok(Some(decode_value(v.value())?.1)),
-                None => Ok(None),
-            }
-        })
+    fn compare(&self, c: &Compare) -> Result<bool, EtcdError> {
+        self.compare_with(c, self.reader())
     }
 
     fn compare_with(
@@ -822,19 +986,8 @@ impl Store {
                     if !events.is_empty() {
                         self.revision = main;
                     }
-                    // The write transaction's view holds this batch's writes.
-                    self.wtx()?;
-                    let this = &*self;
-                    let tx = this.wtx.as_ref().expect("opened above");
-                    let res = match tx.open_table(KV) {
-                        Ok(t) => this.range_with(&r, |rev| {
-                            match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
-                                Some(v) => Ok(Some(decode_value(v.value())?.1)),
-                                None => Ok(None),
-                            }
-                        }),
-                        Err(e) => Err(internal(e)),
-                    };
+                    // The write buffer holds this txn's earlier writes.
+                    let res = self.range_with(&r, self.reader());
                     self.revision = saved;
                     response_op::Response::ResponseRange(res?)
                 }
@@ -866,11 +1019,10 @@ impl Store {
 
     /// A txn without writes, evaluated against committed state.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, EtcdError> {
-        let rtx = self.db.begin_read().map_err(internal)?;
-        let get = |rev: Rev| self.get_kv(&rtx, rev);
+        let mut get = self.reader();
         let mut succeeded = true;
         for c in &req.compare {
-            if !self.compare_with(c, get)? {
+            if !self.compare_with(c, &mut get)? {
                 succeeded = false;
                 break;
             }
@@ -884,7 +1036,7 @@ impl Store {
         for op in ops {
             let resp = match &op.request {
                 Some(request_op::Request::RequestRange(r)) => {
-                    response_op::Response::ResponseRange(self.range_with(r, get)?)
+                    response_op::Response::ResponseRange(self.range_with(r, &mut get)?)
                 }
                 Some(request_op::Request::RequestTxn(t)) => {
                     response_op::Response::ResponseTxn(self.read_only_txn(t)?)
@@ -918,7 +1070,7 @@ impl Store {
                 continue;
             };
             let cut = if vs[keep].tombstone { keep + 1 } else { keep };
-            drop.extend(vs.drain(..cut).map(|v| v.rev));
+            drop.extend(vs.drain(..cut));
             if vs.is_empty() {
                 emptied.push(key.clone());
             }
@@ -927,16 +1079,9 @@ impl Store {
             self.index.remove(&k);
         }
         let mut freed = 0u64;
-        {
-            let tx = self.wtx()?;
-            let mut t = tx.open_table(KV).map_err(internal)?;
-            for r in &drop {
-                if let Some(v) = t.remove(r.to_bytes().as_slice()).map_err(internal)? {
-                    if let Ok((_, kv)) = decode_value(v.value()) {
-                        freed += (kv.key.len() + kv.value.len()) as u64;
-                    }
-                }
-            }
+        for v in &drop {
+            self.buf.kv.insert(v.rev, None);
+            freed += u64::from(v.bytes);
         }
         self.size_bytes = self.size_bytes.saturating_sub(freed);
         self.compacted = rev;
@@ -944,10 +1089,8 @@ impl Store {
         Ok(rev)
     }
 
-    fn put_meta(&mut self, k: &str, v: &[u8]) -> Result<(), EtcdError> {
-        let tx = self.wtx()?;
-        let mut t = tx.open_table(META).map_err(internal)?;
-        t.insert(k, v).map_err(internal)?;
+    fn put_meta(&mut self, k: &'static str, v: &[u8]) -> Result<(), EtcdError> {
+        self.buf.meta.insert(k, v.to_vec());
         Ok(())
     }
 
@@ -971,11 +1114,7 @@ impl Store {
                 keys: BTreeSet::new(),
             },
         );
-        {
-            let tx = self.wtx()?;
-            let mut t = tx.open_table(LEASES).map_err(internal)?;
-            t.insert(req.id, ttl).map_err(internal)?;
-        }
+        self.buf.leases.insert(req.id, Some(ttl));
         Ok(LeaseGrantResponse {
             header: None,
             id: req.id,
@@ -992,17 +1131,13 @@ impl Store {
         let Some(lease) = self.leases.remove(&req.id) else {
             return Err(EtcdError::LeaseNotFound);
         };
-        {
-            let tx = self.wtx()?;
-            let mut t = tx.open_table(LEASES).map_err(internal)?;
-            t.remove(req.id).map_err(internal)?;
-        }
+        self.buf.leases.insert(req.id, None);
         let main = self.revision + 1;
         let mut sub = 0;
         for key in lease.keys {
             if let Some(r) = self.live_rev(&key, None) {
-                if let Some(prev) = self.get_kv_w(r)? {
-                    self.delete_key(&prev, Rev { main, sub }, events)?;
+                if let Some(prev) = self.get_kv(r)? {
+                    self.delete_key(prev, Rev { main, sub }, events)?;
                     sub += 1;
                 }
             }
@@ -1148,23 +1283,49 @@ impl Store {
         self.put_meta("applied", &v)
     }
 
-    fn commit(&mut self, durable: bool) -> Result<(), EtcdError> {
-        if durable && self.wtx.is_none() && self.durable_index == self.applied.0 {
+    /// Takes the persister's answer for the buffer it is writing, waiting for
+    /// it if `wait`; then that buffer's versions are read from redb.
+    fn collect_persisted(&mut self, wait: bool) -> Result<(), EtcdError> {
+        if self.flushing.is_none() {
             return Ok(());
         }
-        let mut tx = match self.wtx.take() {
-            Some(tx) => tx,
-            None => self.db.begin_write().map_err(internal)?,
-        };
-        tx.set_durability(if durable {
-            Durability::Immediate
+        let r = if wait {
+            self.persister.done.recv().map_err(|_| ())
         } else {
-            Durability::None
-        });
-        tx.commit().map_err(internal)?;
-        if durable {
-            self.durable_index = self.applied.0;
-            self.last_persist = Instant::now();
+            match self.persister.done.try_recv() {
+                Ok(r) => Ok(r),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(()),
+            }
+        };
+        let applied =
+            r.map_err(|_| EtcdError::Internal("the persister thread is gone".into()))??;
+        self.durable_index = applied;
+        self.flushing = None;
+        Ok(())
+    }
+
+    /// Hands the write buffer to the persister if it is due (or `force`, which
+    /// also waits until redb holds everything applied).
+    fn persist_due(&mut self, force: bool) -> Result<(), EtcdError> {
+        self.collect_persisted(force)?;
+        let due = force || self.last_persist.elapsed() >= self.config.persist_interval;
+        if !due || self.flushing.is_some() || self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut job = std::mem::take(&mut self.buf);
+        job.applied = self.applied.0;
+        let job = Arc::new(job);
+        self.flushing = Some(job.clone());
+        self.last_persist = Instant::now();
+        self.persister
+            .jobs
+            .as_ref()
+            .expect("the queue closes only on drop")
+            .send(job)
+            .map_err(|_| EtcdError::Internal("the persister thread is gone".into()))?;
+        if force {
+            self.collect_persisted(true)?;
         }
         Ok(())
     }
@@ -1175,32 +1336,29 @@ impl Store {
             .iter()
             .map(|(id, m)| (*id, m.encode_to_vec()))
             .collect();
-        let tx = self.wtx()?;
-        let mut t = tx.open_table(MEMBERS).map_err(internal)?;
-        t.retain(|_, _| false).map_err(internal)?;
-        for (id, m) in members {
-            t.insert(id, m.as_slice()).map_err(internal)?;
-        }
+        self.buf.members = Some(members);
         Ok(())
     }
 
     fn snapshot_message(&self) -> Result<StateSnapshot, EtcdError> {
-        let rtx = self.db.begin_read().map_err(internal)?;
         let mut kvs = Vec::new();
-        if let Ok(t) = rtx.open_table(KV) {
-            for row in t.iter().map_err(internal)? {
-                let (k, v) = row.map_err(internal)?;
-                let rev = Rev::from_bytes(k.value())
-                    .ok_or_else(|| EtcdError::Internal("bad revision key".into()))?;
-                let (tombstone, kv) = decode_value(v.value())?;
+        self.scan_stored(
+            Rev { main: 0, sub: 0 },
+            Rev {
+                main: i64::MAX,
+                sub: i64::MAX,
+            },
+            |rev, v| {
+                let (tombstone, kv) = decode_value(v)?;
                 kvs.push(SnapshotKv {
                     main: rev.main,
                     sub: rev.sub,
                     tombstone,
                     kv: Some(kv),
                 });
-            }
-        }
+                Ok(true)
+            },
+        )?;
         Ok(StateSnapshot {
             applied_index: self.applied.0,
             compact_revision: self.compacted,
@@ -1227,32 +1385,22 @@ impl Store {
 
     /// A hash of every stored version up to `rev` (etcd's HashKV role).
     pub fn hash_kv(&self, rev: i64) -> Result<u32, EtcdError> {
-        let rtx = self.db.begin_read().map_err(internal)?;
         let mut h = 0u32;
-        if let Ok(t) = rtx.open_table(KV) {
-            let hi = Rev {
-                main: rev,
-                sub: i64::MAX,
-            }
-            .to_bytes();
-            for row in t.range(..=hi.as_slice()).map_err(internal)? {
-                let (k, v) = row.map_err(internal)?;
-                h = crc32c::crc32c_append(h, k.value());
-                h = crc32c::crc32c_append(h, v.value());
-            }
-        }
+        let hi = Rev {
+            main: rev,
+            sub: i64::MAX,
+        };
+        self.scan_stored(Rev { main: 0, sub: 0 }, hi, |rev, v| {
+            h = crc32c::crc32c_append(h, &rev.to_bytes());
+            h = crc32c::crc32c_append(h, v);
+            Ok(true)
+        })?;
         Ok(h)
     }
 
-    /// Stored versions: for status.
+    /// Stored versions (every key's, tombstones included): for status.
     pub fn stored_versions(&self) -> u64 {
-        let Ok(rtx) = self.db.begin_read() else {
-            return 0;
-        };
-        rtx.open_table(KV)
-            .ok()
-            .and_then(|t| t.len().ok())
-            .unwrap_or(0)
+        self.index.values().map(|vs| vs.len() as u64).sum()
     }
 }
 
@@ -1340,19 +1488,14 @@ impl keel_raft::StateMachine for Store {
     }
 
     fn finish_batch(&mut self) {
-        if let Err(e) = self.commit(false) {
-            fatal(&e);
-        }
         for ev in self.pending_events.drain(..) {
             let _ = self.events.send(Arc::new(ev));
         }
     }
 
     fn persist(&mut self, force: bool) -> Result<u64, keel_raft::Error> {
-        if force || self.last_persist.elapsed() >= PERSIST_INTERVAL {
-            self.commit(true)
-                .map_err(|e| keel_raft::Error::StateMachine(e.to_string()))?;
-        }
+        self.persist_due(force)
+            .map_err(|e| keel_raft::Error::StateMachine(e.to_string()))?;
         Ok(self.durable_index)
     }
 
@@ -1385,7 +1528,10 @@ impl keel_raft::StateMachine for Store {
         } else {
             StateSnapshot::decode(data).map_err(|e| err(internal(e)))?
         };
-        self.wtx = None;
+        // Whatever the persister is writing lands first; the buffers are
+        // replaced whole by the snapshot.
+        self.collect_persisted(true).map_err(err)?;
+        self.buf = WriteBuffer::default();
         let mut tx = self.db.begin_write().map_err(|e| err(internal(e)))?;
         tx.set_durability(Durability::Immediate);
         {
@@ -1459,6 +1605,24 @@ fn internal(e: impl std::fmt::Display) -> EtcdError {
 
 fn i64_from(v: &[u8]) -> i64 {
     v.try_into().map(i64::from_le_bytes).unwrap_or(0)
+}
+
+/// A version's key and value bytes, as the quota counts them.
+fn version_bytes(kv: &KeyValue) -> u32 {
+    u32::try_from(kv.key.len() + kv.value.len()).unwrap_or(u32::MAX)
+}
+
+/// A stored version straight from redb.
+fn read_stored(rtx: &redb::ReadTransaction, rev: Rev) -> Result<Option<KeyValue>, EtcdError> {
+    let t = match rtx.open_table(KV) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(internal(e)),
+    };
+    match t.get(rev.to_bytes().as_slice()).map_err(internal)? {
+        Some(v) => Ok(Some(decode_value(v.value())?.1)),
+        None => Ok(None),
+    }
 }
 
 fn decode_value(v: &[u8]) -> Result<(bool, KeyValue), EtcdError> {

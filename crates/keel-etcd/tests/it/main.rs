@@ -2,6 +2,8 @@
 //! driven by the Rust `etcd-client` crate (a third implementation of etcd's
 //! client protocol) and by raw requests for the error paths.
 
+mod store;
+
 use std::time::Duration;
 
 use etcd_client::{

@@ -1,0 +1,238 @@
+//! The store's write buffer, against a store that makes every batch durable
+//! before the next: reads see each applied write before redb holds it, and a
+//! crash at any point, followed by replaying the log after the durable index,
+//! ends in the same state.
+
+use std::time::Duration;
+
+use keel_etcd::pb::etcdserverpb::{
+    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
+    LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+use keel_etcd::pb::keelpb::{internal_request, InternalRequest};
+use keel_etcd::store::{Store, StoreConfig};
+use keel_raft::{ConfState, StateMachine};
+use proptest::prelude::*;
+use prost::Message as _;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put {
+        key: u8,
+        value: u8,
+        lease: bool,
+    },
+    Delete {
+        key: u8,
+        to_end: bool,
+    },
+    /// Put if the key's version is `version`, else read it.
+    Cas {
+        key: u8,
+        version: i64,
+        value: u8,
+    },
+    /// Compact at a revision picked from what exists by `pick`.
+    Compact {
+        pick: u16,
+    },
+    Grant,
+    Revoke,
+    /// End the Raft batch: the subject may hand its buffer to the persister.
+    EndBatch,
+    /// Drop the subject without a clean stop, reopen it, replay the log.
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..6, any::<u8>(), any::<bool>()).prop_map(|(key, value, lease)| Op::Put { key, value, lease }),
+        2 => (0u8..6, any::<bool>()).prop_map(|(key, to_end)| Op::Delete { key, to_end }),
+        2 => (0u8..6, 0i64..3, any::<u8>()).prop_map(|(key, version, value)| Op::Cas { key, version, value }),
+        1 => any::<u16>().prop_map(|pick| Op::Compact { pick }),
+        1 => Just(Op::Grant),
+        1 => Just(Op::Revoke),
+        4 => Just(Op::EndBatch),
+        1 => Just(Op::Crash),
+    ]
+}
+
+const LEASE: i64 = 7;
+
+fn key(k: u8) -> Vec<u8> {
+    format!("k{k}").into_bytes()
+}
+
+fn open(dir: &std::path::Path, persist_interval: Duration) -> Store {
+    let config = StoreConfig {
+        cluster_id: 1,
+        initial_members: vec![],
+        quota_bytes: 1 << 30,
+        lease_ttl_min: 1,
+        persist_interval,
+    };
+    Store::open(dir, config, Default::default()).unwrap()
+}
+
+fn entry(op: &Op, reference: &Store) -> Option<Vec<u8>> {
+    use internal_request::Request as R;
+    let req = match op {
+        Op::Put {
+            key: k,
+            value,
+            lease,
+        } => R::Put(PutRequest {
+            key: key(*k),
+            value: vec![*value; 1 + *value as usize % 40],
+            lease: if *lease { LEASE } else { 0 },
+            prev_kv: true,
+            ..Default::default()
+        }),
+        Op::Delete { key: k, to_end } => R::DeleteRange(DeleteRangeRequest {
+            key: key(*k),
+            range_end: if *to_end { vec![0] } else { vec![] },
+            prev_kv: true,
+        }),
+        Op::Cas {
+            key: k,
+            version,
+            value,
+        } => R::Txn(TxnRequest {
+            compare: vec![Compare {
+                result: compare::CompareResult::Equal as i32,
+                target: compare::CompareTarget::Version as i32,
+                key: key(*k),
+                range_end: vec![],
+                target_union: Some(compare::TargetUnion::Version(*version)),
+            }],
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key(*k),
+                    value: vec![*value; 3],
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: key(*k),
+                    ..Default::default()
+                })),
+            }],
+        }),
+        Op::Compact { pick } => {
+            let (lo, hi) = (reference.compacted(), reference.revision());
+            let span = (hi - lo).max(1);
+            R::Compaction(CompactionRequest {
+                revision: lo + 1 + i64::from(*pick) % span,
+                physical: false,
+            })
+        }
+        Op::Grant => R::LeaseGrant(LeaseGrantRequest { ttl: 60, id: LEASE }),
+        Op::Revoke => R::LeaseRevoke(LeaseRevokeRequest { id: LEASE }),
+        Op::EndBatch | Op::Crash => return None,
+    };
+    Some(InternalRequest { request: Some(req) }.encode_to_vec())
+}
+
+/// Everything a client can read, as text to compare.
+fn view(s: &Store) -> String {
+    let all = |revision| RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        revision,
+        ..Default::default()
+    };
+    let mut out = format!(
+        "rev {} compacted {} bytes {} versions {}\n",
+        s.revision(),
+        s.compacted(),
+        s.size_bytes(),
+        s.stored_versions()
+    );
+    for rev in [0, s.compacted(), (s.compacted() + s.revision()) / 2] {
+        out += &format!("range@{rev}: {:?}\n", s.range(&all(rev)).map(|r| r.kvs));
+    }
+    let history = s.history(s.compacted().max(1), s.revision(), 1_000_000);
+    let history: Vec<_> = history
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.revision, r.events))
+        .collect();
+    out += &format!("history: {history:?}\n");
+    out += &format!("hash: {:?}\n", s.hash_kv(s.revision()));
+    let leases: Vec<_> = s
+        .leases()
+        .iter()
+        .map(|(id, l)| (*id, l.ttl, l.keys.clone()))
+        .collect();
+    out += &format!("leases: {leases:?}\n");
+    out
+}
+
+fn run(ops: Vec<Op>) {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The reference makes each batch durable at its end; the subject hands a
+    // batch to its persister whenever the last one is done.
+    let mut reference = open(dirs.0.path(), Duration::from_secs(3600));
+    let mut subject = Some(open(dirs.1.path(), Duration::ZERO));
+    let cs = ConfState::default();
+    reference.restore(1, 1, &cs, &[]).unwrap();
+    subject.as_mut().unwrap().restore(1, 1, &cs, &[]).unwrap();
+    let mut log: Vec<Vec<u8>> = Vec::new(); // entry i + 2 is log[i]
+    for op in ops.iter().chain([&Op::EndBatch]) {
+        match op {
+            Op::EndBatch => {
+                reference.finish_batch();
+                reference.persist(true).unwrap();
+                let s = subject.as_mut().unwrap();
+                s.finish_batch();
+                let durable = s.persist(false).unwrap();
+                assert!(
+                    durable <= log.len() as u64 + 1,
+                    "durable {durable} past the log"
+                );
+                assert_eq!(view(s), view(&reference), "after {} entries", log.len());
+            }
+            Op::Crash => {
+                drop(subject.take());
+                let mut s = open(dirs.1.path(), Duration::ZERO);
+                let (applied, _, _) = s.applied();
+                assert!(applied >= 1 && applied <= log.len() as u64 + 1);
+                for (i, data) in log.iter().enumerate().skip(applied as usize - 1) {
+                    let _ = s.apply(i as u64 + 2, 1, data);
+                }
+                s.finish_batch();
+                subject = Some(s);
+            }
+            _ => {
+                let data = entry(op, &reference).unwrap();
+                let index = log.len() as u64 + 2;
+                let want = reference
+                    .apply(index, 1, &data)
+                    .map(|(a, r)| (format!("{a:?}"), r));
+                let got = subject
+                    .as_mut()
+                    .unwrap()
+                    .apply(index, 1, &data)
+                    .map(|(a, r)| (format!("{a:?}"), r));
+                assert_eq!(got, want, "entry {index}: {op:?}");
+                log.push(data);
+            }
+        }
+    }
+    // A clean stop makes everything durable; a reopen reads it all from redb.
+    let mut s = subject.take().unwrap();
+    assert_eq!(s.persist(true).unwrap(), log.len() as u64 + 1);
+    drop(s);
+    let s = open(dirs.1.path(), Duration::ZERO);
+    assert_eq!(s.applied().0, log.len() as u64 + 1);
+    assert_eq!(view(&s), view(&reference));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn buffered_store_reads_and_recovers_as_a_synchronous_one(ops in prop::collection::vec(op(), 1..80)) {
+        run(ops);
+    }
+}
