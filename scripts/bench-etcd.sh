@@ -24,8 +24,9 @@ wait_up() { for _ in $(seq 100); do etcdctl --endpoints="$1" put warm x >/dev/nu
 run_loads() { # $1 = name, $2 = endpoints
   for spec in "put 64 8" "put 1 1" "txn 64 8" "range 64 8" "range-serializable 64 8"; do
     set -- "$1" "$2" $spec
-    echo "== $1: keel bench kv --op $3 --clients $4 --conns $5 --total 40000"
-    "$K" bench kv --endpoints "$2" --op "$3" --clients "$4" --conns "$5" --total $(( $4 == 1 ? 3000 : 40000 )) | tail -1
+    total=$(( $4 == 1 ? 3000 : 40000 ))
+    echo "== $1: keel bench kv --op $3 --clients $4 --conns $5 --total $total"
+    "$K" bench kv --endpoints "$2" --op "$3" --clients "$4" --conns "$5" --total $total | tail -1
   done
 }
 
@@ -42,7 +43,7 @@ for target in keel etcd; do
   run_loads "$target, 1 node" 127.0.0.1:2379
   for load in s l; do
     echo "== $target, 1 node: etcdctl check perf --load $load"
-    etcdctl --endpoints=127.0.0.1:2379 check perf --load $load 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL"
+    etcdctl --endpoints=127.0.0.1:2379 check perf --load $load 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|Stddev|rror"
   done
   kill $pid; wait $pid 2>/dev/null
 done
@@ -66,6 +67,6 @@ for target in keel etcd; do
   wait_up $EPS
   run_loads "$target, 3 nodes" $EPS
   echo "== $target, 3 nodes: etcdctl check perf --load s"
-  etcdctl --endpoints=$EPS check perf --load s 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL"
+  etcdctl --endpoints=$EPS check perf --load s 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|Stddev|rror"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null
 done

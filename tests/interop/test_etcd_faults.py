@@ -126,12 +126,13 @@ def watcher(cluster, events, stop, errors):
 
 def run_with_faults(tmp_path, n, fault):
     c = Cluster(tmp_path, n).start()
+    # Set on every way out, so that no client or watcher thread outlives a
+    # failed check (a live non-daemon thread would keep pytest from exiting).
+    stop, wstop = threading.Event(), threading.Event()
     try:
         rec = Recorder()
-        stop = threading.Event()
         events, werrs = [], []
         threads = [threading.Thread(target=worker, args=(c, i, rec, stop)) for i in range(CLIENTS)]
-        wstop = threading.Event()
         wt = threading.Thread(target=watcher, args=(c, events, wstop, werrs))
         for t in threads:
             t.start()
@@ -173,6 +174,8 @@ def run_with_faults(tmp_path, n, fault):
         print(c.logs())
         raise
     finally:
+        stop.set()
+        wstop.set()
         c.stop()
 
 
