@@ -1315,30 +1315,17 @@ impl EtcdServer {
         lease: i64,
         value: Vec<u8>,
     ) -> Result<(i64, Option<Vec<u8>>), Status> {
-        let key = key.to_vec();
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: key.clone(),
-                range_end: vec![],
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
-                    key: key.clone(),
-                    value,
-                    lease,
-                    ..PutRequest::default()
-                })),
-            }],
-            failure: vec![RequestOp {
-                request: Some(request_op::Request::RequestRange(RangeRequest {
-                    key: key.clone(),
-                    ..RangeRequest::default()
-                })),
-            }],
-        };
+        let put = request_op::Request::RequestPut(PutRequest {
+            key: key.to_vec(),
+            value,
+            lease,
+            ..PutRequest::default()
+        });
+        let get = request_op::Request::RequestRange(RangeRequest {
+            key: key.to_vec(),
+            ..RangeRequest::default()
+        });
+        let txn = if_created_at(key, 0, put, Some(get));
         let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
         let Applied::Txn(t) = applied else {
             return Err(unexpected());
@@ -1371,24 +1358,13 @@ impl EtcdServer {
     /// Replaces the leader's value if `leader` still leads (its key has the
     /// create revision it won with); etcd's Election.Proclaim.
     async fn proclaim_as(&self, leader: LeaderKey, value: Vec<u8>) -> Result<i64, Status> {
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: leader.key.clone(),
-                range_end: vec![],
-                target_union: Some(compare::TargetUnion::CreateRevision(leader.rev)),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
-                    key: leader.key,
-                    value,
-                    lease: leader.lease,
-                    ..PutRequest::default()
-                })),
-            }],
-            failure: vec![],
-        };
+        let put = request_op::Request::RequestPut(PutRequest {
+            key: leader.key.clone(),
+            value,
+            lease: leader.lease,
+            ..PutRequest::default()
+        });
+        let txn = if_created_at(&leader.key, leader.rev, put, None);
         match self.propose(internal_request::Request::Txn(txn)).await? {
             (Applied::Txn(t), rev) if t.succeeded => Ok(rev),
             // etcd's ErrElectionNotLeader.
@@ -1408,6 +1384,33 @@ impl EtcdServer {
             ..RangeRequest::default()
         })?;
         Ok(r.kvs.into_iter().next())
+    }
+}
+
+/// A txn that does `then` if `key` has create revision `rev` (0: it does not
+/// exist), else `otherwise`: how etcd's concurrency recipes guard a lock or
+/// leader key.
+fn if_created_at(
+    key: &[u8],
+    rev: i64,
+    then: request_op::Request,
+    otherwise: Option<request_op::Request>,
+) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Create as i32,
+            key: key.to_vec(),
+            range_end: vec![],
+            target_union: Some(compare::TargetUnion::CreateRevision(rev)),
+        }],
+        success: vec![RequestOp {
+            request: Some(then),
+        }],
+        failure: otherwise
+            .map(|r| RequestOp { request: Some(r) })
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -1528,24 +1531,11 @@ impl Election for EtcdServer {
         let Some(leader) = req.into_inner().leader else {
             return Err(EtcdError::InvalidArgument("leader key is not provided".into()).into());
         };
-        let txn = TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: leader.key.clone(),
-                range_end: vec![],
-                target_union: Some(compare::TargetUnion::CreateRevision(leader.rev)),
-            }],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(
-                    DeleteRangeRequest {
-                        key: leader.key,
-                        ..DeleteRangeRequest::default()
-                    },
-                )),
-            }],
-            failure: vec![],
-        };
+        let delete = request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+            key: leader.key.clone(),
+            ..DeleteRangeRequest::default()
+        });
+        let txn = if_created_at(&leader.key, leader.rev, delete, None);
         let (_, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
         Ok(Response::new(ResignResponse {
             header: Some(self.header_at(rev)),

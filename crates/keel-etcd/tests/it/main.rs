@@ -358,48 +358,18 @@ async fn lock_and_election_services() {
     let now = c.leader("E").await.unwrap();
     assert_eq!(now.kv().unwrap().value(), b"alpha");
     let mut observe = c.observe("E").await.unwrap();
-    assert_eq!(
-        observe
-            .message()
-            .await
-            .unwrap()
-            .unwrap()
-            .kv()
-            .unwrap()
-            .value(),
-        b"alpha"
-    );
+    assert_eq!(next_leader_value(&mut observe).await, b"alpha");
     c.proclaim(
         "beta",
         Some(etcd_client::ProclaimOptions::new().with_leader(leader_key.clone())),
     )
     .await
     .unwrap();
-    assert_eq!(
-        observe
-            .message()
-            .await
-            .unwrap()
-            .unwrap()
-            .kv()
-            .unwrap()
-            .value(),
-        b"beta"
-    );
+    assert_eq!(next_leader_value(&mut observe).await, b"beta");
     // Campaigning again on the same lease with a new value proclaims it.
     let again = c.campaign("E", "gamma", lease).await.unwrap();
     assert_eq!(again.leader().unwrap().rev(), leader_key.rev());
-    assert_eq!(
-        observe
-            .message()
-            .await
-            .unwrap()
-            .unwrap()
-            .kv()
-            .unwrap()
-            .value(),
-        b"gamma"
-    );
+    assert_eq!(next_leader_value(&mut observe).await, b"gamma");
     // A second candidate waits behind the leader.
     let other = c.lease_grant(30, None).await.unwrap().id();
     let mut c3 = c.clone();
@@ -421,4 +391,14 @@ async fn lock_and_election_services() {
     .unwrap();
     assert!(c.leader("E").await.is_err());
     node.stop().await;
+}
+
+/// The leader's value in the next message of an Observe stream.
+async fn next_leader_value(observe: &mut etcd_client::ObserveStream) -> Vec<u8> {
+    let msg = observe
+        .message()
+        .await
+        .unwrap()
+        .expect("the stream goes on");
+    msg.kv().expect("a leader's key").value().to_vec()
 }
