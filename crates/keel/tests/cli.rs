@@ -29,6 +29,11 @@ fn start() -> Node {
             "127.0.0.1:0",
             "--admin-addr",
             "127.0.0.1:0",
+            // Tests run side by side: no fixed port for the etcd face either.
+            "--etcd-addr",
+            "127.0.0.1:0",
+            "--peer-addr",
+            "127.0.0.1:0",
         ])
         .args(["--group-initial-rebalance-delay-ms", "0", "--data-dir"])
         .arg(dir.path())
