@@ -1275,10 +1275,7 @@ impl Lock for EtcdServer {
         if req.name.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        let mut prefix = req.name.clone();
-        prefix.push(b'/');
-        let mut key = prefix.clone();
-        key.extend_from_slice(format!("{:x}", req.lease).as_bytes());
+        let (prefix, key) = line_key(&req.name, req.lease);
         let (my_rev, _) = self.claim(&key, req.lease, vec![]).await?;
         self.wait_for_turn(&prefix, my_rev).await?;
         if !self.exists(&key)? {
@@ -1414,10 +1411,20 @@ fn if_created_at(
     }
 }
 
-fn election_prefix(name: &[u8]) -> Vec<u8> {
+/// The prefix a lock's or election's line lives under: `name/`.
+fn line_prefix(name: &[u8]) -> Vec<u8> {
     let mut p = name.to_vec();
     p.push(b'/');
     p
+}
+
+/// The line's prefix and the key a lease holds in it: `name/<lease hex>`, as
+/// etcd's v3lock and v3election name them.
+fn line_key(name: &[u8], lease: i64) -> (Vec<u8>, Vec<u8>) {
+    let prefix = line_prefix(name);
+    let mut key = prefix.clone();
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    (prefix, key)
 }
 
 #[tonic::async_trait]
@@ -1429,9 +1436,7 @@ impl Election for EtcdServer {
         if req.name.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        let prefix = election_prefix(&req.name);
-        let mut key = prefix.clone();
-        key.extend_from_slice(format!("{:x}", req.lease).as_bytes());
+        let (prefix, key) = line_key(&req.name, req.lease);
         let (rev, held) = self.claim(&key, req.lease, req.value.clone()).await?;
         let leader = LeaderKey {
             name: req.name,
@@ -1468,7 +1473,7 @@ impl Election for EtcdServer {
     async fn leader(&self, req: Request<LeaderRequest>) -> Res<LeaderResponse> {
         let name = req.into_inner().name;
         self.barrier(false).await?;
-        match self.first_in_line(&election_prefix(&name))? {
+        match self.first_in_line(&line_prefix(&name))? {
             Some(kv) => Ok(Response::new(LeaderResponse {
                 header: Some(self.header()),
                 kv: Some(kv),
@@ -1482,7 +1487,7 @@ impl Election for EtcdServer {
 
     /// Streams the leader's key and value each time either changes.
     async fn observe(&self, req: Request<LeaderRequest>) -> Res<Self::ObserveStream> {
-        let prefix = election_prefix(&req.into_inner().name);
+        let prefix = line_prefix(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         let me = self.clone();
         tokio::spawn(async move {

@@ -495,19 +495,19 @@ impl Store {
                 let (k, v) = row.map_err(internal)?;
                 let rev = Rev::from_bytes(k.value())
                     .ok_or_else(|| EtcdError::Internal("bad revision key in backend".into()))?;
-                // Buffered versions before this row come first.
+                // Buffered versions up to this row come first; one at this
+                // very revision (or its removal) stands instead of the row.
+                let mut shadowed = false;
                 while let Some((b_rev, b)) = buffered.next_if(|(r, _)| *r <= rev) {
                     if let Some(b) = b {
                         if !f(b_rev, b)? {
                             return Ok(());
                         }
                     }
-                    if b_rev == rev {
-                        break;
-                    }
+                    shadowed = b_rev == rev;
                 }
-                if self.buffered(rev).is_some() {
-                    continue; // the buffers' version (or removal) stands
+                if shadowed {
+                    continue;
                 }
                 if !f(rev, v.value())? {
                     return Ok(());
