@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def etcdctl(endpoints, *args, input=None, timeout=15, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"etcdctl {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()}")
     return p.stdout if check else p
+
+
+def http_get(endpoint, path, timeout=10):
+    """GET over plain HTTP/1.1 from an etcd client port (as probes and Prometheus
+    do); returns (status, body parsed as JSON, or as text if it is not JSON)."""
+    try:
+        with urllib.request.urlopen(f"http://{endpoint}{path}", timeout=timeout) as r:
+            code, raw = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        code, raw = e.code, e.read().decode()
+    try:
+        return code, json.loads(raw)
+    except ValueError:
+        return code, raw
 
 
 class ClusterNode:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from conftest import wait_until
-from etcd_cluster import INF, Cluster, check_register, etcdctl
+from etcd_cluster import INF, Cluster, check_register, etcdctl, http_get
 
 KEYS = ["r0", "r1", "r2"]
 SENTINEL = "rzz-end"
@@ -290,6 +290,10 @@ def test_minority_refuses_linearizable_reads(tmp_path):
         assert etcdctl(old.endpoint, "get", "x", "--consistency=s", "--print-value-only").strip() == "before"
         # A write on the minority side fails too.
         assert etcdctl(old.endpoint, "put", "x", "minority", check=False, timeout=20).returncode != 0
+        # Its /health says so (etcd's quorum-read check), while the majority's says healthy.
+        code, body = http_get(old.endpoint, "/health")
+        assert code == 503 and body["health"] == "false", body
+        assert http_get(rest[0].endpoint, "/health") == (200, {"health": "true", "reason": ""})
         c.heal()
         wait_until(lambda: etcdctl(old.endpoint, "get", "x", "--print-value-only", check=False).stdout.strip()
                    == "after", timeout=10, what="the healed node to catch up")

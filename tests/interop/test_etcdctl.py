@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import wait_until
-from etcd_cluster import Cluster, etcdctl
+from etcd_cluster import Cluster, etcdctl, http_get
 
 
 @pytest.fixture
@@ -65,6 +65,31 @@ def test_etcdctl_against_keel_dev(node):
     kv_round_trip(node.etcd)
     st = json.loads(etcdctl(node.etcd, "endpoint", "status", "-w", "json"))[0]["Status"]
     assert st["leader"] == st["header"]["member_id"] and st["version"].startswith("3.4")
+
+
+def test_endpoints_given_as_urls_and_http_endpoints(node):
+    """What operators type and scrape: endpoints as http:// URLs (grpc-go then
+    sends the whole URL as :authority), and etcd's plain-HTTP /health, /version
+    and /metrics on the client port."""
+    url = f"http://{node.etcd}"
+    for args in (["endpoint", "status", "-w", "json"], ["endpoint", "hashkv", "-w", "json"],
+                 ["endpoint", "status", "--cluster", "-w", "json"], ["defrag"], ["alarm", "list"]):
+        etcdctl(url, *args)
+    st = json.loads(etcdctl(url, "endpoint", "status", "--cluster", "-w", "json"))
+    assert [s["Endpoint"] for s in st] == [url] and st[0]["Status"]["leader"] == st[0]["Status"]["header"]["member_id"]
+    assert http_get(node.etcd, "/health") == (200, {"health": "true", "reason": ""})
+    assert http_get(node.etcd, "/version") == (200, {"etcdserver": "3.4.23", "etcdcluster": "3.4.0"})
+    etcdctl(node.etcd, "put", "m", "1")
+    code, text = http_get(node.etcd, "/metrics")
+    metrics = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert code == 200 and metrics["etcd_server_has_leader"] == "1" and metrics["etcd_server_is_leader"] == "1"
+    head = json.loads(etcdctl(node.etcd, "get", "m", "-w", "json"))["header"]["revision"]
+    assert int(metrics["etcd_debugging_mvcc_current_revision"]) == head
+    assert int(metrics["process_resident_memory_bytes"]) > 1 << 20
+    # etcdctl's own data-scale check: 10 000 writes, memory read from /metrics before and after.
+    out = etcdctl(node.etcd, "check", "datascale", "--load=s", timeout=120)
+    assert "PASS: Approximate system memory used" in out, out
+    assert etcdctl(node.etcd, "get", "/etcdctl-check-datascale/", "--prefix", "--keys-only").strip() == ""
 
 
 def test_leases_lock_and_elect(node):
@@ -135,6 +160,15 @@ def test_etcdctl_against_three_nodes(cluster3):
     wait_until(lambda: all(m.get("clientURLs") for m in
                            json.loads(etcdctl(c.endpoints, "member", "list", "-w", "json"))["members"]),
                what="every member's client URL")
+    # --cluster: etcdctl dials every member's advertised client URL.
+    st = json.loads(etcdctl(c.endpoints[0], "endpoint", "status", "--cluster", "-w", "json"))
+    assert sorted(s["Endpoint"] for s in st) == sorted(f"http://{e}" for e in c.endpoints)
+    assert {s["Status"]["leader"] for s in st} == {leader}
+    p = etcdctl(c.endpoints[0], "endpoint", "health", "--cluster", check=False)
+    # etcdctl 3.4 prints health lines on stderr.
+    assert p.returncode == 0 and (p.stdout + p.stderr).count("is healthy") == 3, p.stderr
+    for e in c.endpoints:
+        assert http_get(e, "/health") == (200, {"health": "true", "reason": ""})
 
 
 def test_member_add_promote_and_remove(tmp_path):

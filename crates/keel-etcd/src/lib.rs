@@ -3,12 +3,14 @@
 //! [`store::Store`] is the replicated state machine (MVCC on redb, leases,
 //! members, alarms); [`server`] serves etcd's gRPC services (tonic, etcd's own
 //! .proto files) and turns each write into a Raft proposal and each
-//! linearizable read into a ReadIndex barrier.
+//! linearizable read into a ReadIndex barrier; [`http`] adds etcd's `/health`,
+//! `/version` and `/metrics` on the same client port.
 //!
 //! Architecture Invariant: `store` opens no socket and reads no clock for its
 //! replicated state: replicas apply the same entries to the same result.
 
 pub mod error;
+pub mod http;
 pub mod quorum;
 pub mod server;
 pub mod store;

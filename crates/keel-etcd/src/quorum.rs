@@ -186,7 +186,7 @@ impl Quorum {
             tasks.push(tokio::spawn(async move { s.run_lessor(stop).await }));
         }
         {
-            let routes = server.routes();
+            let routes = crate::http::with_http_endpoints(&server, server.routes());
             let mut stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 // TCP_NODELAY: without it a small response waits out Nagle and the
@@ -202,7 +202,10 @@ impl Quorum {
                         return;
                     }
                 };
+                // HTTP/1.1 too: etcd serves /health, /version and /metrics on
+                // the client port to plain HTTP clients (probes, Prometheus).
                 let r = tonic::transport::Server::builder()
+                    .accept_http1(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(30)))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, async move {

@@ -112,6 +112,9 @@ impl EtcdServer {
     pub fn store(&self) -> &SharedStore {
         &self.inner.store
     }
+    pub fn member_id(&self) -> u64 {
+        self.inner.member_id
+    }
 
     fn header(&self) -> ResponseHeader {
         let term = self.inner.node.status().term;

@@ -429,6 +429,9 @@ impl Store {
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }
+    pub fn quota_bytes(&self) -> u64 {
+        self.config.quota_bytes
+    }
     pub fn lease_ttl_min(&self) -> i64 {
         self.config.lease_ttl_min
     }
