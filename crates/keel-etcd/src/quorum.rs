@@ -127,10 +127,13 @@ impl Quorum {
             // etcd: a lease lives at least 1.5 election timeouts.
             lease_ttl_min: ((args.election_ms * 3 / 2) as f64 / 1000.0).ceil() as i64,
             persist_interval: crate::store::PERSIST_INTERVAL,
+            seed: None,
         };
         let dir = args.data_dir.clone();
         let book = addresses.clone();
-        let (wal, store) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let existing = args.existing;
+        let (wal, store, staged) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut config = config;
             let (wal, recovered) =
                 keel_raft::wal::Wal::open(&dir.join("raft")).context("open the Raft log")?;
             if recovered.truncated_bytes > 0 {
@@ -139,10 +142,24 @@ impl Quorum {
                     recovered.truncated_bytes
                 );
             }
+            // A backup staged by `keel snapshot restore` seeds a brand-new
+            // cluster; once the log exists, the store already holds it.
+            let staged = crate::backup::staged(&dir).map_err(anyhow::Error::msg)?;
+            if staged.is_some() && existing {
+                bail!(
+                    "{} was restored from a backup, but a member joining an existing cluster \
+                     gets its state from the leader: start it with a new data dir",
+                    dir.display()
+                );
+            }
+            let had_staged = staged.is_some();
+            if wal.is_empty() {
+                config.seed = staged;
+            }
             let store = Store::open(&dir.join("etcd"), config, book)
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("open the etcd store")?;
-            Ok((wal, store))
+            Ok((wal, store, had_staged))
         })
         .await??;
         let store = Arc::new(Mutex::new(store));
@@ -166,6 +183,15 @@ impl Quorum {
             Node::start(nc, wal, store.clone(), transport, mb, inbox)
                 .context("start the Raft node")?,
         );
+        if staged {
+            // The bootstrap above wrote the backup's state durably (a snapshot
+            // install commits at once); the staged copy has served.
+            let path = args.data_dir.join(crate::backup::RESTORE_FILE);
+            std::fs::remove_file(&path)
+                .and_then(|_| std::fs::File::open(&args.data_dir)?.sync_all())
+                .with_context(|| format!("remove {}", path.display()))?;
+            tracing::info!("started from the restored backup");
+        }
         // This node's client URL is what followers forward to; make it known
         // to the membership (etcd publishes it the same way at start-up).
         let server = EtcdServer::new(

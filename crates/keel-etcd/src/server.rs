@@ -1218,7 +1218,7 @@ impl Maintenance for EtcdServer {
     type SnapshotStream = BoxStream<SnapshotResponse>;
 
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Res<Self::SnapshotStream> {
-        let (bytes, header) = {
+        let (state, header) = {
             let store = self.inner.store.lock().expect("store lock");
             (
                 store.snapshot_bytes()?,
@@ -1226,17 +1226,21 @@ impl Maintenance for EtcdServer {
             )
         };
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            let total = bytes.len();
+        tokio::task::spawn_blocking(move || {
+            // etcd's envelope: the body in 512-byte blocks, then its SHA-256
+            // in a last message (see `backup`).
+            let body = crate::backup::encode(&state);
+            let digest = crate::backup::digest(&body);
+            let total = body.len() + digest.len();
             let mut sent = 0;
-            for chunk in bytes.chunks(32 << 10) {
+            for chunk in body.chunks(32 << 10).chain([&digest[..]]) {
                 sent += chunk.len();
                 let r = SnapshotResponse {
                     header: Some(header),
                     remaining_bytes: (total - sent) as u64,
                     blob: chunk.to_vec(),
                 };
-                if tx.send(Ok(r)).await.is_err() {
+                if tx.blocking_send(Ok(r)).is_err() {
                     return;
                 }
             }

@@ -235,6 +235,9 @@ pub struct StoreConfig {
     pub lease_ttl_min: i64,
     /// How often applied writes are handed to the persister ([`PERSIST_INTERVAL`]).
     pub persist_interval: Duration,
+    /// A backup to start a brand-new cluster from (`keel snapshot restore`):
+    /// its keys, history and leases, with `initial_members` as the membership.
+    pub seed: Option<StateSnapshot>,
 }
 
 pub struct Store {
@@ -1521,9 +1524,15 @@ impl keel_raft::StateMachine for Store {
     ) -> Result<(), keel_raft::Error> {
         let err = |e: EtcdError| keel_raft::Error::StateMachine(e.to_string());
         let snap = if data.is_empty() {
-            // A brand-new cluster: empty store, the initial members.
+            // A brand-new cluster: the initial members, and an empty store or
+            // the restored backup's keys, history and leases (its members and
+            // alarms belonged to the old cluster, as etcdctl snapshot restore).
+            let seed = self.config.seed.clone().unwrap_or_default();
             StateSnapshot {
-                current_revision: 1,
+                current_revision: seed.current_revision.max(1),
+                compact_revision: seed.compact_revision,
+                kvs: seed.kvs,
+                leases: seed.leases,
                 members: self.config.initial_members.clone(),
                 cluster_id: self.config.cluster_id,
                 ..StateSnapshot::default()

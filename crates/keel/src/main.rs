@@ -73,8 +73,26 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::ClusterCommand,
     },
+    /// Restore the etcd face from a backup (`etcdctl snapshot save` against Keel).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
+}
+
+#[derive(clap::Subcommand)]
+enum SnapshotCommand {
+    /// Check a backup and stage it in a new data dir; the node started there
+    /// (`keel dev` or `keel start`, with the new cluster's --initial-cluster)
+    /// begins with the backup's keys, history and leases. Restore the same
+    /// file for every member of the new cluster, as with etcd.
+    Restore {
+        /// The file `etcdctl snapshot save` wrote.
+        file: PathBuf,
+        /// A new or empty directory for the restored member.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -196,6 +214,23 @@ fn run() -> Result<()> {
         Command::Consume { common, args } => rt.block_on(cli::consume::run(args, &common)),
         Command::Group { common, cmd } => rt.block_on(cli::group::run(cmd, &common)),
         Command::Cluster { common, cmd } => rt.block_on(cli::cluster(cmd, &common)),
+        Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => {
+            let s = keel_etcd::backup::stage_restore(&file, &data_dir)
+                .map_err(anyhow::Error::msg)
+                .context("restore")?;
+            println!(
+                "restored {} into {}: revision {}, compacted at {}, {} stored versions, {} leases; \
+                 start a node with --data-dir {}",
+                file.display(),
+                data_dir.display(),
+                s.revision,
+                s.compact_revision,
+                s.versions,
+                s.leases,
+                data_dir.display()
+            );
+            Ok(())
+        }
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "keel", &mut std::io::stdout());

@@ -70,6 +70,7 @@ fn open(dir: &std::path::Path, persist_interval: Duration) -> Store {
         quota_bytes: 1 << 30,
         lease_ttl_min: 1,
         persist_interval,
+        seed: None,
     };
     Store::open(dir, config, Default::default()).unwrap()
 }
