@@ -268,7 +268,7 @@ def test_three_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 3, fault)
 
 
-@pytest.mark.parametrize("fault", [kill_leader, split_majority_minority], ids=["kill_leader", "split"])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
 def test_five_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 5, fault)
 
