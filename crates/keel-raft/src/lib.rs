@@ -15,7 +15,7 @@ pub mod transport;
 pub mod wal;
 
 pub use node::{Node, NodeConfig, NodeStatus, ProposeError, Role};
-pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState};
+pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, HardState};
 pub use transport::{Faults, TcpTransport};
 
 /// What a replicated state machine must do for the node.

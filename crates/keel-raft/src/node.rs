@@ -189,6 +189,12 @@ impl<O: Send + 'static> Node<O> {
             wal.set_conf_state(sm_conf);
         }
         let applied = sm.lock().expect("state machine lock").applied().0;
+        // What the state machine applied was committed, even where the WAL's
+        // last commit record is older (it is written lazily); raft-rs refuses
+        // to start with applied above committed.
+        if applied <= wal.last_index_now() {
+            wal.set_commit(applied);
+        }
         {
             // The closure must not hold the WAL (it lives in the WAL: a cycle).
             let sm = Arc::downgrade(&sm);
@@ -514,10 +520,8 @@ impl<S: StateMachine> Loop<S> {
             self.wal.compact_to(meta)?;
         }
         self.apply(ready.take_committed_entries())?;
-        self.wal.append(ready.entries())?;
-        if let Some(hs) = ready.hs() {
-            self.wal.set_hard_state(hs)?;
-        }
+        // One write and one fsync for the round's entries and hard state.
+        self.wal.save(ready.entries(), ready.hs())?;
         self.wal.sync()?;
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
@@ -532,7 +536,7 @@ impl<S: StateMachine> Loop<S> {
         }
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.wal.set_commit(commit)?;
+            self.wal.set_commit(commit);
         }
         if !light.messages().is_empty() {
             self.transport.send(light.take_messages());

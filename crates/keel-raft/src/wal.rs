@@ -9,6 +9,14 @@
 //! never fsynced, so nothing they held was ever acknowledged.
 //!
 //! Record: `len u32 LE | crc32c u32 LE (of kind and body) | kind u8 | body`.
+//!
+//! The file is preallocated in 64 MiB steps (etcd's WAL segment size), as etcd
+//! preallocates its segments: an fdatasync after an append that stays inside
+//! the file's size need not write the inode too, which made a one-entry round
+//! about a fifth faster on this project's disk (docs/perf.md). Replay stops at
+//! the zeros after the last record; at start-up everything after the last whole
+//! record is dropped and preallocated again, so no stale byte can follow a
+//! record written later.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -29,6 +37,8 @@ const KIND_SNAPSHOT: u8 = 3;
 /// request size the fronts accept, far below).
 pub const RECORD_BYTES_MAX: u32 = 64 << 20;
 const HEADER_BYTES: usize = 9;
+/// The file grows by this much at a time (etcd's `SegmentSizeBytes`).
+pub const PREALLOCATE_BYTES: u64 = 64 << 20;
 
 /// What the in-memory log holds; shared between the node loop (which writes)
 /// and raft-rs (which reads through `Storage`).
@@ -87,6 +97,14 @@ struct WalFile {
     path: PathBuf,
     file: File,
     dirty: bool,
+    /// Where the next record goes: the end of the last whole record.
+    end: u64,
+    /// The file's size (preallocated past `end`); `None` where the filesystem
+    /// cannot preallocate, and the file simply grows with each write.
+    allocated: Option<u64>,
+    /// The in-memory hard state has a commit index not yet written (it goes
+    /// with the next records; a lower commit after a crash is safe).
+    commit_pending: bool,
 }
 
 /// What recovery found.
@@ -113,17 +131,18 @@ impl Wal {
             .metadata()
             .map_err(|e| Error::io("stat raft wal", e))?
             .len();
+        let mut torn = 0;
         if good_len < len {
-            tracing::warn!(
-                "raft wal: truncating {} bytes of torn or corrupt tail",
-                len - good_len
-            );
+            // Zeros there are preallocation; anything else is a torn or corrupt tail.
+            torn = nonzero_span(&file, good_len, len)?;
+            if torn > 0 {
+                tracing::warn!("raft wal: truncating {torn} bytes of torn or corrupt tail");
+            }
             file.set_len(good_len)
                 .map_err(|e| Error::io("truncate raft wal", e))?;
-            file.sync_all().map_err(|e| Error::io("sync raft wal", e))?;
         }
-        file.seek(SeekFrom::Start(good_len))
-            .map_err(|e| Error::io("seek raft wal", e))?;
+        let allocated = preallocate(&file, good_len)?;
+        file.sync_all().map_err(|e| Error::io("sync raft wal", e))?;
         sync_dir(dir)?;
         let wal = Wal {
             core: Arc::new(RwLock::new(core)),
@@ -131,6 +150,9 @@ impl Wal {
                 path,
                 file,
                 dirty: false,
+                end: good_len,
+                allocated,
+                commit_pending: false,
             })),
             snapshot_source: Arc::new(RwLock::new(None)),
         };
@@ -138,7 +160,7 @@ impl Wal {
             wal,
             Recovered {
                 records,
-                truncated_bytes: len - good_len,
+                truncated_bytes: torn,
             },
         ))
     }
@@ -164,6 +186,10 @@ impl Wal {
     pub fn first_index_now(&self) -> u64 {
         self.core.read().expect("wal lock").first_index()
     }
+    /// Bytes of records in the file (it is preallocated beyond them).
+    pub fn written_bytes(&self) -> u64 {
+        self.file.lock().expect("wal file lock").end
+    }
     /// Entries in memory (what compaction bounds).
     pub fn len(&self) -> usize {
         self.core.read().expect("wal lock").entries.len()
@@ -175,10 +201,26 @@ impl Wal {
 
     /// Writes entries (not yet synced).
     pub fn append(&self, entries: &[Entry]) -> Result<(), Error> {
-        if entries.is_empty() {
+        self.save(entries, None)
+    }
+
+    /// Writes a hard state (not yet synced).
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<(), Error> {
+        self.save(&[], Some(hs))
+    }
+
+    /// Writes a round's entries and hard state in one write (not yet synced),
+    /// with a commit index raised since the last write if `hs` is `None`.
+    pub fn save(&self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), Error> {
+        let mut f = self.file.lock().expect("wal file lock");
+        let hs = match hs {
+            Some(hs) => Some(hs.clone()),
+            None if f.commit_pending => Some(self.hard_state()),
+            None => None,
+        };
+        if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
-        let mut f = self.file.lock().expect("wal file lock");
         let mut buf = Vec::new();
         for e in entries {
             encode_record(
@@ -187,37 +229,36 @@ impl Wal {
                 &e.write_to_bytes().map_err(Error::codec)?,
             );
         }
+        if let Some(hs) = &hs {
+            encode_record(
+                &mut buf,
+                KIND_HARD_STATE,
+                &hs.write_to_bytes().map_err(Error::codec)?,
+            );
+        }
         f.write(&buf)?;
         let mut c = self.core.write().expect("wal lock");
         for e in entries {
             c.push(e.clone()).map_err(Error::Corrupt)?;
         }
-        Ok(())
-    }
-
-    /// Writes a hard state (not yet synced).
-    pub fn set_hard_state(&self, hs: &HardState) -> Result<(), Error> {
-        let mut f = self.file.lock().expect("wal file lock");
-        let mut buf = Vec::new();
-        encode_record(
-            &mut buf,
-            KIND_HARD_STATE,
-            &hs.write_to_bytes().map_err(Error::codec)?,
-        );
-        f.write(&buf)?;
-        self.core.write().expect("wal lock").hard_state = hs.clone();
-        Ok(())
-    }
-
-    /// Raises the commit index in the hard state (after a LightReady). Not synced:
-    /// a lower commit index after a crash is safe, raft learns it again.
-    pub fn set_commit(&self, commit: u64) -> Result<(), Error> {
-        let mut hs = self.hard_state();
-        if commit > hs.commit {
-            hs.commit = commit;
-            self.set_hard_state(&hs)?;
+        if let Some(hs) = hs {
+            c.hard_state = hs;
+            f.commit_pending = false;
         }
         Ok(())
+    }
+
+    /// Raises the commit index in the hard state (after a LightReady), to be
+    /// written with the next records and never synced for its own sake: a
+    /// lower commit index after a crash is safe, raft learns it again (and the
+    /// node raises it to what the state machine applied before it starts).
+    pub fn set_commit(&self, commit: u64) {
+        let mut f = self.file.lock().expect("wal file lock");
+        let mut c = self.core.write().expect("wal lock");
+        if commit > c.hard_state.commit {
+            c.hard_state.commit = commit;
+            f.commit_pending = true;
+        }
     }
 
     pub fn set_conf_state(&self, cs: ConfState) {
@@ -245,17 +286,19 @@ impl Wal {
         if meta.index <= c.snapshot.index {
             return Ok(());
         }
-        if meta.index <= c.last_index() && meta.index >= c.first_index() {
-            let term = c.entries[(meta.index - c.first_index()) as usize].term;
-            if term == meta.term {
-                let drop = (meta.index + 1 - c.first_index()) as usize;
-                c.entries.drain(..drop);
-            } else {
-                c.entries.clear();
-            }
+        // What the log lets go of (a hundred thousand entries, and the old
+        // file whose close frees its blocks) is freed on another thread: on
+        // this project's disk that took 0.1 s and 0.2 s of the Raft thread.
+        let first = c.first_index();
+        let matches = meta.index <= c.last_index()
+            && meta.index >= first
+            && c.entries[(meta.index - first) as usize].term == meta.term;
+        let released = if matches {
+            let kept = c.entries.split_off((meta.index + 1 - first) as usize);
+            std::mem::replace(&mut c.entries, kept)
         } else {
-            c.entries.clear();
-        }
+            std::mem::take(&mut c.entries)
+        };
         if c.hard_state.commit < meta.index {
             c.hard_state.commit = meta.index;
         }
@@ -283,33 +326,82 @@ impl Wal {
             );
         }
         let tmp = f.path.with_extension("tmp");
-        let mut nf = File::create(&tmp).map_err(|e| Error::io("create raft wal", e))?;
-        nf.write_all(&buf)
-            .map_err(|e| Error::io("write raft wal", e))?;
-        nf.sync_all().map_err(|e| Error::io("fsync raft wal", e))?;
-        std::fs::rename(&tmp, &f.path).map_err(|e| Error::io("rename raft wal", e))?;
-        sync_dir(f.path.parent().expect("wal has a dir"))?;
         let mut nf = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&f.path)
-            .map_err(|e| Error::io("open raft wal", e))?;
-        nf.seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("seek raft wal", e))?;
-        f.file = nf;
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create raft wal", e))?;
+        nf.write_all(&buf)
+            .map_err(|e| Error::io("write raft wal", e))?;
+        let allocated = preallocate(&nf, buf.len() as u64)?;
+        nf.sync_all().map_err(|e| Error::io("fsync raft wal", e))?;
+        std::fs::rename(&tmp, &f.path).map_err(|e| Error::io("rename raft wal", e))?;
+        sync_dir(f.path.parent().expect("wal has a dir"))?;
+        let old = std::mem::replace(&mut f.file, nf);
+        let _ = std::thread::Builder::new()
+            .name("wal-release".into())
+            .spawn(move || drop((old, released)));
+        f.end = buf.len() as u64;
+        f.allocated = allocated;
         f.dirty = false;
+        f.commit_pending = false;
         Ok(())
     }
 }
 
 impl WalFile {
     fn write(&mut self, buf: &[u8]) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let end = self.end + buf.len() as u64;
+        if self.allocated.is_some_and(|a| end > a) {
+            self.allocated = preallocate(&self.file, end)?;
+        }
         self.file
-            .write_all(buf)
+            .write_all_at(buf, self.end)
             .map_err(|e| Error::io("write raft wal", e))?;
+        self.end = end;
         self.dirty = true;
         Ok(())
     }
+}
+
+/// Makes the file's size the next multiple of `PREALLOCATE_BYTES` above `end`, reading as zeros past what was written. Returns the new size, or
+/// `None` if the filesystem cannot preallocate (then writes just extend it).
+fn preallocate(file: &File, end: u64) -> Result<Option<u64>, Error> {
+    use std::os::fd::AsRawFd;
+    let size = (end / PREALLOCATE_BYTES + 1) * PREALLOCATE_BYTES;
+    let len = libc::off_t::try_from(size).map_err(|_| Error::Corrupt("wal too large".into()))?;
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is
+    // owned by `file` and open for writing for the whole call.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc == 0 {
+        return Ok(Some(size));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(None),
+        _ => Err(Error::io("preallocate raft wal", err)),
+    }
+}
+
+/// How many bytes of `[from, to)` lie before the last non-zero byte there (0 if all zero).
+fn nonzero_span(file: &File, from: u64, to: u64) -> Result<u64, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut last = None;
+    let mut pos = from;
+    while pos < to {
+        let n = usize::try_from(to - pos).map_or(buf.len(), |left| left.min(buf.len()));
+        file.read_exact_at(&mut buf[..n], pos)
+            .map_err(|e| Error::io("read raft wal", e))?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
+            last = Some(pos + i as u64);
+        }
+        pos += n as u64;
+    }
+    Ok(last.map_or(0, |l| l + 1 - from))
 }
 
 /// Where a log starts: everything up to `index` (of `term`) is in the state machine.

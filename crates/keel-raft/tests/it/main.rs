@@ -93,11 +93,13 @@ proptest! {
                 let data = vec![i as u8; *n];
                 w.append(&[entry(i as u64 + 1, 1, &data)]).unwrap();
                 w.sync().unwrap();
-                ends.push(std::fs::metadata(dir.path().join("wal")).unwrap().len());
+                ends.push(w.written_bytes());
             }
         }
         let path = dir.path().join("wal");
-        let len = std::fs::metadata(&path).unwrap().len();
+        let len = *ends.last().unwrap();
+        // The file is preallocated past its records, and reads as zeros there.
+        prop_assert!(std::fs::metadata(&path).unwrap().len() > len);
         let cut = (len as f64 * cut_frac) as u64;
         let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         f.set_len(cut).unwrap();
@@ -130,4 +132,44 @@ proptest! {
         prop_assert_eq!(rec.truncated_bytes, 0);
         prop_assert_eq!(entries(&w).len(), whole + 1);
     }
+}
+
+/// Records that survive after a corrupt one were never acknowledged as part of
+/// this log; once recovery cut there, a later record of the same length must
+/// not make them readable again (the file is preallocated, so what follows the
+/// last record must be zeros, not old bytes).
+#[test]
+fn records_after_a_corrupt_one_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ends = vec![0];
+    {
+        let (w, _) = Wal::open(dir.path()).unwrap();
+        for i in 1..=4u64 {
+            w.append(&[entry(i, 1, b"old!")]).unwrap();
+            w.sync().unwrap();
+            ends.push(w.written_bytes());
+        }
+    }
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("wal"))
+            .unwrap();
+        f.write_at(b"X", ends[2] - 1).unwrap(); // the last byte of entry 2
+    }
+    {
+        let (w, rec) = Wal::open(dir.path()).unwrap();
+        assert_eq!(entries(&w), vec![(1, 1, b"old!".to_vec())]);
+        assert_eq!(rec.truncated_bytes, ends[4] - ends[1]);
+        // Same length as the old entry 2: entries 3 and 4 would line up after it.
+        w.append(&[entry(2, 2, b"new!")]).unwrap();
+        w.sync().unwrap();
+    }
+    let (w, rec) = Wal::open(dir.path()).unwrap();
+    assert_eq!(rec.truncated_bytes, 0);
+    assert_eq!(
+        entries(&w),
+        vec![(1, 1, b"old!".to_vec()), (2, 2, b"new!".to_vec())]
+    );
 }
