@@ -2,7 +2,7 @@
 # Keel's etcd face against Debian's etcd 3.4 on this machine, in one run, with
 # the same client (keel bench kv) and etcd's own `etcdctl check perf`; then the
 # same for three-node clusters. Prints the numbers docs/perf.md quotes.
-# Needs: target/release/keel, etcd, etcdctl, fio. Uses /tmp and ports 2379-2380, 12379-32380.
+# Needs: target/release/keel, etcd, etcdctl, fio, bc, taskset. Uses /tmp and ports 2379-2380, 12379-32380.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 K=$PWD/target/release/keel
@@ -30,21 +30,37 @@ run_loads() { # $1 = name, $2 = endpoints
   done
 }
 
-for target in keel etcd; do
-  if [ $target = keel ]; then
-    "$K" dev --data-dir "$W/k1" --kafka-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 >"$W/k1.log" 2>&1 &
+start_one() { # $1 = keel|etcd, $2 = data dir, $3 = cpu list for taskset ("" = all)
+  local pin=(); [ -n "$3" ] && pin=(taskset -c "$3")
+  if [ "$1" = keel ]; then
+    "${pin[@]}" "$K" dev --data-dir "$2" --kafka-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 >"$2.log" 2>&1 &
   else
-    etcd --data-dir "$W/e1" --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    "${pin[@]}" etcd --data-dir "$2" --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
       --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-      --initial-cluster default=http://127.0.0.1:2380 >"$W/e1.log" 2>&1 &
+      --initial-cluster default=http://127.0.0.1:2380 >"$2.log" 2>&1 &
   fi
   pid=$!
   wait_up 127.0.0.1:2379
+}
+
+cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+
+for target in keel etcd; do
+  start_one $target "$W/$target-1" ""
   run_loads "$target, 1 node" 127.0.0.1:2379
   for load in s l; do
     echo "== $target, 1 node: etcdctl check perf --load $load"
+    before=$(cpu_s $pid)
     etcdctl --endpoints=127.0.0.1:2379 check perf --load $load 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|Stddev|rror"
+    echo "  server CPU during the check: $(echo "$(cpu_s $pid) - $before" | bc) s"
   done
+  kill $pid; wait $pid 2>/dev/null
+  # The same check with a core each, as with the load generator on another machine.
+  start_one $target "$W/$target-1p" 0
+  echo "== $target, 1 node on CPU 0, etcdctl on CPU 1: etcdctl check perf --load l"
+  before=$(cpu_s $pid)
+  taskset -c 1 etcdctl --endpoints=127.0.0.1:2379 check perf --load l 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|Stddev|rror"
+  echo "  server CPU during the check: $(echo "$(cpu_s $pid) - $before" | bc) s"
   kill $pid; wait $pid 2>/dev/null
 done
 

@@ -16,10 +16,38 @@ ROOT = Path(__file__).resolve().parents[2]
 KEEL = Path(os.environ.get("KEEL_BIN", ROOT / "target" / "release" / "keel"))
 
 
+def _ports_outside_the_ephemeral_range():
+    """Ports for the nodes under test lie outside the kernel's ephemeral range
+    (ip_local_port_range, 32768-60999 by default): a port picked by binding to 0
+    lies inside it, and a client connection made before the node starts may take
+    it as its source port, so the node's bind fails (seen in the five-node fault
+    tests). Outside the range only listeners compete; each port is handed out
+    once per test run and checked free before it is."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return (high + 1, 65535) if high < 64000 else (24000, low)
+
+
+_PORT_LOW, _PORT_HIGH = _ports_outside_the_ephemeral_range()
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    import random
+    for _ in range(1000):
+        port = random.randrange(_PORT_LOW, _PORT_HIGH)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_LOW}-{_PORT_HIGH}")
 
 
 def wait_until(cond, timeout=15.0, what="condition"):
