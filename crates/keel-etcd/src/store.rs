@@ -267,6 +267,10 @@ pub struct Store {
     size_bytes: u64,
 }
 
+/// Up to this many leases, a range delete finds a deleted key's lease by
+/// looking in each, instead of reading the key's value.
+const DELETE_LEASES_SCANNED_MAX: usize = 64;
+
 /// Watch subscribers that fall this many revisions behind catch up from the backend.
 pub const WATCH_BROADCAST_CAPACITY: usize = 4096;
 
@@ -806,6 +810,44 @@ impl Store {
         sub: &mut i64,
         events: &mut Vec<Event>,
     ) -> Result<DeleteRangeResponse, EtcdError> {
+        // Nobody needs the deleted values when the client did not ask for
+        // them and no watcher is subscribed (one that subscribes later reads
+        // history, prev_kv included, from the backend): then the tombstones
+        // come from the key index alone, as etcd's mvcc writes them, without
+        // reading a value per key. Leases are few enough to look in each.
+        let values_needed = req.prev_kv
+            || self.events.receiver_count() > 0
+            || self.leases.len() > DELETE_LEASES_SCANNED_MAX;
+        if !values_needed {
+            let keys: Vec<Vec<u8>> = self
+                .keys_in_range(&req.key, &req.range_end)
+                .filter(|(_, vs)| vs.last().is_some_and(|v| !v.tombstone))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let deleted = keys.len() as i64;
+            for key in keys {
+                for l in self.leases.values_mut() {
+                    l.keys.remove(&key);
+                }
+                let tomb = KeyValue {
+                    key,
+                    mod_revision: main,
+                    ..KeyValue::default()
+                };
+                self.write_version(Rev { main, sub: *sub }, &tomb, true)?;
+                events.push(Event {
+                    r#type: EventType::Delete as i32,
+                    kv: Some(tomb),
+                    prev_kv: None,
+                });
+                *sub += 1;
+            }
+            return Ok(DeleteRangeResponse {
+                header: None,
+                deleted,
+                prev_kvs: vec![],
+            });
+        }
         let live: Vec<Rev> = self
             .keys_in_range(&req.key, &req.range_end)
             .filter_map(|(_, vs)| vs.last().filter(|v| !v.tombstone).map(|v| v.rev))
