@@ -144,17 +144,16 @@ impl Quorum {
             }
             // A backup staged by `keel snapshot restore` seeds a brand-new
             // cluster; once the log exists, the store already holds it.
-            let staged = crate::backup::staged(&dir).map_err(anyhow::Error::msg)?;
-            if staged.is_some() && existing {
+            let had_staged = dir.join(crate::backup::RESTORE_FILE).exists();
+            if had_staged && existing {
                 bail!(
                     "{} was restored from a backup, but a member joining an existing cluster \
                      gets its state from the leader: start it with a new data dir",
                     dir.display()
                 );
             }
-            let had_staged = staged.is_some();
-            if wal.is_empty() {
-                config.seed = staged;
+            if had_staged && wal.is_empty() {
+                config.seed = crate::backup::staged(&dir).map_err(anyhow::Error::msg)?;
             }
             let store = Store::open(&dir.join("etcd"), config, book)
                 .map_err(|e| anyhow::anyhow!("{e}"))

@@ -826,20 +826,7 @@ impl Store {
                 .collect();
             let deleted = keys.len() as i64;
             for key in keys {
-                for l in self.leases.values_mut() {
-                    l.keys.remove(&key);
-                }
-                let tomb = KeyValue {
-                    key,
-                    mod_revision: main,
-                    ..KeyValue::default()
-                };
-                self.write_version(Rev { main, sub: *sub }, &tomb, true)?;
-                events.push(Event {
-                    r#type: EventType::Delete as i32,
-                    kv: Some(tomb),
-                    prev_kv: None,
-                });
+                self.delete_key(key, None, Rev { main, sub: *sub }, events)?;
                 *sub += 1;
             }
             return Ok(DeleteRangeResponse {
@@ -867,7 +854,12 @@ impl Store {
             if req.prev_kv {
                 prev_kvs.push(prev.clone());
             }
-            self.delete_key(prev, Rev { main, sub: *sub }, events)?;
+            self.delete_key(
+                prev.key.clone(),
+                Some(prev),
+                Rev { main, sub: *sub },
+                events,
+            )?;
             *sub += 1;
         }
         Ok(DeleteRangeResponse {
@@ -877,19 +869,32 @@ impl Store {
         })
     }
 
+    /// Writes `key`'s tombstone at `rev`. With its live version `prev` read,
+    /// the key leaves that version's lease and the event carries it; without,
+    /// the key leaves whichever lease holds it (there are few: see
+    /// `DELETE_LEASES_SCANNED_MAX`).
     fn delete_key(
         &mut self,
-        prev: KeyValue,
+        key: Vec<u8>,
+        prev: Option<KeyValue>,
         rev: Rev,
         events: &mut Vec<Event>,
     ) -> Result<(), EtcdError> {
-        if prev.lease != 0 {
-            if let Some(l) = self.leases.get_mut(&prev.lease) {
-                l.keys.remove(&prev.key);
+        match &prev {
+            Some(p) if p.lease != 0 => {
+                if let Some(l) = self.leases.get_mut(&p.lease) {
+                    l.keys.remove(&key);
+                }
+            }
+            Some(_) => {}
+            None => {
+                for l in self.leases.values_mut() {
+                    l.keys.remove(&key);
+                }
             }
         }
         let tomb = KeyValue {
-            key: prev.key.clone(),
+            key,
             mod_revision: rev.main,
             ..KeyValue::default()
         };
@@ -897,7 +902,7 @@ impl Store {
         events.push(Event {
             r#type: EventType::Delete as i32,
             kv: Some(tomb),
-            prev_kv: Some(prev),
+            prev_kv: prev,
         });
         Ok(())
     }
@@ -1185,7 +1190,7 @@ impl Store {
         for key in lease.keys {
             if let Some(r) = self.live_rev(&key, None) {
                 if let Some(prev) = self.get_kv(r)? {
-                    self.delete_key(prev, Rev { main, sub }, events)?;
+                    self.delete_key(prev.key.clone(), Some(prev), Rev { main, sub }, events)?;
                     sub += 1;
                 }
             }
@@ -1569,7 +1574,8 @@ impl keel_raft::StateMachine for Store {
             // A brand-new cluster: the initial members, and an empty store or
             // the restored backup's keys, history and leases (its members and
             // alarms belonged to the old cluster, as etcdctl snapshot restore).
-            let seed = self.config.seed.clone().unwrap_or_default();
+            // Taken: once bootstrapped, the store holds it (and need not keep a copy).
+            let seed = self.config.seed.take().unwrap_or_default();
             StateSnapshot {
                 current_revision: seed.current_revision.max(1),
                 compact_revision: seed.compact_revision,

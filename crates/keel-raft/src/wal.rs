@@ -367,8 +367,9 @@ impl WalFile {
     }
 }
 
-/// Makes the file's size the next multiple of `PREALLOCATE_BYTES` above `end`, reading as zeros past what was written. Returns the new size, or
-/// `None` if the filesystem cannot preallocate (then writes just extend it).
+/// Makes the file's size the next multiple of `PREALLOCATE_BYTES` above `end`,
+/// reading as zeros past what was written. Returns the new size, or `None` if
+/// the filesystem cannot preallocate (then writes just extend it).
 fn preallocate(file: &File, end: u64) -> Result<Option<u64>, Error> {
     use std::os::fd::AsRawFd;
     let size = (end / PREALLOCATE_BYTES + 1) * PREALLOCATE_BYTES;
