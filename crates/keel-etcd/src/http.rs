@@ -22,7 +22,7 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// How long `/health` waits for its linearizable read (etcd: one second).
 pub const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// gRPC routes plus the HTTP endpoints, for one listener.
+/// gRPC routes plus the HTTP endpoints and the JSON gateway, for one listener.
 pub fn with_http_endpoints(
     server: &EtcdServer,
     grpc: tonic::service::Routes,
@@ -32,6 +32,7 @@ pub fn with_http_endpoints(
         .route("/health", get(move || health_reply(health.clone())))
         .route("/version", get(version_reply))
         .route("/metrics", get(move || metrics_reply(metrics.clone())))
+        .merge(crate::gateway::router(server))
         .into()
 }
 

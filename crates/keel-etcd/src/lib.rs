@@ -11,6 +11,7 @@
 
 pub mod backup;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod quorum;
 pub mod server;
@@ -20,18 +21,23 @@ pub mod store;
 pub mod pb {
     pub mod authpb {
         include!("pb/authpb.rs");
+        include!("pb/authpb.serde.rs");
     }
     pub mod mvccpb {
         include!("pb/mvccpb.rs");
+        include!("pb/mvccpb.serde.rs");
     }
     pub mod etcdserverpb {
         include!("pb/etcdserverpb.rs");
+        include!("pb/etcdserverpb.serde.rs");
     }
     pub mod v3lockpb {
         include!("pb/v3lockpb.rs");
+        include!("pb/v3lockpb.serde.rs");
     }
     pub mod v3electionpb {
         include!("pb/v3electionpb.rs");
+        include!("pb/v3electionpb.serde.rs");
     }
     pub mod keelpb {
         include!("pb/keelpb.rs");

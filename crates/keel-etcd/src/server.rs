@@ -536,22 +536,39 @@ impl EtcdServer {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl Watch for EtcdServer {
     type WatchStream = BoxStream<WatchResponse>;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Res<Self::WatchStream> {
-        let mut inbound = req.into_inner();
+        Ok(Response::new(self.watch_stream(req.into_inner())))
+    }
+}
+
+impl EtcdServer {
+    /// One watch stream: creates, cancels and progress requests from
+    /// `inbound`, events out. A client that stops sending (a gRPC CloseSend, or
+    /// the gateway at the end of a request body) keeps its watches until it
+    /// stops reading, as etcd's watch server goes on sending after its receive
+    /// loop ends; an inbound error (the client reset the stream) ends them.
+    pub fn watch_stream<S>(&self, mut inbound: S) -> BoxStream<WatchResponse>
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel::<Result<WatchResponse, Status>>(1024);
         let me = self.clone();
         tokio::spawn(async move {
             let mut watchers: HashMap<i64, (tokio::task::JoinHandle<()>, Arc<AtomicI64>)> =
                 HashMap::new();
             let mut next_id: i64 = 0;
+            let mut reset = false;
             while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { break };
+                let Ok(msg) = msg else {
+                    reset = true;
+                    break;
+                };
                 watchers.retain(|_, (h, _)| !h.is_finished());
                 match msg.request_union {
                     Some(watch_request::RequestUnion::CreateRequest(c)) => {
@@ -661,11 +678,14 @@ impl Watch for EtcdServer {
                     None => {}
                 }
             }
+            if !reset {
+                tx.closed().await;
+            }
             for (_, (h, _)) in watchers {
                 h.abort();
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 }
 
@@ -809,6 +829,42 @@ impl Watcher {
     }
 }
 
+impl EtcdServer {
+    /// One keep-alive stream: each request renews its lease and is answered
+    /// with the TTL (0 for an unknown lease, as etcd answers); the stream ends
+    /// when the client stops sending, as etcd's does.
+    pub fn keep_alive_stream<S>(&self, mut inbound: S) -> BoxStream<LeaseKeepAliveResponse>
+    where
+        S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(r)) = inbound.next().await {
+                let resp = match me.keep_alive_once(r.id).await {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(me.header()),
+                        id: r.id,
+                        ttl,
+                    }),
+                    // etcd answers a keep-alive of an unknown lease with TTL 0.
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(LeaseKeepAliveResponse {
+                        header: Some(me.header()),
+                        id: r.id,
+                        ttl: 0,
+                    }),
+                    Err(s) => Err(s),
+                };
+                let stop = resp.is_err();
+                if tx.send(resp).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
 #[tonic::async_trait]
 impl Lease for EtcdServer {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Res<LeaseGrantResponse> {
@@ -849,32 +905,7 @@ impl Lease for EtcdServer {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Res<Self::LeaseKeepAliveStream> {
-        let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(64);
-        let me = self.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(r)) = inbound.next().await {
-                let resp = match me.keep_alive_once(r.id).await {
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
-                        header: Some(me.header()),
-                        id: r.id,
-                        ttl,
-                    }),
-                    // etcd answers a keep-alive of an unknown lease with TTL 0.
-                    Err(s) if s.code() == tonic::Code::NotFound => Ok(LeaseKeepAliveResponse {
-                        header: Some(me.header()),
-                        id: r.id,
-                        ttl: 0,
-                    }),
-                    Err(s) => Err(s),
-                };
-                let stop = resp.is_err();
-                if tx.send(resp).await.is_err() || stop {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.keep_alive_stream(req.into_inner())))
     }
 
     async fn lease_time_to_live(
