@@ -31,7 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{post, MethodRouter};
+use axum::routing::{any, post, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -61,6 +61,9 @@ pub fn router(server: &EtcdServer) -> Router {
         for (path, route) in routes(server) {
             r = r.route(&format!("{prefix}{path}"), route);
         }
+        // Anything else under the gateway's prefix is Go's plain 404, not
+        // gRPC's Unimplemented.
+        r = r.route(&format!("{prefix}/*rest"), any(not_found));
     }
     r.layer(DefaultBodyLimit::max(GATEWAY_MESSAGE_BYTES_MAX))
 }
@@ -142,10 +145,16 @@ fn routes(s: &EtcdServer) -> Vec<(&'static str, MethodRouter)> {
         ("/cluster/member/remove", unary!(s, Cluster::member_remove)),
         ("/cluster/member/update", unary!(s, Cluster::member_update)),
         ("/cluster/member/list", unary!(s, Cluster::member_list)),
-        ("/cluster/member/promote", unary!(s, Cluster::member_promote)),
+        (
+            "/cluster/member/promote",
+            unary!(s, Cluster::member_promote),
+        ),
         ("/maintenance/alarm", unary!(s, Maintenance::alarm)),
         ("/maintenance/status", unary!(s, Maintenance::status)),
-        ("/maintenance/defragment", unary!(s, Maintenance::defragment)),
+        (
+            "/maintenance/defragment",
+            unary!(s, Maintenance::defragment),
+        ),
         // etcd's protos give Hash and HashKV the same path; its gateway
         // registers Hash first, and the first match serves.
         ("/maintenance/hash", unary!(s, Maintenance::hash)),
@@ -461,6 +470,15 @@ pub fn error_reply(s: &Status) -> Response {
     reply(http_status(s.code()), Body::from(body))
 }
 
+async fn not_found() -> Response {
+    let mut resp = reply(StatusCode::NOT_FOUND, Body::from("404 page not found\n"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
 /// etcd's gateway answers CORS preflights for any origin.
 async fn preflight() -> Response {
     reply(StatusCode::OK, Body::empty())
@@ -545,7 +563,9 @@ mod tests {
     #[test]
     fn consecutive_messages_decode_one_at_a_time() {
         let buf = br#"{"ID":"5"} {"ID":"6"}"#;
-        let (a, used) = decode_prefix::<LeaseKeepAliveRequest>(buf).unwrap().unwrap();
+        let (a, used) = decode_prefix::<LeaseKeepAliveRequest>(buf)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.id, 5);
         let (b, _) = decode_prefix::<LeaseKeepAliveRequest>(&buf[used..])
             .unwrap()

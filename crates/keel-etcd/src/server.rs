@@ -584,8 +584,6 @@ impl EtcdServer {
                             Some("etcdserver: duplicate watch ID")
                         } else if watchers.len() >= WATCHES_PER_STREAM_MAX {
                             Some("etcdserver: too many watches on this stream")
-                        } else if c.key.is_empty() {
-                            Some("etcdserver: key is not provided")
                         } else {
                             None
                         };
@@ -771,9 +769,9 @@ impl Watcher {
                         header: Some(self.server.header()),
                         watch_id: self.id,
                         canceled: true,
+                        // etcd 3.4 says why by compact_revision alone (its
+                        // clients build ErrCompacted from it).
                         compact_revision: compacted,
-                        cancel_reason: "etcdserver: mvcc: required revision has been compacted"
-                            .into(),
                         ..WatchResponse::default()
                     }))
                     .await;
@@ -1304,6 +1302,18 @@ impl Maintenance for EtcdServer {
     }
 }
 
+/// etcd serves Lock and Campaign through its own client and the concurrency
+/// recipes, so what the store refuses (a lease that does not exist or
+/// expired) reaches the caller as a client-side error: code Unknown with
+/// etcd's message, not the store's NotFound.
+fn recipe_error(s: Status) -> Status {
+    if s.code() == tonic::Code::NotFound {
+        Status::unknown(s.message())
+    } else {
+        s
+    }
+}
+
 #[tonic::async_trait]
 impl Lock for EtcdServer {
     /// etcd's v3lock: put `name/<lease hex>` if absent, then wait until it is the
@@ -1314,11 +1324,14 @@ impl Lock for EtcdServer {
             return Err(EtcdError::EmptyKey.into());
         }
         let (prefix, key) = line_key(&req.name, req.lease);
-        let (my_rev, _) = self.claim(&key, req.lease, vec![]).await?;
+        let (my_rev, _) = self
+            .claim(&key, req.lease, vec![])
+            .await
+            .map_err(recipe_error)?;
         self.wait_for_turn(&prefix, my_rev).await?;
         if !self.exists(&key)? {
             // The lease expired while waiting: the lock is not held.
-            return Err(EtcdError::LeaseNotFound.into());
+            return Err(recipe_error(EtcdError::LeaseNotFound.into()));
         }
         Ok(Response::new(LockResponse {
             header: Some(self.header()),
@@ -1402,8 +1415,8 @@ impl EtcdServer {
         let txn = if_created_at(&leader.key, leader.rev, put, None);
         match self.propose(internal_request::Request::Txn(txn)).await? {
             (Applied::Txn(t), rev) if t.succeeded => Ok(rev),
-            // etcd's ErrElectionNotLeader.
-            _ => Err(Status::failed_precondition("election: not leader")),
+            // etcd's ErrElectionNotLeader, a plain error of its recipes: code Unknown.
+            _ => Err(Status::unknown("election: not leader")),
         }
     }
 
@@ -1475,7 +1488,10 @@ impl Election for EtcdServer {
             return Err(EtcdError::EmptyKey.into());
         }
         let (prefix, key) = line_key(&req.name, req.lease);
-        let (rev, held) = self.claim(&key, req.lease, req.value.clone()).await?;
+        let (rev, held) = self
+            .claim(&key, req.lease, req.value.clone())
+            .await
+            .map_err(recipe_error)?;
         let leader = LeaderKey {
             name: req.name,
             key: key.clone(),
@@ -1489,7 +1505,7 @@ impl Election for EtcdServer {
         self.wait_for_turn(&prefix, rev).await?;
         if !self.exists(&key)? {
             // The lease expired while waiting: this candidate is out of the race.
-            return Err(EtcdError::LeaseNotFound.into());
+            return Err(recipe_error(EtcdError::LeaseNotFound.into()));
         }
         Ok(Response::new(CampaignResponse {
             header: Some(self.header()),
@@ -1516,8 +1532,8 @@ impl Election for EtcdServer {
                 header: Some(self.header()),
                 kv: Some(kv),
             })),
-            // etcd's ErrElectionNoLeader.
-            None => Err(Status::not_found("election: no leader")),
+            // etcd's ErrElectionNoLeader, a plain error of its recipes: code Unknown.
+            None => Err(Status::unknown("election: no leader")),
         }
     }
 
