@@ -24,8 +24,9 @@ def b64(s):
 class Etcd:
     """Debian's etcd 3.4, a single member, on ports of its own."""
 
-    def __init__(self, base):
+    def __init__(self, base, extra=()):
         self.dir = base / "etcd"
+        self.extra = list(extra)
         self.client_port, self.peer_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
 
@@ -36,7 +37,7 @@ class Etcd:
             ["etcd", "--name", "default", "--data-dir", str(self.dir),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"default={peer}"],
+             "--initial-cluster", f"default={peer}", *self.extra],
             stdout=self.log, stderr=self.log)
         wait_until(self._healthy, what="etcd 3.4 to serve")
         return self
@@ -54,12 +55,24 @@ class Etcd:
 
 
 @pytest.fixture
-def pair(tmp_path):
-    etcd = Etcd(tmp_path).start()
-    keel = Node(tmp_path / "keel").start()
-    yield Pair(f"http://{keel.etcd}", etcd.url)
-    keel.stop()
-    etcd.stop()
+def make_pair(tmp_path):
+    started = []
+
+    def make(keel_extra=(), etcd_extra=()):
+        etcd = Etcd(tmp_path, etcd_extra).start()
+        started.append(etcd)
+        keel = Node(tmp_path / "keel", extra=keel_extra).start()
+        started.append(keel)
+        return Pair(f"http://{keel.etcd}", etcd.url)
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def pair(make_pair):
+    return make_pair()
 
 
 HEADER_FIELDS = {"cluster_id", "member_id", "revision", "raft_term"}
@@ -344,3 +357,19 @@ def test_lock_and_election_answer_as_etcd(pair):
     p.same("/v3/election/resign", {"leader": camp["leader"]})
     p.same("/v3/election/leader", {"name": b64("E")})
     p.same("/v3/election/proclaim", {"leader": camp["leader"], "value": b64("v3")})
+
+
+def test_watch_progress_notifications_answer_as_etcd(make_pair):
+    """progress_notify: a watch that was sent nothing for an interval hears the
+    current revision (Kubernetes' watch cache depends on it), with the
+    interval set as etcd's --experimental-watch-progress-notify-interval."""
+    p = make_pair(keel_extra=["--watch-progress-notify-interval-ms", "300"],
+                  etcd_extra=["--experimental-watch-progress-notify-interval", "300ms"])
+    p.same("/v3/kv/put", {"key": b64("other"), "value": b64("1")})
+    create = [{"create_request": {"key": b64("idle"), "progress_notify": True}}]
+    el = p.same_stream("/v3/watch", create, lambda ls: len(ls) >= 3)
+    assert all("events" not in l["result"] for l in el[1:])
+    # Keel's notification carries the store's revision.
+    _, kl = p.stream(p.keel, "/v3/watch", create, lambda ls: len(ls) >= 2)
+    current = p.post(p.keel, "/v3/kv/range", {"key": b64("other")})[1]["header"]["revision"]
+    assert kl[1]["result"]["header"]["revision"] == current

@@ -190,8 +190,18 @@ def test_member_add_promote_and_remove(tmp_path):
                                    "--print-value-only", check=False).stdout.strip() == "1",
                    timeout=20, what="the learner to catch up by snapshot")
 
+        # Once started, the new member publishes its name and client URL
+        # (etcdctl lists a member without a name as unstarted).
+        def started():
+            table = etcdctl(follower.endpoint, "member", "list")
+            row = next(r for r in table.splitlines() if r.startswith("4,"))
+            return row.split(", ")[1] == "started" and row.split(", ")[2] == "keel-4" and n4.endpoint in row
+        wait_until(started, timeout=20, what="the new member to publish itself")
+
+        # Promote through a follower: it forwards to the leader, as etcd does.
         def promoted():
-            p = etcdctl(c.endpoints[:3], "member", "promote", "4", check=False)
+            p = etcdctl(follower.endpoint, "member", "promote", "4", check=False)
+            assert "leader changed" not in p.stderr, p.stderr
             return p.returncode == 0
         wait_until(promoted, timeout=20, what="promotion")
         members = json.loads(etcdctl(c.endpoints, "member", "list", "-w", "json"))["members"]

@@ -30,6 +30,8 @@ pub struct QuorumArgs {
     pub existing: bool,
     pub quota_bytes: u64,
     pub election_ms: u64,
+    /// etcd's `--experimental-watch-progress-notify-interval`, in milliseconds.
+    pub watch_progress_notify_ms: u64,
 }
 
 pub struct Quorum {
@@ -111,7 +113,7 @@ impl Quorum {
             .iter()
             .map(|(id, a)| MemberInfo {
                 id: *id,
-                name: format!("keel-{id}"),
+                name: crate::server::member_name(*id),
                 peer_urls: vec![format!("http://{a}")],
                 // Every member must bootstrap the same state: client URLs come
                 // later, each member publishing its own through Raft.
@@ -198,6 +200,7 @@ impl Quorum {
             store.clone(),
             args.node_id,
             args.data_dir.join("etcd"),
+            Duration::from_millis(args.watch_progress_notify_ms),
         );
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(publish_client_url(
@@ -261,17 +264,17 @@ impl Quorum {
     }
 }
 
-/// Records this node's client URL in the membership once a leader exists
-/// (etcd's publish), so other members can forward to it.
+/// Records this node's name and client URL in the membership once a leader
+/// exists (etcd's publish), so other members can forward to it and a member
+/// that joined later is listed as started.
 async fn publish_client_url(server: EtcdServer, url: String, mut stop: watch::Receiver<bool>) {
     let mut status = server.node().watch_status();
     loop {
         let known = {
             let store = server.store().lock().expect("store lock");
-            store
-                .members()
-                .iter()
-                .any(|m| m.client_urls.contains(&url) && m.id == status.borrow().id)
+            store.members().iter().any(|m| {
+                m.client_urls.contains(&url) && m.id == status.borrow().id && !m.name.is_empty()
+            })
         };
         if known {
             return;

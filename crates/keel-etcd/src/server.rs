@@ -52,12 +52,20 @@ pub const TXN_OPS_MAX: usize = 128;
 pub const WATCHES_PER_STREAM_MAX: usize = 10_000;
 /// Revisions read from the backend per catch-up step of a watcher.
 const WATCH_CATCHUP_REVISIONS: usize = 1000;
-/// How often a `progress_notify` watcher that saw nothing hears the revision (etcd: 10 min).
+/// How often a `progress_notify` watcher that saw nothing hears the revision
+/// by default (etcd's `--experimental-watch-progress-notify-interval`, 10 min).
 pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's version this server answers Status with: etcdctl 3.4 and its clients check it.
 pub const ETCD_VERSION: &str = "3.4.23";
 
 pub type SharedStore = Arc<Mutex<Store>>;
+
+/// A member's name: set at bootstrap for the initial members, and published
+/// by a member that joined later (etcd publishes `--name` once it starts; a
+/// member with no name is listed as unstarted).
+pub fn member_name(id: u64) -> String {
+    format!("keel-{id}")
+}
 
 /// Everything the services share. Cheap to clone.
 #[derive(Clone)]
@@ -74,6 +82,8 @@ struct Inner {
     next_lease: AtomicI64,
     leader_channel: Mutex<Option<(u64, tonic::transport::Channel)>>,
     data_dir: std::path::PathBuf,
+    /// How often an idle `progress_notify` watcher hears the revision.
+    watch_progress_interval: Duration,
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -84,6 +94,7 @@ impl EtcdServer {
         store: SharedStore,
         member_id: u64,
         data_dir: std::path::PathBuf,
+        watch_progress_interval: Duration,
     ) -> EtcdServer {
         // Lease ids: member id in the high bits, time and a counter below (etcd's idutil).
         let seed = ((member_id & 0xffff) << 47)
@@ -102,6 +113,7 @@ impl EtcdServer {
                 next_lease: AtomicI64::new((seed & (i64::MAX as u64)) as i64),
                 leader_channel: Mutex::new(None),
                 data_dir,
+                watch_progress_interval,
             }),
         }
     }
@@ -272,6 +284,7 @@ impl EtcdServer {
     pub async fn publish_client_url(&self, url: String) -> Result<(), Status> {
         let info = MemberInfo {
             id: self.inner.member_id,
+            name: member_name(self.inner.member_id),
             client_urls: vec![url],
             ..MemberInfo::default()
         };
@@ -636,6 +649,7 @@ impl EtcdServer {
                             progress_notify: c.progress_notify,
                             next: start,
                             progress: progress.clone(),
+                            sent_since_tick: false,
                             tx: tx.clone(),
                         };
                         let _ = compacted;
@@ -700,6 +714,8 @@ struct Watcher {
     next: i64,
     /// The revision delivered up to, for progress answers.
     progress: Arc<AtomicI64>,
+    /// Events went out since the last progress tick.
+    sent_since_tick: bool,
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
 }
 
@@ -748,13 +764,14 @@ impl Watcher {
             if self.tx.send(Ok(resp)).await.is_err() {
                 return false;
             }
+            self.sent_since_tick = true;
         }
         self.progress.store(self.next - 1, Ordering::Relaxed);
         true
     }
 
     async fn run(mut self, mut events: broadcast::Receiver<Arc<RevisionEvents>>) {
-        let mut progress_tick = tokio::time::interval(WATCH_PROGRESS_INTERVAL);
+        let mut progress_tick = tokio::time::interval(self.server.inner.watch_progress_interval);
         progress_tick.tick().await;
         loop {
             // Catch up from the backend to the revision at subscription time.
@@ -812,6 +829,11 @@ impl Watcher {
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     _ = progress_tick.tick(), if self.progress_notify => {
+                        // As etcd's watch server: only a watcher that was sent
+                        // nothing during the last interval hears the revision.
+                        if std::mem::take(&mut self.sent_since_tick) {
+                            continue;
+                        }
                         let resp = WatchResponse {
                             header: Some(self.server.header_at(self.next - 1)),
                             watch_id: self.id,
@@ -1111,7 +1133,15 @@ impl Cluster for EtcdServer {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Res<MemberPromoteResponse> {
-        let id = req.into_inner().id;
+        let req = req.into_inner();
+        if !self.is_leader() {
+            // Only the leader knows how far the learner got (etcd forwards
+            // promote to the leader too).
+            return ClusterClient::new(self.leader_channel()?)
+                .member_promote(req)
+                .await;
+        }
+        let id = req.id;
         let member = self
             .inner
             .store
@@ -1134,7 +1164,7 @@ impl Cluster for EtcdServer {
             .find(|(i, _)| *i == st.id)
             .map_or(0, |m| m.1);
         let learner_match = st.matched.iter().find(|(i, _)| *i == id).map_or(0, |m| m.1);
-        if st.role == Role::Leader && (learner_match as f64) < 0.9 * leader_match as f64 {
+        if (learner_match as f64) < 0.9 * leader_match as f64 {
             return Err(EtcdError::LearnerNotReady.into());
         }
         let members = self

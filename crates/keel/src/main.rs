@@ -172,6 +172,12 @@ struct DevArgs {
     /// Raft election timeout in milliseconds (ticks are 100 ms; etcd's --election-timeout).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(300..=50_000))]
     election_timeout_ms: u64,
+    /// How often an idle etcd watch that asked for progress_notify hears the
+    /// current revision, in milliseconds (etcd's
+    /// --experimental-watch-progress-notify-interval, 10 min; Kubernetes'
+    /// watch cache is served better by a few seconds).
+    #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    watch_progress_notify_interval_ms: u64,
     /// `keel dev` only: start this many local nodes as separate processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
@@ -295,6 +301,7 @@ async fn dev(args: DevArgs) -> Result<()> {
             existing: args.initial_cluster_state == "existing",
             quota_bytes: args.quota_backend_bytes,
             election_ms: args.election_timeout_ms,
+            watch_progress_notify_ms: args.watch_progress_notify_interval_ms,
         },
         stop_rx.clone(),
     )
@@ -427,6 +434,10 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
             .args([
                 "--election-timeout-ms",
                 &args.election_timeout_ms.to_string(),
+            ])
+            .args([
+                "--watch-progress-notify-interval-ms",
+                &args.watch_progress_notify_interval_ms.to_string(),
             ])
             .kill_on_drop(true)
             .spawn()

@@ -32,6 +32,7 @@ impl TestNode {
                 existing: false,
                 quota_bytes: 8 << 20,
                 election_ms: 1000,
+                watch_progress_notify_ms: 600_000,
             },
             stop_rx,
         )
@@ -280,6 +281,7 @@ async fn a_restart_keeps_every_acknowledged_write() {
         existing: false,
         quota_bytes: 1 << 30,
         election_ms: 1000,
+        watch_progress_notify_ms: 600_000,
     };
     let mut last = 0;
     for round in 0..3 {
