@@ -14,7 +14,7 @@ URL=http://127.0.0.1:2379
 wait_up() { for _ in $(seq 100); do curl -sf -XPOST $URL/v3/kv/put -d '{"key":"a2V5","value":"dg=="}' >/dev/null && return; sleep 0.1; done; echo "no server"; exit 1; }
 
 lua() { # $1 = body
-  printf 'wrk.method = "POST"\nwrk.body = %q\nwrk.headers["Content-Type"] = "application/json"\n' "$1" >"$W/req.lua"
+  printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$1" >"$W/req.lua"
 }
 
 for target in keel etcd; do
