@@ -20,8 +20,10 @@
 //!   "http_code": .., "message": .., "http_status": ..}}` and ends it.
 //!
 //! Each route calls the same service method a gRPC client reaches, so the
-//! gateway has no rules of its own; the `Authorization` header travels as the
-//! gRPC metadata `authorization`, as grpc-gateway forwards it.
+//! gateway has no rules of its own. On unary and server-streaming calls the
+//! `Authorization` header travels as the gRPC metadata `authorization`, as
+//! grpc-gateway forwards it (the bidirectional calls feed the service's
+//! stream directly and carry no metadata yet; auth will need it there too).
 
 use std::future::Future;
 use std::pin::Pin;
