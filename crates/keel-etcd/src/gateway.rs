@@ -176,6 +176,40 @@ fn routes(s: &EtcdServer) -> Vec<(&'static str, MethodRouter)> {
         ("/election/observe", server_streaming!(s, Election::observe)),
         ("/election/resign", unary!(s, Election::resign)),
     ]
+    .into_iter()
+    .chain(
+        AUTH_PATHS
+            .iter()
+            .map(|p| (*p, post(auth_unimplemented).options(preflight))),
+    )
+    .collect()
+}
+
+/// The Auth service's paths: answered with Unimplemented (HTTP 501) until
+/// Keel has an auth store, so a client is told so rather than "404".
+const AUTH_PATHS: [&str; 16] = [
+    "/auth/enable",
+    "/auth/disable",
+    "/auth/authenticate",
+    "/auth/user/add",
+    "/auth/user/get",
+    "/auth/user/list",
+    "/auth/user/delete",
+    "/auth/user/changepw",
+    "/auth/user/grant",
+    "/auth/user/revoke",
+    "/auth/role/add",
+    "/auth/role/get",
+    "/auth/role/list",
+    "/auth/role/delete",
+    "/auth/role/grant",
+    "/auth/role/revoke",
+];
+
+async fn auth_unimplemented() -> Response {
+    error_reply(&Status::unimplemented(
+        "etcdserver: the Auth service is not implemented by Keel yet",
+    ))
 }
 
 /// The gRPC code's HTTP status, as etcd 3.4's grpc-gateway (v1) maps it:
