@@ -46,13 +46,14 @@ def http_get(endpoint, path, timeout=10):
 
 
 class ClusterNode:
-    def __init__(self, base, node_id, peer_ports, existing=False):
+    def __init__(self, base, node_id, peer_ports, existing=False, extra=()):
         self.id = node_id
         self.dir = Path(base) / f"node{node_id}"
         self.peer_ports = peer_ports
         self.etcd_port = free_port()
         self.kafka_port = free_port()
         self.admin_port = free_port()
+        self.extra = list(extra)
         self.existing = existing
         self.proc = None
         self.log = Path(base) / f"node{node_id}.log"
@@ -73,7 +74,7 @@ class ClusterNode:
              "--etcd-addr", self.endpoint, "--peer-addr", self.peer,
              "--kafka-addr", f"127.0.0.1:{self.kafka_port}", "--admin-addr", f"127.0.0.1:{self.admin_port}",
              "--initial-cluster", initial,
-             "--initial-cluster-state", "existing" if self.existing else "new"],
+             "--initial-cluster-state", "existing" if self.existing else "new", *self.extra],
             stdout=subprocess.DEVNULL, stderr=logf,
         )
         logf.close()
@@ -123,10 +124,10 @@ class ClusterNode:
 
 
 class Cluster:
-    def __init__(self, base, n):
+    def __init__(self, base, n, extra=()):
         self.base = Path(base)
         self.peer_ports = {i: free_port() for i in range(1, n + 1)}
-        self.nodes = {i: ClusterNode(base, i, self.peer_ports) for i in range(1, n + 1)}
+        self.nodes = {i: ClusterNode(base, i, self.peer_ports, extra=extra) for i in range(1, n + 1)}
 
     def start(self):
         for n in self.nodes.values():

@@ -32,6 +32,11 @@ pub struct QuorumArgs {
     pub election_ms: u64,
     /// etcd's `--experimental-watch-progress-notify-interval`, in milliseconds.
     pub watch_progress_notify_ms: u64,
+    /// TLS on the client port (gRPC, the gateway, /health, /version,
+    /// /metrics): etcd's `--cert-file`, `--key-file`, `--trusted-ca-file`,
+    /// `--client-cert-auth`. The member then publishes an https:// client URL
+    /// and forwards to the leader over TLS with the same certificate.
+    pub client_tls: Option<keel_tls::TlsFiles>,
 }
 
 pub struct Quorum {
@@ -195,17 +200,30 @@ impl Quorum {
         }
         // This node's client URL is what followers forward to; make it known
         // to the membership (etcd publishes it the same way at start-up).
+        let tls = match &args.client_tls {
+            Some(files) => Some((
+                files
+                    .server_config(&[b"h2", b"http/1.1"])
+                    .context("TLS on the etcd client port")?,
+                files
+                    .client_config(&[b"h2"])
+                    .context("TLS for forwarding to the leader")?,
+            )),
+            None => None,
+        };
         let server = EtcdServer::new(
             node.clone(),
             store.clone(),
             args.node_id,
             args.data_dir.join("etcd"),
             Duration::from_millis(args.watch_progress_notify_ms),
+            tls.as_ref().map(|(_, client)| client.clone()),
         );
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(publish_client_url(
             server.clone(),
-            format!("http://{etcd_local}"),
+            format!("{scheme}://{etcd_local}"),
             stop.clone(),
         )));
         {
@@ -216,30 +234,52 @@ impl Quorum {
         {
             let routes = crate::http::with_http_endpoints(&server, server.routes());
             let mut stop = stop.clone();
+            let tls_server = tls.map(|(server, _)| server);
+            let accept_stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                // TCP_NODELAY: without it a small response waits out Nagle and the
-                // client's delayed ACK (40 ms) between HTTP/2 frames.
-                let incoming = match tonic::transport::server::TcpIncoming::from_listener(
-                    etcd_listener,
-                    true,
-                    None,
-                ) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::error!("etcd listener: {e}");
-                        return;
-                    }
-                };
-                // HTTP/1.1 too: etcd serves /health, /version and /metrics on
-                // the client port to plain HTTP clients (probes, Prometheus).
-                let r = tonic::transport::Server::builder()
+                // HTTP/1.1 too: etcd serves /health, /version, /metrics and the
+                // JSON gateway on the client port to plain HTTP clients.
+                let builder = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(incoming, async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
+                    .add_routes(routes);
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                let r = match tls_server {
+                    Some(config) => {
+                        let incoming = keel_tls::accept(
+                            etcd_listener,
+                            config,
+                            "etcd client port",
+                            accept_stop,
+                        );
+                        builder
+                            .serve_with_incoming_shutdown(
+                                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                                shutdown,
+                            )
+                            .await
+                    }
+                    None => {
+                        // TCP_NODELAY: without it a small response waits out Nagle
+                        // and the client's delayed ACK (40 ms) between HTTP/2 frames.
+                        let incoming = match tonic::transport::server::TcpIncoming::from_listener(
+                            etcd_listener,
+                            true,
+                            None,
+                        ) {
+                            Ok(i) => i,
+                            Err(e) => {
+                                tracing::error!("etcd listener: {e}");
+                                return;
+                            }
+                        };
+                        builder
+                            .serve_with_incoming_shutdown(incoming, shutdown)
+                            .await
+                    }
+                };
                 if let Err(e) = r {
                     tracing::error!("etcd listener: {e}");
                 }

@@ -60,6 +60,36 @@ pub const ETCD_VERSION: &str = "3.4.23";
 
 pub type SharedStore = Arc<Mutex<Store>>;
 
+/// A channel to another member's TLS client port (`https://HOST:PORT`): the
+/// connector dials TLS itself, checking the member's certificate against
+/// HOST and presenting this member's own.
+fn tls_channel(
+    config: Arc<keel_tls::rustls::ClientConfig>,
+    url: &str,
+) -> Result<tonic::transport::Channel, EtcdError> {
+    let addr = url.split("://").last().unwrap_or(url).trim_end_matches('/');
+    let host = match addr.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => addr,
+    }
+    .to_string();
+    let target = addr.to_string();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let (config, host, target) = (config.clone(), host.clone(), target.clone());
+        async move {
+            keel_tls::connect(config, &host, &target)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        }
+    });
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_with_connector_lazy(connector),
+    )
+}
+
 /// A member's name: set at bootstrap for the initial members, and published
 /// by a member that joined later (etcd publishes `--name` once it starts; a
 /// member with no name is listed as unstarted).
@@ -84,6 +114,8 @@ struct Inner {
     data_dir: std::path::PathBuf,
     /// How often an idle `progress_notify` watcher hears the revision.
     watch_progress_interval: Duration,
+    /// With TLS on the client port: how to call another member's.
+    client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -95,6 +127,7 @@ impl EtcdServer {
         member_id: u64,
         data_dir: std::path::PathBuf,
         watch_progress_interval: Duration,
+        client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
     ) -> EtcdServer {
         // Lease ids: member id in the high bits, time and a counter below (etcd's idutil).
         let seed = ((member_id & 0xffff) << 47)
@@ -114,6 +147,7 @@ impl EtcdServer {
                 leader_channel: Mutex::new(None),
                 data_dir,
                 watch_progress_interval,
+                client_tls,
             }),
         }
     }
@@ -267,15 +301,20 @@ impl EtcdServer {
                 .and_then(|m| m.client_urls.first().cloned())
         }
         .ok_or(EtcdError::NoLeader)?;
-        let url = if url.contains("://") {
-            url
-        } else {
-            format!("http://{url}")
+        let ch = match &self.inner.client_tls {
+            None => {
+                let url = if url.contains("://") {
+                    url
+                } else {
+                    format!("http://{url}")
+                };
+                tonic::transport::Endpoint::from_shared(url)
+                    .map_err(|e| EtcdError::Internal(e.to_string()))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect_lazy()
+            }
+            Some(config) => tls_channel(config.clone(), &url)?,
         };
-        let ch = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| EtcdError::Internal(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
         *self.inner.leader_channel.lock().expect("lock") = Some((st.leader, ch.clone()));
         Ok(ch)
     }

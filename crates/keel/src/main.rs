@@ -178,9 +178,55 @@ struct DevArgs {
     /// watch cache is served better by a few seconds).
     #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     watch_progress_notify_interval_ms: u64,
+    /// TLS on the etcd client port: this node's certificate chain (PEM; etcd's
+    /// --cert-file). Needs --key-file.
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM; etcd's --key-file).
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// CAs whose client certificates the etcd client port accepts, and that
+    /// sign the other members' certificates (PEM; etcd's --trusted-ca-file).
+    #[arg(long, requires = "cert_file")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Refuse etcd clients without a certificate signed by --trusted-ca-file
+    /// (etcd's --client-cert-auth).
+    #[arg(long, requires = "trusted_ca_file")]
+    client_cert_auth: bool,
     /// `keel dev` only: start this many local nodes as separate processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
+}
+
+impl DevArgs {
+    /// The etcd client port's TLS files, if TLS was asked for.
+    fn client_tls(&self) -> Option<keel_tls::TlsFiles> {
+        Some(keel_tls::TlsFiles {
+            cert_file: self.cert_file.clone()?,
+            key_file: self.key_file.clone()?,
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+        })
+    }
+
+    /// The same TLS flags, for a child `keel start`.
+    fn tls_flags(&self) -> Vec<std::ffi::OsString> {
+        let mut out = Vec::new();
+        for (flag, path) in [
+            ("--cert-file", &self.cert_file),
+            ("--key-file", &self.key_file),
+            ("--trusted-ca-file", &self.trusted_ca_file),
+        ] {
+            if let Some(p) = path {
+                out.push(flag.into());
+                out.push(p.clone().into_os_string());
+            }
+        }
+        if self.client_cert_auth {
+            out.push("--client-cert-auth".into());
+        }
+        out
+    }
 }
 
 fn main() {
@@ -302,6 +348,7 @@ async fn dev(args: DevArgs) -> Result<()> {
             quota_bytes: args.quota_backend_bytes,
             election_ms: args.election_timeout_ms,
             watch_progress_notify_ms: args.watch_progress_notify_interval_ms,
+            client_tls: args.client_tls(),
         },
         stop_rx.clone(),
     )
@@ -439,6 +486,7 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
                 "--watch-progress-notify-interval-ms",
                 &args.watch_progress_notify_interval_ms.to_string(),
             ])
+            .args(args.tls_flags())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start node {i}"))?;

@@ -33,6 +33,7 @@ impl TestNode {
                 quota_bytes: 8 << 20,
                 election_ms: 1000,
                 watch_progress_notify_ms: 600_000,
+                client_tls: None,
             },
             stop_rx,
         )
@@ -282,6 +283,7 @@ async fn a_restart_keeps_every_acknowledged_write() {
         quota_bytes: 1 << 30,
         election_ms: 1000,
         watch_progress_notify_ms: 600_000,
+        client_tls: None,
     };
     let mut last = 0;
     for round in 0..3 {

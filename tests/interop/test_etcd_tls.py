@@ -1,0 +1,164 @@
+"""TLS on the etcd client port, with certificates made in the test (Python's
+`cryptography`): etcdctl, the JSON gateway and /health over TLS; mutual TLS
+with --client-cert-auth; plaintext, untrusted and expired clients refused
+with a log line while the node keeps serving; a three-node cluster whose
+followers forward to the leader over TLS, through a leader kill -9."""
+import datetime
+import ipaddress
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import Node, wait_until
+from etcd_cluster import Cluster, etcdctl
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class Ca:
+    """A throwaway CA that writes PEM files into `dir`."""
+
+    def __init__(self, dir, cn):
+        self.dir, self.cn = dir, cn
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                                  content_commitment=False, key_encipherment=False,
+                                                  data_encipherment=False, key_agreement=False,
+                                                  encipher_only=False, decipher_only=False), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.pem = dir / f"{cn}.pem"
+        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, cn, expired=False):
+        """A leaf for 127.0.0.1 usable as server and client; returns (cert, key) paths."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        end = now - datetime.timedelta(hours=1) if expired else now + datetime.timedelta(days=1)
+        cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(end)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                           x509.DNSName("localhost")]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        c, k = self.dir / f"{self.cn}-{cn}.pem", self.dir / f"{self.cn}-{cn}.key"
+        c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+        return c, k
+
+
+@pytest.fixture
+def pki(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca, other = Ca(d, "keel-ca"), Ca(d, "other-ca")
+    return {"ca": ca, "other": other, "server": ca.issue("server"), "client": ca.issue("alice"),
+            "untrusted": other.issue("mallory"), "expired": ca.issue("late", expired=True)}
+
+
+def tls_node(make_node, pki, *extra):
+    cert, key = pki["server"]
+    return make_node(extra=["--cert-file", str(cert), "--key-file", str(key), *extra]).start()
+
+
+def put_get(endpoint, *flags):
+    etcdctl(endpoint, *flags, "put", "k", "v")
+    return etcdctl(endpoint, *flags, "get", "k", "--print-value-only").strip()
+
+
+def test_client_port_serves_grpc_gateway_and_health_over_tls(make_node, pki):
+    node = tls_node(make_node, pki)
+    https = f"https://{node.etcd}"
+    ca = ["--cacert", str(pki["ca"].pem)]
+    assert put_get(https, *ca) == "v"
+    # The JSON gateway and etcd's HTTP endpoints, over HTTPS.
+    r = requests.post(f"{https}/v3/kv/range", json={"key": "aw=="}, verify=str(pki["ca"].pem), timeout=5)
+    assert r.status_code == 200 and r.json()["kvs"][0]["value"] == "dg=="
+    assert requests.get(f"{https}/health", verify=str(pki["ca"].pem), timeout=5).json()["health"] == "true"
+    # A member publishes an https:// client URL.
+    members = etcdctl(https, *ca, "member", "list")
+    assert f"https://{node.etcd}" in members
+    # A plaintext client is refused, with a log line, and the node keeps serving.
+    p = etcdctl(f"http://{node.etcd}", "get", "k", check=False)
+    assert p.returncode != 0
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://{node.etcd}/health", timeout=5)
+    # A client that does not trust the node's CA refuses it.
+    p = etcdctl(https, "--cacert", str(pki["other"].pem), "get", "k", check=False)
+    assert p.returncode != 0
+    wait_until(lambda: "etcd client port: TLS handshake with 127.0.0.1" in node.logs(), what="the refusal logged")
+    assert put_get(https, *ca) == "v"
+
+
+def test_client_cert_auth_refuses_clients_without_a_trusted_certificate(make_node, pki):
+    node = tls_node(make_node, pki, "--trusted-ca-file", str(pki["ca"].pem), "--client-cert-auth")
+    https = f"https://{node.etcd}"
+    ca = ["--cacert", str(pki["ca"].pem)]
+    cert, key = pki["client"]
+    mine = [*ca, "--cert", str(cert), "--key", str(key)]
+    assert put_get(https, *mine) == "v"
+    refused = {
+        "no certificate": ca,
+        "another CA's certificate": [*ca, "--cert", str(pki["untrusted"][0]), "--key", str(pki["untrusted"][1])],
+        "an expired certificate": [*ca, "--cert", str(pki["expired"][0]), "--key", str(pki["expired"][1])],
+    }
+    for what, flags in refused.items():
+        p = etcdctl(https, *flags, "get", "k", check=False)
+        assert p.returncode != 0, f"a client with {what} was served: {p.stdout}"
+    with pytest.raises(requests.RequestException):
+        requests.get(f"{https}/health", verify=str(pki["ca"].pem), timeout=5)
+    r = requests.get(f"{https}/health", verify=str(pki["ca"].pem), cert=(str(cert), str(key)), timeout=5)
+    assert r.json()["health"] == "true"
+    # Each refusal is logged with rustls' reason.
+    logs = node.logs()
+    for why in ["peer sent no certificates", "UnknownIssuer", "certificate expired"]:
+        assert "refused: " in logs and why in logs, f"no refusal for {why!r} in the log"
+    assert put_get(https, *mine) == "v"
+
+
+def test_a_tls_cluster_forwards_to_the_leader_over_tls(tmp_path, pki):
+    cert, key = pki["server"]
+    c = Cluster(tmp_path, 3, extra=["--cert-file", str(cert), "--key-file", str(key),
+                                    "--trusted-ca-file", str(pki["ca"].pem), "--client-cert-auth"]).start()
+    ccert, ckey = pki["client"]
+    flags = ["--cacert", str(pki["ca"].pem), "--cert", str(ccert), "--key", str(ckey)]
+    eps = [f"https://{n.endpoint}" for n in c.nodes.values()]
+    try:
+        leader = c.wait_leader()
+        follower = next(i for i in c.nodes if i != leader)
+        lease = etcdctl(eps, *flags, "lease", "grant", "30").split()[1]
+        # KeepAlive and TimeToLive through a follower are forwarded to the
+        # leader's https:// client URL with the member's own certificate.
+        out = etcdctl(f"https://{c.nodes[follower].endpoint}", *flags, "lease", "keep-alive", "--once", lease)
+        assert "keepalived with TTL(30)" in out
+        # Through a leader kill -9: a new leader, and forwarding to it.
+        c.nodes[leader].kill9()
+        new = c.wait_leader(exclude=leader)
+        other = next(i for i in c.nodes if i not in (leader, new))
+        live = [f"https://{c.nodes[i].endpoint}" for i in (new, other)]
+        wait_until(lambda: etcdctl(live, *flags, "put", "after", "kill", check=False).returncode == 0,
+                   timeout=20, what="a write after the leader's kill")
+        lease = etcdctl(live, *flags, "lease", "grant", "30").split()[1]
+        out = etcdctl(f"https://{c.nodes[other].endpoint}", *flags, "lease", "keep-alive", "--once", lease)
+        assert "keepalived with TTL(30)" in out
+        c.nodes[leader].start()
+        wait_until(lambda: etcdctl(f"https://{c.nodes[leader].endpoint}", *flags, "get", "after",
+                                   "--consistency=s", "--print-value-only", check=False).stdout.strip() == "kill",
+                   timeout=20, what="the restarted member to catch up")
+    finally:
+        c.stop()
