@@ -5,6 +5,7 @@ with a log line while the node keeps serving; a three-node cluster whose
 followers forward to the leader over TLS, through a leader kill -9."""
 import datetime
 import ipaddress
+import socket
 
 import pytest
 import requests
@@ -131,16 +132,36 @@ def test_client_cert_auth_refuses_clients_without_a_trusted_certificate(make_nod
     assert put_get(https, *mine) == "v"
 
 
-def test_a_tls_cluster_forwards_to_the_leader_over_tls(tmp_path, pki):
+def test_a_tls_cluster_forwards_to_the_leader_and_replicates_over_tls(tmp_path, pki):
+    """Client and peer ports both TLS with mutual authentication, as etcd's
+    secure clusters run: followers forward to the leader and Raft replicates
+    over TLS, through a leader kill -9 and its restart; a plaintext peer is
+    refused."""
     cert, key = pki["server"]
+    ca = str(pki["ca"].pem)
     c = Cluster(tmp_path, 3, extra=["--cert-file", str(cert), "--key-file", str(key),
-                                    "--trusted-ca-file", str(pki["ca"].pem), "--client-cert-auth"]).start()
+                                    "--trusted-ca-file", ca, "--client-cert-auth",
+                                    "--peer-cert-file", str(cert), "--peer-key-file", str(key),
+                                    "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"]).start()
     ccert, ckey = pki["client"]
     flags = ["--cacert", str(pki["ca"].pem), "--cert", str(ccert), "--key", str(ckey)]
     eps = [f"https://{n.endpoint}" for n in c.nodes.values()]
     try:
         leader = c.wait_leader()
         follower = next(i for i in c.nodes if i != leader)
+        members = etcdctl(eps, *flags, "member", "list")
+        assert members.count("https://127.0.0.1:") == 6, members  # peer and client URLs
+        # Raft itself speaks only TLS: a plaintext peer is refused and logged.
+        with socket.create_connection(("127.0.0.1", c.peer_ports[follower]), timeout=5) as s:
+            s.sendall(b"\x00\x00\x00\x10plaintext raft frame")
+            s.settimeout(5)
+            try:
+                while s.recv(1024):
+                    pass
+            except OSError:
+                pass
+        wait_until(lambda: "raft peer port: TLS handshake with" in c.nodes[follower].log.read_text(),
+                   what="the plaintext peer's refusal in the log")
         lease = etcdctl(eps, *flags, "lease", "grant", "30").split()[1]
         # KeepAlive and TimeToLive through a follower are forwarded to the
         # leader's https:// client URL with the member's own certificate.

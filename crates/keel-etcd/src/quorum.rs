@@ -37,6 +37,10 @@ pub struct QuorumArgs {
     /// `--client-cert-auth`. The member then publishes an https:// client URL
     /// and forwards to the leader over TLS with the same certificate.
     pub client_tls: Option<keel_tls::TlsFiles>,
+    /// TLS on Raft's peer links: etcd's `--peer-cert-file`, `--peer-key-file`,
+    /// `--peer-trusted-ca-file`, `--peer-client-cert-auth`. Peer URLs are then
+    /// https://, and every member must be started with it.
+    pub peer_tls: Option<keel_tls::TlsFiles>,
 }
 
 pub struct Quorum {
@@ -113,13 +117,18 @@ impl Quorum {
             }
             book.insert(args.node_id, peer_local.to_string());
         }
+        let peer_scheme = if args.peer_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let members = args
             .initial_cluster
             .iter()
             .map(|(id, a)| MemberInfo {
                 id: *id,
                 name: crate::server::member_name(*id),
-                peer_urls: vec![format!("http://{a}")],
+                peer_urls: vec![format!("{peer_scheme}://{a}")],
                 // Every member must bootstrap the same state: client URLs come
                 // later, each member publishing its own through Raft.
                 client_urls: vec![],
@@ -171,12 +180,20 @@ impl Quorum {
         let store = Arc::new(Mutex::new(store));
         let (mb, inbox) = mailbox::<ApplyResult>();
         let faults = Arc::new(Faults::default());
+        let peer_tls = match &args.peer_tls {
+            Some(files) => Some(keel_raft::PeerTls {
+                server: files.server_config(&[]).context("TLS on the peer port")?,
+                client: files.client_config(&[]).context("TLS to the peers")?,
+            }),
+            None => None,
+        };
         let transport = TcpTransport::start(
             args.node_id,
             peer_listener,
             addresses.clone(),
             Arc::new(mb.clone()),
             faults.clone(),
+            peer_tls,
         );
         let voters = if args.existing {
             vec![]

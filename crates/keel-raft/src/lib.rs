@@ -16,7 +16,7 @@ pub mod wal;
 
 pub use node::{Node, NodeConfig, NodeStatus, ProposeError, Role};
 pub use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, HardState};
-pub use transport::{Faults, TcpTransport};
+pub use transport::{Faults, PeerTls, TcpTransport};
 
 /// What a replicated state machine must do for the node.
 ///

@@ -3,6 +3,9 @@
 //! node: a full queue or a broken link drops messages, which Raft tolerates
 //! (it retries from its own state), and reports the peer unreachable.
 //!
+//! With [`PeerTls`] every link is TLS (etcd's `--peer-cert-file` and
+//! friends): a handshake that fails is logged and the link is not used.
+//!
 //! [`Faults`] lets tests and `keel lab` cut links (both directions, or one),
 //! drop a share of messages and delay them, on this node's side: network
 //! partitions without touching the host's network.
@@ -14,9 +17,9 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::node::is_snapshot;
 
@@ -108,12 +111,25 @@ impl Faults {
 /// Peer addresses by node id, shared with whoever learns membership.
 pub type AddressBook = Arc<RwLock<HashMap<u64, String>>>;
 
+/// TLS on every peer link: how this node accepts peers, and how it dials
+/// them (presenting its own certificate, checking theirs against the host of
+/// their address).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<keel_tls::rustls::ServerConfig>,
+    pub client: Arc<keel_tls::rustls::ClientConfig>,
+}
+
+/// An outbound link, plain or TLS.
+type Link = BufWriter<Box<dyn AsyncWrite + Unpin + Send>>;
+
 pub struct TcpTransport {
     id: u64,
     addresses: AddressBook,
     peers: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
     inbound: Arc<dyn Inbound>,
     faults: Arc<Faults>,
+    tls: Option<PeerTls>,
     rt: tokio::runtime::Handle,
 }
 
@@ -126,6 +142,7 @@ impl TcpTransport {
         addresses: AddressBook,
         inbound: Arc<dyn Inbound>,
         faults: Arc<Faults>,
+        tls: Option<PeerTls>,
     ) -> Arc<TcpTransport> {
         let t = Arc::new(TcpTransport {
             id,
@@ -133,9 +150,17 @@ impl TcpTransport {
             peers: Mutex::new(HashMap::new()),
             inbound: inbound.clone(),
             faults: faults.clone(),
+            tls: tls.clone(),
             rt: tokio::runtime::Handle::current(),
         });
-        tokio::spawn(accept_loop(listener, inbound, faults));
+        match tls {
+            None => {
+                tokio::spawn(accept_loop(listener, inbound, faults));
+            }
+            Some(tls) => {
+                tokio::spawn(accept_tls_loop(listener, tls, inbound, faults));
+            }
+        }
         t
     }
 
@@ -158,6 +183,7 @@ impl TcpTransport {
             self.addresses.clone(),
             self.inbound.clone(),
             self.faults.clone(),
+            self.tls.clone(),
         ));
         peers.insert(to, tx.clone());
         tx
@@ -200,7 +226,27 @@ async fn accept_loop(listener: TcpListener, inbound: Arc<dyn Inbound>, faults: A
     }
 }
 
-async fn read_peer(stream: TcpStream, inbound: Arc<dyn Inbound>, faults: Arc<Faults>) {
+async fn accept_tls_loop(
+    listener: TcpListener,
+    tls: PeerTls,
+    inbound: Arc<dyn Inbound>,
+    faults: Arc<Faults>,
+) {
+    // The transport lives as long as its runtime: nothing stops this loop.
+    let (_running, stop) = watch::channel(false);
+    let mut conns = keel_tls::accept(listener, tls.server, "raft peer port", stop);
+    while let Some(conn) = conns.recv().await {
+        if let Ok(conn) = conn {
+            tokio::spawn(read_peer(conn, inbound.clone(), faults.clone()));
+        }
+    }
+}
+
+async fn read_peer<S: AsyncRead + Unpin>(
+    stream: S,
+    inbound: Arc<dyn Inbound>,
+    faults: Arc<Faults>,
+) {
     let mut r = tokio::io::BufReader::with_capacity(256 << 10, stream);
     let mut buf = Vec::new();
     loop {
@@ -243,8 +289,9 @@ async fn peer_writer(
     addresses: AddressBook,
     inbound: Arc<dyn Inbound>,
     faults: Arc<Faults>,
+    tls: Option<PeerTls>,
 ) {
-    let mut conn: Option<BufWriter<TcpStream>> = None;
+    let mut conn: Option<Link> = None;
     let mut backoff = Duration::from_millis(20);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -264,14 +311,18 @@ async fn peer_writer(
                 fail(&batch, to, &*inbound);
                 continue;
             };
-            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await {
+            match tokio::time::timeout(Duration::from_secs(1), dial(&addr, tls.as_ref())).await {
                 Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
                     conn = Some(BufWriter::with_capacity(256 << 10, s));
                     backoff = Duration::from_millis(20);
                 }
-                _ => {
-                    tracing::debug!("raft transport {id}: cannot reach {to} at {addr}");
+                failed => {
+                    match failed {
+                        Ok(Err(e)) if tls.is_some() => {
+                            tracing::warn!("raft transport {id}: TLS link to {to} at {addr}: {e}")
+                        }
+                        _ => tracing::debug!("raft transport {id}: cannot reach {to} at {addr}"),
+                    }
                     fail(&batch, to, &*inbound);
                     // Drop what queued meanwhile: raft resends from its own state.
                     tokio::time::sleep(backoff).await;
@@ -304,6 +355,31 @@ async fn peer_writer(
         } else {
             conn = None;
             fail(&batch, to, &*inbound);
+        }
+    }
+}
+
+/// Opens a link to a peer's `host:port`, over TLS when configured (the
+/// peer's certificate must name `host`).
+async fn dial(
+    addr: &str,
+    tls: Option<&PeerTls>,
+) -> std::io::Result<Box<dyn AsyncWrite + Unpin + Send>> {
+    match tls {
+        None => {
+            let s = TcpStream::connect(addr).await?;
+            let _ = s.set_nodelay(true);
+            Ok(Box::new(s))
+        }
+        Some(tls) => {
+            let host = addr
+                .rsplit_once(':')
+                .map_or(addr, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Ok(Box::new(
+                keel_tls::connect(tls.client.clone(), host, addr).await?,
+            ))
         }
     }
 }

@@ -193,6 +193,21 @@ struct DevArgs {
     /// (etcd's --client-cert-auth).
     #[arg(long, requires = "trusted_ca_file")]
     client_cert_auth: bool,
+    /// TLS on Raft's peer links: this node's certificate chain (PEM; etcd's
+    /// --peer-cert-file). Every member needs it. Needs --peer-key-file.
+    #[arg(long, requires = "peer_key_file")]
+    peer_cert_file: Option<PathBuf>,
+    /// The private key of --peer-cert-file (PEM; etcd's --peer-key-file).
+    #[arg(long, requires = "peer_cert_file")]
+    peer_key_file: Option<PathBuf>,
+    /// CAs that sign the other members' peer certificates (PEM; etcd's
+    /// --peer-trusted-ca-file).
+    #[arg(long, requires = "peer_cert_file")]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate signed by --peer-trusted-ca-file
+    /// (etcd's --peer-client-cert-auth).
+    #[arg(long, requires = "peer_trusted_ca_file")]
+    peer_client_cert_auth: bool,
     /// `keel dev` only: start this many local nodes as separate processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
@@ -209,6 +224,16 @@ impl DevArgs {
         })
     }
 
+    /// The peer links' TLS files, if TLS was asked for.
+    fn peer_tls(&self) -> Option<keel_tls::TlsFiles> {
+        Some(keel_tls::TlsFiles {
+            cert_file: self.peer_cert_file.clone()?,
+            key_file: self.peer_key_file.clone()?,
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+        })
+    }
+
     /// The same TLS flags, for a child `keel start`.
     fn tls_flags(&self) -> Vec<std::ffi::OsString> {
         let mut out = Vec::new();
@@ -216,14 +241,22 @@ impl DevArgs {
             ("--cert-file", &self.cert_file),
             ("--key-file", &self.key_file),
             ("--trusted-ca-file", &self.trusted_ca_file),
+            ("--peer-cert-file", &self.peer_cert_file),
+            ("--peer-key-file", &self.peer_key_file),
+            ("--peer-trusted-ca-file", &self.peer_trusted_ca_file),
         ] {
             if let Some(p) = path {
                 out.push(flag.into());
                 out.push(p.clone().into_os_string());
             }
         }
-        if self.client_cert_auth {
-            out.push("--client-cert-auth".into());
+        for (flag, on) in [
+            ("--client-cert-auth", self.client_cert_auth),
+            ("--peer-client-cert-auth", self.peer_client_cert_auth),
+        ] {
+            if on {
+                out.push(flag.into());
+            }
         }
         out
     }
@@ -349,6 +382,7 @@ async fn dev(args: DevArgs) -> Result<()> {
             election_ms: args.election_timeout_ms,
             watch_progress_notify_ms: args.watch_progress_notify_interval_ms,
             client_tls: args.client_tls(),
+            peer_tls: args.peer_tls(),
         },
         stop_rx.clone(),
     )

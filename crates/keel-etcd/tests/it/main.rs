@@ -34,6 +34,7 @@ impl TestNode {
                 election_ms: 1000,
                 watch_progress_notify_ms: 600_000,
                 client_tls: None,
+                peer_tls: None,
             },
             stop_rx,
         )
@@ -284,6 +285,7 @@ async fn a_restart_keeps_every_acknowledged_write() {
         election_ms: 1000,
         watch_progress_notify_ms: 600_000,
         client_tls: None,
+        peer_tls: None,
     };
     let mut last = 0;
     for round in 0..3 {
