@@ -183,3 +183,17 @@ def test_a_tls_cluster_forwards_to_the_leader_and_replicates_over_tls(tmp_path, 
                    timeout=20, what="the restarted member to catch up")
     finally:
         c.stop()
+
+
+def test_keel_dev_tls_makes_throwaway_certificates_and_prints_how_to_use_them(make_node):
+    node = make_node(extra=["--tls"]).start()
+    line = next(l for l in node.banner.splitlines() if "etcd:" in l)
+    # "try: etcdctl --endpoints=https://ADDR --cacert CA --cert CERT --key KEY put greeting hello"
+    words = line.split("try: etcdctl ")[1].split()
+    assert words[0] == f"--endpoints=https://{node.etcd}", line
+    flags = words[1:7]
+    assert [flags[0], flags[2], flags[4]] == ["--cacert", "--cert", "--key"], line
+    assert put_get(f"https://{node.etcd}", *flags) == "v"
+    # Mutual TLS: the CA alone (no client certificate) is refused.
+    assert etcdctl(f"https://{node.etcd}", *flags[:2], "get", "k", check=False).returncode != 0
+    assert etcdctl(f"http://{node.etcd}", "get", "k", check=False).returncode != 0

@@ -6,8 +6,9 @@ mod bench_compact;
 mod bench_group;
 mod bench_kv;
 mod cli;
+mod dev_tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +209,11 @@ struct DevArgs {
     /// (etcd's --peer-client-cert-auth).
     #[arg(long, requires = "peer_trusted_ca_file")]
     peer_client_cert_auth: bool,
+    /// `keel dev` only: make a throwaway CA and certificates under
+    /// DATA_DIR/tls and serve etcd's client and peer ports over mutual TLS;
+    /// the etcdctl command that uses them is printed.
+    #[arg(long, conflicts_with_all = ["cert_file", "peer_cert_file"])]
+    tls: bool,
     /// `keel dev` only: start this many local nodes as separate processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
@@ -290,7 +296,22 @@ fn run() -> Result<()> {
         .enable_all()
         .build()
         .context("start tokio runtime")?;
-    match cli.command {
+    let command = match cli.command {
+        Command::Dev(mut args) if args.tls => {
+            let files = dev_tls::make(&args.data_dir).context("keel dev --tls")?;
+            args.cert_file = Some(files.server_cert.clone());
+            args.key_file = Some(files.server_key.clone());
+            args.trusted_ca_file = Some(files.ca.clone());
+            args.client_cert_auth = true;
+            args.peer_cert_file = Some(files.server_cert);
+            args.peer_key_file = Some(files.server_key);
+            args.peer_trusted_ca_file = Some(files.ca);
+            args.peer_client_cert_auth = true;
+            Command::Dev(args)
+        }
+        other => other,
+    };
+    match command {
         Command::Dev(args) if args.nodes > 1 => rt.block_on(dev_cluster(args)),
         Command::Dev(args) | Command::Start(args) => rt.block_on(dev(args)),
         Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
@@ -458,7 +479,8 @@ async fn dev(args: DevArgs) -> Result<()> {
     );
     println!(
         "  etcd:   {}   try: etcdctl --endpoints={} put greeting hello",
-        quorum.etcd_local, quorum.etcd_local
+        quorum.etcd_local,
+        etcd_endpoint(&args, &[quorum.etcd_local.to_string()]),
     );
     println!(
         "  Raft:   node {} peers on {}",
@@ -485,6 +507,26 @@ async fn dev(args: DevArgs) -> Result<()> {
 }
 
 /// `keel dev --nodes N`: N `keel start` processes on local ports, stopped together.
+/// etcdctl's `--endpoints` value (and flags) for these addresses: with
+/// `keel dev --tls`, https:// and the throwaway client certificate.
+fn etcd_endpoint(args: &DevArgs, addrs: &[String]) -> String {
+    match &args.trusted_ca_file {
+        Some(ca) if args.tls => {
+            let dir = ca.parent().unwrap_or(Path::new("."));
+            let files = dev_tls::DevTls {
+                ca: ca.clone(),
+                server_cert: PathBuf::new(),
+                server_key: PathBuf::new(),
+                client_cert: dir.join("client.pem"),
+                client_key: dir.join("client.key"),
+            };
+            let urls: Vec<String> = addrs.iter().map(|a| format!("https://{a}")).collect();
+            format!("{} {}", urls.join(","), files.etcdctl_flags())
+        }
+        _ => addrs.join(","),
+    }
+}
+
 async fn dev_cluster(args: DevArgs) -> Result<()> {
     let exe = std::env::current_exe().context("find the keel binary")?;
     let n = args.nodes;
@@ -531,7 +573,7 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
         .collect();
     println!(
         "  try:    etcdctl --endpoints={} endpoint status -w table",
-        endpoints.join(",")
+        etcd_endpoint(&args, &endpoints),
     );
     println!("  Stop:   Ctrl-C");
     wait_for_signal().await?;
