@@ -507,24 +507,36 @@ async fn dev(args: DevArgs) -> Result<()> {
 }
 
 /// `keel dev --nodes N`: N `keel start` processes on local ports, stopped together.
-/// etcdctl's `--endpoints` value (and flags) for these addresses: with
-/// `keel dev --tls`, https:// and the throwaway client certificate.
+/// etcdctl's `--endpoints` value (and flags) for these addresses: with TLS,
+/// https:// and the CA; with client certificates required, the client
+/// certificate `keel dev --tls` made beside the CA, or placeholders for the
+/// operator's own.
 fn etcd_endpoint(args: &DevArgs, addrs: &[String]) -> String {
-    match &args.trusted_ca_file {
-        Some(ca) if args.tls => {
-            let dir = ca.parent().unwrap_or(Path::new("."));
+    if args.cert_file.is_none() {
+        return addrs.join(",");
+    }
+    let urls: Vec<String> = addrs.iter().map(|a| format!("https://{a}")).collect();
+    let mut out = urls.join(",");
+    if let Some(ca) = &args.trusted_ca_file {
+        let dir = ca.parent().unwrap_or(Path::new("."));
+        let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+        if args.client_cert_auth && cert.exists() && key.exists() {
             let files = dev_tls::DevTls {
                 ca: ca.clone(),
                 server_cert: PathBuf::new(),
                 server_key: PathBuf::new(),
-                client_cert: dir.join("client.pem"),
-                client_key: dir.join("client.key"),
+                client_cert: cert,
+                client_key: key,
             };
-            let urls: Vec<String> = addrs.iter().map(|a| format!("https://{a}")).collect();
-            format!("{} {}", urls.join(","), files.etcdctl_flags())
+            out += &format!(" {}", files.etcdctl_flags());
+        } else {
+            out += &format!(" --cacert {}", ca.display());
+            if args.client_cert_auth {
+                out += " --cert CLIENT.pem --key CLIENT.key";
+            }
         }
-        _ => addrs.join(","),
     }
+    out
 }
 
 async fn dev_cluster(args: DevArgs) -> Result<()> {
