@@ -15,6 +15,7 @@ import pytest
 
 from conftest import wait_until
 from etcd_cluster import INF, Cluster, check_register, etcdctl, http_get
+from tls_certs import ClusterTls
 
 KEYS = ["r0", "r1", "r2"]
 SENTINEL = "rzz-end"
@@ -25,6 +26,10 @@ OP_TIMEOUT = 3
 
 def client_for(node):
     host, port = node.endpoint.split(":")
+    tls = getattr(node, "client_tls", None)
+    if tls:
+        return etcd3.client(host=host, port=int(port), timeout=OP_TIMEOUT, ca_cert=str(tls.ca.pem),
+                            cert_key=str(tls.client_key), cert_cert=str(tls.client_cert))
     return etcd3.client(host=host, port=int(port), timeout=OP_TIMEOUT)
 
 
@@ -124,8 +129,10 @@ def watcher(cluster, events, stop, errors):
     return next_rev
 
 
-def run_with_faults(tmp_path, n, fault):
-    c = Cluster(tmp_path, n).start()
+def run_with_faults(tmp_path, n, fault, tls=None):
+    c = Cluster(tmp_path, n, extra=tls.flags if tls else ()).start()
+    for node in c.nodes.values():
+        node.client_tls = tls
     # Set on every way out, so that no client or watcher thread outlives a
     # failed check (a live non-daemon thread would keep pytest from exiting).
     stop, wstop = threading.Event(), threading.Event()
@@ -271,6 +278,13 @@ def test_three_nodes_under_faults(tmp_path, fault):
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
 def test_five_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 5, fault)
+
+
+@pytest.mark.parametrize("fault", [kill_leader, partition_leader], ids=["kill_leader", "partition_leader"])
+def test_three_nodes_under_faults_with_mutual_tls(tmp_path, fault):
+    """The same checks with mutual TLS on the client and peer ports: Raft's
+    links, the clients and a follower's forwarding all run over TLS."""
+    run_with_faults(tmp_path, 3, fault, tls=ClusterTls(tmp_path / "pki"))
 
 
 def test_minority_refuses_linearizable_reads(tmp_path):
