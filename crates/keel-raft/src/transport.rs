@@ -318,7 +318,10 @@ async fn peer_writer(
                 }
                 failed => {
                     match failed {
-                        Ok(Err(e)) if tls.is_some() => {
+                        // A refused handshake (a bad certificate) is worth the
+                        // operator's attention; a peer that is down is not, at
+                        // every retry.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                             tracing::warn!("raft transport {id}: TLS link to {to} at {addr}: {e}")
                         }
                         _ => tracing::debug!("raft transport {id}: cannot reach {to} at {addr}"),
