@@ -309,6 +309,9 @@ fn run() -> Result<()> {
             args.peer_client_cert_auth = true;
             Command::Dev(args)
         }
+        Command::Start(args) if args.tls => anyhow::bail!(
+            "--tls makes throwaway certificates for keel dev only; a cluster's nodes need certificates from one CA: --cert-file, --key-file, --trusted-ca-file (and --peer-* for Raft)"
+        ),
         other => other,
     };
     match command {
