@@ -68,16 +68,11 @@ fn tls_channel(
     url: &str,
 ) -> Result<tonic::transport::Channel, EtcdError> {
     let addr = url.split("://").last().unwrap_or(url).trim_end_matches('/');
-    let host = match addr.rsplit_once(':') {
-        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
-        None => addr,
-    }
-    .to_string();
     let target = addr.to_string();
     let connector = tower::service_fn(move |_: tonic::transport::Uri| {
-        let (config, host, target) = (config.clone(), host.clone(), target.clone());
+        let (config, target) = (config.clone(), target.clone());
         async move {
-            keel_tls::connect(config, &host, &target)
+            keel_tls::connect(config, &target)
                 .await
                 .map(hyper_util::rt::TokioIo::new)
         }

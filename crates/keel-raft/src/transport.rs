@@ -374,16 +374,7 @@ async fn dial(
             let _ = s.set_nodelay(true);
             Ok(Box::new(s))
         }
-        Some(tls) => {
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr, |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            Ok(Box::new(
-                keel_tls::connect(tls.client.clone(), host, addr).await?,
-            ))
-        }
+        Some(tls) => Ok(Box::new(keel_tls::connect(tls.client.clone(), addr).await?)),
     }
 }
 

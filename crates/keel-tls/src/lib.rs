@@ -274,13 +274,14 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Connects to `addr` over TLS, checking its certificate against `host`
-/// (a DNS name or an IP address, as in the member's URL).
+/// Connects to `addr` (`HOST:PORT`, `[IPv6]:PORT`) over TLS, checking the
+/// certificate against HOST (a DNS name or an IP address, as in the member's
+/// URL).
 pub async fn connect(
     config: Arc<ClientConfig>,
-    host: &str,
     addr: &str,
 ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let host = host_of(addr);
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
     let tcp = TcpStream::connect(addr).await?;
@@ -288,6 +289,14 @@ pub async fn connect(
     tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
+}
+
+/// The host part of `HOST:PORT` or `[IPv6]:PORT`.
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
 }
 
 #[cfg(test)]
@@ -315,6 +324,13 @@ mod tests {
         };
         let e = files.server_config(&[b"h2"]).unwrap_err().to_string();
         assert_eq!(e, format!("{} holds no certificate", empty.display()));
+    }
+
+    #[test]
+    fn the_host_is_what_precedes_the_port() {
+        assert_eq!(host_of("127.0.0.1:2379"), "127.0.0.1");
+        assert_eq!(host_of("node-1.example:2380"), "node-1.example");
+        assert_eq!(host_of("[::1]:2379"), "::1");
     }
 
     #[test]

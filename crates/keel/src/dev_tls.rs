@@ -19,19 +19,6 @@ pub struct DevTls {
     pub client_key: PathBuf,
 }
 
-impl DevTls {
-    /// The etcdctl flags of a client that trusts the CA and presents the
-    /// client certificate.
-    pub fn etcdctl_flags(&self) -> String {
-        format!(
-            "--cacert {} --cert {} --key {}",
-            self.ca.display(),
-            self.client_cert.display(),
-            self.client_key.display()
-        )
-    }
-}
-
 /// Makes (or finds) the CA, a certificate for the nodes (127.0.0.1 and
 /// localhost, server and client use) and one for clients (CN `root`).
 pub fn make(data_dir: &Path) -> Result<DevTls> {

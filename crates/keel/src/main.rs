@@ -177,7 +177,7 @@ struct DevArgs {
     /// current revision, in milliseconds (etcd's
     /// --experimental-watch-progress-notify-interval, 10 min; Kubernetes'
     /// watch cache is served better by a few seconds).
-    #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    #[arg(long, default_value_t = keel_etcd::server::WATCH_PROGRESS_INTERVAL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
     watch_progress_notify_interval_ms: u64,
     /// TLS on the etcd client port: this node's certificate chain (PEM; etcd's
     /// --cert-file). Needs --key-file.
@@ -222,22 +222,22 @@ struct DevArgs {
 impl DevArgs {
     /// The etcd client port's TLS files, if TLS was asked for.
     fn client_tls(&self) -> Option<keel_tls::TlsFiles> {
-        Some(keel_tls::TlsFiles {
-            cert_file: self.cert_file.clone()?,
-            key_file: self.key_file.clone()?,
-            trusted_ca_file: self.trusted_ca_file.clone(),
-            client_cert_auth: self.client_cert_auth,
-        })
+        tls_files(
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )
     }
 
     /// The peer links' TLS files, if TLS was asked for.
     fn peer_tls(&self) -> Option<keel_tls::TlsFiles> {
-        Some(keel_tls::TlsFiles {
-            cert_file: self.peer_cert_file.clone()?,
-            key_file: self.peer_key_file.clone()?,
-            trusted_ca_file: self.peer_trusted_ca_file.clone(),
-            client_cert_auth: self.peer_client_cert_auth,
-        })
+        tls_files(
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )
     }
 
     /// The same TLS flags, for a child `keel start`.
@@ -510,6 +510,21 @@ async fn dev(args: DevArgs) -> Result<()> {
 }
 
 /// `keel dev --nodes N`: N `keel start` processes on local ports, stopped together.
+/// One listener's TLS files from its four flags; none without a certificate.
+fn tls_files(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    ca: &Option<PathBuf>,
+    client_cert_auth: bool,
+) -> Option<keel_tls::TlsFiles> {
+    Some(keel_tls::TlsFiles {
+        cert_file: cert.clone()?,
+        key_file: key.clone()?,
+        trusted_ca_file: ca.clone(),
+        client_cert_auth,
+    })
+}
+
 /// etcdctl's `--endpoints` value (and flags) for these addresses: with TLS,
 /// https:// and the CA; with client certificates required, the client
 /// certificate `keel dev --tls` made beside the CA, or placeholders for the
@@ -523,20 +538,11 @@ fn etcd_endpoint(args: &DevArgs, addrs: &[String]) -> String {
     if let Some(ca) = &args.trusted_ca_file {
         let dir = ca.parent().unwrap_or(Path::new("."));
         let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+        out += &format!(" --cacert {}", ca.display());
         if args.client_cert_auth && cert.exists() && key.exists() {
-            let files = dev_tls::DevTls {
-                ca: ca.clone(),
-                server_cert: PathBuf::new(),
-                server_key: PathBuf::new(),
-                client_cert: cert,
-                client_key: key,
-            };
-            out += &format!(" {}", files.etcdctl_flags());
-        } else {
-            out += &format!(" --cacert {}", ca.display());
-            if args.client_cert_auth {
-                out += " --cert CLIENT.pem --key CLIENT.key";
-            }
+            out += &format!(" --cert {} --key {}", cert.display(), key.display());
+        } else if args.client_cert_auth {
+            out += " --cert CLIENT.pem --key CLIENT.key";
         }
     }
     out

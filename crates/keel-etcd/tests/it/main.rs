@@ -32,7 +32,8 @@ impl TestNode {
                 existing: false,
                 quota_bytes: 8 << 20,
                 election_ms: 1000,
-                watch_progress_notify_ms: 600_000,
+                watch_progress_notify_ms: keel_etcd::server::WATCH_PROGRESS_INTERVAL.as_millis()
+                    as u64,
                 client_tls: None,
                 peer_tls: None,
             },
@@ -283,7 +284,7 @@ async fn a_restart_keeps_every_acknowledged_write() {
         existing: false,
         quota_bytes: 1 << 30,
         election_ms: 1000,
-        watch_progress_notify_ms: 600_000,
+        watch_progress_notify_ms: keel_etcd::server::WATCH_PROGRESS_INTERVAL.as_millis() as u64,
         client_tls: None,
         peer_tls: None,
     };
