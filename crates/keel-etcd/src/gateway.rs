@@ -20,10 +20,11 @@
 //!   "http_code": .., "message": .., "http_status": ..}}` and ends it.
 //!
 //! Each route calls the same service method a gRPC client reaches, so the
-//! gateway has no rules of its own. On unary and server-streaming calls the
-//! `Authorization` header travels as the gRPC metadata `authorization`, as
-//! grpc-gateway forwards it (the bidirectional calls feed the service's
-//! stream directly and carry no metadata yet; auth will need it there too).
+//! gateway has no rules of its own. The `Authorization` header (a token from
+//! `/v3/auth/authenticate`) travels as the gRPC metadata `authorization`, as
+//! grpc-gateway forwards it; a watch is checked with it at each create. A
+//! client certificate's CN is never a gateway request's user (etcd ignores it
+//! for gateway requests too).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +43,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Request, Status};
 
+use crate::pb::etcdserverpb::auth_server::Auth;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::lease_server::Lease;
@@ -120,9 +122,10 @@ fn routes(s: &EtcdServer) -> Vec<(&'static str, MethodRouter)> {
         ("/kv/compaction", unary!(s, Kv::compact)),
         (
             "/watch",
-            post(move |body: Body| {
+            post(move |headers: HeaderMap, body: Body| {
                 let s = watch.clone();
-                bidi::<WatchRequest, _, _>(body, move |inbound| s.watch_stream(inbound))
+                let caller = s.caller(&with_token(&headers, ()));
+                bidi::<WatchRequest, _, _>(body, move |inbound| s.watch_stream(inbound, caller))
             })
             .options(preflight),
         ),
@@ -175,41 +178,26 @@ fn routes(s: &EtcdServer) -> Vec<(&'static str, MethodRouter)> {
         ("/election/leader", unary!(s, Election::leader)),
         ("/election/observe", server_streaming!(s, Election::observe)),
         ("/election/resign", unary!(s, Election::resign)),
+        ("/auth/enable", unary!(s, Auth::auth_enable)),
+        ("/auth/disable", unary!(s, Auth::auth_disable)),
+        ("/auth/status", unary!(s, Auth::auth_status)),
+        ("/auth/authenticate", unary!(s, Auth::authenticate)),
+        ("/auth/user/add", unary!(s, Auth::user_add)),
+        ("/auth/user/get", unary!(s, Auth::user_get)),
+        ("/auth/user/list", unary!(s, Auth::user_list)),
+        ("/auth/user/delete", unary!(s, Auth::user_delete)),
+        ("/auth/user/changepw", unary!(s, Auth::user_change_password)),
+        ("/auth/user/grant", unary!(s, Auth::user_grant_role)),
+        ("/auth/user/revoke", unary!(s, Auth::user_revoke_role)),
+        ("/auth/role/add", unary!(s, Auth::role_add)),
+        ("/auth/role/get", unary!(s, Auth::role_get)),
+        ("/auth/role/list", unary!(s, Auth::role_list)),
+        ("/auth/role/delete", unary!(s, Auth::role_delete)),
+        ("/auth/role/grant", unary!(s, Auth::role_grant_permission)),
+        ("/auth/role/revoke", unary!(s, Auth::role_revoke_permission)),
     ]
     .into_iter()
-    .chain(
-        AUTH_PATHS
-            .iter()
-            .map(|p| (*p, post(auth_unimplemented).options(preflight))),
-    )
     .collect()
-}
-
-/// The Auth service's paths: answered with Unimplemented (HTTP 501) until
-/// Keel has an auth store, so a client is told so rather than "404".
-const AUTH_PATHS: [&str; 16] = [
-    "/auth/enable",
-    "/auth/disable",
-    "/auth/authenticate",
-    "/auth/user/add",
-    "/auth/user/get",
-    "/auth/user/list",
-    "/auth/user/delete",
-    "/auth/user/changepw",
-    "/auth/user/grant",
-    "/auth/user/revoke",
-    "/auth/role/add",
-    "/auth/role/get",
-    "/auth/role/list",
-    "/auth/role/delete",
-    "/auth/role/grant",
-    "/auth/role/revoke",
-];
-
-async fn auth_unimplemented() -> Response {
-    error_reply(&Status::unimplemented(
-        "etcdserver: the Auth service is not implemented by Keel yet",
-    ))
 }
 
 /// The gRPC code's HTTP status, as etcd 3.4's grpc-gateway (v1) maps it:

@@ -9,6 +9,7 @@
 //! Architecture Invariant: `store` opens no socket and reads no clock for its
 //! replicated state: replicas apply the same entries to the same result.
 
+pub mod auth;
 pub mod backup;
 pub mod error;
 pub mod gateway;

@@ -41,6 +41,10 @@ pub struct QuorumArgs {
     /// `--peer-trusted-ca-file`, `--peer-client-cert-auth`. Peer URLs are then
     /// https://, and every member must be started with it.
     pub peer_tls: Option<keel_tls::TlsFiles>,
+    /// etcd's `--auth-token-ttl`: how long a simple token lives unused.
+    pub auth_token_ttl: Duration,
+    /// etcd's `--bcrypt-cost` for new passwords.
+    pub bcrypt_cost: u32,
 }
 
 pub struct Quorum {
@@ -143,6 +147,7 @@ impl Quorum {
             // etcd: a lease lives at least 1.5 election timeouts.
             lease_ttl_min: ((args.election_ms * 3 / 2) as f64 / 1000.0).ceil() as i64,
             persist_interval: crate::store::PERSIST_INTERVAL,
+            token_ttl: args.auth_token_ttl,
             seed: None,
         };
         let dir = args.data_dir.clone();
@@ -233,8 +238,12 @@ impl Quorum {
             store.clone(),
             args.node_id,
             args.data_dir.join("etcd"),
-            Duration::from_millis(args.watch_progress_notify_ms),
-            tls.as_ref().map(|(_, client)| client.clone()),
+            crate::server::ServerOptions {
+                watch_progress_interval: Duration::from_millis(args.watch_progress_notify_ms),
+                client_tls: tls.as_ref().map(|(_, client)| client.clone()),
+                client_cert_auth: args.client_tls.as_ref().is_some_and(|f| f.client_cert_auth),
+                bcrypt_cost: args.bcrypt_cost,
+            },
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut tasks = Vec::new();

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{token_index, AuthInfo, Need};
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
@@ -30,7 +31,7 @@ use crate::pb::etcdserverpb::lease_server::Lease;
 use crate::pb::etcdserverpb::maintenance_server::Maintenance;
 use crate::pb::etcdserverpb::watch_server::Watch;
 use crate::pb::etcdserverpb::*;
-use crate::pb::keelpb::{internal_request, InternalRequest, MemberInfo};
+use crate::pb::keelpb::{internal_request, InternalRequest, MemberInfo, RequestHeader};
 use crate::pb::mvccpb::Event;
 use crate::pb::mvccpb::KeyValue;
 use crate::pb::v3electionpb::election_server::Election;
@@ -57,6 +58,8 @@ const WATCH_CATCHUP_REVISIONS: usize = 1000;
 pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's version this server answers Status with: etcdctl 3.4 and its clients check it.
 pub const ETCD_VERSION: &str = "3.4.23";
+
+mod auth_service;
 
 pub type SharedStore = Arc<Mutex<Store>>;
 
@@ -111,6 +114,28 @@ struct Inner {
     watch_progress_interval: Duration,
     /// With TLS on the client port: how to call another member's.
     client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    /// `--client-cert-auth`: a verified client certificate's CN is the user
+    /// of a request that carries no token.
+    client_cert_auth: bool,
+    /// bcrypt's cost for new passwords (`--bcrypt-cost`).
+    bcrypt_cost: u32,
+}
+
+/// How a request says who sent it: a token (gRPC metadata `token`, or the
+/// gateway's `Authorization` header), or the CN of its client certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    token: Option<String>,
+    cn: Option<String>,
+}
+
+/// Options of the etcd services that are not the state machine's.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub watch_progress_interval: Duration,
+    pub client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+    pub client_cert_auth: bool,
+    pub bcrypt_cost: u32,
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -121,8 +146,7 @@ impl EtcdServer {
         store: SharedStore,
         member_id: u64,
         data_dir: std::path::PathBuf,
-        watch_progress_interval: Duration,
-        client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
+        options: ServerOptions,
     ) -> EtcdServer {
         // Lease ids: member id in the high bits, time and a counter below (etcd's idutil).
         let seed = ((member_id & 0xffff) << 47)
@@ -141,8 +165,10 @@ impl EtcdServer {
                 next_lease: AtomicI64::new((seed & (i64::MAX as u64)) as i64),
                 leader_channel: Mutex::new(None),
                 data_dir,
-                watch_progress_interval,
-                client_tls,
+                watch_progress_interval: options.watch_progress_interval,
+                client_tls: options.client_tls,
+                client_cert_auth: options.client_cert_auth,
+                bcrypt_cost: options.bcrypt_cost,
             }),
         }
     }
@@ -172,8 +198,37 @@ impl EtcdServer {
         h
     }
 
-    async fn propose(&self, req: internal_request::Request) -> Result<(Applied, i64), Status> {
-        let data = InternalRequest { request: Some(req) }.encode_to_vec();
+    /// Proposes a client's request, with who sent it for the apply's check.
+    async fn propose_as(
+        &self,
+        header: &RequestHeader,
+        req: internal_request::Request,
+    ) -> Result<(Applied, i64), Status> {
+        self.propose_with(header.clone(), req).await
+    }
+
+    /// Proposes a request the members make themselves (never checked).
+    async fn propose_system(
+        &self,
+        req: internal_request::Request,
+    ) -> Result<(Applied, i64), Status> {
+        let header = RequestHeader {
+            system: true,
+            ..RequestHeader::default()
+        };
+        self.propose_with(header, req).await
+    }
+
+    async fn propose_with(
+        &self,
+        header: RequestHeader,
+        req: internal_request::Request,
+    ) -> Result<(Applied, i64), Status> {
+        let data = InternalRequest {
+            request: Some(req),
+            header: Some(header),
+        }
+        .encode_to_vec();
         if data.len() > REQUEST_BYTES_MAX {
             return Err(EtcdError::RequestTooLarge.into());
         }
@@ -182,6 +237,83 @@ impl EtcdServer {
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(EtcdError::from(e).into()),
         }
+    }
+
+    /// Who sent `req` (nothing is looked up yet).
+    pub fn caller<T>(&self, req: &Request<T>) -> Caller {
+        let md = req.metadata();
+        let token = md
+            .get("token")
+            .or_else(|| md.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.strip_prefix("Bearer ").unwrap_or(t).to_string());
+        let cn = if self.inner.client_cert_auth {
+            req.extensions()
+                .get::<keel_tls::TlsConnectInfo>()
+                .and_then(|i| i.client_cn.clone())
+        } else {
+            None
+        };
+        Caller { token, cn }
+    }
+
+    /// The caller's user and the auth revision it was found at; `None` when
+    /// auth is off or the caller named no one (etcd's AuthInfoFromCtx, then
+    /// AuthInfoFromTLS). A token this member has not applied yet (its index
+    /// is ahead of the local apply) is looked up again after a read barrier,
+    /// as etcd's simple tokens wait for their index.
+    async fn auth_info(&self, c: &Caller) -> Result<Option<AuthInfo>, Status> {
+        let mut waited = false;
+        loop {
+            {
+                let store = self.inner.store.lock().expect("store lock");
+                let a = store.auth();
+                if !a.enabled() {
+                    return Ok(None);
+                }
+                let Some(token) = &c.token else {
+                    return Ok(c.cn.clone().map(|user| AuthInfo {
+                        user,
+                        revision: a.revision(),
+                    }));
+                };
+                if let Some(user) = a.token_user(token) {
+                    return Ok(Some(AuthInfo {
+                        user,
+                        revision: a.revision(),
+                    }));
+                }
+                let ahead = token_index(token).is_some_and(|i| i > store.applied_index());
+                if waited || !ahead {
+                    return Err(EtcdError::InvalidAuthToken.into());
+                }
+            }
+            waited = true;
+            self.barrier(false).await?;
+        }
+    }
+
+    /// The header a request's proposal carries.
+    async fn header_of(&self, c: &Caller) -> Result<RequestHeader, Status> {
+        Ok(AuthInfo::header(self.auth_info(c).await?.as_ref()))
+    }
+
+    /// Refuses a caller that is not root, when auth is on.
+    async fn require_admin(&self, c: &Caller) -> Result<RequestHeader, Status> {
+        let h = self.header_of(c).await?;
+        let store = self.inner.store.lock().expect("store lock");
+        store.auth().check_admin(&h)?;
+        Ok(h)
+    }
+
+    /// Refuses a caller that names no user, when auth is on (etcd's requireAuthInfo).
+    async fn require_user(&self, c: &Caller) -> Result<RequestHeader, Status> {
+        let h = self.header_of(c).await?;
+        let store = self.inner.store.lock().expect("store lock");
+        if store.auth().enabled() && h.username.is_empty() {
+            return Err(EtcdError::UserEmpty.into());
+        }
+        Ok(h)
     }
 
     async fn barrier(&self, serializable: bool) -> Result<(), Status> {
@@ -198,8 +330,9 @@ impl EtcdServer {
     /// The services, ready to add to a tonic server.
     pub fn routes(&self) -> tonic::service::Routes {
         use crate::pb::etcdserverpb::{
-            cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-            maintenance_server::MaintenanceServer, watch_server::WatchServer,
+            auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+            lease_server::LeaseServer, maintenance_server::MaintenanceServer,
+            watch_server::WatchServer,
         };
         use crate::pb::v3electionpb::election_server::ElectionServer;
         use crate::pb::v3lockpb::lock_server::LockServer;
@@ -211,6 +344,7 @@ impl EtcdServer {
             .add_service(MaintenanceServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(LockServer::new(self.clone()).max_decoding_message_size(max))
             .add_service(ElectionServer::new(self.clone()).max_decoding_message_size(max))
+            .add_service(AuthServer::new(self.clone()).max_decoding_message_size(max))
     }
 
     /// Runs the leader's lease expiry until `stop`.
@@ -261,9 +395,9 @@ impl EtcdServer {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let _ = me
-                        .propose(internal_request::Request::LeaseRevoke(LeaseRevokeRequest {
-                            id,
-                        }))
+                        .propose_system(internal_request::Request::LeaseRevoke(
+                            LeaseRevokeRequest { id },
+                        ))
                         .await;
                 });
             }
@@ -322,7 +456,7 @@ impl EtcdServer {
             client_urls: vec![url],
             ..MemberInfo::default()
         };
-        self.propose(internal_request::Request::MemberUpdate(info))
+        self.propose_system(internal_request::Request::MemberUpdate(info))
             .await
             .map(|_| ())
     }
@@ -469,6 +603,7 @@ fn unexpected() -> Status {
 #[tonic::async_trait]
 impl Kv for EtcdServer {
     async fn range(&self, req: Request<RangeRequest>) -> Res<RangeResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
@@ -476,17 +611,24 @@ impl Kv for EtcdServer {
         self.barrier(req.serializable).await?;
         let term = self.inner.node.status().term;
         let store = self.inner.store.lock().expect("store lock");
+        store
+            .auth()
+            .check(&h, Need::Read, &req.key, &req.range_end)?;
         let mut r = store.range(&req)?;
         r.header = Some(store.header(self.inner.member_id, term));
         Ok(Response::new(r))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Res<PutResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
-        match self.propose(internal_request::Request::Put(req)).await? {
+        match self
+            .propose_as(&h, internal_request::Request::Put(req))
+            .await?
+        {
             (Applied::Put(mut r), rev) => {
                 r.header = Some(self.header_at(rev));
                 Ok(Response::new(r))
@@ -496,12 +638,13 @@ impl Kv for EtcdServer {
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Res<DeleteRangeResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         if req.key.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
         match self
-            .propose(internal_request::Request::DeleteRange(req))
+            .propose_as(&h, internal_request::Request::DeleteRange(req))
             .await?
         {
             (Applied::DeleteRange(mut r), rev) => {
@@ -513,6 +656,7 @@ impl Kv for EtcdServer {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Res<TxnResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         check_txn(&req)?;
         let read_only = !txn_writes(&req);
@@ -520,12 +664,15 @@ impl Kv for EtcdServer {
             // A read-only txn is a read: no proposal (etcd serves it the same way).
             let serializable = txn_all_serializable(&req);
             self.barrier(serializable).await?;
-            return match self.propose_read_only_txn(req) {
+            return match self.read_only_txn(&h, req) {
                 Ok(r) => Ok(Response::new(r)),
                 Err(e) => Err(e.into()),
             };
         }
-        match self.propose(internal_request::Request::Txn(req)).await? {
+        match self
+            .propose_as(&h, internal_request::Request::Txn(req))
+            .await?
+        {
             (Applied::Txn(mut r), rev) => {
                 let h = self.header_at(rev);
                 fill_txn_headers(&mut r, &h);
@@ -536,8 +683,9 @@ impl Kv for EtcdServer {
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Res<CompactionResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         match self
-            .propose(internal_request::Request::Compaction(req.into_inner()))
+            .propose_as(&h, internal_request::Request::Compaction(req.into_inner()))
             .await?
         {
             (Applied::Compaction(_), rev) => Ok(Response::new(CompactionResponse {
@@ -573,9 +721,10 @@ fn txn_all_serializable(t: &TxnRequest) -> bool {
 
 impl EtcdServer {
     /// Evaluates a txn without writes against local state.
-    fn propose_read_only_txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
+    fn read_only_txn(&self, h: &RequestHeader, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         let term = self.inner.node.status().term;
         let store = self.inner.store.lock().expect("store lock");
+        store.check_txn_auth(h, &req)?;
         let mut r = store.read_only_txn(&req)?;
         let h = store.header(self.inner.member_id, term);
         fill_txn_headers(&mut r, &h);
@@ -590,7 +739,8 @@ impl Watch for EtcdServer {
     type WatchStream = BoxStream<WatchResponse>;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Res<Self::WatchStream> {
-        Ok(Response::new(self.watch_stream(req.into_inner())))
+        let caller = self.caller(&req);
+        Ok(Response::new(self.watch_stream(req.into_inner(), caller)))
     }
 }
 
@@ -600,7 +750,11 @@ impl EtcdServer {
     /// the gateway at the end of a request body) keeps its watches until it
     /// stops reading, as etcd's watch server goes on sending after its receive
     /// loop ends; an inbound error (the client reset the stream) ends them.
-    pub fn watch_stream<S>(&self, mut inbound: S) -> BoxStream<WatchResponse>
+    ///
+    /// Each create is checked as etcd's isWatchPermitted: the caller's token
+    /// is looked up again, and a watch the user may not read is answered
+    /// created and canceled with the reason.
+    pub fn watch_stream<S>(&self, mut inbound: S, caller: Caller) -> BoxStream<WatchResponse>
     where
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
     {
@@ -628,11 +782,13 @@ impl EtcdServer {
                             next_id
                         };
                         let bad = if watchers.contains_key(&id) {
-                            Some("etcdserver: duplicate watch ID")
+                            Some("etcdserver: duplicate watch ID".to_string())
                         } else if watchers.len() >= WATCHES_PER_STREAM_MAX {
-                            Some("etcdserver: too many watches on this stream")
+                            Some("etcdserver: too many watches on this stream".to_string())
                         } else {
-                            None
+                            me.watch_permitted(&caller, &c.key, &c.range_end)
+                                .await
+                                .err()
                         };
                         if let Some(reason) = bad {
                             let _ = tx
@@ -641,7 +797,7 @@ impl EtcdServer {
                                     watch_id: -1,
                                     created: true,
                                     canceled: true,
-                                    cancel_reason: reason.into(),
+                                    cancel_reason: reason,
                                     ..WatchResponse::default()
                                 }))
                                 .await;
@@ -732,6 +888,25 @@ impl EtcdServer {
             }
         });
         Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+impl EtcdServer {
+    /// Whether the caller may watch `[key, range_end)`; the error is the
+    /// cancel reason etcd sends (a gRPC status's text, as Go prints it).
+    async fn watch_permitted(
+        &self,
+        c: &Caller,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<(), String> {
+        let reason = |s: Status| format!("rpc error: code = {:?} desc = {}", s.code(), s.message());
+        let h = self.header_of(c).await.map_err(reason)?;
+        let store = self.inner.store.lock().expect("store lock");
+        store
+            .auth()
+            .check(&h, Need::Read, key, range_end)
+            .map_err(|e| reason(e.into()))
     }
 }
 
@@ -922,6 +1097,7 @@ impl EtcdServer {
 #[tonic::async_trait]
 impl Lease for EtcdServer {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Res<LeaseGrantResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let mut req = req.into_inner();
         if req.id < 0 {
             return Err(EtcdError::InvalidArgument("lease id must not be negative".into()).into());
@@ -930,7 +1106,7 @@ impl Lease for EtcdServer {
             req.id = self.inner.next_lease.fetch_add(1, Ordering::Relaxed) & i64::MAX;
         }
         match self
-            .propose(internal_request::Request::LeaseGrant(req))
+            .propose_as(&h, internal_request::Request::LeaseGrant(req))
             .await?
         {
             (Applied::LeaseGrant(mut r), rev) => {
@@ -942,8 +1118,9 @@ impl Lease for EtcdServer {
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Res<LeaseRevokeResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         match self
-            .propose(internal_request::Request::LeaseRevoke(req.into_inner()))
+            .propose_as(&h, internal_request::Request::LeaseRevoke(req.into_inner()))
             .await?
         {
             (Applied::LeaseRevoke(_), rev) => Ok(Response::new(LeaseRevokeResponse {
@@ -1060,10 +1237,12 @@ impl EtcdServer {
 #[tonic::async_trait]
 impl Cluster for EtcdServer {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Res<MemberAddResponse> {
+        let caller = self.caller(&req);
+        self.require_admin(&caller).await?;
         let req = req.into_inner();
         if !self.is_leader() {
             return ClusterClient::new(self.leader_channel()?)
-                .member_add(req)
+                .member_add(forwarded(&caller, req))
                 .await;
         }
         if req.peer_ur_ls.is_empty() {
@@ -1101,10 +1280,12 @@ impl Cluster for EtcdServer {
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Res<MemberRemoveResponse> {
+        let caller = self.caller(&req);
+        self.require_admin(&caller).await?;
         let req = req.into_inner();
         if !self.is_leader() {
             return ClusterClient::new(self.leader_channel()?)
-                .member_remove(req)
+                .member_remove(forwarded(&caller, req))
                 .await;
         }
         let id = req.id;
@@ -1135,6 +1316,7 @@ impl Cluster for EtcdServer {
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Res<MemberUpdateResponse> {
+        self.require_admin(&self.caller(&req)).await?;
         let req = req.into_inner();
         let info = MemberInfo {
             id: req.id,
@@ -1142,7 +1324,7 @@ impl Cluster for EtcdServer {
             ..MemberInfo::default()
         };
         match self
-            .propose(internal_request::Request::MemberUpdate(info))
+            .propose_system(internal_request::Request::MemberUpdate(info))
             .await?
         {
             (Applied::Members(ms), _) => Ok(Response::new(MemberUpdateResponse {
@@ -1167,12 +1349,14 @@ impl Cluster for EtcdServer {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Res<MemberPromoteResponse> {
+        let caller = self.caller(&req);
+        self.require_admin(&caller).await?;
         let req = req.into_inner();
         if !self.is_leader() {
             // Only the leader knows how far the learner got (etcd forwards
             // promote to the leader too).
             return ClusterClient::new(self.leader_channel()?)
-                .member_promote(req)
+                .member_promote(forwarded(&caller, req))
                 .await;
         }
         let id = req.id;
@@ -1220,7 +1404,13 @@ impl Cluster for EtcdServer {
 #[tonic::async_trait]
 impl Maintenance for EtcdServer {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Res<AlarmResponse> {
+        let caller = self.caller(&req);
         let req = req.into_inner();
+        if req.action == alarm_request::AlarmAction::Get as i32 {
+            self.require_user(&caller).await?;
+        } else {
+            self.require_admin(&caller).await?;
+        }
         if req.action == alarm_request::AlarmAction::Get as i32 {
             let store = self.inner.store.lock().expect("store lock");
             let alarms = store
@@ -1236,7 +1426,10 @@ impl Maintenance for EtcdServer {
                 alarms,
             }));
         }
-        match self.propose(internal_request::Request::Alarm(req)).await? {
+        match self
+            .propose_system(internal_request::Request::Alarm(req))
+            .await?
+        {
             (Applied::Alarm(mut r), rev) => {
                 r.header = Some(self.header_at(rev));
                 Ok(Response::new(r))
@@ -1245,7 +1438,8 @@ impl Maintenance for EtcdServer {
         }
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Res<StatusResponse> {
+    async fn status(&self, req: Request<StatusRequest>) -> Res<StatusResponse> {
+        self.require_user(&self.caller(&req)).await?;
         let st = self.inner.node.status();
         let db_size = std::fs::metadata(self.inner.data_dir.join("kv.redb"))
             .map(|m| m.len() as i64)
@@ -1271,13 +1465,15 @@ impl Maintenance for EtcdServer {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Res<DefragmentResponse> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Res<DefragmentResponse> {
+        self.require_admin(&self.caller(&req)).await?;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.header()),
         }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Res<HashResponse> {
+    async fn hash(&self, req: Request<HashRequest>) -> Res<HashResponse> {
+        self.require_admin(&self.caller(&req)).await?;
         let store = self.inner.store.lock().expect("store lock");
         let hash = store.hash_kv(store.revision())?;
         Ok(Response::new(HashResponse {
@@ -1287,6 +1483,7 @@ impl Maintenance for EtcdServer {
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Res<HashKvResponse> {
+        self.require_admin(&self.caller(&req)).await?;
         let req = req.into_inner();
         let store = self.inner.store.lock().expect("store lock");
         let rev = if req.revision <= 0 {
@@ -1310,7 +1507,8 @@ impl Maintenance for EtcdServer {
 
     type SnapshotStream = BoxStream<SnapshotResponse>;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Res<Self::SnapshotStream> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Res<Self::SnapshotStream> {
+        self.require_admin(&self.caller(&req)).await?;
         let (state, header) = {
             let store = self.inner.store.lock().expect("store lock");
             (
@@ -1342,6 +1540,7 @@ impl Maintenance for EtcdServer {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Res<MoveLeaderResponse> {
+        self.require_admin(&self.caller(&req)).await?;
         let target = req.into_inner().target_id;
         let st = self.inner.node.status();
         if st.role != Role::Leader {
@@ -1370,6 +1569,17 @@ impl Maintenance for EtcdServer {
 /// recipes, so what the store refuses (a lease that does not exist or
 /// expired) reaches the caller as a client-side error: code Unknown with
 /// etcd's message, not the store's NotFound.
+/// A request to forward to the leader, with the caller's token.
+fn forwarded<T>(caller: &Caller, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Some(t) = &caller.token {
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(t.as_str()) {
+            r.metadata_mut().insert("token", v);
+        }
+    }
+    r
+}
+
 fn recipe_error(s: Status) -> Status {
     if s.code() == tonic::Code::NotFound {
         Status::unknown(s.message())
@@ -1383,13 +1593,16 @@ impl Lock for EtcdServer {
     /// etcd's v3lock: put `name/<lease hex>` if absent, then wait until it is the
     /// oldest key under `name/`.
     async fn lock(&self, req: Request<LockRequest>) -> Res<LockResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         if req.name.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
         let (prefix, key) = line_key(&req.name, req.lease);
+        // The recipe reads the whole line, and writes its own key at apply.
+        self.check_line_read(&h, &prefix)?;
         let (my_rev, _) = self
-            .claim(&key, req.lease, vec![])
+            .claim(&h, &key, req.lease, vec![])
             .await
             .map_err(recipe_error)?;
         self.wait_for_turn(&prefix, my_rev).await?;
@@ -1404,12 +1617,16 @@ impl Lock for EtcdServer {
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Res<UnlockResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let key = req.into_inner().key;
         let (_, rev) = self
-            .propose(internal_request::Request::DeleteRange(DeleteRangeRequest {
-                key,
-                ..DeleteRangeRequest::default()
-            }))
+            .propose_as(
+                &h,
+                internal_request::Request::DeleteRange(DeleteRangeRequest {
+                    key,
+                    ..DeleteRangeRequest::default()
+                }),
+            )
             .await?;
         Ok(Response::new(UnlockResponse {
             header: Some(self.header_at(rev)),
@@ -1423,6 +1640,7 @@ impl EtcdServer {
     /// line) and, if it existed already, the value it holds.
     async fn claim(
         &self,
+        h: &RequestHeader,
         key: &[u8],
         lease: i64,
         value: Vec<u8>,
@@ -1438,7 +1656,9 @@ impl EtcdServer {
             ..RangeRequest::default()
         });
         let txn = if_created_at(key, 0, put, Some(get));
-        let (applied, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
+        let (applied, rev) = self
+            .propose_as(h, internal_request::Request::Txn(txn))
+            .await?;
         let Applied::Txn(t) = applied else {
             return Err(unexpected());
         };
@@ -1469,7 +1689,12 @@ impl EtcdServer {
 
     /// Replaces the leader's value if `leader` still leads (its key has the
     /// create revision it won with); etcd's Election.Proclaim.
-    async fn proclaim_as(&self, leader: LeaderKey, value: Vec<u8>) -> Result<i64, Status> {
+    async fn proclaim_as(
+        &self,
+        h: &RequestHeader,
+        leader: LeaderKey,
+        value: Vec<u8>,
+    ) -> Result<i64, Status> {
         let put = request_op::Request::RequestPut(PutRequest {
             key: leader.key.clone(),
             value,
@@ -1477,11 +1702,23 @@ impl EtcdServer {
             ..PutRequest::default()
         });
         let txn = if_created_at(&leader.key, leader.rev, put, None);
-        match self.propose(internal_request::Request::Txn(txn)).await? {
+        match self
+            .propose_as(h, internal_request::Request::Txn(txn))
+            .await?
+        {
             (Applied::Txn(t), rev) if t.succeeded => Ok(rev),
             // etcd's ErrElectionNotLeader, a plain error of its recipes: code Unknown.
             _ => Err(Status::unknown("election: not leader")),
         }
+    }
+
+    /// May the caller read a lock's or election's whole line?
+    fn check_line_read(&self, h: &RequestHeader, prefix: &[u8]) -> Result<(), Status> {
+        let store = self.inner.store.lock().expect("store lock");
+        store
+            .auth()
+            .check(h, Need::Read, prefix, &prefix_end(prefix))
+            .map_err(Status::from)
     }
 
     /// The oldest key under `prefix`: the lock holder or elected leader.
@@ -1547,13 +1784,15 @@ impl Election for EtcdServer {
     /// etcd's v3election Campaign: join the line under `name/` with the
     /// lease's key, and wait to be first.
     async fn campaign(&self, req: Request<CampaignRequest>) -> Res<CampaignResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         if req.name.is_empty() {
             return Err(EtcdError::EmptyKey.into());
         }
         let (prefix, key) = line_key(&req.name, req.lease);
+        self.check_line_read(&h, &prefix)?;
         let (rev, held) = self
-            .claim(&key, req.lease, req.value.clone())
+            .claim(&h, &key, req.lease, req.value.clone())
             .await
             .map_err(recipe_error)?;
         let leader = LeaderKey {
@@ -1564,7 +1803,7 @@ impl Election for EtcdServer {
         };
         if held.is_some_and(|v| v != req.value) {
             // Campaigning again with a new value proclaims it (etcd's Campaign).
-            self.proclaim_as(leader.clone(), req.value).await?;
+            self.proclaim_as(&h, leader.clone(), req.value).await?;
         }
         self.wait_for_turn(&prefix, rev).await?;
         if !self.exists(&key)? {
@@ -1578,19 +1817,22 @@ impl Election for EtcdServer {
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Res<ProclaimResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
         let Some(leader) = req.leader else {
             return Err(EtcdError::InvalidArgument("leader key is not provided".into()).into());
         };
-        let rev = self.proclaim_as(leader, req.value).await?;
+        let rev = self.proclaim_as(&h, leader, req.value).await?;
         Ok(Response::new(ProclaimResponse {
             header: Some(self.header_at(rev)),
         }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Res<LeaderResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let name = req.into_inner().name;
         self.barrier(false).await?;
+        self.check_line_read(&h, &line_prefix(&name))?;
         match self.first_in_line(&line_prefix(&name))? {
             Some(kv) => Ok(Response::new(LeaderResponse {
                 header: Some(self.header()),
@@ -1605,7 +1847,9 @@ impl Election for EtcdServer {
 
     /// Streams the leader's key and value each time either changes.
     async fn observe(&self, req: Request<LeaderRequest>) -> Res<Self::ObserveStream> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let prefix = line_prefix(&req.into_inner().name);
+        self.check_line_read(&h, &prefix)?;
         let (tx, rx) = mpsc::channel(16);
         let me = self.clone();
         tokio::spawn(async move {
@@ -1651,6 +1895,7 @@ impl Election for EtcdServer {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Res<ResignResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let Some(leader) = req.into_inner().leader else {
             return Err(EtcdError::InvalidArgument("leader key is not provided".into()).into());
         };
@@ -1659,7 +1904,9 @@ impl Election for EtcdServer {
             ..DeleteRangeRequest::default()
         });
         let txn = if_created_at(&leader.key, leader.rev, delete, None);
-        let (_, rev) = self.propose(internal_request::Request::Txn(txn)).await?;
+        let (_, rev) = self
+            .propose_as(&h, internal_request::Request::Txn(txn))
+            .await?;
         Ok(Response::new(ResignResponse {
             header: Some(self.header_at(rev)),
         }))

@@ -29,6 +29,7 @@ use prost::Message as _;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
+use crate::auth::{AuthStore, Need};
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
     compare, request_op, response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
@@ -37,7 +38,8 @@ use crate::pb::etcdserverpb::{
     RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::pb::keelpb::{
-    internal_request, InternalRequest, MemberInfo, SnapshotKv, SnapshotLease, StateSnapshot,
+    internal_request, AuthState, InternalRequest, MemberInfo, RequestHeader, SnapshotKv,
+    SnapshotLease, StateSnapshot,
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -210,6 +212,10 @@ pub enum Applied {
     LeaseRevoke(i64),
     Alarm(AlarmResponse),
     Members(Vec<MemberInfo>),
+    /// An auth store change (its response is only a header).
+    Auth,
+    /// Authenticate's simple token.
+    Token(String),
     Noop,
 }
 
@@ -235,6 +241,8 @@ pub struct StoreConfig {
     pub lease_ttl_min: i64,
     /// How often applied writes are handed to the persister ([`PERSIST_INTERVAL`]).
     pub persist_interval: Duration,
+    /// How long a simple token lives without use (etcd's `--auth-token-ttl`).
+    pub token_ttl: Duration,
     /// A backup to start a brand-new cluster from (`keel snapshot restore`):
     /// its keys, history and leases, with `initial_members` as the membership.
     pub seed: Option<StateSnapshot>,
@@ -256,6 +264,7 @@ pub struct Store {
     leases: BTreeMap<i64, Lease>,
     members: BTreeMap<u64, MemberInfo>,
     alarms: BTreeSet<i32>,
+    auth: AuthStore,
     /// Events applied in the current batch, published when it is committed.
     pending_events: Vec<RevisionEvents>,
     events: broadcast::Sender<Arc<RevisionEvents>>,
@@ -284,6 +293,7 @@ impl Store {
         let db = Arc::new(Database::create(dir.join("kv.redb")).map_err(internal)?);
         let (events, _) = broadcast::channel(WATCH_BROADCAST_CAPACITY);
         let persister = Persister::start(db.clone())?;
+        let token_ttl = config.token_ttl;
         let mut s = Store {
             db,
             buf: WriteBuffer::default(),
@@ -298,6 +308,7 @@ impl Store {
             leases: BTreeMap::new(),
             members: BTreeMap::new(),
             alarms: BTreeSet::new(),
+            auth: AuthStore::new(token_ttl),
             pending_events: Vec::new(),
             events,
             last_persist: Instant::now(),
@@ -338,6 +349,11 @@ impl Store {
             if let Some(v) = get("conf_state") {
                 self.conf_state = decode_conf_state(&v);
             }
+            let auth = get("auth")
+                .map(|v| AuthState::decode(v.as_slice()))
+                .transpose()
+                .map_err(internal)?;
+            self.auth.load(auth.unwrap_or_default());
             if let Some(v) = get("alarms") {
                 self.alarms = v
                     .chunks(4)
@@ -441,6 +457,13 @@ impl Store {
     }
     pub fn lease_ttl_min(&self) -> i64 {
         self.config.lease_ttl_min
+    }
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
+    }
+    /// The last Raft index applied here.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.0
     }
 
     /// A stored version as the buffers show it: `Some(None)` if a buffer
@@ -1235,9 +1258,143 @@ impl Store {
         self.alarms.contains(&(AlarmType::Nospace as i32))
     }
 
-    /// Applies one client request; the revision advances if anything changed.
-    fn apply_request(&mut self, req: InternalRequest) -> Result<Applied, EtcdError> {
+    /// etcd's authApplierV3: may the request's user do what it asks, by the
+    /// auth store as it is at this apply? Checked before anything changes.
+    fn check_auth(&self, req: &InternalRequest) -> Result<(), EtcdError> {
         use internal_request::Request as R;
+        let h = req.header.clone().unwrap_or_default();
+        let a = &self.auth;
+        if !a.enabled() || h.system {
+            return Ok(());
+        }
+        match &req.request {
+            Some(R::Put(p)) => self.check_put_auth(&h, p),
+            Some(R::DeleteRange(d)) => {
+                a.check(&h, Need::Write, &d.key, &d.range_end)?;
+                if d.prev_kv {
+                    a.check(&h, Need::Read, &d.key, &d.range_end)?;
+                }
+                Ok(())
+            }
+            Some(R::Txn(t)) => self.check_txn_auth(&h, t),
+            Some(R::LeaseRevoke(r)) => self.check_lease_keys_auth(&h, r.id),
+            Some(
+                R::AuthEnable(_)
+                | R::AuthDisable(_)
+                | R::UserAdd(_)
+                | R::UserDelete(_)
+                | R::UserChangePassword(_)
+                | R::UserGrantRole(_)
+                | R::UserRevokeRole(_)
+                | R::RoleAdd(_)
+                | R::RoleDelete(_)
+                | R::RoleGrantPermission(_)
+                | R::RoleRevokePermission(_),
+            ) => a.check_admin(&h),
+            // etcd checks neither compaction nor lease grants; alarms and
+            // membership are checked where they are taken; Authenticate
+            // checks the user itself.
+            Some(
+                R::Compaction(_)
+                | R::LeaseGrant(_)
+                | R::Alarm(_)
+                | R::MemberUpdate(_)
+                | R::LeaseRenewAll(_)
+                | R::Authenticate(_),
+            )
+            | None => Ok(()),
+        }
+    }
+
+    fn check_put_auth(&self, h: &RequestHeader, p: &PutRequest) -> Result<(), EtcdError> {
+        self.auth.check(h, Need::Write, &p.key, &[])?;
+        // Attaching a lease whose keys the user may not write would let them
+        // revoke those keys (etcd's checkLeasePuts).
+        self.check_lease_keys_auth(h, p.lease)?;
+        if p.prev_kv {
+            self.auth.check(h, Need::Read, &p.key, &[])?;
+        }
+        Ok(())
+    }
+
+    fn check_lease_keys_auth(&self, h: &RequestHeader, lease: i64) -> Result<(), EtcdError> {
+        if lease == 0 || self.auth.check_admin(h).is_ok() {
+            return Ok(());
+        }
+        if let Some(l) = self.leases.get(&lease) {
+            for key in &l.keys {
+                self.auth.check(h, Need::Write, key, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every compare reads, every operation in both branches (nested txns
+    /// too) needs what it would need alone.
+    pub fn check_txn_auth(&self, h: &RequestHeader, t: &TxnRequest) -> Result<(), EtcdError> {
+        let a = &self.auth;
+        for c in &t.compare {
+            a.check(h, Need::Read, &c.key, &c.range_end)?;
+        }
+        for op in t.success.iter().chain(&t.failure) {
+            match &op.request {
+                Some(request_op::Request::RequestRange(r)) => {
+                    a.check(h, Need::Read, &r.key, &r.range_end)?
+                }
+                Some(request_op::Request::RequestPut(p)) => self.check_put_auth(h, p)?,
+                Some(request_op::Request::RequestDeleteRange(d)) => {
+                    a.check(h, Need::Write, &d.key, &d.range_end)?;
+                    if d.prev_kv {
+                        a.check(h, Need::Read, &d.key, &d.range_end)?;
+                    }
+                }
+                Some(request_op::Request::RequestTxn(inner)) => self.check_txn_auth(h, inner)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an auth store change and writes the new auth state.
+    fn apply_auth(
+        &mut self,
+        req: internal_request::Request,
+        index: u64,
+    ) -> Result<Applied, EtcdError> {
+        use internal_request::Request as R;
+        let a = &mut self.auth;
+        let out = match req {
+            R::Authenticate(r) => {
+                // Not a change: only this member's token table.
+                let token = format!("{}.{index}", r.simple_token);
+                return a.authenticate(&r.name, &token).map(Applied::Token);
+            }
+            R::AuthEnable(_) => a.auth_enable(),
+            R::AuthDisable(_) => {
+                a.auth_disable();
+                Ok(())
+            }
+            R::UserAdd(r) => a.user_add(&r),
+            R::UserDelete(r) => a.user_delete(&r.name),
+            R::UserChangePassword(r) => a.user_change_password(&r),
+            R::UserGrantRole(r) => a.user_grant_role(&r),
+            R::UserRevokeRole(r) => a.user_revoke_role(&r),
+            R::RoleAdd(r) => a.role_add(&r.name),
+            R::RoleDelete(r) => a.role_delete(&r.role),
+            R::RoleGrantPermission(r) => a.role_grant_permission(&r),
+            R::RoleRevokePermission(r) => a.role_revoke_permission(&r),
+            _ => return Err(EtcdError::Internal("not an auth request".into())),
+        };
+        out?;
+        let state = self.auth.state().encode_to_vec();
+        self.put_meta("auth", &state)?;
+        Ok(Applied::Auth)
+    }
+
+    /// Applies one client request; the revision advances if anything changed.
+    fn apply_request(&mut self, req: InternalRequest, index: u64) -> Result<Applied, EtcdError> {
+        use internal_request::Request as R;
+        self.check_auth(&req)?;
         let main = self.revision + 1;
         let mut events = Vec::new();
         let is_write = matches!(req.request, Some(R::Put(_)) | Some(R::Txn(_)));
@@ -1250,18 +1407,19 @@ impl Store {
             }
             if let Some(R::Txn(t)) = &req.request {
                 if !txn_has_put(t) {
-                    return self.apply_request_unchecked(req, main, &mut events);
+                    return self.apply_request_unchecked(req, main, index, &mut events);
                 }
             }
             return Err(EtcdError::NoSpace);
         }
-        self.apply_request_unchecked(req, main, &mut events)
+        self.apply_request_unchecked(req, main, index, &mut events)
     }
 
     fn apply_request_unchecked(
         &mut self,
         req: InternalRequest,
         main: i64,
+        index: u64,
         events: &mut Vec<Event>,
     ) -> Result<Applied, EtcdError> {
         use internal_request::Request as R;
@@ -1305,6 +1463,20 @@ impl Store {
                 self.publish_peers();
                 Applied::Members(self.members())
             }
+            Some(
+                r @ (R::AuthEnable(_)
+                | R::AuthDisable(_)
+                | R::Authenticate(_)
+                | R::UserAdd(_)
+                | R::UserDelete(_)
+                | R::UserChangePassword(_)
+                | R::UserGrantRole(_)
+                | R::UserRevokeRole(_)
+                | R::RoleAdd(_)
+                | R::RoleDelete(_)
+                | R::RoleGrantPermission(_)
+                | R::RoleRevokePermission(_)),
+            ) => self.apply_auth(r, index)?,
             Some(R::LeaseRenewAll(_)) | None => Applied::Noop,
         };
         if !events.is_empty() {
@@ -1428,6 +1600,7 @@ impl Store {
             members: self.members(),
             alarms: self.alarms(),
             cluster_id: self.config.cluster_id,
+            auth: Some(self.auth.state()),
         })
     }
 
@@ -1480,7 +1653,7 @@ impl keel_raft::StateMachine for Store {
             Ok(Applied::Noop)
         } else {
             match InternalRequest::decode(data) {
-                Ok(req) => self.apply_request(req),
+                Ok(req) => self.apply_request(req, index),
                 Err(e) => Err(EtcdError::Internal(format!(
                     "undecodable entry {index}: {e}"
                 ))),
@@ -1581,6 +1754,9 @@ impl keel_raft::StateMachine for Store {
                 compact_revision: seed.compact_revision,
                 kvs: seed.kvs,
                 leases: seed.leases,
+                // Users, roles and whether auth is on survive a restore, as
+                // etcdctl snapshot restore keeps etcd's auth buckets.
+                auth: seed.auth,
                 members: self.config.initial_members.clone(),
                 cluster_id: self.config.cluster_id,
                 ..StateSnapshot::default()
@@ -1641,6 +1817,10 @@ impl keel_raft::StateMachine for Store {
                 ("applied", applied),
                 ("conf_state", encode_conf_state(cs)),
                 ("alarms", alarms),
+                (
+                    "auth",
+                    snap.auth.clone().unwrap_or_default().encode_to_vec(),
+                ),
             ] {
                 meta.insert(k, v.as_slice()).map_err(|e| err(internal(e)))?;
             }

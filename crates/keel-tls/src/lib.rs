@@ -159,15 +159,54 @@ impl TlsConn {
     }
 }
 
+/// What every request on a TLS connection knows of it (tonic puts it in the
+/// request's extensions).
+#[derive(Debug, Clone)]
+pub struct TlsConnectInfo {
+    pub local_addr: Option<SocketAddr>,
+    pub remote_addr: Option<SocketAddr>,
+    /// The subject CN of the client's certificate, which the handshake
+    /// verified against the trusted CA (etcd's user name with
+    /// `--client-cert-auth`).
+    pub client_cn: Option<String>,
+}
+
 impl tonic::transport::server::Connected for TlsConn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = TlsConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        tonic::transport::server::TcpConnectInfo {
+        TlsConnectInfo {
             local_addr: self.local,
             remote_addr: self.remote,
+            client_cn: self
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| common_name(leaf)),
         }
     }
+}
+
+/// A certificate's subject common name (the last CN, as Go's
+/// `pkix.Name.CommonName` takes it), if it has one that is a string.
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_cert::der::{asn1, Decode};
+    let cert = x509_cert::Certificate::from_der(cert.as_ref()).ok()?;
+    let cn = const_oid::db::rfc4519::CN;
+    cert.tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == cn)
+        .filter_map(|atv| {
+            let v = &atv.value;
+            asn1::Utf8StringRef::try_from(v)
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| asn1::PrintableStringRef::try_from(v).map(|s| s.as_str().to_string()))
+                .or_else(|_| asn1::Ia5StringRef::try_from(v).map(|s| s.as_str().to_string()))
+                .ok()
+        })
+        .last()
 }
 
 impl AsyncRead for TlsConn {

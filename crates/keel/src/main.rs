@@ -209,6 +209,16 @@ struct DevArgs {
     /// (etcd's --peer-client-cert-auth).
     #[arg(long, requires = "peer_trusted_ca_file")]
     peer_client_cert_auth: bool,
+    /// The etcd face's auth tokens (etcd's --auth-token): `simple`, etcd's
+    /// default. JWT tokens are not built yet.
+    #[arg(long, default_value = "simple", value_parser = ["simple"])]
+    auth_token: String,
+    /// Seconds a simple auth token lives without use (etcd's --auth-token-ttl).
+    #[arg(long, default_value_t = keel_etcd::auth::TOKEN_TTL_DEFAULT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400 * 365))]
+    auth_token_ttl: u64,
+    /// bcrypt's cost for etcd user passwords (etcd's --bcrypt-cost).
+    #[arg(long, default_value_t = keel_etcd::auth::BCRYPT_COST_DEFAULT, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
     /// `keel dev` only: make a throwaway CA and certificates under
     /// DATA_DIR/tls and serve etcd's client and peer ports over mutual TLS;
     /// the etcdctl command that uses them is printed.
@@ -240,9 +250,16 @@ impl DevArgs {
         )
     }
 
-    /// The same TLS flags, for a child `keel start`.
-    fn tls_flags(&self) -> Vec<std::ffi::OsString> {
-        let mut out = Vec::new();
+    /// The same TLS and auth flags, for a child `keel start`.
+    fn security_flags(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = vec![
+            "--auth-token".into(),
+            self.auth_token.clone().into(),
+            "--auth-token-ttl".into(),
+            self.auth_token_ttl.to_string().into(),
+            "--bcrypt-cost".into(),
+            self.bcrypt_cost.to_string().into(),
+        ];
         for (flag, path) in [
             ("--cert-file", &self.cert_file),
             ("--key-file", &self.key_file),
@@ -407,6 +424,8 @@ async fn dev(args: DevArgs) -> Result<()> {
             watch_progress_notify_ms: args.watch_progress_notify_interval_ms,
             client_tls: args.client_tls(),
             peer_tls: args.peer_tls(),
+            auth_token_ttl: Duration::from_secs(args.auth_token_ttl),
+            bcrypt_cost: args.bcrypt_cost,
         },
         stop_rx.clone(),
     )
@@ -583,7 +602,7 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
                 "--watch-progress-notify-interval-ms",
                 &args.watch_progress_notify_interval_ms.to_string(),
             ])
-            .args(args.tls_flags())
+            .args(args.security_flags())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start node {i}"))?;

@@ -2,7 +2,14 @@
 /// One proposal: exactly one request.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct InternalRequest {
-    #[prost(oneof = "internal_request::Request", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    /// Who asked, as etcd's RequestHeader: checked at apply against the auth
+    /// store of that moment.
+    #[prost(message, optional, tag = "100")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(
+        oneof = "internal_request::Request",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21"
+    )]
     pub request: ::core::option::Option<internal_request::Request>,
 }
 /// Nested message and enum types in `InternalRequest`.
@@ -29,7 +36,79 @@ pub mod internal_request {
         /// etcd's MemberUpdate: new peer URLs (and name) for a member.
         #[prost(message, tag = "9")]
         MemberUpdate(super::MemberInfo),
+        /// The auth store's changes (etcd's Auth* internal requests). Passwords
+        /// travel only as bcrypt hashes made by the member that took the request.
+        #[prost(message, tag = "10")]
+        AuthEnable(super::super::etcdserverpb::AuthEnableRequest),
+        #[prost(message, tag = "11")]
+        AuthDisable(super::super::etcdserverpb::AuthDisableRequest),
+        #[prost(message, tag = "12")]
+        Authenticate(super::InternalAuthenticate),
+        #[prost(message, tag = "13")]
+        UserAdd(super::InternalUserAdd),
+        #[prost(message, tag = "14")]
+        UserDelete(super::super::etcdserverpb::AuthUserDeleteRequest),
+        #[prost(message, tag = "15")]
+        UserChangePassword(super::InternalUserAdd),
+        #[prost(message, tag = "16")]
+        UserGrantRole(super::super::etcdserverpb::AuthUserGrantRoleRequest),
+        #[prost(message, tag = "17")]
+        UserRevokeRole(super::super::etcdserverpb::AuthUserRevokeRoleRequest),
+        #[prost(message, tag = "18")]
+        RoleAdd(super::super::etcdserverpb::AuthRoleAddRequest),
+        #[prost(message, tag = "19")]
+        RoleDelete(super::super::etcdserverpb::AuthRoleDeleteRequest),
+        #[prost(message, tag = "20")]
+        RoleGrantPermission(super::super::etcdserverpb::AuthRoleGrantPermissionRequest),
+        #[prost(message, tag = "21")]
+        RoleRevokePermission(
+            super::super::etcdserverpb::AuthRoleRevokePermissionRequest,
+        ),
     }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RequestHeader {
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// The auth store's revision when the request was checked; an apply at a
+    /// later auth revision refuses it (etcd's ErrAuthOldRevision).
+    #[prost(uint64, tag = "2")]
+    pub auth_revision: u64,
+    /// A request the members make themselves (lease expiry, lease renewal,
+    /// publishing a member): never checked, as etcd's WithRoot.
+    #[prost(bool, tag = "3")]
+    pub system: bool,
+}
+/// etcd's InternalAuthenticateRequest: the password was checked by the member
+/// that took the request; applying assigns the simple token on every member.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InternalAuthenticate {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub simple_token: ::prost::alloc::string::String,
+}
+/// A user to add, or a new password: the bcrypt hash, never the password.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InternalUserAdd {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub hashed_password: ::prost::alloc::vec::Vec<u8>,
+    #[prost(bool, tag = "3")]
+    pub no_password: bool,
+}
+/// The auth store: in the backend, in snapshots and in backups.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuthState {
+    #[prost(bool, tag = "1")]
+    pub enabled: bool,
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub users: ::prost::alloc::vec::Vec<super::authpb::User>,
+    #[prost(message, repeated, tag = "4")]
+    pub roles: ::prost::alloc::vec::Vec<super::authpb::Role>,
 }
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct LeaseRenewAll {}
@@ -75,6 +154,8 @@ pub struct StateSnapshot {
     pub alarms: ::prost::alloc::vec::Vec<i32>,
     #[prost(uint64, tag = "8")]
     pub cluster_id: u64,
+    #[prost(message, optional, tag = "9")]
+    pub auth: ::core::option::Option<AuthState>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SnapshotKv {

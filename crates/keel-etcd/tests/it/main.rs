@@ -36,6 +36,8 @@ impl TestNode {
                     as u64,
                 client_tls: None,
                 peer_tls: None,
+                auth_token_ttl: keel_etcd::auth::TOKEN_TTL_DEFAULT,
+                bcrypt_cost: 4,
             },
             stop_rx,
         )
@@ -287,6 +289,8 @@ async fn a_restart_keeps_every_acknowledged_write() {
         watch_progress_notify_ms: keel_etcd::server::WATCH_PROGRESS_INTERVAL.as_millis() as u64,
         client_tls: None,
         peer_tls: None,
+        auth_token_ttl: keel_etcd::auth::TOKEN_TTL_DEFAULT,
+        bcrypt_cost: 4,
     };
     let mut last = 0;
     for round in 0..3 {

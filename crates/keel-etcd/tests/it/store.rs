@@ -71,6 +71,7 @@ fn open(dir: &std::path::Path, persist_interval: Duration) -> Store {
         quota_bytes: 1 << 30,
         lease_ttl_min: 1,
         persist_interval,
+        token_ttl: keel_etcd::auth::TOKEN_TTL_DEFAULT,
         seed: None,
     };
     Store::open(dir, config, Default::default()).unwrap()
@@ -137,7 +138,13 @@ fn entry(op: &Op, reference: &Store) -> Option<Vec<u8>> {
         Op::Revoke => R::LeaseRevoke(LeaseRevokeRequest { id: LEASE }),
         Op::EndBatch | Op::Crash => return None,
     };
-    Some(InternalRequest { request: Some(req) }.encode_to_vec())
+    Some(
+        InternalRequest {
+            request: Some(req),
+            header: None,
+        }
+        .encode_to_vec(),
+    )
 }
 
 /// Everything a client can read, as text to compare.
