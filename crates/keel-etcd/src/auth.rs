@@ -369,7 +369,7 @@ impl AuthStore {
         match self.users.get(name) {
             None => Err(EtcdError::AuthFailed),
             Some(u) if u.options.as_ref().is_some_and(|o| o.no_password) => {
-                Err(EtcdError::AuthFailed)
+                Err(EtcdError::NoPasswordUser)
             }
             Some(u) => Ok((u.password.clone(), self.revision)),
         }
@@ -520,15 +520,9 @@ impl AuthStore {
     }
 
     pub fn role_get(&self, name: &str) -> Result<Vec<Permission>, EtcdError> {
+        // The root role lists no permissions, as etcd 3.4 answers (later
+        // etcds list one over everything); it needs none.
         let role = self.roles.get(name).ok_or(EtcdError::RoleNotFound)?;
-        if name == ROOT {
-            // etcd's rootPerm: everything.
-            return Ok(vec![Permission {
-                perm_type: PermType::Readwrite as i32,
-                key: Vec::new(),
-                range_end: vec![0],
-            }]);
-        }
         Ok(role.key_permission.clone())
     }
 

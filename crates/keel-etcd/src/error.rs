@@ -85,6 +85,9 @@ pub enum EtcdError {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// A plain error of etcd's auth package, not an rpctypes one: code Unknown.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     #[error("etcdserver: {0}")]
     InvalidArgument(String),
     #[error("etcdserver: {0}")]
@@ -111,6 +114,7 @@ impl EtcdError {
             | AuthOldRevision => Code::InvalidArgument,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser => Code::Unknown,
             NoLeader | NotLeader | LeaderChanged | Timeout | Stopped => Code::Unavailable,
             Internal(_) => Code::Internal,
         }

@@ -1713,12 +1713,11 @@ impl EtcdServer {
     }
 
     /// May the caller read a lock's or election's whole line?
-    fn check_line_read(&self, h: &RequestHeader, prefix: &[u8]) -> Result<(), Status> {
+    fn check_line_read(&self, h: &RequestHeader, prefix: &[u8]) -> Result<(), EtcdError> {
         let store = self.inner.store.lock().expect("store lock");
         store
             .auth()
             .check(h, Need::Read, prefix, &prefix_end(prefix))
-            .map_err(Status::from)
     }
 
     /// The oldest key under `prefix`: the lock holder or elected leader.

@@ -198,6 +198,8 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
         .iter()
         .flat_map(|rdn| rdn.0.iter())
         .filter(|atv| atv.oid == cn)
+        .collect::<Vec<_>>()
+        .into_iter()
         .filter_map(|atv| {
             let v = &atv.value;
             asn1::Utf8StringRef::try_from(v)
@@ -206,7 +208,7 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
                 .or_else(|_| asn1::Ia5StringRef::try_from(v).map(|s| s.as_str().to_string()))
                 .ok()
         })
-        .last()
+        .next_back()
 }
 
 impl AsyncRead for TlsConn {
