@@ -2,6 +2,7 @@
 //! driven by the Rust `etcd-client` crate (a third implementation of etcd's
 //! client protocol) and by raw requests for the error paths.
 
+mod auth;
 mod store;
 
 use std::time::Duration;
@@ -12,14 +13,14 @@ use etcd_client::{
 use keel_etcd::quorum::{Quorum, QuorumArgs};
 use tokio::sync::watch;
 
-struct TestNode {
+pub(crate) struct TestNode {
     quorum: Option<Quorum>,
     stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
 impl TestNode {
-    async fn start() -> TestNode {
+    pub(crate) async fn start() -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         let quorum = Quorum::start(
@@ -50,7 +51,11 @@ impl TestNode {
         }
     }
 
-    async fn client(&self) -> Client {
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.quorum.as_ref().unwrap().etcd_local)
+    }
+
+    pub(crate) async fn client(&self) -> Client {
         let ep = format!("http://{}", self.quorum.as_ref().unwrap().etcd_local);
         // The single voter campaigns at once; wait for it to lead.
         for _ in 0..200 {
@@ -63,7 +68,7 @@ impl TestNode {
         Client::connect([ep], None).await.unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
         self.quorum.take().unwrap().shutdown().await;
     }
