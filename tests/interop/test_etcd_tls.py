@@ -147,3 +147,58 @@ def test_keel_dev_tls_makes_throwaway_certificates_and_prints_how_to_use_them(ma
     # Mutual TLS: the CA alone (no client certificate) is refused.
     assert etcdctl(f"https://{node.etcd}", *flags[:2], "get", "k", check=False).returncode != 0
     assert etcdctl(f"http://{node.etcd}", "get", "k", check=False).returncode != 0
+
+
+def test_auth_over_tls_certificate_cn_is_the_user_and_tokens_win(make_node, pki):
+    """With --client-cert-auth and auth on, a client certificate's CN is the
+    user of a request without a token (etcd's AuthInfoFromTLS); a token
+    (etcdctl --user, python etcd3's user/password, which grpcio sends only
+    over TLS) names the user instead."""
+    import etcd3
+
+    node = tls_node(make_node, pki, "--trusted-ca-file", str(pki["ca"].pem), "--client-cert-auth",
+                    "--bcrypt-cost", "4")
+    https = f"https://{node.etcd}"
+    ca = ["--cacert", str(pki["ca"].pem)]
+
+    def cert_of(cn):
+        cert, key = pki["client"] if cn == "alice" else pki["ca"].issue(cn)
+        return [*ca, "--cert", str(cert), "--key", str(key)]
+
+    root, alice, bob = cert_of("root"), cert_of("alice"), cert_of("bob")
+    for cmd in [["user", "add", "root:rootpw"], ["role", "add", "root"],
+                ["user", "grant-role", "root", "root"],
+                ["role", "add", "app"], ["role", "grant-permission", "app", "--prefix=true", "readwrite", "app/"],
+                ["user", "add", "alice", "--no-password"], ["user", "grant-role", "alice", "app"],
+                ["role", "add", "bobs"], ["role", "grant-permission", "bobs", "--prefix=true", "readwrite", "bob/"],
+                ["user", "add", "bob:bobpw"], ["user", "grant-role", "bob", "bobs"],
+                ["auth", "enable"]]:
+        etcdctl(https, *root, *cmd)
+    # The certificate names the user: no password anywhere.
+    assert etcdctl(https, *alice, "put", "app/x", "1").strip() == "OK"
+    p = etcdctl(https, *alice, "put", "other", "1", check=False)
+    assert p.returncode != 0 and "etcdserver: permission denied" in p.stderr, p.stderr
+    assert etcdctl(https, *root, "user", "list").split() == ["alice", "bob", "root"]
+    p = etcdctl(https, *alice, "user", "list", check=False)
+    assert "etcdserver: permission denied" in p.stderr, p.stderr
+    # A certificate whose CN is no user may do nothing.
+    p = etcdctl(https, *cert_of("nobody"), "get", "app/x", check=False)
+    assert "etcdserver: permission denied" in p.stderr, p.stderr
+    # A token wins over the certificate: alice's certificate, bob's password.
+    assert etcdctl(https, *alice, "--user", "bob:bobpw", "put", "bob/x", "1").strip() == "OK"
+    p = etcdctl(https, *alice, "--user", "bob:bobpw", "put", "app/y", "1", check=False)
+    assert "etcdserver: permission denied" in p.stderr, p.stderr
+
+    # python etcd3 with user and password over mutual TLS.
+    host, port = node.etcd.split(":")
+    cert, key = pki["client"]
+    c = etcd3.client(host=host, port=int(port), ca_cert=str(pki["ca"].pem), cert_cert=str(cert),
+                     cert_key=str(key), user="bob", password="bobpw", timeout=10)
+    c.put("bob/py", "v")
+    assert c.get("bob/py")[0] == b"v"
+    with pytest.raises(Exception, match="permission denied"):
+        c.put("app/py", "v")
+    with pytest.raises(Exception, match="authentication failed"):
+        etcd3.client(host=host, port=int(port), ca_cert=str(pki["ca"].pem), cert_cert=str(cert),
+                     cert_key=str(key), user="bob", password="wrong", timeout=10).get("bob/py")
+    c.close()
