@@ -24,13 +24,34 @@ RUN_SECONDS = 12
 OP_TIMEOUT = 3
 
 
+# With auth on, the clients are this user, who may read and write r*.
+AUTH_USER = ("worker", "workerpw")
+
+
 def client_for(node):
     host, port = node.endpoint.split(":")
     tls = getattr(node, "client_tls", None)
     if tls:
+        user = dict(zip(("user", "password"), AUTH_USER)) if getattr(node, "auth", False) else {}
         return etcd3.client(host=host, port=int(port), timeout=OP_TIMEOUT, ca_cert=str(tls.ca.pem),
-                            cert_key=str(tls.client_key), cert_cert=str(tls.client_cert))
+                            cert_key=str(tls.client_key), cert_cert=str(tls.client_cert), **user)
     return etcd3.client(host=host, port=int(port), timeout=OP_TIMEOUT)
+
+
+def enable_auth(cluster, tls):
+    """root, a role that may read and write r*, the clients' user; auth on.
+    (python etcd3 sends its token only over TLS, as grpcio does.)"""
+    eps = [f"https://{e}" for e in cluster.endpoints]
+    certs = ["--cacert", str(tls.ca.pem), "--cert", str(tls.client_cert), "--key", str(tls.client_key)]
+    user, password = AUTH_USER
+    for cmd in [["user", "add", "root:rootpw"], ["role", "add", "root"],
+                ["user", "grant-role", "root", "root"], ["role", "add", "rw"],
+                ["role", "grant-permission", "rw", "--prefix=true", "readwrite", "r"],
+                ["user", "add", f"{user}:{password}"], ["user", "grant-role", user, "rw"],
+                ["auth", "enable"]]:
+        etcdctl(eps, *certs, *cmd)
+    for node in cluster.nodes.values():
+        node.auth = True
 
 
 class Recorder:
@@ -129,10 +150,12 @@ def watcher(cluster, events, stop, errors):
     return next_rev
 
 
-def run_with_faults(tmp_path, n, fault, tls=None):
-    c = Cluster(tmp_path, n, extra=tls.flags if tls else ()).start()
+def run_with_faults(tmp_path, n, fault, tls=None, auth=False):
+    c = Cluster(tmp_path, n, extra=[*tls.flags, "--bcrypt-cost", "4"] if tls else ()).start()
     for node in c.nodes.values():
         node.client_tls = tls
+    if auth:
+        enable_auth(c, tls)
     # Set on every way out, so that no client or watcher thread outlives a
     # failed check (a live non-daemon thread would keep pytest from exiting).
     stop, wstop = threading.Event(), threading.Event()
@@ -281,10 +304,12 @@ def test_five_nodes_under_faults(tmp_path, fault):
 
 
 @pytest.mark.parametrize("fault", [kill_leader, partition_leader], ids=["kill_leader", "partition_leader"])
-def test_three_nodes_under_faults_with_mutual_tls(tmp_path, fault):
-    """The same checks with mutual TLS on the client and peer ports: Raft's
-    links, the clients and a follower's forwarding all run over TLS."""
-    run_with_faults(tmp_path, 3, fault, tls=ClusterTls(tmp_path / "pki"))
+def test_three_nodes_under_faults_with_mutual_tls_and_auth(tmp_path, fault):
+    """The same checks with mutual TLS on the client and peer ports (Raft's
+    links, the clients and a follower's forwarding all run over TLS) and auth
+    on: every client is a user limited to r*, with a token that a restarted
+    member no longer knows (the client authenticates again)."""
+    run_with_faults(tmp_path, 3, fault, tls=ClusterTls(tmp_path / "pki"), auth=True)
 
 
 def test_minority_refuses_linearizable_reads(tmp_path):
