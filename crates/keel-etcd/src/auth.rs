@@ -17,7 +17,8 @@
 //! etcd's do) and expire after `--auth-token-ttl` seconds without use.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::EtcdError;
@@ -201,7 +202,47 @@ pub struct AuthStore {
     users: BTreeMap<String, User>,
     roles: BTreeMap<String, Role>,
     perms: HashMap<String, UserPerms>,
+    shared: Arc<AuthShared>,
+}
+
+/// What a request needs to name its user, readable without the store's
+/// lock (which the Raft thread holds while it applies): whether auth is on,
+/// the auth revision, and the tokens. Written only by applies.
+pub struct AuthShared {
+    enabled: AtomicBool,
+    revision: AtomicU64,
     tokens: Mutex<Tokens>,
+}
+
+impl AuthShared {
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user a token belongs to, refreshing its TTL (etcd's resetSimpleToken).
+    pub fn token_user(&self, token: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut t = self.lock_tokens();
+        let ttl = t.ttl;
+        match t.by_token.get_mut(token) {
+            Some(tok) if tok.deadline > now => {
+                tok.deadline = now + ttl;
+                Some(tok.user.clone())
+            }
+            Some(_) => {
+                t.by_token.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 impl AuthStore {
@@ -213,12 +254,21 @@ impl AuthStore {
             users: BTreeMap::new(),
             roles: BTreeMap::new(),
             perms: HashMap::new(),
-            tokens: Mutex::new(Tokens {
-                ttl: token_ttl,
-                by_token: HashMap::new(),
-                sweep_at: 1024,
+            shared: Arc::new(AuthShared {
+                enabled: AtomicBool::new(false),
+                revision: AtomicU64::new(1),
+                tokens: Mutex::new(Tokens {
+                    ttl: token_ttl,
+                    by_token: HashMap::new(),
+                    sweep_at: 1024,
+                }),
             }),
         }
+    }
+
+    /// The lock-free view for request handlers.
+    pub fn shared(&self) -> Arc<AuthShared> {
+        self.shared.clone()
     }
 
     pub fn enabled(&self) -> bool {
@@ -253,11 +303,7 @@ impl AuthStore {
             .map(|r| (String::from_utf8_lossy(&r.name).into_owned(), r))
             .collect();
         self.refresh();
-        self.lock_tokens().by_token.clear();
-    }
-
-    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock_tokens().by_token.clear();
     }
 
     /// After every change: a new revision, and the merged permissions again.
@@ -267,6 +313,8 @@ impl AuthStore {
     }
 
     fn refresh(&mut self) {
+        self.shared.enabled.store(self.enabled, Ordering::Release);
+        self.shared.revision.store(self.revision, Ordering::Release);
         self.perms = self
             .users
             .iter()
@@ -322,27 +370,9 @@ impl AuthStore {
 
     // ---- tokens ----
 
-    /// The user a token belongs to, refreshing its TTL (etcd's resetSimpleToken).
-    pub fn token_user(&self, token: &str) -> Option<String> {
-        let now = Instant::now();
-        let mut t = self.lock_tokens();
-        let ttl = t.ttl;
-        match t.by_token.get_mut(token) {
-            Some(tok) if tok.deadline > now => {
-                tok.deadline = now + ttl;
-                Some(tok.user.clone())
-            }
-            Some(_) => {
-                t.by_token.remove(token);
-                None
-            }
-            None => None,
-        }
-    }
-
     fn assign_token(&self, user: &str, token: String) {
         let now = Instant::now();
-        let mut t = self.lock_tokens();
+        let mut t = self.shared.lock_tokens();
         if t.by_token.len() >= t.sweep_at {
             t.sweep(now);
         }
@@ -357,7 +387,10 @@ impl AuthStore {
     }
 
     fn invalidate_user(&self, user: &str) {
-        self.lock_tokens().by_token.retain(|_, t| t.user != user);
+        self.shared
+            .lock_tokens()
+            .by_token
+            .retain(|_, t| t.user != user);
     }
 
     /// The stored hash of a user's password, for the member that checks it
@@ -410,7 +443,7 @@ impl AuthStore {
         }
         self.enabled = false;
         self.commit();
-        self.lock_tokens().by_token.clear();
+        self.shared.lock_tokens().by_token.clear();
     }
 
     pub fn user_add(&mut self, r: &InternalUserAdd) -> Result<(), EtcdError> {
@@ -748,10 +781,10 @@ mod tests {
     fn tokens_die_with_their_user_and_with_auth_disable() {
         let mut a = enabled_store();
         let t = a.authenticate(ROOT, "abc.7").unwrap();
-        assert_eq!(a.token_user(&t).as_deref(), Some(ROOT));
+        assert_eq!(a.shared().token_user(&t).as_deref(), Some(ROOT));
         assert_eq!(token_index(&t), Some(7));
         a.auth_disable();
-        assert_eq!(a.token_user(&t), None);
+        assert_eq!(a.shared().token_user(&t), None);
         assert_eq!(
             a.authenticate(ROOT, "abc.8"),
             Err(EtcdError::AuthNotEnabled)

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{token_index, AuthInfo, Need};
+use crate::auth::{token_index, AuthInfo, AuthShared, Need};
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::cluster_client::ClusterClient;
 use crate::pb::etcdserverpb::cluster_server::Cluster;
@@ -65,8 +65,8 @@ pub type SharedStore = Arc<Mutex<Store>>;
 
 /// A channel to another member's TLS client port (`https://HOST:PORT`): the
 /// connector dials TLS itself, checking the member's certificate against
-/// HOST and presenting this member's own.
-fn tls_channel(
+/// HOST and presenting this member's own. (Also `keel bench kv`'s.)
+pub fn tls_channel(
     config: Arc<keel_tls::rustls::ClientConfig>,
     url: &str,
 ) -> Result<tonic::transport::Channel, EtcdError> {
@@ -119,6 +119,8 @@ struct Inner {
     client_cert_auth: bool,
     /// bcrypt's cost for new passwords (`--bcrypt-cost`).
     bcrypt_cost: u32,
+    /// The auth store's view for naming a request's user without the store lock.
+    auth: Arc<AuthShared>,
 }
 
 /// How a request says who sent it: a token (gRPC metadata `token`, or the
@@ -156,8 +158,10 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & 0xff_ffff_ffff)
                 << 7);
+        let auth = store.lock().expect("store lock").auth().shared();
         EtcdServer {
             inner: Arc::new(Inner {
+                auth,
                 node,
                 store,
                 member_id,
@@ -263,30 +267,25 @@ impl EtcdServer {
     /// is ahead of the local apply) is looked up again after a read barrier,
     /// as etcd's simple tokens wait for their index.
     async fn auth_info(&self, c: &Caller) -> Result<Option<AuthInfo>, Status> {
+        let a = &self.inner.auth;
         let mut waited = false;
         loop {
-            {
-                let store = self.inner.store.lock().expect("store lock");
-                let a = store.auth();
-                if !a.enabled() {
-                    return Ok(None);
-                }
-                let Some(token) = &c.token else {
-                    return Ok(c.cn.clone().map(|user| AuthInfo {
-                        user,
-                        revision: a.revision(),
-                    }));
-                };
-                if let Some(user) = a.token_user(token) {
-                    return Ok(Some(AuthInfo {
-                        user,
-                        revision: a.revision(),
-                    }));
-                }
-                let ahead = token_index(token).is_some_and(|i| i > store.applied_index());
-                if waited || !ahead {
-                    return Err(EtcdError::InvalidAuthToken.into());
-                }
+            // The revision is read before the user is looked up: an auth
+            // change in between makes the request's revision old, never new.
+            let revision = a.revision();
+            if !a.enabled() {
+                return Ok(None);
+            }
+            let Some(token) = &c.token else {
+                return Ok(c.cn.clone().map(|user| AuthInfo { user, revision }));
+            };
+            if let Some(user) = a.token_user(token) {
+                return Ok(Some(AuthInfo { user, revision }));
+            }
+            let applied = self.inner.store.lock().expect("store lock").applied_index();
+            let ahead = token_index(token).is_some_and(|i| i > applied);
+            if waited || !ahead {
+                return Err(EtcdError::InvalidAuthToken.into());
             }
             waited = true;
             self.barrier(false).await?;

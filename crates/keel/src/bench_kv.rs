@@ -8,7 +8,23 @@ use keel_etcd::pb::etcdserverpb::kv_client::KvClient;
 use keel_etcd::pb::etcdserverpb::{
     compare, request_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A request's token, when the load runs as a user.
+#[derive(Clone)]
+struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Kv = KvClient<InterceptedService<Channel, Token>>;
 
 use crate::bench::Latencies;
 
@@ -20,6 +36,20 @@ pub struct KvArgs {
     /// What each request does: put, range (linearizable get), range-serializable, txn (CAS put).
     #[arg(long, default_value = "put", value_parser = ["put", "range", "range-serializable", "txn"])]
     op: String,
+    /// Authenticate as NAME:PASSWORD once, and send every request with the
+    /// token (as etcd's benchmark --user).
+    #[arg(long)]
+    user: Option<String>,
+    /// TLS: the CA that signs the servers' certificates (etcdctl's --cacert).
+    /// With --cert and --key, as `keel dev --tls` serves.
+    #[arg(long, requires_all = ["cert", "key"])]
+    cacert: Option<std::path::PathBuf>,
+    /// TLS: the client certificate to present.
+    #[arg(long, requires = "cacert")]
+    cert: Option<std::path::PathBuf>,
+    /// TLS: the key of --cert.
+    #[arg(long, requires = "cacert")]
+    key: Option<std::path::PathBuf>,
     /// Requests in all.
     #[arg(long, default_value_t = 20_000)]
     total: u64,
@@ -52,25 +82,57 @@ pub async fn run(a: KvArgs) -> Result<()> {
         .split(',')
         .map(|e| e.trim().to_string())
         .collect();
+    let tls = match (&a.cacert, &a.cert, &a.key) {
+        (Some(ca), Some(cert), Some(key)) => Some(
+            keel_tls::TlsFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                trusted_ca_file: Some(ca.clone()),
+                client_cert_auth: false,
+            }
+            .client_config(&[b"h2"])
+            .context("TLS")?,
+        ),
+        _ => None,
+    };
     let mut channels = Vec::new();
     for i in 0..a.conns {
         let ep = &endpoints[i as usize % endpoints.len()];
-        let url = if ep.contains("://") {
-            ep.clone()
-        } else {
-            format!("http://{ep}")
+        let addr = ep.split("://").last().unwrap_or(ep);
+        let ch: Channel = match &tls {
+            Some(config) => keel_etcd::server::tls_channel(config.clone(), addr)
+                .map_err(|e| anyhow::anyhow!("endpoint {ep}: {e}"))?,
+            None => Endpoint::from_shared(format!("http://{addr}"))
+                .with_context(|| format!("endpoint {ep}"))?
+                .connect()
+                .await
+                .with_context(|| {
+                    format!("connect to {ep} (is an etcd API server running there?)")
+                })?,
         };
-        let ch: Channel = Endpoint::from_shared(url.clone())
-            .with_context(|| format!("endpoint {ep}"))?
-            .connect()
-            .await
-            .with_context(|| format!("connect to {ep} (is an etcd API server running there?)"))?;
         channels.push(ch);
     }
+    let token = match &a.user {
+        None => Token(None),
+        Some(user) => {
+            let (name, password) = user.split_once(':').context("--user is NAME:PASSWORD")?;
+            let t = keel_etcd::pb::etcdserverpb::auth_client::AuthClient::new(channels[0].clone())
+                .authenticate(keel_etcd::pb::etcdserverpb::AuthenticateRequest {
+                    name: name.into(),
+                    password: password.into(),
+                })
+                .await
+                .context("authenticate")?
+                .into_inner()
+                .token;
+            Token(Some(t.parse().context("the token is not ASCII")?))
+        }
+    };
+    let client = |ch: &Channel| -> Kv { KvClient::with_interceptor(ch.clone(), token.clone()) };
     let value = vec![b'v'; a.val_size];
     if a.op.starts_with("range") {
         // Reads need data: write the key space once.
-        let mut c = KvClient::new(channels[0].clone());
+        let mut c = client(&channels[0]);
         for i in 0..a.key_space.min(a.total) {
             c.put(PutRequest {
                 key: key(i, a.key_size),
@@ -87,7 +149,7 @@ pub async fn run(a: KvArgs) -> Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..a.clients {
-        let mut c = KvClient::new(channels[w as usize % channels.len()].clone());
+        let mut c = client(&channels[w as usize % channels.len()]);
         let a = a.clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
