@@ -1,15 +1,21 @@
 //! The store's write buffer, against a store that makes every batch durable
 //! before the next: reads see each applied write before redb holds it, and a
 //! crash at any point, followed by replaying the log after the durable index,
-//! ends in the same state.
+//! ends in the same state. Auth changes and writes by users ride along, and
+//! a snapshot restored into a fresh store reads the same, auth state included.
 
 use std::time::Duration;
 
+use keel_etcd::pb::authpb::{permission, Permission};
 use keel_etcd::pb::etcdserverpb::{
     compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
     LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use keel_etcd::pb::keelpb::{internal_request, InternalRequest};
+use keel_etcd::pb::etcdserverpb::{
+    AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
+    AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest,
+};
+use keel_etcd::pb::keelpb::{internal_request, InternalRequest, InternalUserAdd, RequestHeader};
 use keel_etcd::store::{Store, StoreConfig};
 use keel_raft::{ConfState, StateMachine};
 use proptest::prelude::*;
@@ -21,7 +27,16 @@ enum Op {
         key: u8,
         value: u8,
         lease: bool,
+        /// Written by `user(who)` (3: no user).
+        who: u8,
     },
+    /// An auth change, as root (`what` picks it, `who` its user, role and key).
+    Auth {
+        what: u8,
+        who: u8,
+    },
+    /// The reference's snapshot, restored into a fresh store, reads the same.
+    Snapshot,
     Delete {
         key: u8,
         to_end: bool,
@@ -47,7 +62,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u8..6, any::<u8>(), any::<bool>()).prop_map(|(key, value, lease)| Op::Put { key, value, lease }),
+        6 => (0u8..6, any::<u8>(), any::<bool>(), 0u8..4).prop_map(|(key, value, lease, who)| Op::Put { key, value, lease, who }),
+        3 => (0u8..7, 0u8..3).prop_map(|(what, who)| Op::Auth { what, who }),
+        1 => Just(Op::Snapshot),
         2 => (0u8..6, any::<bool>(), any::<bool>()).prop_map(|(key, to_end, prev_kv)| Op::Delete { key, to_end, prev_kv }),
         2 => (0u8..6, 0i64..3, any::<u8>()).prop_map(|(key, version, value)| Op::Cas { key, version, value }),
         1 => any::<u16>().prop_map(|pick| Op::Compact { pick }),
@@ -59,6 +76,23 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 const LEASE: i64 = 7;
+
+fn user(who: u8) -> String {
+    ["root", "u1", "u2"][usize::from(who % 3)].to_string()
+}
+
+/// root, or a role that may write one key.
+fn role(who: u8) -> String {
+    ["root", "r1", "r2"][usize::from(who % 3)].to_string()
+}
+
+fn header(who: u8, reference: &Store) -> Option<RequestHeader> {
+    (who < 3).then(|| RequestHeader {
+        username: user(who),
+        auth_revision: reference.auth().revision(),
+        system: false,
+    })
+}
 
 fn key(k: u8) -> Vec<u8> {
     format!("k{k}").into_bytes()
@@ -84,6 +118,7 @@ fn entry(op: &Op, reference: &Store) -> Option<Vec<u8>> {
             key: k,
             value,
             lease,
+            ..
         } => R::Put(PutRequest {
             key: key(*k),
             value: vec![*value; 1 + *value as usize % 40],
@@ -136,12 +171,43 @@ fn entry(op: &Op, reference: &Store) -> Option<Vec<u8>> {
         }
         Op::Grant => R::LeaseGrant(LeaseGrantRequest { ttl: 60, id: LEASE }),
         Op::Revoke => R::LeaseRevoke(LeaseRevokeRequest { id: LEASE }),
-        Op::EndBatch | Op::Crash => return None,
+        Op::Auth { what, who } => match what {
+            0 => R::UserAdd(InternalUserAdd {
+                name: user(*who),
+                hashed_password: b"$2b$04$notarealhash".to_vec(),
+                no_password: false,
+            }),
+            1 => R::RoleAdd(AuthRoleAddRequest { name: role(*who) }),
+            2 => R::UserGrantRole(AuthUserGrantRoleRequest {
+                user: user(*who),
+                role: role(*who),
+            }),
+            3 => R::RoleGrantPermission(AuthRoleGrantPermissionRequest {
+                name: role(*who),
+                perm: Some(Permission {
+                    perm_type: permission::Type::Readwrite as i32,
+                    key: key(*who),
+                    range_end: vec![],
+                }),
+            }),
+            4 => R::AuthEnable(AuthEnableRequest {}),
+            5 => R::AuthDisable(AuthDisableRequest {}),
+            _ => R::UserRevokeRole(AuthUserRevokeRoleRequest {
+                name: user(*who),
+                role: role(*who),
+            }),
+        },
+        Op::EndBatch | Op::Crash | Op::Snapshot => return None,
+    };
+    let header = match op {
+        Op::Put { who, .. } => header(*who, reference),
+        Op::Auth { .. } => header(0, reference),
+        _ => None,
     };
     Some(
         InternalRequest {
             request: Some(req),
-            header: None,
+            header,
         }
         .encode_to_vec(),
     )
@@ -179,6 +245,7 @@ fn view(s: &Store) -> String {
         .map(|(id, l)| (*id, l.ttl, l.keys.clone()))
         .collect();
     out += &format!("leases: {leases:?}\n");
+    out += &format!("auth: {:?}\n", s.auth().state());
     out
 }
 
@@ -209,6 +276,13 @@ fn run(ops: Vec<Op>) {
                     "durable {durable} past the log"
                 );
                 assert_eq!(view(s), view(&reference), "after {} entries", log.len());
+            }
+            Op::Snapshot => {
+                let dir = tempfile::tempdir().unwrap();
+                let mut fresh = open(dir.path(), Duration::ZERO);
+                let index = log.len() as u64 + 1;
+                fresh.restore(index, 1, &cs, &reference.snapshot()).unwrap();
+                assert_eq!(view(&fresh), view(&reference), "a snapshot at {index}");
             }
             Op::Crash => {
                 drop(subject.take());
@@ -249,7 +323,14 @@ fn run(ops: Vec<Op>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
-    fn buffered_store_reads_and_recovers_as_a_synchronous_one(ops in prop::collection::vec(op(), 1..80)) {
+    fn buffered_store_reads_and_recovers_as_a_synchronous_one(
+        locked_down in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        // Half the runs start with auth on: root, and u1 who may write key 1.
+        let prelude = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (3, 1), (4, 0)]
+            .map(|(what, who)| Op::Auth { what, who });
+        let ops = if locked_down { prelude.into_iter().chain(ops).collect() } else { ops };
         run(ops);
     }
 }
