@@ -303,7 +303,7 @@ def test_five_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 5, fault)
 
 
-@pytest.mark.parametrize("fault", [kill_leader, partition_leader], ids=["kill_leader", "partition_leader"])
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
 def test_three_nodes_under_faults_with_mutual_tls_and_auth(tmp_path, fault):
     """The same checks with mutual TLS on the client and peer ports (Raft's
     links, the clients and a follower's forwarding all run over TLS) and auth

@@ -778,6 +778,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_lives_its_ttl_unused_and_use_extends_it() {
+        let mut a = enabled_store();
+        a.shared.lock_tokens().ttl = Duration::ZERO;
+        let t = a.authenticate(ROOT, "zero.1").unwrap();
+        assert_eq!(a.shared().token_user(&t), None, "expired at once");
+        assert!(a.shared.lock_tokens().by_token.is_empty(), "and forgotten");
+        a.shared.lock_tokens().ttl = Duration::from_secs(3600);
+        let t = a.authenticate(ROOT, "hour.2").unwrap();
+        let before = a.shared.lock_tokens().by_token[&t].deadline;
+        assert_eq!(a.shared().token_user(&t).as_deref(), Some(ROOT));
+        assert!(a.shared.lock_tokens().by_token[&t].deadline >= before);
+        // Deleting the user or changing the password ends their tokens.
+        a.user_change_password(&InternalUserAdd {
+            name: ROOT.into(),
+            hashed_password: b"new".to_vec(),
+            no_password: false,
+        })
+        .unwrap();
+        assert_eq!(a.shared().token_user(&t), None);
+    }
+
+    #[test]
     fn tokens_die_with_their_user_and_with_auth_disable() {
         let mut a = enabled_store();
         let t = a.authenticate(ROOT, "abc.7").unwrap();
