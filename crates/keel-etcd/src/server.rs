@@ -1142,7 +1142,25 @@ impl Lease for EtcdServer {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Res<LeaseTimeToLiveResponse> {
+        let h = self.header_of(&self.caller(&req)).await?;
         let req = req.into_inner();
+        if req.keys {
+            // The attached keys are the user's to read, or not (etcd 3.5's
+            // checkLeaseTimeToLive; 3.4 showed them to anyone).
+            let store = self.inner.store.lock().expect("store lock");
+            let a = store.auth();
+            if a.check_admin(&h).is_err() {
+                for key in store
+                    .leases()
+                    .get(&req.id)
+                    .map(|l| &l.keys)
+                    .into_iter()
+                    .flatten()
+                {
+                    a.check(&h, Need::Read, key, &[])?;
+                }
+            }
+        }
         if !self.is_leader() {
             let mut c = self.leader_lease_client().await?;
             return c.lease_time_to_live(req).await;

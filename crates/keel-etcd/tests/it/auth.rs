@@ -115,6 +115,14 @@ async fn every_path_is_checked_for_an_allowed_and_a_denied_user() {
         );
         denied(c.lease_revoke(lease).await);
         denied(
+            c.lease_time_to_live(
+                lease,
+                Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+            )
+            .await,
+        );
+        c.lease_time_to_live(lease, None).await.unwrap();
+        denied(
             c.put(
                 "app/steal",
                 "x",
