@@ -1162,8 +1162,27 @@ impl Lease for EtcdServer {
             }
         }
         if !self.is_leader() {
+            // Only the leader knows the time left; the keys (checked above
+            // against this member's auth store) come from here, so the
+            // leader, which sees this member rather than the caller, has
+            // nothing to check.
             let mut c = self.leader_lease_client().await?;
-            return c.lease_time_to_live(req).await;
+            let mut r = c
+                .lease_time_to_live(LeaseTimeToLiveRequest {
+                    keys: false,
+                    ..req.clone()
+                })
+                .await?
+                .into_inner();
+            if req.keys && r.ttl != -1 {
+                let store = self.inner.store.lock().expect("store lock");
+                r.keys = store
+                    .leases()
+                    .get(&req.id)
+                    .map(|l| l.keys.iter().cloned().collect())
+                    .unwrap_or_default();
+            }
+            return Ok(Response::new(r));
         }
         self.barrier(false).await?;
         let (granted, keys) = {
