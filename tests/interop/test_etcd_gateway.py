@@ -230,7 +230,8 @@ def test_malformed_bodies_get_etcds_code_and_change_nothing(pair):
     p.same("/v3/kv/put", {"key": b64("keep"), "value": b64("1")})
     # (Not Lock or Campaign: with no lease given, etcd's recipes grant one.)
     for path in ["/v3/kv/range", "/v3/kv/put", "/v3/kv/txn", "/v3/lease/grant",
-                 "/v3/cluster/member/add", "/v3/election/leader"]:
+                 "/v3/cluster/member/add", "/v3/election/leader", "/v3/auth/user/add",
+                 "/v3/auth/role/grant", "/v3/auth/authenticate"]:
         for body in ['{"key":', "[1,2]", '{"key":"!!notbase64"}', '{"keys_only":"yes"}',
                      '{"lease":"abc"}', '{"key": "a2VlcA==", "value": 5}', "nonsense"]:
             p.same(path, body, message=False, loose=("ID",))
@@ -238,6 +239,7 @@ def test_malformed_bodies_get_etcds_code_and_change_nothing(pair):
     p.same("/v3/watch", '{"create_request":', message=False)
     p.same("/v3/lease/keepalive", '{"ID":', message=False)
     p.same("/v3/kv/range", {"key": b64("keep")})
+    p.same("/v3/auth/user/list", {})  # no user was added by the bad bodies
     # Paths and methods the gateway does not serve.
     assert p.post(p.keel, "/v3/kv/nothing", {})[0] == p.post(p.etcd, "/v3/kv/nothing", {})[0] == 404
     assert p.s.get(p.keel + "/v3/kv/range").status_code == p.s.get(p.etcd + "/v3/kv/range").status_code

@@ -581,11 +581,13 @@ impl AuthStore {
         &mut self,
         r: &AuthRoleGrantPermissionRequest,
     ) -> Result<(), EtcdError> {
+        // The role first, as etcd 3.4 checks; then what later etcds check
+        // (3.4 stores a backwards range, and crashes on no permission).
+        let role = self.roles.get_mut(&r.name).ok_or(EtcdError::RoleNotFound)?;
         let perm = r.perm.as_ref().ok_or(EtcdError::PermissionNotGiven)?;
         if !valid_permission_range(&perm.key, &perm.range_end) {
             return Err(EtcdError::InvalidAuthMgmt);
         }
-        let role = self.roles.get_mut(&r.name).ok_or(EtcdError::RoleNotFound)?;
         match role
             .key_permission
             .iter_mut()
