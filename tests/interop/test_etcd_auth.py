@@ -214,3 +214,53 @@ def test_every_path_is_checked_for_an_allowed_and_a_denied_user(pair):
         status, body = p.post(p.keel, "/v3/auth/status", {})
         assert status == want, body
     assert body["enabled"] is True and int(body["authRevision"]) > 1, body
+
+
+def test_jwt_tokens_survive_a_restart_and_age_with_the_auth_store(make_node, tmp_path):
+    """--auth-token jwt,... (etcd's JWT provider): a signed token that any
+    member checks with the public key, so a kill -9 does not end it; one
+    issued before an auth change is refused as old, and a forged one as
+    invalid."""
+    import base64 as b
+    import json as j
+    import subprocess
+
+    import requests
+
+    key, pub = tmp_path / "jwt.key", tmp_path / "jwt.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)],
+                   check=True, capture_output=True)
+    flags = [*FAST_BCRYPT, "--auth-token", f"jwt,pub-key={pub},priv-key={key},sign-method=ES256,ttl=10m"]
+    n = make_node(extra=flags).start()
+    url = f"http://{n.etcd}"
+
+    def post(path, body, token=None):
+        r = requests.post(url + path, json=body, headers={"Authorization": token} if token else {},
+                          timeout=10)
+        return r.status_code, r.json()
+
+    for path, body in [("/v3/auth/user/add", {"name": "root", "password": "rootpw"}),
+                       ("/v3/auth/role/add", {"name": "root"}),
+                       ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                       ("/v3/auth/enable", {})]:
+        assert post(path, body)[0] == 200
+    status, body = post("/v3/auth/authenticate", {"name": "root", "password": "rootpw"})
+    token = body["token"]
+    header, claims, _ = token.split(".")
+    assert j.loads(b.urlsafe_b64decode(header + "==")) == {"alg": "ES256", "typ": "JWT"}
+    assert j.loads(b.urlsafe_b64decode(claims + "=="))["username"] == "root"
+    assert post("/v3/kv/put", {"key": b64("k"), "value": b64("v")}, token)[0] == 200
+    n.kill9()
+    n = make_node(etcd_port=n.etcd_port, extra=flags).start()
+    got = post("/v3/kv/range", {"key": b64("k")}, token)
+    assert got[1].get("kvs", [{}])[0].get("value") == b64("v"), got
+    # A forged claim: invalid. An auth change: the token is old.
+    forged = ".".join([header, b.urlsafe_b64encode(
+        b'{"username":"root","revision":99,"exp":9999999999}').decode().rstrip("="), token.split(".")[2]])
+    assert post("/v3/kv/range", {"key": b64("k")}, forged) == (401, {
+        "error": "etcdserver: invalid auth token", "message": "etcdserver: invalid auth token", "code": 16})
+    assert post("/v3/auth/role/add", {"name": "other"}, token)[0] == 200
+    status, body = post("/v3/kv/range", {"key": b64("k")}, token)
+    assert (status, body["message"]) == (400, "etcdserver: revision of auth store is old"), body

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod jwt;
 pub mod quorum;
 pub mod server;
 pub mod store;

@@ -45,6 +45,8 @@ pub struct QuorumArgs {
     pub auth_token_ttl: Duration,
     /// etcd's `--bcrypt-cost` for new passwords.
     pub bcrypt_cost: u32,
+    /// etcd's `--auth-token jwt,...`; simple tokens without it.
+    pub jwt: Option<Arc<crate::jwt::Jwt>>,
 }
 
 pub struct Quorum {
@@ -243,6 +245,7 @@ impl Quorum {
                 client_tls: tls.as_ref().map(|(_, client)| client.clone()),
                 client_cert_auth: args.client_tls.as_ref().is_some_and(|f| f.client_cert_auth),
                 bcrypt_cost: args.bcrypt_cost,
+                jwt: args.jwt.clone(),
             },
         );
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -121,6 +121,7 @@ struct Inner {
     bcrypt_cost: u32,
     /// The auth store's view for naming a request's user without the store lock.
     auth: Arc<AuthShared>,
+    jwt: Option<Arc<crate::jwt::Jwt>>,
 }
 
 /// How a request says who sent it: a token (gRPC metadata `token`, or the
@@ -138,6 +139,8 @@ pub struct ServerOptions {
     pub client_tls: Option<Arc<keel_tls::rustls::ClientConfig>>,
     pub client_cert_auth: bool,
     pub bcrypt_cost: u32,
+    /// `--auth-token jwt,...`: JWT tokens instead of etcd's simple ones.
+    pub jwt: Option<Arc<crate::jwt::Jwt>>,
 }
 
 type Res<T> = Result<Response<T>, Status>;
@@ -173,6 +176,7 @@ impl EtcdServer {
                 client_tls: options.client_tls,
                 client_cert_auth: options.client_cert_auth,
                 bcrypt_cost: options.bcrypt_cost,
+                jwt: options.jwt,
             }),
         }
     }
@@ -274,11 +278,26 @@ impl EtcdServer {
             // change in between makes the request's revision old, never new.
             let revision = a.revision();
             if !a.enabled() {
+                // A token while auth looks off: this member may not have
+                // applied the log yet (just restarted); look again after a
+                // read barrier. (Clients send tokens only once auth is on.)
+                if c.token.is_some() && !waited {
+                    waited = true;
+                    self.barrier(false).await?;
+                    continue;
+                }
                 return Ok(None);
             }
             let Some(token) = &c.token else {
                 return Ok(c.cn.clone().map(|user| AuthInfo { user, revision }));
             };
+            if let Some(jwt) = &self.inner.jwt {
+                // The token says at which auth revision it was issued.
+                return match jwt.verify(token) {
+                    Some((user, revision)) => Ok(Some(AuthInfo { user, revision })),
+                    None => Err(EtcdError::InvalidAuthToken.into()),
+                };
+            }
             if let Some(user) = a.token_user(token) {
                 return Ok(Some(AuthInfo { user, revision }));
             }
@@ -1170,7 +1189,7 @@ impl Lease for EtcdServer {
             let mut r = c
                 .lease_time_to_live(LeaseTimeToLiveRequest {
                     keys: false,
-                    ..req.clone()
+                    ..req
                 })
                 .await?
                 .into_inner();

@@ -209,9 +209,12 @@ struct DevArgs {
     /// (etcd's --peer-client-cert-auth).
     #[arg(long, requires = "peer_trusted_ca_file")]
     peer_client_cert_auth: bool,
-    /// The etcd face's auth tokens (etcd's --auth-token): `simple`, etcd's
-    /// default. JWT tokens are not built yet.
-    #[arg(long, default_value = "simple", value_parser = ["simple"])]
+    /// The etcd face's auth tokens (etcd's --auth-token): `simple` (etcd's
+    /// default: kept in memory, known to every member), or
+    /// `jwt,pub-key=PATH,priv-key=PATH,sign-method=ES256,ttl=5m` (signed,
+    /// checked by any member with the public key; RS256/384/512, ES256/384,
+    /// EdDSA; PEM keys, the private one PKCS#8).
+    #[arg(long, default_value = "simple", value_parser = parse_auth_token)]
     auth_token: String,
     /// Seconds a simple auth token lives without use (etcd's --auth-token-ttl).
     #[arg(long, default_value_t = keel_etcd::auth::TOKEN_TTL_DEFAULT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400 * 365))]
@@ -282,6 +285,16 @@ impl DevArgs {
             }
         }
         out
+    }
+}
+
+/// `simple`, or `jwt,` and its options (checked again, with the key files
+/// read, when the node starts).
+fn parse_auth_token(s: &str) -> Result<String, String> {
+    if s == "simple" || s.starts_with("jwt,") {
+        Ok(s.to_string())
+    } else {
+        Err("expected `simple` or `jwt,pub-key=PATH,priv-key=PATH,sign-method=METHOD`".into())
     }
 }
 
@@ -426,6 +439,14 @@ async fn dev(args: DevArgs) -> Result<()> {
             peer_tls: args.peer_tls(),
             auth_token_ttl: Duration::from_secs(args.auth_token_ttl),
             bcrypt_cost: args.bcrypt_cost,
+            jwt: match args.auth_token.strip_prefix("jwt,") {
+                Some(opts) => Some(
+                    keel_etcd::jwt::Jwt::from_options(opts)
+                        .map_err(anyhow::Error::msg)
+                        .context("--auth-token jwt")?,
+                ),
+                None => None,
+            },
         },
         stop_rx.clone(),
     )

@@ -123,6 +123,18 @@ impl Auth for EtcdServer {
                 tracing::info!("etcd auth: invalid password for user {name:?}");
                 return Err(EtcdError::AuthFailed.into());
             }
+            if let Some(jwt) = &self.inner.jwt {
+                // A JWT needs no proposal: any member checks it with the key.
+                let token = jwt.issue(&name, checked_at).ok_or_else(|| {
+                    Status::failed_precondition(
+                        "auth: this member has no JWT private key (--auth-token jwt,priv-key=...)",
+                    )
+                })?;
+                return Ok(Response::new(AuthenticateResponse {
+                    header: Some(self.header()),
+                    token,
+                }));
+            }
             let change = internal_request::Request::Authenticate(InternalAuthenticate {
                 name: name.clone(),
                 simple_token: token_prefix(),

@@ -39,6 +39,7 @@ impl TestNode {
                 peer_tls: None,
                 auth_token_ttl: keel_etcd::auth::TOKEN_TTL_DEFAULT,
                 bcrypt_cost: 4,
+                jwt: None,
             },
             stop_rx,
         )
@@ -296,6 +297,7 @@ async fn a_restart_keeps_every_acknowledged_write() {
         peer_tls: None,
         auth_token_ttl: keel_etcd::auth::TOKEN_TTL_DEFAULT,
         bcrypt_cost: 4,
+        jwt: None,
     };
     let mut last = 0;
     for round in 0..3 {
