@@ -303,6 +303,9 @@ impl AuthStore {
             .map(|r| (String::from_utf8_lossy(&r.name).into_owned(), r))
             .collect();
         self.refresh();
+        // A snapshot may skip the deletes and password changes that would
+        // have ended some tokens: all of them end, and clients authenticate
+        // again.
         self.shared.lock_tokens().by_token.clear();
     }
 

@@ -1187,10 +1187,7 @@ impl Lease for EtcdServer {
             // nothing to check.
             let mut c = self.leader_lease_client().await?;
             let mut r = c
-                .lease_time_to_live(LeaseTimeToLiveRequest {
-                    keys: false,
-                    ..req
-                })
+                .lease_time_to_live(LeaseTimeToLiveRequest { keys: false, ..req })
                 .await?
                 .into_inner();
             if req.keys && r.ttl != -1 {
