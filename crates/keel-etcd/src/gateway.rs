@@ -348,6 +348,7 @@ where
 struct MessageReader {
     body: axum::body::BodyDataStream,
     buf: Vec<u8>,
+    framer: Framer,
     /// The body failed (the connection broke), as opposed to ending.
     broken: bool,
 }
@@ -357,21 +358,27 @@ impl MessageReader {
         MessageReader {
             body: body.into_data_stream(),
             buf: Vec::new(),
+            framer: Framer::default(),
             broken: false,
         }
     }
 
-    /// The next message; `None` at a clean end of the body.
+    /// The next message; `None` at a clean end of the body. Each byte is
+    /// scanned once for where its message ends and parsed once, however
+    /// the body is split into chunks.
     async fn next<T: DeserializeOwned>(&mut self) -> Option<Result<T, String>> {
         loop {
-            match decode_prefix::<T>(&self.buf) {
-                Ok(Some((m, used))) => {
-                    self.buf.drain(..used);
-                    return Some(Ok(m));
+            match self.framer.scan(&self.buf) {
+                Framed::Whole(end) => {
+                    let m = serde_json::from_slice::<T>(&self.buf[..end]);
+                    self.buf.drain(..end);
+                    self.framer = Framer::default();
+                    return Some(m.map_err(|e| e.to_string()));
                 }
-                Ok(None) => {}
-                Err(e) if e.is_eof() => {}
-                Err(e) => return Some(Err(e.to_string())),
+                Framed::NotAnObject => {
+                    return Some(Err("a message must be a JSON object".into()));
+                }
+                Framed::Partial => {}
             }
             if self.buf.len() > GATEWAY_MESSAGE_BYTES_MAX {
                 return Some(Err(format!(
@@ -388,6 +395,58 @@ impl MessageReader {
                 None => return Some(Err("unexpected EOF".into())),
             }
         }
+    }
+}
+
+/// Finds where the first top-level JSON object or array of a buffer ends,
+/// scanning each byte once across calls (the buffer only grows between
+/// them): nesting depth, and whether the scan is inside a string.
+#[derive(Default)]
+struct Framer {
+    pos: usize,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Framed {
+    /// `buf[..end]` holds a whole value (leading whitespace included).
+    Whole(usize),
+    /// More bytes are needed.
+    Partial,
+    /// The next value is not an object or array.
+    NotAnObject,
+}
+
+impl Framer {
+    fn scan(&mut self, buf: &[u8]) -> Framed {
+        while self.pos < buf.len() {
+            let b = buf[self.pos];
+            self.pos += 1;
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 0 => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Framed::Whole(self.pos);
+                    }
+                }
+                b'"' if self.depth > 0 => self.in_string = true,
+                _ if self.depth == 0 && !b.is_ascii_whitespace() => return Framed::NotAnObject,
+                _ => {}
+            }
+        }
+        Framed::Partial
     }
 }
 
@@ -538,6 +597,40 @@ mod tests {
     use super::*;
     use crate::pb::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
     use crate::pb::mvccpb::KeyValue;
+
+    #[test]
+    fn messages_are_framed_alike_however_the_body_is_split() {
+        let body = br#" {"a":"}{\\\"]","b":[1,{"c":2}]}
+[3] {"d":{}}"#;
+        let whole: Vec<usize> = {
+            let (mut f, mut ends, mut start) = (Framer::default(), vec![], 0);
+            while let Framed::Whole(end) = f.scan(&body[start..]) {
+                ends.push(start + end);
+                start += end;
+                f = Framer::default();
+            }
+            ends
+        };
+        assert_eq!(whole.len(), 3);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body[..whole[0]]).unwrap()["a"],
+            "}{\\\"]"
+        );
+        // Fed a byte at a time, or split in two anywhere, it finds the same end.
+        let mut f = Framer::default();
+        let first = (1..=body.len()).find_map(|n| match f.scan(&body[..n]) {
+            Framed::Whole(end) => Some(end),
+            _ => None,
+        });
+        assert_eq!(first, Some(whole[0]));
+        for split in 1..whole[0] {
+            let mut f = Framer::default();
+            assert_eq!(f.scan(&body[..split]), Framed::Partial);
+            assert_eq!(f.scan(body), Framed::Whole(whole[0]));
+        }
+        assert_eq!(Framer::default().scan(b"  nonsense"), Framed::NotAnObject);
+        assert_eq!(Framer::default().scan(b"   "), Framed::Partial);
+    }
 
     #[test]
     fn requests_accept_both_spellings_and_ignore_unknown_fields() {
