@@ -154,12 +154,12 @@ def run_with_faults(tmp_path, n, fault, tls=None, auth=False):
     c = Cluster(tmp_path, n, extra=[*tls.flags, "--bcrypt-cost", "4"] if tls else ()).start()
     for node in c.nodes.values():
         node.client_tls = tls
-    if auth:
-        enable_auth(c, tls)
     # Set on every way out, so that no client or watcher thread outlives a
     # failed check (a live non-daemon thread would keep pytest from exiting).
     stop, wstop = threading.Event(), threading.Event()
     try:
+        if auth:
+            enable_auth(c, tls)  # inside: a failure here still stops the cluster
         rec = Recorder()
         events, werrs = [], []
         threads = [threading.Thread(target=worker, args=(c, i, rec, stop)) for i in range(CLIENTS)]
