@@ -1262,22 +1262,20 @@ impl Store {
     /// auth store as it is at this apply? Checked before anything changes.
     fn check_auth(&self, req: &InternalRequest) -> Result<(), EtcdError> {
         use internal_request::Request as R;
-        let h = req.header.clone().unwrap_or_default();
         let a = &self.auth;
-        if !a.enabled() || h.system {
+        if !a.enabled() {
+            return Ok(());
+        }
+        let no_user = RequestHeader::default();
+        let h = req.header.as_ref().unwrap_or(&no_user);
+        if h.system {
             return Ok(());
         }
         match &req.request {
-            Some(R::Put(p)) => self.check_put_auth(&h, p),
-            Some(R::DeleteRange(d)) => {
-                a.check(&h, Need::Write, &d.key, &d.range_end)?;
-                if d.prev_kv {
-                    a.check(&h, Need::Read, &d.key, &d.range_end)?;
-                }
-                Ok(())
-            }
-            Some(R::Txn(t)) => self.check_txn_auth(&h, t),
-            Some(R::LeaseRevoke(r)) => self.check_lease_keys_auth(&h, r.id),
+            Some(R::Put(p)) => self.check_put_auth(h, p),
+            Some(R::DeleteRange(d)) => self.check_delete_auth(h, d),
+            Some(R::Txn(t)) => self.check_txn_auth(h, t),
+            Some(R::LeaseRevoke(r)) => self.check_lease_keys_auth(h, r.id),
             Some(
                 R::AuthEnable(_)
                 | R::AuthDisable(_)
@@ -1290,7 +1288,7 @@ impl Store {
                 | R::RoleDelete(_)
                 | R::RoleGrantPermission(_)
                 | R::RoleRevokePermission(_),
-            ) => a.check_admin(&h),
+            ) => a.check_admin(h),
             // etcd checks neither compaction nor lease grants; alarms and
             // membership are checked where they are taken; Authenticate
             // checks the user itself.
@@ -1313,6 +1311,18 @@ impl Store {
         self.check_lease_keys_auth(h, p.lease)?;
         if p.prev_kv {
             self.auth.check(h, Need::Read, &p.key, &[])?;
+        }
+        Ok(())
+    }
+
+    fn check_delete_auth(
+        &self,
+        h: &RequestHeader,
+        d: &DeleteRangeRequest,
+    ) -> Result<(), EtcdError> {
+        self.auth.check(h, Need::Write, &d.key, &d.range_end)?;
+        if d.prev_kv {
+            self.auth.check(h, Need::Read, &d.key, &d.range_end)?;
         }
         Ok(())
     }
@@ -1342,12 +1352,7 @@ impl Store {
                     a.check(h, Need::Read, &r.key, &r.range_end)?
                 }
                 Some(request_op::Request::RequestPut(p)) => self.check_put_auth(h, p)?,
-                Some(request_op::Request::RequestDeleteRange(d)) => {
-                    a.check(h, Need::Write, &d.key, &d.range_end)?;
-                    if d.prev_kv {
-                        a.check(h, Need::Read, &d.key, &d.range_end)?;
-                    }
-                }
+                Some(request_op::Request::RequestDeleteRange(d)) => self.check_delete_auth(h, d)?,
                 Some(request_op::Request::RequestTxn(inner)) => self.check_txn_auth(h, inner)?,
                 None => {}
             }
