@@ -1,0 +1,602 @@
+//! Keel's cluster metadata, in KRaft's role: one registry of nodes (every
+//! face reads it) and the Kafka face's topics, partitions, replicas, leaders,
+//! epochs and ISRs.
+//!
+//! It is a pure, deterministic state machine. The controller (the Raft leader)
+//! proposes [`Record`]s through the quorum; every node applies them in log
+//! order with [`Image::apply`], which checks everything it needs against the
+//! image of that moment, so every replica reaches the same image and a stale
+//! request changes nothing. Nothing here does I/O: the etcd store keeps the
+//! encoded image in its backend and snapshots, and publishes it to the brokers.
+//!
+//! The rules follow KRaft (`ReplicationControlManager`,
+//! `ClusterControlManager`, `PartitionChangeBuilder`):
+//! - a node's **epoch** is the Raft index of its registration (KRaft's broker
+//!   epoch is the offset of its `RegisterBrokerRecord`); a registration with a
+//!   new incarnation is a restart and gets a new epoch;
+//! - fencing a node moves leadership of its partitions to another ISR member
+//!   and takes it out of the ISRs, except that an ISR is never emptied: a
+//!   partition whose last ISR member is fenced keeps it and goes offline
+//!   (leader -1) until it returns (KIP-841);
+//! - every leader change bumps the **leader epoch**; every change of leader,
+//!   ISR or replicas bumps the **partition epoch**, and an ISR change asked by
+//!   a leader applies only if it was based on the current partition epoch
+//!   (AlterPartition's compare-and-set, KIP-497, KIP-903).
+
+mod place;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use place::{place_replicas, PlaceError};
+use prost::Message;
+
+/// "No leader" in Kafka's metadata.
+pub const NO_LEADER: i32 = -1;
+
+/// One change of the metadata: what a Raft entry of the metadata carries.
+#[derive(Clone, PartialEq, Message)]
+pub struct Record {
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    pub kind: Option<record::Kind>,
+}
+
+pub mod record {
+    /// The kinds of metadata record.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        RegisterNode(super::RegisterNode),
+        #[prost(message, tag = "2")]
+        FenceNode(super::NodeEpoch),
+        #[prost(message, tag = "3")]
+        UnfenceNode(super::NodeEpoch),
+        #[prost(message, tag = "4")]
+        CreateTopic(super::CreateTopic),
+        #[prost(message, tag = "5")]
+        PartitionChange(super::PartitionChange),
+        #[prost(message, tag = "6")]
+        Config(super::TopicConfig),
+        #[prost(message, tag = "7")]
+        RemoveTopic(super::RemoveTopic),
+    }
+}
+
+/// A node joins (or rejoins after a restart): KRaft's RegisterBrokerRecord.
+#[derive(Clone, PartialEq, Message)]
+pub struct RegisterNode {
+    #[prost(int32, tag = "1")]
+    pub node_id: i32,
+    /// Random per process start: a new one is a restart, and gets a new epoch.
+    #[prost(uint64, tag = "2")]
+    pub incarnation: u64,
+    /// Where Kafka clients reach it (the advertised listener).
+    #[prost(string, tag = "3")]
+    pub kafka_host: String,
+    #[prost(int32, tag = "4")]
+    pub kafka_port: i32,
+    /// `--rack` (Kafka's broker.rack); empty when not given.
+    #[prost(string, tag = "5")]
+    pub rack: String,
+}
+
+/// Fence or unfence a node, if its epoch is still `epoch` (so a decision about
+/// an old incarnation never touches the new one).
+#[derive(Clone, PartialEq, Message)]
+pub struct NodeEpoch {
+    #[prost(int32, tag = "1")]
+    pub node_id: i32,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateTopic {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// 16 bytes: Kafka's topic id (KIP-516), chosen by the controller.
+    #[prost(bytes = "vec", tag = "2")]
+    pub topic_id: Vec<u8>,
+    /// Each partition's replicas, preferred leader first.
+    #[prost(message, repeated, tag = "3")]
+    pub partitions: Vec<Replicas>,
+    #[prost(btree_map = "string, string", tag = "4")]
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Replicas {
+    #[prost(int32, repeated, tag = "1")]
+    pub replicas: Vec<i32>,
+}
+
+/// A change of one partition (KRaft's PartitionChangeRecord, as an
+/// AlterPartition or a reassignment asks it): applies only if the partition
+/// epoch is still `partition_epoch`.
+#[derive(Clone, PartialEq, Message)]
+pub struct PartitionChange {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(int32, tag = "2")]
+    pub partition: i32,
+    #[prost(int32, tag = "3")]
+    pub partition_epoch: i32,
+    /// A new ISR (the leader's AlterPartition).
+    #[prost(message, optional, tag = "4")]
+    pub isr: Option<Replicas>,
+    /// A new leader (an election); must be in the ISR unless `unclean`.
+    #[prost(int32, optional, tag = "5")]
+    pub leader: Option<i32>,
+    /// The leader is not in the ISR: an unclean election, allowed only when
+    /// the topic says so.
+    #[prost(bool, tag = "6")]
+    pub unclean: bool,
+    /// Asked by the leader at this leader epoch (AlterPartition); 0 = the controller.
+    #[prost(int32, optional, tag = "7")]
+    pub leader_epoch: Option<i32>,
+}
+
+/// Sets and removes topic configs (IncrementalAlterConfigs).
+#[derive(Clone, PartialEq, Message)]
+pub struct TopicConfig {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(btree_map = "string, string", tag = "2")]
+    pub set: BTreeMap<String, String>,
+    #[prost(string, repeated, tag = "3")]
+    pub delete: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RemoveTopic {
+    #[prost(string, tag = "1")]
+    pub name: String,
+}
+
+/// A registered node as the image holds it.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct Node {
+    #[prost(int32, tag = "1")]
+    pub id: i32,
+    /// The Raft index of its registration.
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+    #[prost(uint64, tag = "3")]
+    pub incarnation: u64,
+    #[prost(string, tag = "4")]
+    pub kafka_host: String,
+    #[prost(int32, tag = "5")]
+    pub kafka_port: i32,
+    #[prost(string, tag = "6")]
+    pub rack: String,
+    /// Not serving: silent past the session timeout, or shut down.
+    #[prost(bool, tag = "7")]
+    pub fenced: bool,
+}
+
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct Partition {
+    #[prost(int32, repeated, tag = "1")]
+    pub replicas: Vec<i32>,
+    #[prost(int32, repeated, tag = "2")]
+    pub isr: Vec<i32>,
+    #[prost(int32, tag = "3")]
+    pub leader: i32,
+    #[prost(int32, tag = "4")]
+    pub leader_epoch: i32,
+    #[prost(int32, tag = "5")]
+    pub partition_epoch: i32,
+}
+
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct Topic {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(message, repeated, tag = "2")]
+    pub partitions: Vec<Partition>,
+    #[prost(btree_map = "string, string", tag = "3")]
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole metadata at one Raft index: what every node serves from, what
+/// the store keeps and what a snapshot carries.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct Image {
+    /// The Raft index of the last record applied.
+    #[prost(uint64, tag = "1")]
+    pub applied: u64,
+    #[prost(btree_map = "int32, message", tag = "2")]
+    pub nodes: BTreeMap<i32, Node>,
+    #[prost(btree_map = "string, message", tag = "3")]
+    pub topics: BTreeMap<String, Topic>,
+}
+
+/// Why a record changed nothing. Deterministic: every replica refuses alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaError {
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("partition {1} of {0} does not exist")]
+    UnknownPartition(String, i32),
+    #[error("node {0} is not registered")]
+    UnknownNode(i32),
+    #[error("{0}")]
+    Invalid(String),
+    /// The partition changed since the request was made (KIP-497's
+    /// INVALID_UPDATE_VERSION).
+    #[error("partition {0}-{1} is at epoch {2}, the change was based on {3}")]
+    StaleEpoch(String, i32, i32, i32),
+    /// The asker is no longer the partition's leader at that epoch (FENCED_LEADER_EPOCH).
+    #[error("partition {0}-{1}: leader epoch {2} is not current ({3})")]
+    FencedLeaderEpoch(String, i32, i32, i32),
+    /// A node's epoch moved on: the record was about an older incarnation.
+    #[error("node {0} is at epoch {1}, not {2}")]
+    StaleNodeEpoch(i32, u64, u64),
+    #[error("unclean leader election is not enabled for {0}")]
+    UncleanNotAllowed(String),
+    #[error("undecodable metadata record: {0}")]
+    Decode(String),
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A node's registration, with its epoch.
+    Registered {
+        node_id: i32,
+        epoch: u64,
+    },
+    /// Fencing or unfencing: the partitions whose leader changed.
+    Fenced {
+        changed: usize,
+    },
+    Unfenced {
+        changed: usize,
+    },
+    TopicCreated,
+    PartitionChanged(Partition),
+    ConfigChanged,
+    TopicRemoved,
+}
+
+/// The topic config that allows an out-of-sync replica to lead.
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+impl Image {
+    /// Decodes a stored or snapshotted image; empty bytes are the empty image.
+    pub fn decode_from(bytes: &[u8]) -> Result<Image, MetaError> {
+        Image::decode(bytes).map_err(|e| MetaError::Decode(e.to_string()))
+    }
+
+    /// Decodes and applies one record, at Raft index `index`.
+    pub fn apply_bytes(&mut self, index: u64, bytes: &[u8]) -> Result<Applied, MetaError> {
+        let rec = Record::decode(bytes).map_err(|e| MetaError::Decode(e.to_string()))?;
+        self.apply(index, rec)
+    }
+
+    /// Applies one record at Raft index `index`. On an error nothing changed.
+    pub fn apply(&mut self, index: u64, rec: Record) -> Result<Applied, MetaError> {
+        use record::Kind;
+        let out = match rec.kind {
+            Some(Kind::RegisterNode(r)) => self.register(index, r),
+            Some(Kind::FenceNode(f)) => self.fence(f),
+            Some(Kind::UnfenceNode(f)) => self.unfence(f),
+            Some(Kind::CreateTopic(t)) => self.create_topic(t),
+            Some(Kind::PartitionChange(c)) => self.change_partition(c),
+            Some(Kind::Config(c)) => self.set_config(c),
+            Some(Kind::RemoveTopic(r)) => match self.topics.remove(&r.name) {
+                Some(_) => Ok(Applied::TopicRemoved),
+                None => Err(MetaError::UnknownTopic(r.name)),
+            },
+            None => Err(MetaError::Invalid("empty metadata record".into())),
+        };
+        self.applied = index;
+        out
+    }
+
+    fn register(&mut self, index: u64, r: RegisterNode) -> Result<Applied, MetaError> {
+        if r.node_id < 0 {
+            return Err(MetaError::Invalid(format!("node id {} < 0", r.node_id)));
+        }
+        if r.kafka_host.is_empty() || !(0..=65535).contains(&r.kafka_port) {
+            return Err(MetaError::Invalid(format!(
+                "node {}: bad Kafka address {}:{}",
+                r.node_id, r.kafka_host, r.kafka_port
+            )));
+        }
+        if let Some(n) = self.nodes.get_mut(&r.node_id) {
+            if n.incarnation == r.incarnation {
+                // The same process again (a retried proposal): same epoch; it
+                // may update its addresses.
+                n.kafka_host = r.kafka_host;
+                n.kafka_port = r.kafka_port;
+                n.rack = r.rack;
+                return Ok(Applied::Registered {
+                    node_id: r.node_id,
+                    epoch: n.epoch,
+                });
+            }
+            // A restart: the old incarnation is fenced first, so the partitions
+            // it led change leader epoch before the new one leads anything.
+            let old = NodeEpoch {
+                node_id: r.node_id,
+                epoch: n.epoch,
+            };
+            if !n.fenced {
+                self.fence(old)?;
+            }
+        }
+        let node = Node {
+            id: r.node_id,
+            epoch: index,
+            incarnation: r.incarnation,
+            kafka_host: r.kafka_host,
+            kafka_port: r.kafka_port,
+            rack: r.rack,
+            fenced: false,
+        };
+        self.nodes.insert(node.id, node);
+        // A registered node serves: partitions that were offline waiting for it lead again.
+        self.elect_offline_with(r.node_id);
+        Ok(Applied::Registered {
+            node_id: r.node_id,
+            epoch: index,
+        })
+    }
+
+    fn node_at(&mut self, f: &NodeEpoch) -> Result<&mut Node, MetaError> {
+        let n = self
+            .nodes
+            .get_mut(&f.node_id)
+            .ok_or(MetaError::UnknownNode(f.node_id))?;
+        if n.epoch != f.epoch {
+            return Err(MetaError::StaleNodeEpoch(f.node_id, n.epoch, f.epoch));
+        }
+        Ok(n)
+    }
+
+    fn fence(&mut self, f: NodeEpoch) -> Result<Applied, MetaError> {
+        let n = self.node_at(&f)?;
+        n.fenced = true;
+        let id = f.node_id;
+        let mut changed = 0;
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if !p.isr.contains(&id) {
+                    continue;
+                }
+                if p.isr.len() > 1 {
+                    p.isr.retain(|r| *r != id);
+                    p.partition_epoch += 1;
+                }
+                if p.leader == id {
+                    // Another ISR member leads, or nobody (the ISR was this node alone).
+                    let next = p
+                        .isr
+                        .iter()
+                        .copied()
+                        .find(|r| *r != id && is_live(&self.nodes, *r));
+                    p.leader = next.unwrap_or(NO_LEADER);
+                    p.leader_epoch += 1;
+                    if p.isr.len() == 1 && p.isr[0] == id {
+                        p.partition_epoch += 1;
+                    }
+                    changed += 1;
+                }
+            }
+        }
+        Ok(Applied::Fenced { changed })
+    }
+
+    fn unfence(&mut self, f: NodeEpoch) -> Result<Applied, MetaError> {
+        let n = self.node_at(&f)?;
+        n.fenced = false;
+        let changed = self.elect_offline_with(f.node_id);
+        Ok(Applied::Unfenced { changed })
+    }
+
+    /// Partitions without a leader whose ISR holds `id` (now live) get it as leader.
+    fn elect_offline_with(&mut self, id: i32) -> usize {
+        let mut changed = 0;
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if p.leader == NO_LEADER && p.isr.contains(&id) {
+                    p.leader = id;
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                    changed += 1;
+                }
+            }
+        }
+        changed
+    }
+
+    fn create_topic(&mut self, t: CreateTopic) -> Result<Applied, MetaError> {
+        if self.topics.contains_key(&t.name) {
+            return Err(MetaError::TopicExists(t.name));
+        }
+        if t.name.is_empty() || t.name.len() > 249 {
+            return Err(MetaError::Invalid(format!("bad topic name {:?}", t.name)));
+        }
+        if t.topic_id.len() != 16 {
+            return Err(MetaError::Invalid("a topic id is 16 bytes".into()));
+        }
+        if t.partitions.is_empty() {
+            return Err(MetaError::Invalid("a topic needs a partition".into()));
+        }
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (i, a) in t.partitions.iter().enumerate() {
+            check_replicas(&self.nodes, &a.replicas)
+                .map_err(|e| MetaError::Invalid(format!("partition {i}: {e}")))?;
+            // A new partition is empty on every replica: all are in sync, and
+            // the first live one (the preferred leader when it is up) leads.
+            let leader = a
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| is_live(&self.nodes, *r))
+                .unwrap_or(NO_LEADER);
+            partitions.push(Partition {
+                replicas: a.replicas.clone(),
+                isr: a.replicas.clone(),
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        self.topics.insert(
+            t.name,
+            Topic {
+                id: t.topic_id,
+                partitions,
+                configs: t.configs,
+            },
+        );
+        Ok(Applied::TopicCreated)
+    }
+
+    fn change_partition(&mut self, c: PartitionChange) -> Result<Applied, MetaError> {
+        let nodes = &self.nodes;
+        let topic = self
+            .topics
+            .get_mut(&c.topic)
+            .ok_or_else(|| MetaError::UnknownTopic(c.topic.clone()))?;
+        let unclean_ok = topic
+            .configs
+            .get(UNCLEAN_LEADER_ELECTION)
+            .is_some_and(|v| v == "true");
+        let p = usize::try_from(c.partition)
+            .ok()
+            .and_then(|i| topic.partitions.get_mut(i))
+            .ok_or_else(|| MetaError::UnknownPartition(c.topic.clone(), c.partition))?;
+        if let Some(le) = c.leader_epoch {
+            if le != p.leader_epoch {
+                return Err(MetaError::FencedLeaderEpoch(
+                    c.topic,
+                    c.partition,
+                    le,
+                    p.leader_epoch,
+                ));
+            }
+        }
+        if c.partition_epoch != p.partition_epoch {
+            return Err(MetaError::StaleEpoch(
+                c.topic,
+                c.partition,
+                p.partition_epoch,
+                c.partition_epoch,
+            ));
+        }
+        let mut next = p.clone();
+        if let Some(isr) = &c.isr {
+            if isr.replicas.is_empty() {
+                return Err(MetaError::Invalid("an ISR cannot be empty".into()));
+            }
+            let mut seen = BTreeSet::new();
+            for r in &isr.replicas {
+                if !p.replicas.contains(r) || !seen.insert(*r) {
+                    return Err(MetaError::Invalid(format!(
+                        "ISR {:?} is not a set of the replicas {:?}",
+                        isr.replicas, p.replicas
+                    )));
+                }
+                // KIP-903: a fenced or restarted broker may not join the ISR.
+                if !is_live(nodes, *r) && !p.isr.contains(r) {
+                    return Err(MetaError::Invalid(format!(
+                        "node {r} is fenced and cannot join the ISR"
+                    )));
+                }
+            }
+            next.isr = isr.replicas.clone();
+        }
+        if let Some(l) = c.leader {
+            if l == NO_LEADER {
+                next.leader = NO_LEADER;
+            } else {
+                if !p.replicas.contains(&l) {
+                    return Err(MetaError::Invalid(format!("node {l} is not a replica")));
+                }
+                if !is_live(nodes, l) {
+                    return Err(MetaError::Invalid(format!("node {l} is not live")));
+                }
+                if !next.isr.contains(&l) {
+                    if !(c.unclean && unclean_ok) {
+                        return Err(MetaError::UncleanNotAllowed(c.topic));
+                    }
+                    // The new leader's log is the truth from now on: it is the ISR.
+                    next.isr = vec![l];
+                }
+                next.leader = l;
+            }
+            if next.leader != p.leader {
+                next.leader_epoch += 1;
+            }
+        } else if next.leader != NO_LEADER && !next.isr.contains(&next.leader) {
+            return Err(MetaError::Invalid(format!(
+                "the ISR {:?} must hold the leader {}",
+                next.isr, next.leader
+            )));
+        }
+        if next != *p {
+            next.partition_epoch += 1;
+            *p = next;
+        }
+        Ok(Applied::PartitionChanged(p.clone()))
+    }
+
+    fn set_config(&mut self, c: TopicConfig) -> Result<Applied, MetaError> {
+        let topic = self
+            .topics
+            .get_mut(&c.topic)
+            .ok_or_else(|| MetaError::UnknownTopic(c.topic.clone()))?;
+        for k in &c.delete {
+            topic.configs.remove(k);
+        }
+        topic.configs.extend(c.set);
+        Ok(Applied::ConfigChanged)
+    }
+
+    /// Unfenced nodes, in id order.
+    pub fn live_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values().filter(|n| !n.fenced)
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&Partition> {
+        let i = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(i)
+    }
+}
+
+fn is_live(nodes: &BTreeMap<i32, Node>, id: i32) -> bool {
+    nodes.get(&id).is_some_and(|n| !n.fenced)
+}
+
+fn check_replicas(nodes: &BTreeMap<i32, Node>, replicas: &[i32]) -> Result<(), String> {
+    if replicas.is_empty() {
+        return Err("no replicas".into());
+    }
+    let mut seen = BTreeSet::new();
+    for r in replicas {
+        if !nodes.contains_key(r) {
+            return Err(format!("node {r} is not registered"));
+        }
+        if !seen.insert(*r) {
+            return Err(format!("node {r} appears twice"));
+        }
+    }
+    Ok(())
+}
+
+impl Record {
+    pub fn new(kind: record::Kind) -> Record {
+        Record { kind: Some(kind) }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+use super::*;
+use proptest::prelude::*;
+
+fn reg(id: i32, inc: u64, rack: &str) -> Record {
+    Record::new(record::Kind::RegisterNode(RegisterNode {
+        node_id: id,
+        incarnation: inc,
+        kafka_host: "127.0.0.1".into(),
+        kafka_port: 9091 + id,
+        rack: rack.into(),
+    }))
+}
+
+fn fence(id: i32, epoch: u64) -> Record {
+    Record::new(record::Kind::FenceNode(NodeEpoch { node_id: id, epoch }))
+}
+
+fn unfence(id: i32, epoch: u64) -> Record {
+    Record::new(record::Kind::UnfenceNode(NodeEpoch { node_id: id, epoch }))
+}
+
+fn create(name: &str, parts: &[&[i32]]) -> Record {
+    Record::new(record::Kind::CreateTopic(CreateTopic {
+        name: name.into(),
+        topic_id: vec![7; 16],
+        partitions: parts
+            .iter()
+            .map(|r| Replicas {
+                replicas: r.to_vec(),
+            })
+            .collect(),
+        configs: BTreeMap::new(),
+    }))
+}
+
+fn three() -> Image {
+    let mut img = Image::default();
+    for id in 1..=3 {
+        img.apply(id as u64, reg(id, 100 + id as u64, "")).unwrap();
+    }
+    img
+}
+
+#[test]
+fn registration_epoch_is_the_raft_index_and_a_retry_keeps_it() {
+    let mut img = Image::default();
+    assert_eq!(
+        img.apply(5, reg(1, 9, "a")),
+        Ok(Applied::Registered {
+            node_id: 1,
+            epoch: 5
+        })
+    );
+    // The same incarnation proposed again (a retry) keeps its epoch.
+    assert_eq!(
+        img.apply(8, reg(1, 9, "a")),
+        Ok(Applied::Registered {
+            node_id: 1,
+            epoch: 5
+        })
+    );
+    // A restart is a new epoch.
+    assert_eq!(
+        img.apply(12, reg(1, 10, "a")),
+        Ok(Applied::Registered {
+            node_id: 1,
+            epoch: 12
+        })
+    );
+    assert_eq!(img.nodes[&1].epoch, 12);
+    assert_eq!(img.applied, 12);
+}
+
+#[test]
+fn fencing_the_leader_moves_leadership_within_the_isr() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2, 3]])).unwrap();
+    let p = img.partition("t", 0).unwrap().clone();
+    assert_eq!(
+        (p.leader, p.leader_epoch, p.isr.clone()),
+        (1, 0, vec![1, 2, 3])
+    );
+    img.apply(11, fence(1, 1)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.leader, 2);
+    assert_eq!(p.leader_epoch, 1);
+    assert_eq!(p.isr, vec![2, 3]);
+    assert_eq!(p.partition_epoch, 1);
+    // A stale fence (an old epoch) changes nothing.
+    let before = img.clone();
+    assert!(matches!(
+        img.apply(12, fence(2, 99)),
+        Err(MetaError::StaleNodeEpoch(2, 2, 99))
+    ));
+    assert_eq!(img.topics, before.topics);
+    assert_eq!(img.nodes, before.nodes);
+}
+
+#[test]
+fn the_last_isr_member_stays_and_the_partition_goes_offline_until_it_returns() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2]])).unwrap();
+    img.apply(11, fence(2, 2)).unwrap();
+    img.apply(12, fence(1, 1)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.leader, NO_LEADER);
+    assert_eq!(p.isr, vec![1], "KIP-841: the ISR is never emptied");
+    // Node 2 coming back does not lead: it is not in the ISR (a clean election).
+    img.apply(13, unfence(2, 2)).unwrap();
+    assert_eq!(img.partition("t", 0).unwrap().leader, NO_LEADER);
+    // Node 1 does.
+    img.apply(14, unfence(1, 1)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.leader, 1);
+    assert_eq!(p.leader_epoch, 2);
+}
+
+#[test]
+fn a_restart_fences_the_old_incarnation_so_the_leader_epoch_moves() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2, 3]])).unwrap();
+    img.apply(11, reg(1, 555, "")).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.leader, 2);
+    assert_eq!(p.isr, vec![2, 3]);
+    assert!(!img.nodes[&1].fenced);
+}
+
+#[test]
+fn isr_changes_are_a_compare_and_set_on_the_partition_epoch() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2, 3]])).unwrap();
+    let shrink = |epoch, isr: &[i32]| {
+        Record::new(record::Kind::PartitionChange(PartitionChange {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch: epoch,
+            isr: Some(Replicas {
+                replicas: isr.to_vec(),
+            }),
+            leader: None,
+            unclean: false,
+            leader_epoch: Some(0),
+        }))
+    };
+    assert!(img.apply(11, shrink(0, &[1, 2])).is_ok());
+    assert_eq!(img.partition("t", 0).unwrap().partition_epoch, 1);
+    // Based on epoch 0 again: stale, refused, nothing changes.
+    assert!(matches!(
+        img.apply(12, shrink(0, &[1])),
+        Err(MetaError::StaleEpoch(_, 0, 1, 0))
+    ));
+    assert_eq!(img.partition("t", 0).unwrap().isr, vec![1, 2]);
+    // An ISR without the leader is refused.
+    assert!(img.apply(13, shrink(1, &[2])).is_err());
+    // A replica outside the assignment is refused.
+    assert!(img.apply(14, shrink(1, &[1, 4])).is_err());
+}
+
+#[test]
+fn unclean_election_needs_the_topic_config() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2]])).unwrap();
+    img.apply(
+        11,
+        Record::new(record::Kind::PartitionChange(PartitionChange {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch: 0,
+            isr: Some(Replicas { replicas: vec![1] }),
+            leader: None,
+            unclean: false,
+            leader_epoch: None,
+        })),
+    )
+    .unwrap();
+    img.apply(12, fence(1, 1)).unwrap();
+    let elect = |epoch| {
+        Record::new(record::Kind::PartitionChange(PartitionChange {
+            topic: "t".into(),
+            partition: 0,
+            partition_epoch: epoch,
+            isr: None,
+            leader: Some(2),
+            unclean: true,
+            leader_epoch: None,
+        }))
+    };
+    let epoch = img.partition("t", 0).unwrap().partition_epoch;
+    assert!(matches!(
+        img.apply(13, elect(epoch)),
+        Err(MetaError::UncleanNotAllowed(_))
+    ));
+    img.apply(
+        14,
+        Record::new(record::Kind::Config(TopicConfig {
+            topic: "t".into(),
+            set: BTreeMap::from([(UNCLEAN_LEADER_ELECTION.into(), "true".into())]),
+            delete: vec![],
+        })),
+    )
+    .unwrap();
+    img.apply(15, elect(epoch)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+}
+
+#[test]
+fn placement_spreads_leaders_and_racks() {
+    let nodes: Vec<Node> = (1..=6)
+        .map(|id| Node {
+            id,
+            rack: ["a", "b", "c"][(id as usize - 1) % 3].into(),
+            ..Node::default()
+        })
+        .collect();
+    let placed = place_replicas(&nodes, 12, 3, 0).unwrap();
+    let mut leaders = BTreeMap::new();
+    for r in &placed {
+        assert_eq!(r.len(), 3);
+        let racks: BTreeSet<&str> = r
+            .iter()
+            .map(|id| nodes[*id as usize - 1].rack.as_str())
+            .collect();
+        assert_eq!(racks.len(), 3, "{r:?} puts two replicas on one rack");
+        *leaders.entry(r[0]).or_insert(0) += 1;
+    }
+    assert_eq!(leaders.len(), 6);
+    assert!(leaders.values().all(|n| *n == 2), "{leaders:?}");
+    assert_eq!(
+        place_replicas(&nodes, 1, 7, 0),
+        Err(PlaceError::TooFewNodes(7, 6))
+    );
+}
+
+fn arb_record() -> impl Strategy<Value = Record> {
+    let node = 1..=4i32;
+    prop_oneof![
+        (node.clone(), 0..3u64).prop_map(|(id, inc)| reg(id, inc, "")),
+        (node.clone(), 0..30u64).prop_map(|(id, e)| fence(id, e)),
+        (node.clone(), 0..30u64).prop_map(|(id, e)| unfence(id, e)),
+        (
+            0..3usize,
+            proptest::collection::vec(proptest::collection::vec(1..=4i32, 1..4), 1..3)
+        )
+            .prop_map(|(t, parts)| {
+                let parts: Vec<&[i32]> = parts.iter().map(|p| p.as_slice()).collect();
+                create(&format!("t{t}"), &parts)
+            }),
+        (
+            0..3usize,
+            0..2i32,
+            0..6i32,
+            proptest::option::of(proptest::collection::vec(1..=4i32, 0..4)),
+            proptest::option::of(-1..=4i32),
+            any::<bool>()
+        )
+            .prop_map(|(t, p, epoch, isr, leader, unclean)| Record::new(
+                record::Kind::PartitionChange(PartitionChange {
+                    topic: format!("t{t}"),
+                    partition: p,
+                    partition_epoch: epoch,
+                    isr: isr.map(|replicas| Replicas { replicas }),
+                    leader,
+                    unclean,
+                    leader_epoch: None,
+                })
+            )),
+        (0..3usize, any::<bool>()).prop_map(|(t, on)| Record::new(record::Kind::Config(
+            TopicConfig {
+                topic: format!("t{t}"),
+                set: BTreeMap::from([(UNCLEAN_LEADER_ELECTION.into(), on.to_string())]),
+                delete: vec![],
+            }
+        ))),
+    ]
+}
+
+proptest! {
+    /// Whatever records arrive, the image keeps KRaft's invariants, a refused
+    /// record changes nothing, epochs only grow, and the image survives its
+    /// encoding (what the store and snapshots keep).
+    #[test]
+    fn invariants_hold_under_any_records(recs in proptest::collection::vec(arb_record(), 1..60)) {
+        let mut img = Image::default();
+        for (i, rec) in recs.into_iter().enumerate() {
+            let index = i as u64 + 1;
+            let before = img.clone();
+            let out = img.apply(index, rec);
+            prop_assert_eq!(img.applied, index);
+            if out.is_err() {
+                let mut same = img.clone();
+                same.applied = before.applied;
+                prop_assert_eq!(&same, &before);
+            }
+            for (name, t) in &img.topics {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    prop_assert!(!p.isr.is_empty(), "{}-{} has an empty ISR", name, i);
+                    prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)));
+                    if p.leader != NO_LEADER {
+                        prop_assert!(p.isr.contains(&p.leader), "{}-{}: leader {} not in ISR {:?}", name, i, p.leader, p.isr);
+                        prop_assert!(!img.nodes[&p.leader].fenced, "{}-{}: fenced leader", name, i);
+                    }
+                    if let Some(old) = before.topics.get(name).and_then(|t| t.partitions.get(i)) {
+                        prop_assert!(p.leader_epoch >= old.leader_epoch);
+                        prop_assert!(p.partition_epoch >= old.partition_epoch);
+                        if p.leader != old.leader {
+                            prop_assert!(p.leader_epoch > old.leader_epoch);
+                        }
+                        if p != old {
+                            prop_assert!(p.partition_epoch > old.partition_epoch);
+                        }
+                    }
+                }
+            }
+            let decoded = Image::decode_from(&img.encode_to_vec()).unwrap();
+            prop_assert_eq!(&decoded, &img);
+        }
+    }
+}
