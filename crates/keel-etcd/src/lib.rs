@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod error;
 pub mod gateway;
 pub mod http;

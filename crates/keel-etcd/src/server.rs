@@ -216,7 +216,7 @@ impl EtcdServer {
     }
 
     /// Proposes a request the members make themselves (never checked).
-    async fn propose_system(
+    pub(crate) async fn propose_system(
         &self,
         req: internal_request::Request,
     ) -> Result<(Applied, i64), Status> {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use keel_raft::{ConfChangeType, ConfChangeV2, ConfState};
 use prost::Message as _;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::auth::{AuthStore, Need};
 use crate::error::EtcdError;
@@ -216,6 +216,9 @@ pub enum Applied {
     Auth,
     /// Authenticate's simple token.
     Token(String),
+    /// A cluster metadata record: what it did, or why it changed nothing
+    /// (a refusal is an answer, not a failure of the store).
+    Metadata(Result<keel_meta::Applied, keel_meta::MetaError>),
     Noop,
 }
 
@@ -274,6 +277,12 @@ pub struct Store {
     peer_addresses: keel_raft::transport::AddressBook,
     /// Approximate bytes of stored values, checked against the quota.
     size_bytes: u64,
+    /// The cluster metadata (keel-meta), applied beside the etcd state.
+    metadata: keel_meta::Image,
+    /// Whether `metadata` changed in the current batch.
+    metadata_changed: bool,
+    /// Every node's view of the metadata, published after each batch that changed it.
+    metadata_tx: watch::Sender<Arc<keel_meta::Image>>,
 }
 
 /// Up to this many leases, a range delete finds a deleted key's lease by
@@ -315,6 +324,9 @@ impl Store {
             durable_index: 0,
             peer_addresses,
             size_bytes: 0,
+            metadata: keel_meta::Image::default(),
+            metadata_changed: false,
+            metadata_tx: watch::channel(Arc::new(keel_meta::Image::default())).0,
         };
         s.load()?;
         Ok(s)
@@ -354,6 +366,12 @@ impl Store {
                 .transpose()
                 .map_err(internal)?;
             self.auth.load(auth.unwrap_or_default());
+            self.metadata = match get("metadata") {
+                Some(v) => keel_meta::Image::decode_from(&v).map_err(internal)?,
+                None => keel_meta::Image::default(),
+            };
+            self.metadata_tx
+                .send_replace(Arc::new(self.metadata.clone()));
             if let Some(v) = get("alarms") {
                 self.alarms = v
                     .chunks(4)
@@ -458,6 +476,16 @@ impl Store {
     pub fn lease_ttl_min(&self) -> i64 {
         self.config.lease_ttl_min
     }
+    /// The cluster metadata, as applied so far.
+    pub fn metadata(&self) -> &keel_meta::Image {
+        &self.metadata
+    }
+
+    /// The cluster metadata after each batch that changed it.
+    pub fn watch_metadata(&self) -> watch::Receiver<Arc<keel_meta::Image>> {
+        self.metadata_tx.subscribe()
+    }
+
     pub fn auth(&self) -> &AuthStore {
         &self.auth
     }
@@ -1289,6 +1317,9 @@ impl Store {
                 | R::RoleGrantPermission(_)
                 | R::RoleRevokePermission(_),
             ) => a.check_admin(h),
+            // Only the members themselves write cluster metadata (they send it
+            // as a system request; no etcd API makes one).
+            Some(R::Metadata(_)) => Err(EtcdError::PermissionDenied),
             // etcd checks neither compaction nor lease grants; alarms and
             // membership are checked where they are taken; Authenticate
             // checks the user itself.
@@ -1482,6 +1513,14 @@ impl Store {
                 | R::RoleGrantPermission(_)
                 | R::RoleRevokePermission(_)),
             ) => self.apply_auth(r, index)?,
+            Some(R::Metadata(bytes)) => {
+                let out = self.metadata.apply_bytes(index, &bytes);
+                // Kept whole: metadata changes are rare (no heartbeat is a record).
+                let image = self.metadata.encode_to_vec();
+                self.put_meta("metadata", &image)?;
+                self.metadata_changed = true;
+                Applied::Metadata(out)
+            }
             Some(R::LeaseRenewAll(_)) | None => Applied::Noop,
         };
         if !events.is_empty() {
@@ -1606,6 +1645,7 @@ impl Store {
             alarms: self.alarms(),
             cluster_id: self.config.cluster_id,
             auth: Some(self.auth.state()),
+            metadata: self.metadata.encode_to_vec(),
         })
     }
 
@@ -1722,6 +1762,10 @@ impl keel_raft::StateMachine for Store {
         for ev in self.pending_events.drain(..) {
             let _ = self.events.send(Arc::new(ev));
         }
+        if std::mem::take(&mut self.metadata_changed) {
+            self.metadata_tx
+                .send_replace(Arc::new(self.metadata.clone()));
+        }
     }
 
     fn persist(&mut self, force: bool) -> Result<u64, keel_raft::Error> {
@@ -1826,6 +1870,7 @@ impl keel_raft::StateMachine for Store {
                     "auth",
                     snap.auth.clone().unwrap_or_default().encode_to_vec(),
                 ),
+                ("metadata", snap.metadata.clone()),
             ] {
                 meta.insert(k, v.as_slice()).map_err(|e| err(internal(e)))?;
             }

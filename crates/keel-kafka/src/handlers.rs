@@ -60,10 +60,23 @@ pub struct Advertised {
     pub port: i32,
 }
 
+/// What this node knows of the cluster: the metadata image it applied from
+/// the quorum (keel-meta) and who the controller is.
+#[derive(Clone)]
+pub struct ClusterView {
+    pub image: tokio::sync::watch::Receiver<std::sync::Arc<keel_meta::Image>>,
+    /// The controller (the Raft leader), or -1 when none is known.
+    pub controller: std::sync::Arc<dyn Fn() -> i32 + Send + Sync>,
+}
+
+/// One broker as Metadata and DescribeCluster list it: id, host, port, rack.
+type BrokerEntry = (i32, String, i32, Option<String>);
+
 #[derive(Clone)]
 pub struct Handler {
     broker: Broker,
     advertised: Advertised,
+    cluster: Option<ClusterView>,
 }
 
 fn s(v: impl Into<String>) -> StrBytes {
@@ -112,7 +125,52 @@ pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
 
 impl Handler {
     pub fn new(broker: Broker, advertised: Advertised) -> Self {
-        Handler { broker, advertised }
+        Handler {
+            broker,
+            advertised,
+            cluster: None,
+        }
+    }
+
+    /// Serves the cluster's brokers, controller and id from the metadata image.
+    pub fn with_cluster(mut self, cluster: ClusterView) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Every live broker (id, host, port, rack) and the controller: from the
+    /// metadata image once this node is in it, else this node alone. This
+    /// node is always listed while it answers (a fenced node still serves
+    /// what it leads locally).
+    fn brokers(&self) -> (Vec<BrokerEntry>, i32, String) {
+        let me = self.broker.node_id();
+        let own = (me, self.advertised.host.clone(), self.advertised.port, None);
+        let Some(c) = &self.cluster else {
+            return (vec![own], me, self.broker.cluster_id().to_string());
+        };
+        let image = c.image.borrow().clone();
+        let mut out: Vec<_> = image
+            .live_nodes()
+            .map(|n| {
+                let rack = (!n.rack.is_empty()).then(|| n.rack.clone());
+                (n.id, n.kafka_host.clone(), n.kafka_port, rack)
+            })
+            .collect();
+        if !out.iter().any(|b| b.0 == me) {
+            let rack = image
+                .nodes
+                .get(&me)
+                .filter(|n| !n.rack.is_empty())
+                .map(|n| n.rack.clone());
+            out.push((own.0, own.1, own.2, rack));
+            out.sort_by_key(|b| b.0);
+        }
+        let cluster_id = if image.cluster_id.is_empty() {
+            self.broker.cluster_id().to_string()
+        } else {
+            image.cluster_id.clone()
+        };
+        (out, (c.controller)(), cluster_id)
     }
 
     pub fn broker(&self) -> &Broker {
@@ -296,16 +354,22 @@ impl Handler {
     }
 
     fn metadata(&self, r: MetadataRequest, v: i16) -> MetadataResponse {
-        let node = BrokerId(self.broker.node_id());
+        let (brokers, controller, cluster_id) = self.brokers();
         let mut resp = MetadataResponse::default();
-        resp.brokers = vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(s(&self.advertised.host))
-            .with_port(self.advertised.port)];
+        resp.brokers = brokers
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(s(host))
+                    .with_port(port)
+                    .with_rack(rack.map(s))
+            })
+            .collect();
         if v >= 2 {
-            resp.cluster_id = Some(s(self.broker.cluster_id()));
+            resp.cluster_id = Some(s(cluster_id));
         }
-        resp.controller_id = node;
+        resp.controller_id = BrokerId(controller);
         // v0: an empty list means every topic; v1+: null means every topic.
         let wanted = match r.topics {
             None => None,
@@ -957,12 +1021,19 @@ impl Handler {
             resp.error_message = Some(s("this node serves broker endpoints only"));
             return resp;
         }
-        resp.cluster_id = s(self.broker.cluster_id());
-        resp.controller_id = BrokerId(self.broker.node_id());
-        resp.brokers = vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(self.broker.node_id()))
-            .with_host(s(&self.advertised.host))
-            .with_port(self.advertised.port)];
+        let (brokers, controller, cluster_id) = self.brokers();
+        resp.cluster_id = s(cluster_id);
+        resp.controller_id = BrokerId(controller);
+        resp.brokers = brokers
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(s(host))
+                    .with_port(port)
+                    .with_rack(rack.map(s))
+            })
+            .collect();
         resp
     }
 }

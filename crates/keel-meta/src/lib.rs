@@ -77,6 +77,10 @@ pub struct RegisterNode {
     /// `--rack` (Kafka's broker.rack); empty when not given.
     #[prost(string, tag = "5")]
     pub rack: String,
+    /// The Kafka cluster id this node would use; the first registration's
+    /// becomes the cluster's, so every broker reports the same one.
+    #[prost(string, tag = "6")]
+    pub cluster_id: String,
 }
 
 /// Fence or unfence a node, if its epoch is still `epoch` (so a decision about
@@ -87,6 +91,10 @@ pub struct NodeEpoch {
     pub node_id: i32,
     #[prost(uint64, tag = "2")]
     pub epoch: u64,
+    /// A fence the node asked for as it stops (KRaft's controlled shutdown):
+    /// that incarnation is never unfenced; the next start registers anew.
+    #[prost(bool, tag = "3")]
+    pub shutdown: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -171,6 +179,9 @@ pub struct Node {
     /// Not serving: silent past the session timeout, or shut down.
     #[prost(bool, tag = "7")]
     pub fenced: bool,
+    /// Fenced because it stopped (controlled shutdown), not for silence.
+    #[prost(bool, tag = "8")]
+    pub shut_down: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -208,6 +219,9 @@ pub struct Image {
     pub nodes: BTreeMap<i32, Node>,
     #[prost(btree_map = "string, message", tag = "3")]
     pub topics: BTreeMap<String, Topic>,
+    /// The Kafka cluster id (set by the first registration).
+    #[prost(string, tag = "4")]
+    pub cluster_id: String,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -322,10 +336,14 @@ impl Image {
             let old = NodeEpoch {
                 node_id: r.node_id,
                 epoch: n.epoch,
+                shutdown: false,
             };
             if !n.fenced {
                 self.fence(old)?;
             }
+        }
+        if self.cluster_id.is_empty() {
+            self.cluster_id = r.cluster_id;
         }
         let node = Node {
             id: r.node_id,
@@ -335,6 +353,7 @@ impl Image {
             kafka_port: r.kafka_port,
             rack: r.rack,
             fenced: false,
+            shut_down: false,
         };
         self.nodes.insert(node.id, node);
         // A registered node serves: partitions that were offline waiting for it lead again.
@@ -359,6 +378,7 @@ impl Image {
     fn fence(&mut self, f: NodeEpoch) -> Result<Applied, MetaError> {
         let n = self.node_at(&f)?;
         n.fenced = true;
+        n.shut_down |= f.shutdown;
         let id = f.node_id;
         let mut changed = 0;
         for topic in self.topics.values_mut() {
@@ -391,6 +411,12 @@ impl Image {
 
     fn unfence(&mut self, f: NodeEpoch) -> Result<Applied, MetaError> {
         let n = self.node_at(&f)?;
+        if n.shut_down {
+            return Err(MetaError::Invalid(format!(
+                "node {} shut down; it registers again when it starts",
+                f.node_id
+            )));
+        }
         n.fenced = false;
         let changed = self.elect_offline_with(f.node_id);
         Ok(Applied::Unfenced { changed })

@@ -8,15 +8,24 @@ fn reg(id: i32, inc: u64, rack: &str) -> Record {
         kafka_host: "127.0.0.1".into(),
         kafka_port: 9091 + id,
         rack: rack.into(),
+        cluster_id: format!("c{id}"),
     }))
 }
 
 fn fence(id: i32, epoch: u64) -> Record {
-    Record::new(record::Kind::FenceNode(NodeEpoch { node_id: id, epoch }))
+    Record::new(record::Kind::FenceNode(NodeEpoch {
+        node_id: id,
+        epoch,
+        shutdown: false,
+    }))
 }
 
 fn unfence(id: i32, epoch: u64) -> Record {
-    Record::new(record::Kind::UnfenceNode(NodeEpoch { node_id: id, epoch }))
+    Record::new(record::Kind::UnfenceNode(NodeEpoch {
+        node_id: id,
+        epoch,
+        shutdown: false,
+    }))
 }
 
 fn create(name: &str, parts: &[&[i32]]) -> Record {
@@ -69,6 +78,11 @@ fn registration_epoch_is_the_raft_index_and_a_retry_keeps_it() {
     );
     assert_eq!(img.nodes[&1].epoch, 12);
     assert_eq!(img.applied, 12);
+    img.apply(13, reg(2, 1, "a")).unwrap();
+    assert_eq!(
+        img.cluster_id, "c1",
+        "the first registration names the cluster"
+    );
 }
 
 #[test]
@@ -113,6 +127,24 @@ fn the_last_isr_member_stays_and_the_partition_goes_offline_until_it_returns() {
     let p = img.partition("t", 0).unwrap();
     assert_eq!(p.leader, 1);
     assert_eq!(p.leader_epoch, 2);
+}
+
+#[test]
+fn a_node_that_shut_down_is_not_unfenced_until_it_registers_again() {
+    let mut img = three();
+    img.apply(
+        10,
+        Record::new(record::Kind::FenceNode(NodeEpoch {
+            node_id: 2,
+            epoch: 2,
+            shutdown: true,
+        })),
+    )
+    .unwrap();
+    assert!(img.apply(11, unfence(2, 2)).is_err());
+    assert!(img.nodes[&2].fenced);
+    img.apply(12, reg(2, 77, "")).unwrap();
+    assert!(!img.nodes[&2].fenced && !img.nodes[&2].shut_down);
 }
 
 #[test]
@@ -237,7 +269,13 @@ fn arb_record() -> impl Strategy<Value = Record> {
     let node = 1..=4i32;
     prop_oneof![
         (node.clone(), 0..3u64).prop_map(|(id, inc)| reg(id, inc, "")),
-        (node.clone(), 0..30u64).prop_map(|(id, e)| fence(id, e)),
+        (node.clone(), 0..30u64, any::<bool>()).prop_map(|(id, epoch, shutdown)| Record::new(
+            record::Kind::FenceNode(NodeEpoch {
+                node_id: id,
+                epoch,
+                shutdown
+            })
+        )),
         (node.clone(), 0..30u64).prop_map(|(id, e)| unfence(id, e)),
         (
             0..3usize,

@@ -146,7 +146,13 @@ pub struct Node<O> {
     status: watch::Receiver<NodeStatus>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     request_timeout: Duration,
+    heard: Heard,
 }
+
+/// When this node last received a Raft message from each peer: the liveness
+/// the controller fences nodes by (every node is a Raft member, so the
+/// leader's heartbeats and their answers are the nodes' heartbeats).
+type Heard = Arc<Mutex<HashMap<u64, Instant>>>;
 
 impl<O: Send + 'static> Node<O> {
     /// Starts the node's thread. `sm` is shared with readers; the node locks it
@@ -241,7 +247,9 @@ impl<O: Send + 'static> Node<O> {
         }
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
         let request_timeout = config.request_timeout;
+        let heard = Heard::default();
         let mut lp = Loop {
+            heard: heard.clone(),
             id: config.id,
             config,
             raw,
@@ -264,6 +272,7 @@ impl<O: Send + 'static> Node<O> {
             status: status_rx,
             thread: Mutex::new(Some(thread)),
             request_timeout,
+            heard,
         })
     }
 
@@ -311,6 +320,11 @@ impl<O: Send + 'static> Node<O> {
         self.status.borrow().clone()
     }
 
+    /// When a message from each peer last arrived.
+    pub fn last_heard(&self) -> HashMap<u64, Instant> {
+        self.heard.lock().expect("heard lock").clone()
+    }
+
     /// Changes of status (leader, term, role), for whoever acts on leadership.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
@@ -336,6 +350,7 @@ struct Loop<S: StateMachine> {
     sm: Arc<Mutex<S>>,
     transport: Arc<dyn Transport>,
     status: watch::Sender<NodeStatus>,
+    heard: Heard,
     /// Proposals of this node waiting to be applied, by sequence number.
     waiters: HashMap<u64, Waiter<S::Output>>,
     seq: u64,
@@ -441,6 +456,10 @@ impl<S: StateMachine> Loop<S> {
             }
             Input::Read(reply) => self.reads_new.push(reply),
             Input::Step(msg) => {
+                self.heard
+                    .lock()
+                    .expect("heard lock")
+                    .insert(msg.from, Instant::now());
                 let _ = self.raw.step(*msg);
             }
             Input::Unreachable(to) => self.raw.report_unreachable(to),

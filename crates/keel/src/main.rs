@@ -149,9 +149,17 @@ struct DevArgs {
     /// minutes (Kafka's offsets.retention.minutes).
     #[arg(long, default_value_t = 10_080, value_parser = clap::value_parser!(i64).range(1..=52_560_000))]
     offsets_retention_minutes: i64,
-    /// This node's id in the Raft quorum (etcd's member id).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// This node's id: its Raft member id and its Kafka broker id.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
     node_id: u64,
+    /// This node's rack (Kafka's broker.rack): replicas of a partition go to
+    /// different racks first.
+    #[arg(long, default_value = "")]
+    rack: String,
+    /// The controller fences a node it has not heard from for this long, in
+    /// milliseconds (Kafka's broker.session.timeout.ms).
+    #[arg(long, default_value_t = keel_etcd::cluster::SESSION_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    broker_session_timeout_ms: u64,
     /// Address of the etcd v3 gRPC listener.
     #[arg(long, default_value = "127.0.0.1:2379")]
     etcd_addr: String,
@@ -411,6 +419,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         }
     };
     let mut config = BrokerConfig::new(&args.data_dir);
+    config.node_id = i32::try_from(args.node_id).context("--node-id")?;
     config.default_partitions = args.num_partitions;
     config.auto_create_topics = !args.no_auto_create_topics;
     config.partitions_max = args.partitions_max;
@@ -493,7 +502,43 @@ async fn dev(args: DevArgs) -> Result<()> {
         })
     };
 
-    let handler = Handler::new(broker.clone(), advertised.clone());
+    // This node in the one registry of nodes, and the controller's duty when it leads.
+    let membership = keel_etcd::cluster::Membership::new(
+        quorum.server.clone(),
+        keel_etcd::cluster::Registration {
+            node_id: broker.node_id(),
+            kafka_host: advertised.host.clone(),
+            kafka_port: advertised.port,
+            rack: args.rack.clone(),
+            cluster_id: broker.cluster_id().to_string(),
+        },
+    );
+    let membership_task = tokio::spawn(membership.clone().run(
+        Duration::from_millis(args.broker_session_timeout_ms),
+        stop_rx.clone(),
+    ));
+    let controller = {
+        let node = quorum.server.node().clone();
+        std::sync::Arc::new(move || match node.status().leader {
+            0 => -1,
+            id => i32::try_from(id).unwrap_or(-1),
+        })
+    };
+    // Up means registered in the cluster metadata, when the quorum can say so
+    // soon (a node of a cluster whose other members are not up yet serves
+    // what it can meanwhile).
+    if tokio::time::timeout(Duration::from_secs(5), membership.registered())
+        .await
+        .is_err()
+    {
+        tracing::warn!("not registered in the cluster metadata yet: is a quorum up?");
+    }
+    let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(
+        keel_kafka::handlers::ClusterView {
+            image: membership.watch(),
+            controller: controller.clone(),
+        },
+    );
     let server_config = ServerConfig {
         connections_max: args.connections_max,
         ..ServerConfig::default()
@@ -535,7 +580,9 @@ async fn dev(args: DevArgs) -> Result<()> {
 
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
+    membership.shut_down().await;
     let _ = stop_tx.send(true);
+    let _ = membership_task.await;
     broker.stop_cleaning();
     let _ = server.await;
     let _ = admin.await;

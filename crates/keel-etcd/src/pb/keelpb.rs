@@ -8,7 +8,7 @@ pub struct InternalRequest {
     pub header: ::core::option::Option<RequestHeader>,
     #[prost(
         oneof = "internal_request::Request",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
     )]
     pub request: ::core::option::Option<internal_request::Request>,
 }
@@ -64,6 +64,11 @@ pub mod internal_request {
         RoleRevokePermission(
             super::super::etcdserverpb::AuthRoleRevokePermissionRequest,
         ),
+        /// A cluster metadata record (keel-meta's Record, encoded by keel-meta):
+        /// applied to the metadata image beside the etcd store; never a key, a
+        /// revision or an event, and never something an etcd client can send.
+        #[prost(bytes, tag = "22")]
+        Metadata(::prost::alloc::vec::Vec<u8>),
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -156,6 +161,9 @@ pub struct StateSnapshot {
     pub cluster_id: u64,
     #[prost(message, optional, tag = "9")]
     pub auth: ::core::option::Option<AuthState>,
+    /// The cluster metadata image (keel-meta's Image, encoded by keel-meta).
+    #[prost(bytes = "vec", tag = "10")]
+    pub metadata: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SnapshotKv {

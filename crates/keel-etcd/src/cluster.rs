@@ -1,0 +1,309 @@
+//! The cluster metadata's moving parts on each member: registering this node
+//! in the one node registry, and the controller's liveness duty.
+//!
+//! The records and their rules are `keel-meta`'s; they are applied by the
+//! [`Store`](crate::store::Store) beside the etcd state, in the same Raft log.
+//! The controller is the Raft leader (as KRaft's active controller is the
+//! metadata quorum's leader). Liveness: every node is a Raft member, so the
+//! leader hears from each one every heartbeat tick; a node it has not heard
+//! from for the session timeout (Kafka's `broker.session.timeout.ms`, 9 s) is
+//! fenced by a proposed `FenceNode`, and unfenced when it is heard again. Only
+//! those decisions are records, never the heartbeats themselves. A new leader
+//! gives every node a full session first, as etcd's lessor renews every lease
+//! after an election (and KRaft's new controller every broker's session).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_meta::{record::Kind, Applied, MetaError, NodeEpoch, Record, RegisterNode};
+use tokio::sync::watch;
+
+use crate::server::EtcdServer;
+
+/// Kafka's broker.session.timeout.ms default.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+/// How often the controller looks at liveness.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// A fenced node heard this recently is live again.
+const HEARD_RECENTLY: Duration = Duration::from_secs(1);
+
+/// What this node registers: its id, where Kafka clients reach it, its rack.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub node_id: i32,
+    pub kafka_host: String,
+    pub kafka_port: i32,
+    pub rack: String,
+    /// This node's own Kafka cluster id, used if it is the first to register.
+    pub cluster_id: String,
+}
+
+/// This node's part in the cluster metadata, for as long as it runs.
+#[derive(Clone)]
+pub struct Membership {
+    server: EtcdServer,
+    me: RegisterNode,
+}
+
+impl Membership {
+    pub fn new(server: EtcdServer, reg: Registration) -> Membership {
+        let mut b = [0u8; 8];
+        // A new incarnation per process start (Kafka's incarnation id): a
+        // restart is told apart from a retried registration.
+        getrandom::fill(&mut b).expect("operating system randomness");
+        Membership {
+            server,
+            me: RegisterNode {
+                node_id: reg.node_id,
+                incarnation: u64::from_le_bytes(b),
+                kafka_host: reg.kafka_host,
+                kafka_port: reg.kafka_port,
+                rack: reg.rack,
+                cluster_id: reg.cluster_id,
+            },
+        }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.me.node_id
+    }
+
+    /// Resolves once the image holds this node's registration (this
+    /// incarnation's, not one left by an earlier run).
+    pub async fn registered(&self) {
+        let mut image = self.watch();
+        let (id, inc) = (self.me.node_id, self.me.incarnation);
+        let _ = image
+            .wait_for(|i| i.nodes.get(&id).is_some_and(|n| n.incarnation == inc))
+            .await;
+    }
+
+    /// The metadata image, after each change.
+    pub fn watch(&self) -> watch::Receiver<Arc<keel_meta::Image>> {
+        self.server
+            .store()
+            .lock()
+            .expect("store lock")
+            .watch_metadata()
+    }
+
+    /// Registers this node once it has caught up with the log (so it serves
+    /// the metadata of now), then acts as the controller whenever it leads.
+    pub async fn run(self, session_timeout: Duration, mut stop: watch::Receiver<bool>) {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = self.register() => {}
+        }
+        self.control(session_timeout, stop).await;
+    }
+
+    async fn register(&self) {
+        let mut status = self.server.node().watch_status();
+        loop {
+            if status.borrow().leader != 0 && self.server.node().read_barrier().await.is_ok() {
+                let rec = Record::new(Kind::RegisterNode(self.me.clone()));
+                match self.server.propose_metadata(&rec).await {
+                    Ok(Ok(Applied::Registered { node_id, epoch })) => {
+                        tracing::info!("registered as node {node_id}, epoch {epoch}");
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        // A bad address cannot get better by retrying.
+                        tracing::error!("registering node {}: {e}", self.me.node_id);
+                        return;
+                    }
+                    Ok(Ok(other)) => tracing::warn!("registering: unexpected {other:?}"),
+                    Err(e) => tracing::debug!("registering: {e}; retrying"),
+                }
+            }
+            tokio::select! {
+                _ = status.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// The controller's liveness duty, run on every node and acting only on the leader.
+    async fn control(&self, session_timeout: Duration, mut stop: watch::Receiver<bool>) {
+        let node = self.server.node().clone();
+        let me = u64::try_from(self.me.node_id).unwrap_or(0);
+        let mut led_since: Option<(u64, Instant)> = None;
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            let status = node.status();
+            if status.leader != me {
+                led_since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = match led_since {
+                Some((term, at)) if term == status.term => at,
+                _ => {
+                    led_since = Some((status.term, now));
+                    now
+                }
+            };
+            let heard = node.last_heard();
+            let image = self
+                .server
+                .store()
+                .lock()
+                .expect("store lock")
+                .metadata()
+                .clone();
+            for n in image.nodes.values() {
+                let id = u64::try_from(n.id).unwrap_or(0);
+                let last = if id == me {
+                    Some(now)
+                } else {
+                    heard.get(&id).copied()
+                };
+                let decision = liveness(n, last, since, now, session_timeout);
+                let Some(fence) = decision else { continue };
+                let epoch = NodeEpoch {
+                    node_id: n.id,
+                    epoch: n.epoch,
+                    shutdown: false,
+                };
+                let rec = Record::new(if fence {
+                    Kind::FenceNode(epoch)
+                } else {
+                    Kind::UnfenceNode(epoch)
+                });
+                match self.server.propose_metadata(&rec).await {
+                    Ok(Ok(a)) => tracing::warn!(
+                        "controller: node {} {} ({a:?})",
+                        n.id,
+                        if fence {
+                            "fenced: silent past the session timeout"
+                        } else {
+                            "unfenced: heard again"
+                        }
+                    ),
+                    Ok(Err(e)) => tracing::debug!("controller: node {}: {e}", n.id),
+                    Err(e) => tracing::debug!("controller: node {}: {e}", n.id),
+                }
+            }
+        }
+    }
+
+    /// Fences this node as it stops (KRaft's controlled shutdown), so the
+    /// cluster stops sending it clients at once rather than after the session
+    /// timeout. Best effort, bounded.
+    pub async fn shut_down(&self) {
+        let epoch = {
+            let store = self.server.store().lock().expect("store lock");
+            match store.metadata().nodes.get(&self.me.node_id) {
+                Some(n) if n.incarnation == self.me.incarnation && !n.fenced => n.epoch,
+                _ => return,
+            }
+        };
+        let rec = Record::new(Kind::FenceNode(NodeEpoch {
+            node_id: self.me.node_id,
+            epoch,
+            shutdown: true,
+        }));
+        match tokio::time::timeout(Duration::from_secs(2), self.server.propose_metadata(&rec)).await
+        {
+            Ok(Ok(Ok(_))) => tracing::info!("fenced this node for shutdown"),
+            other => tracing::debug!("fencing this node for shutdown: {other:?}"),
+        }
+    }
+}
+
+/// The controller's decision about one node: `Some(true)` fence it,
+/// `Some(false)` unfence it, `None` leave it. `last` is when it was last
+/// heard, `since` when this controller took over (everyone gets a full
+/// session from then).
+fn liveness(
+    n: &keel_meta::Node,
+    last: Option<Instant>,
+    since: Instant,
+    now: Instant,
+    session: Duration,
+) -> Option<bool> {
+    let last = last.map_or(since, |l| l.max(since));
+    let silent = now.saturating_duration_since(last);
+    if !n.fenced && silent > session {
+        return Some(true);
+    }
+    if n.fenced && !n.shut_down && silent < HEARD_RECENTLY && last > since {
+        return Some(false);
+    }
+    None
+}
+
+impl EtcdServer {
+    /// Proposes a cluster metadata record; resolves with what applying it did
+    /// (or why it changed nothing) once it is applied on this member.
+    pub async fn propose_metadata(
+        &self,
+        rec: &Record,
+    ) -> Result<Result<Applied, MetaError>, tonic::Status> {
+        use crate::pb::keelpb::internal_request::Request as R;
+        match self.propose_system(R::Metadata(rec.to_bytes())).await? {
+            (crate::store::Applied::Metadata(out), _) => Ok(out),
+            (other, _) => Err(tonic::Status::internal(format!(
+                "metadata record applied as {other:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(fenced: bool, shut_down: bool) -> keel_meta::Node {
+        keel_meta::Node {
+            id: 2,
+            fenced,
+            shut_down,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn liveness_fences_after_the_session_and_unfences_when_heard() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(9);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // Heard 1 s ago: leave it.
+        assert_eq!(
+            liveness(&node(false, false), Some(at(9_000)), t0, at(10_000), s),
+            None
+        );
+        // Silent for 9.5 s: fence.
+        assert_eq!(
+            liveness(&node(false, false), Some(at(500)), t0, at(10_000), s),
+            Some(true)
+        );
+        // Never heard, but this controller took over 2 s ago: a full session first.
+        assert_eq!(
+            liveness(&node(false, false), None, at(8_000), at(10_000), s),
+            None
+        );
+        assert_eq!(
+            liveness(&node(false, false), None, t0, at(9_500), s),
+            Some(true)
+        );
+        // Fenced and heard again just now: unfence; unless it shut down.
+        assert_eq!(
+            liveness(&node(true, false), Some(at(9_900)), t0, at(10_000), s),
+            Some(false)
+        );
+        assert_eq!(
+            liveness(&node(true, true), Some(at(9_900)), t0, at(10_000), s),
+            None
+        );
+        // Fenced and still silent: leave it.
+        assert_eq!(
+            liveness(&node(true, false), Some(at(100)), t0, at(10_000), s),
+            None
+        );
+    }
+}
