@@ -122,3 +122,170 @@ def test_a_clean_stop_fences_at_once_and_the_new_controller_takes_over(cluster):
     # It comes back when it starts again.
     old.start()
     wait_until(lambda: brokers_seen(other)[0] == want, timeout=20, what="the restarted node back")
+
+
+# ---- topics on the cluster metadata ------------------------------------------
+
+def list_offsets_raw(port, topic, partition):
+    """One ListOffsets v1 request (latest offset) sent to exactly this broker,
+    without a client's routing; returns (error code, offset)."""
+    import socket
+    import struct
+
+    def string(v):
+        b = v.encode()
+        return struct.pack(">h", len(b)) + b
+    body = struct.pack(">i", -1) + struct.pack(">i", 1) + string(topic) + struct.pack(">i", 1) \
+        + struct.pack(">iq", partition, -1)
+    header = struct.pack(">hhi", 2, 1, 7) + string("raw")
+    msg = header + body
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+        resp = sock.recv(size, socket.MSG_WAITALL)
+    (cid, ntopics) = struct.unpack(">ii", resp[:8])
+    assert cid == 7 and ntopics == 1
+    (nlen,) = struct.unpack(">h", resp[8:10])
+    rest = resp[10 + nlen:]
+    (_, _, err, _, offset) = struct.unpack(">iihqq", rest[:26])
+    return err, offset
+
+
+def partitions_of(node, topic):
+    md = admin(node).list_topics(topic=topic, timeout=10)
+    t = md.topics[topic]
+    return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in t.partitions.values()}
+
+
+def produce(node, topic, n, prefix):
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "acks": "all"})
+    failed = []
+    for i in range(n):
+        p.produce(topic, key=f"{prefix}{i}", value=f"{prefix}{i}",
+                  on_delivery=lambda err, msg: err and failed.append(err))
+    assert p.flush(30) == 0
+    assert not failed, failed[:3]
+
+
+def consume_all(node, topic, partitions, want):
+    """Reads every partition from the start (no group: assign) through `node`."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "group.id": "unused",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    got = set()
+    deadline = time.monotonic() + 30
+    while len(got) < want and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.add(m.value().decode())
+    c.close()
+    return got
+
+
+def test_topics_are_placed_across_brokers_and_served_only_by_their_leaders(cluster):
+    from confluent_kafka.admin import NewTopic
+    want = every_broker(cluster)
+    for n in cluster.nodes.values():
+        wait_until(lambda: brokers_seen(n)[0] == want, what="every broker registered")
+    a = admin(cluster.nodes[1])
+    a.create_topics([NewTopic("spread", 6, 1)])["spread"].result(timeout=15)
+    # Every node describes the topic alike, and the leaders spread over all three.
+    parts = partitions_of(cluster.nodes[1], "spread")
+    for n in cluster.nodes.values():
+        wait_until(lambda: partitions_of(n, "spread") == parts, what=f"node {n.id} to agree")
+    assert {leader for leader, _, _ in parts.values()} == {1, 2, 3}, parts
+    # A replication factor the cluster cannot keep yet is refused, and so is a
+    # second topic of that name.
+    with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR"):
+        a.create_topics([NewTopic("copies", 1, 3)])["copies"].result(timeout=15)
+    with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS"):
+        a.create_topics([NewTopic("spread", 2, 1)])["spread"].result(timeout=15)
+
+    produce(cluster.nodes[2], "spread", 300, "a")
+    assert len(consume_all(cluster.nodes[3], "spread", range(6), 300)) == 300
+    # Straight to a broker: the leader answers, any other refuses with
+    # NOT_LEADER_OR_FOLLOWER (6), so a client goes to the leader.
+    for p, (leader, _, _) in parts.items():
+        for i, n in cluster.nodes.items():
+            err, offset = list_offsets_raw(n.kafka_port, "spread", p)
+            if i == leader:
+                assert err == 0 and offset >= 0, (p, i, err)
+            else:
+                assert err == 6, (p, i, err)
+
+    # kill -9 one broker: its partitions have no leader (RF 1: nobody else
+    # holds them), listed as offline; the others keep serving.
+    victim = cluster.nodes[3]
+    victim.kill9()
+    witness = cluster.nodes[1]
+    wait_until(lambda: all(leader == -1 for leader, _, _ in
+                           [v for k, v in partitions_of(witness, "spread").items() if parts[k][0] == 3]),
+               timeout=SESSION_MS / 1000 + 10, what="node 3's partitions offline")
+    md = admin(witness).list_topics(topic="spread", timeout=10).topics["spread"]
+    offline = {p.id for p in md.partitions.values() if p.error is not None}
+    assert offline == {p for p, (leader, _, _) in parts.items() if leader == 3}
+    # It comes back with its data: the same leaders, every record still there.
+    victim.start()
+    wait_until(lambda: partitions_of(witness, "spread") == parts, timeout=30,
+               what="node 3's partitions led again")
+    assert len(consume_all(cluster.nodes[2], "spread", range(6), 300)) == 300
+
+
+def test_deleting_a_topic_removes_it_everywhere_even_on_a_node_that_was_down(cluster):
+    from confluent_kafka.admin import NewTopic
+    want = every_broker(cluster)
+    for n in cluster.nodes.values():
+        wait_until(lambda: brokers_seen(n)[0] == want, what="every broker registered")
+    a = admin(cluster.nodes[1])
+    a.create_topics([NewTopic("doomed", 3, 1)])["doomed"].result(timeout=15)
+    produce(cluster.nodes[1], "doomed", 30, "d")
+    dirs = {i: sorted(p.name for p in n.dir.glob("doomed-*")) for i, n in cluster.nodes.items()}
+    assert sum(len(d) for d in dirs.values()) >= 3, dirs
+    down = cluster.nodes[3]
+    down.kill9()
+    a.delete_topics(["doomed"])["doomed"].result(timeout=15)
+    for i in (1, 2):
+        n = cluster.nodes[i]
+        wait_until(lambda: "doomed" not in admin(n).list_topics(timeout=10).topics,
+                   what=f"node {i} to forget the topic")
+        wait_until(lambda: not list(n.dir.glob("doomed-*")), what=f"node {i}'s files gone")
+    down.start()
+    wait_until(lambda: not list(down.dir.glob("doomed-*")), timeout=30,
+               what="the node that was down to remove its copy")
+    # Not offered back to the cluster either (adoption runs before the files go).
+    assert "doomed" not in admin(cluster.nodes[1]).list_topics(timeout=10).topics
+
+
+def test_a_data_dir_from_before_the_cluster_metadata_keeps_its_topics(make_node):
+    """A node whose topics predate the metadata (its Raft state holds none)
+    offers them to the metadata when it joins, with their ids, partition
+    counts and configs, and keeps serving their records."""
+    import shutil
+    from confluent_kafka.admin import ConfigResource, NewTopic
+    n = make_node().start()
+    a = AdminClient({"bootstrap.servers": n.bootstrap})
+    a.create_topics([NewTopic("old", 3, 1, config={"retention.ms": "123456"})])["old"].result(timeout=15)
+
+    class Port:
+        kafka_port = n.port
+    produce(Port, "old", 60, "o")
+    n.stop()
+    # What a data dir from before looks like: the partition logs and meta.json,
+    # a Raft state without cluster metadata.
+    shutil.rmtree(n.data_dir / "raft")
+    shutil.rmtree(n.data_dir / "etcd")
+    n = make_node(port=n.port).start()
+    a = AdminClient({"bootstrap.servers": n.bootstrap})
+    wait_until(lambda: "old" in a.list_topics(timeout=10).topics, what="the topic adopted")
+    assert "adopted this node's topic into the cluster metadata" in n.logs()
+    md = a.list_topics(topic="old", timeout=10).topics["old"]
+    assert len(md.partitions) == 3
+    # Adopted with its own topic id: the logs on disk are opened as they are
+    # (a different id would be refused as another topic's).
+    assert "cluster metadata:" not in n.logs()
+    cfg = a.describe_configs([ConfigResource("topic", "old")])
+    entries = list(cfg.values())[0].result(timeout=10)
+    assert entries["retention.ms"].value == "123456"
+    assert len(consume_all(Port, "old", range(3), 60)) == 60

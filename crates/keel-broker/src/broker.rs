@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use keel_storage::batch::{self, Limits};
@@ -19,7 +19,9 @@ use crate::names::validate_topic_name;
 use crate::producers::{Check, ProducerState, Refusal};
 use crate::{BrokerError, Result};
 
+mod cluster;
 mod coordinator;
+pub use cluster::LocalTopic;
 pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
@@ -130,6 +132,9 @@ pub struct Partition {
     high_watermark: AtomicI64,
     /// Set while the partition sits in the flusher's queue.
     pub(crate) queued: AtomicBool,
+    /// The leader epoch batches are stamped with: the cluster metadata's for
+    /// this partition (0 for a topic only this node knows).
+    pub(crate) leader_epoch: AtomicI32,
     data_version: watch::Sender<u64>,
     /// The broker's clock, for `flush.ms` pacing.
     clock: Arc<dyn Clock>,
@@ -172,7 +177,7 @@ impl Partition {
         let s = self.lock();
         PartitionInfo {
             index: self.index,
-            leader_epoch: LEADER_EPOCH,
+            leader_epoch: self.leader_epoch.load(Ordering::Acquire),
             log_start_offset: s.log.log_start_offset(),
             high_watermark: self.high_watermark(),
             log_end_offset: s.log.log_end_offset(),
@@ -479,6 +484,7 @@ impl Broker {
                 }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
+                leader_epoch: AtomicI32::new(LEADER_EPOCH),
                 data_version: self.inner.data_version.clone(),
                 clock: self.inner.clock.clone(),
             }));
@@ -787,9 +793,12 @@ impl Broker {
             Check::Append
         } {
             Check::Append => {
-                let h = s
-                    .log
-                    .append(&mut bytes, LEADER_EPOCH, eff.log_append_time, now)?;
+                let h = s.log.append(
+                    &mut bytes,
+                    p.leader_epoch.load(Ordering::Acquire),
+                    eff.log_append_time,
+                    now,
+                )?;
                 s.producers.apply(&h, now);
                 s.producers_dirty |= h.producer_id >= 0;
                 h.base_offset

@@ -69,6 +69,17 @@ pub enum BrokerError {
     Storage(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// Another broker leads the partition (Kafka's NOT_LEADER_OR_FOLLOWER).
+    #[error("{0}")]
+    NotLeader(String),
+    /// No broker leads the partition now (Kafka's LEADER_NOT_AVAILABLE).
+    #[error("{0}")]
+    LeaderNotAvailable(String),
+    /// The cluster metadata could not take the change in time (no quorum).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl From<keel_storage::StorageError> for BrokerError {

@@ -39,6 +39,10 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::Storage(_) => E::KafkaStorageError,
         // Retriable: the client refreshes metadata and retries, finding the node again.
         BrokerError::ShuttingDown => E::NotLeaderOrFollower,
+        BrokerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+        BrokerError::NotLeader(_) => E::NotLeaderOrFollower,
+        BrokerError::LeaderNotAvailable(_) => E::LeaderNotAvailable,
+        BrokerError::Timeout(_) => E::RequestTimedOut,
     }
     .code()
 }

@@ -36,7 +36,9 @@ use crate::error::code;
 use crate::frame::{self, Request};
 use crate::versions;
 
+mod cluster;
 mod groups;
+pub use cluster::{ClusterView, Proposer};
 
 /// Longest a Fetch may long-poll, whatever it asks for.
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
@@ -58,15 +60,6 @@ pub enum Reply {
 pub struct Advertised {
     pub host: String,
     pub port: i32,
-}
-
-/// What this node knows of the cluster: the metadata image it applied from
-/// the quorum (keel-meta) and who the controller is.
-#[derive(Clone)]
-pub struct ClusterView {
-    pub image: tokio::sync::watch::Receiver<std::sync::Arc<keel_meta::Image>>,
-    /// The controller (the Raft leader), or -1 when none is known.
-    pub controller: std::sync::Arc<dyn Fn() -> i32 + Send + Sync>,
 }
 
 /// One broker as Metadata and DescribeCluster list it: id, host, port, rack.
@@ -343,6 +336,55 @@ impl Handler {
         }
     }
 
+    /// A partition as the cluster metadata has it: leader, epoch, replicas,
+    /// ISR, and the replicas on fenced brokers as offline.
+    fn image_partition_metadata(
+        image: &keel_meta::Image,
+        index: i32,
+        p: &keel_meta::Partition,
+    ) -> MetadataResponsePartition {
+        let ids = |v: &[i32]| v.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
+        let offline: Vec<i32> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| image.nodes.get(r).is_none_or(|n| n.fenced))
+            .collect();
+        let mut m = MetadataResponsePartition::default()
+            .with_partition_index(index)
+            .with_leader_id(BrokerId(p.leader))
+            .with_leader_epoch(p.leader_epoch)
+            .with_replica_nodes(ids(&p.replicas))
+            .with_isr_nodes(ids(&p.isr))
+            .with_offline_replicas(ids(&offline));
+        if p.leader == keel_meta::NO_LEADER {
+            m.error_code = ResponseError::LeaderNotAvailable.code();
+        }
+        m
+    }
+
+    /// A topic's Metadata entry from the cluster metadata.
+    fn image_topic_entry(
+        image: &keel_meta::Image,
+        name: &str,
+        t: &keel_meta::Topic,
+        v: i16,
+    ) -> MetadataResponseTopic {
+        let mut e = MetadataResponseTopic::default()
+            .with_name(Some(topic_name(name)))
+            .with_is_internal(keel_broker::is_internal(name));
+        if v >= 10 {
+            e.topic_id = uuid::Uuid::from_slice(&t.id).unwrap_or_default();
+        }
+        e.partitions = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Self::image_partition_metadata(image, i as i32, p))
+            .collect();
+        e
+    }
+
     fn partition_metadata(&self, p: &PartitionInfo) -> MetadataResponsePartition {
         let node = BrokerId(self.broker.node_id());
         MetadataResponsePartition::default()
@@ -393,17 +435,86 @@ impl Handler {
                 .collect();
             e
         };
-        resp.topics = match wanted {
-            None => self
-                .broker
-                .topics()
+        let image = self.image();
+        // On a cluster, a topic the metadata holds is described from it;
+        // others (this node's own __consumer_offsets) from the local broker.
+        let from_image = |name: &str| {
+            let image = image.as_ref()?;
+            let t = image.topics.get(name)?;
+            Some(Self::image_topic_entry(image, name, t, v))
+        };
+        let by_id = |id: uuid::Uuid| {
+            let image = image.as_ref()?;
+            image
+                .topics
                 .iter()
-                .map(|t| topic_entry(t))
-                .collect(),
+                .find(|(_, t)| t.id.as_slice() == id.as_bytes())
+                .map(|(n, t)| Self::image_topic_entry(image, n, t, v))
+        };
+        resp.topics = match wanted {
+            None => {
+                let mut all: Vec<MetadataResponseTopic> = Vec::new();
+                if let Some(image) = &image {
+                    for (n, t) in &image.topics {
+                        all.push(Self::image_topic_entry(image, n, t, v));
+                    }
+                }
+                for t in self.broker.topics() {
+                    if !image
+                        .as_ref()
+                        .is_some_and(|i| i.topics.contains_key(&t.name))
+                    {
+                        all.push(topic_entry(&t));
+                    }
+                }
+                all
+            }
             Some(list) => list
                 .into_iter()
                 .map(|want| {
+                    if let Some(e) = want.name.as_ref().and_then(|n| from_image(n.as_str())) {
+                        return e;
+                    }
+                    if want.name.is_none() && !want.topic_id.is_nil() {
+                        if let Some(e) = by_id(want.topic_id) {
+                            return e;
+                        }
+                    }
                     let found = match (&want.name, want.topic_id.is_nil()) {
+                        (Some(n), _)
+                            if self.cluster.is_some()
+                                && !keel_broker::is_internal(n.as_str())
+                                && self.broker.topic(n.as_str()).is_none() =>
+                        {
+                            // Auto-creation goes through the cluster metadata too.
+                            let created = if may_create && self.broker.config().auto_create_topics {
+                                self.cluster_create_topic(
+                                    n.as_str(),
+                                    -1,
+                                    -1,
+                                    None,
+                                    BTreeMap::new(),
+                                    false,
+                                )
+                                .map(|_| ())
+                                .or_else(|e| match e {
+                                    BrokerError::TopicAlreadyExists(_) => Ok(()),
+                                    e => Err(e),
+                                })
+                            } else {
+                                keel_broker::validate_topic_name(n.as_str())
+                                    .and(Err(BrokerError::UnknownTopicOrPartition(n.to_string())))
+                            };
+                            match created.map(|_| from_image(n.as_str())) {
+                                Ok(Some(e)) => return e,
+                                Ok(None) => Err((
+                                    ResponseError::LeaderNotAvailable.code(),
+                                    Some(n.clone()),
+                                    want.topic_id,
+                                )),
+                                Err(e) => Err((code(&e), Some(n.clone()), want.topic_id)),
+                            }
+                        }
                         (Some(n), _) => {
                             let got = if may_create {
                                 self.broker.topic_or_auto_create(n.as_str())
@@ -450,7 +561,10 @@ impl Handler {
             for p in &t.partition_data {
                 let mut pr = PartitionProduceResponse::default().with_index(p.index);
                 let records = p.records.as_deref().unwrap_or(&[]);
-                match self.broker.produce(t.name.as_str(), p.index, records, acks) {
+                match self
+                    .check_leader(t.name.as_str(), p.index)
+                    .and_then(|_| self.broker.produce(t.name.as_str(), p.index, records, acks))
+                {
                     Ok(done) => {
                         pr.base_offset = done.base_offset;
                         pr.log_append_time_ms = done.log_append_time_ms;
@@ -531,7 +645,9 @@ impl Handler {
             for p in &t.partitions {
                 let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
                 let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                let read = if limit == 0 && total > 0 {
+                let read = if let Err(e) = self.check_leader(t.topic.as_str(), p.partition) {
+                    Err(e)
+                } else if limit == 0 && total > 0 {
                     // The response is full: report offsets without records.
                     self.broker
                         .fetch(t.topic.as_str(), p.partition, p.fetch_offset, 0)
@@ -608,9 +724,11 @@ impl Handler {
                     let mut pr = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match self
-                        .broker
-                        .list_offset(t.name.as_str(), p.partition_index, p.timestamp)
-                    {
+                        .check_leader(t.name.as_str(), p.partition_index)
+                        .and_then(|_| {
+                            self.broker
+                                .list_offset(t.name.as_str(), p.partition_index, p.timestamp)
+                        }) {
                         Ok(found) => {
                             let (offset, ts) = found.unwrap_or((-1, -1));
                             pr.offset = offset;
@@ -682,6 +800,53 @@ impl Handler {
                 }
                 let mut partitions = t.num_partitions;
                 let mut replication = t.replication_factor;
+                let mut configs = BTreeMap::new();
+                for c in &t.configs {
+                    let Some(value) = &c.value else {
+                        return Err((
+                            ResponseError::InvalidConfig.code(),
+                            format!("config {} has a null value", c.name.as_str()),
+                        ));
+                    };
+                    configs.insert(c.name.to_string(), value.to_string());
+                }
+                if self.cluster.is_some() {
+                    let assignment = if t.assignments.is_empty() {
+                        None
+                    } else {
+                        if t.num_partitions != -1 || t.replication_factor != -1 {
+                            return Err((ResponseError::InvalidRequest.code(), "with replica assignments, partitions and replication factor must be -1".to_string()));
+                        }
+                        let mut a: Vec<_> = t.assignments.iter().collect();
+                        a.sort_by_key(|a| a.partition_index);
+                        if a.iter()
+                            .enumerate()
+                            .any(|(i, a)| a.partition_index != i as i32)
+                        {
+                            return Err((
+                                ResponseError::InvalidReplicaAssignment.code(),
+                                "replica assignments must number partitions 0, 1, 2, ..."
+                                    .to_string(),
+                            ));
+                        }
+                        Some(
+                            a.iter()
+                                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                                .collect(),
+                        )
+                    };
+                    return self
+                        .cluster_create_topic(
+                            t.name.as_str(),
+                            partitions,
+                            replication,
+                            assignment,
+                            configs,
+                            r.validate_only,
+                        )
+                        .map(|c| (c.id, c.partitions, c.replication_factor, c.configs))
+                        .map_err(|e| (code(&e), e.to_string()));
+                }
                 if !t.assignments.is_empty() {
                     let node = BrokerId(self.broker.node_id());
                     if t.num_partitions != -1
@@ -692,16 +857,6 @@ impl Handler {
                     }
                     partitions = t.assignments.len() as i32;
                     replication = 1;
-                }
-                let mut configs = BTreeMap::new();
-                for c in &t.configs {
-                    let Some(value) = &c.value else {
-                        return Err((
-                            ResponseError::InvalidConfig.code(),
-                            format!("config {} has a null value", c.name.as_str()),
-                        ));
-                    };
-                    configs.insert(c.name.to_string(), value.to_string());
                 }
                 if partitions == -1 {
                     partitions = self.broker.config().default_partitions;
@@ -714,18 +869,18 @@ impl Handler {
                         configs,
                         r.validate_only,
                     )
-                    .map(|topic| (topic, partitions))
+                    .map(|topic| (topic.id, partitions, 1, topic.configs()))
                     .map_err(|e| (code(&e), e.to_string()))
             })();
             match outcome {
-                Ok((topic, partitions)) => {
+                Ok((id, partitions, replication, configs)) => {
                     if v >= 5 {
                         res.num_partitions = partitions;
-                        res.replication_factor = 1;
-                        res.configs = Some(self.describe_entries(topic.configs().describe()));
+                        res.replication_factor = replication;
+                        res.configs = Some(self.describe_entries(configs.describe()));
                     }
                     if v >= 7 {
-                        res.topic_id = topic.id;
+                        res.topic_id = id;
                     }
                 }
                 Err((c, msg)) => {
@@ -758,20 +913,29 @@ impl Handler {
             let mut res = DeletableTopicResult::default()
                 .with_name(name.clone())
                 .with_topic_id(id);
+            let image = self.image();
             let name = match (&name, id.is_nil()) {
                 (Some(n), _) => Ok(n.to_string()),
-                (None, false) => self
-                    .broker
-                    .topic_by_id(id)
-                    .map(|t| t.name.clone())
+                (None, false) => image
+                    .as_ref()
+                    .and_then(|i| {
+                        i.topics
+                            .iter()
+                            .find(|(_, t)| t.id.as_slice() == id.as_bytes())
+                            .map(|(n, _)| n.clone())
+                    })
+                    .or_else(|| self.broker.topic_by_id(id).map(|t| t.name.clone()))
                     .ok_or(ResponseError::UnknownTopicId.code()),
                 (None, true) => Err(ResponseError::InvalidRequest.code()),
             };
             match name.and_then(|n| {
-                self.broker
-                    .delete_topic(&n)
-                    .map(|id| (n, id))
-                    .map_err(|e| code(&e))
+                if self.governed(&n) {
+                    self.cluster_delete_topic(&n)
+                } else {
+                    self.broker.delete_topic(&n)
+                }
+                .map(|id| (n, id))
+                .map_err(|e| code(&e))
             }) {
                 Ok((n, deleted)) => {
                     res.name = Some(topic_name(&n));
@@ -796,10 +960,23 @@ impl Handler {
         let mut resp = CreatePartitionsResponse::default();
         for t in r.topics {
             let mut res = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if let Err(e) = self
-                .broker
-                .create_partitions(t.name.as_str(), t.count, r.validate_only)
-            {
+            let done = if self.governed(t.name.as_str()) {
+                let assignment = t.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+                self.cluster_create_partitions(
+                    t.name.as_str(),
+                    t.count,
+                    assignment,
+                    r.validate_only,
+                )
+            } else {
+                self.broker
+                    .create_partitions(t.name.as_str(), t.count, r.validate_only)
+            };
+            if let Err(e) = done {
                 res.error_code = code(&e);
                 res.error_message = Some(s(e.to_string()));
             }
@@ -815,13 +992,18 @@ impl Handler {
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
             let entries = match res.resource_type {
-                RESOURCE_TOPIC => self
-                    .broker
-                    .topic(res.resource_name.as_str())
-                    .map(|t| t.configs().describe())
-                    .ok_or_else(|| {
-                        BrokerError::UnknownTopicOrPartition(res.resource_name.to_string())
-                    }),
+                RESOURCE_TOPIC => match self.cluster_configs(res.resource_name.as_str()) {
+                    Some(overrides) => {
+                        keel_broker::TopicConfigs::new(overrides).map(|c| c.describe())
+                    }
+                    None => self
+                        .broker
+                        .topic(res.resource_name.as_str())
+                        .map(|t| t.configs().describe())
+                        .ok_or_else(|| {
+                            BrokerError::UnknownTopicOrPartition(res.resource_name.to_string())
+                        }),
+                },
                 RESOURCE_BROKER => Ok(broker_entries(&self.broker)),
                 other => Err(BrokerError::InvalidConfig(format!(
                     "resource type {other} is not supported"
@@ -894,20 +1076,30 @@ impl Handler {
                 )),
             );
         }
-        let Some(topic) = self.broker.topic(name) else {
-            return (
-                ResponseError::UnknownTopicOrPartition.code(),
-                Some(s(format!("unknown topic {name}"))),
-            );
+        let governed = self.cluster_configs(name);
+        let current = match &governed {
+            Some(c) => c.clone(),
+            None => match self.broker.topic(name) {
+                Some(t) => t.configs().overrides().clone(),
+                None => {
+                    return (
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        Some(s(format!("unknown topic {name}"))),
+                    )
+                }
+            },
         };
-        let mut overrides = topic.configs().overrides().clone();
+        let mut overrides = current;
         if let Err(msg) = edit(&mut overrides) {
             return (ResponseError::InvalidConfig.code(), Some(s(msg)));
         }
-        match self
-            .broker
-            .set_topic_configs(name, overrides, validate_only)
-        {
+        let done = if governed.is_some() {
+            self.cluster_set_configs(name, overrides, validate_only)
+        } else {
+            self.broker
+                .set_topic_configs(name, overrides, validate_only)
+        };
+        match done {
             Ok(()) => (0, None),
             Err(e) => (code(&e), Some(s(e.to_string()))),
         }

@@ -36,7 +36,7 @@ pub const NO_LEADER: i32 = -1;
 /// One change of the metadata: what a Raft entry of the metadata carries.
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<record::Kind>,
 }
 
@@ -58,6 +58,8 @@ pub mod record {
         Config(super::TopicConfig),
         #[prost(message, tag = "7")]
         RemoveTopic(super::RemoveTopic),
+        #[prost(message, tag = "8")]
+        CreatePartitions(super::CreatePartitions),
     }
 }
 
@@ -154,6 +156,15 @@ pub struct TopicConfig {
     pub delete: Vec<String>,
 }
 
+/// More partitions for a topic (CreatePartitions): the new ones' replicas.
+#[derive(Clone, PartialEq, Message)]
+pub struct CreatePartitions {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(message, repeated, tag = "2")]
+    pub partitions: Vec<Replicas>,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct RemoveTopic {
     #[prost(string, tag = "1")]
@@ -222,6 +233,10 @@ pub struct Image {
     /// The Kafka cluster id (set by the first registration).
     #[prost(string, tag = "4")]
     pub cluster_id: String,
+    /// Ids of deleted topics: a node that was down during the deletion removes
+    /// its copy instead of offering it back.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub removed_topic_ids: Vec<Vec<u8>>,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -269,6 +284,7 @@ pub enum Applied {
         changed: usize,
     },
     TopicCreated,
+    PartitionsCreated,
     PartitionChanged(Partition),
     ConfigChanged,
     TopicRemoved,
@@ -300,9 +316,13 @@ impl Image {
             Some(Kind::PartitionChange(c)) => self.change_partition(c),
             Some(Kind::Config(c)) => self.set_config(c),
             Some(Kind::RemoveTopic(r)) => match self.topics.remove(&r.name) {
-                Some(_) => Ok(Applied::TopicRemoved),
+                Some(t) => {
+                    self.removed_topic_ids.push(t.id);
+                    Ok(Applied::TopicRemoved)
+                }
                 None => Err(MetaError::UnknownTopic(r.name)),
             },
+            Some(Kind::CreatePartitions(c)) => self.create_partitions(c),
             None => Err(MetaError::Invalid("empty metadata record".into())),
         };
         self.applied = index;
@@ -448,13 +468,37 @@ impl Image {
         if t.topic_id.len() != 16 {
             return Err(MetaError::Invalid("a topic id is 16 bytes".into()));
         }
+        if self.removed_topic_ids.contains(&t.topic_id) {
+            return Err(MetaError::Invalid(format!(
+                "topic id of {} belongs to a deleted topic",
+                t.name
+            )));
+        }
         if t.partitions.is_empty() {
             return Err(MetaError::Invalid("a topic needs a partition".into()));
         }
-        let mut partitions = Vec::with_capacity(t.partitions.len());
-        for (i, a) in t.partitions.iter().enumerate() {
+        let partitions = self.new_partitions(&t.partitions, 0)?;
+        self.topics.insert(
+            t.name,
+            Topic {
+                id: t.topic_id,
+                partitions,
+                configs: t.configs,
+            },
+        );
+        Ok(Applied::TopicCreated)
+    }
+
+    /// New, empty partitions with these replicas, numbered from `first`.
+    fn new_partitions(
+        &self,
+        assigned: &[Replicas],
+        first: usize,
+    ) -> Result<Vec<Partition>, MetaError> {
+        let mut partitions = Vec::with_capacity(assigned.len());
+        for (i, a) in assigned.iter().enumerate() {
             check_replicas(&self.nodes, &a.replicas)
-                .map_err(|e| MetaError::Invalid(format!("partition {i}: {e}")))?;
+                .map_err(|e| MetaError::Invalid(format!("partition {}: {e}", first + i)))?;
             // A new partition is empty on every replica: all are in sync, and
             // the first live one (the preferred leader when it is up) leads.
             let leader = a
@@ -471,15 +515,23 @@ impl Image {
                 partition_epoch: 0,
             });
         }
-        self.topics.insert(
-            t.name,
-            Topic {
-                id: t.topic_id,
-                partitions,
-                configs: t.configs,
-            },
-        );
-        Ok(Applied::TopicCreated)
+        Ok(partitions)
+    }
+
+    fn create_partitions(&mut self, c: CreatePartitions) -> Result<Applied, MetaError> {
+        let have = self
+            .topics
+            .get(&c.topic)
+            .ok_or_else(|| MetaError::UnknownTopic(c.topic.clone()))?
+            .partitions
+            .len();
+        if c.partitions.is_empty() {
+            return Err(MetaError::Invalid("no new partitions".into()));
+        }
+        let new = self.new_partitions(&c.partitions, have)?;
+        let topic = self.topics.get_mut(&c.topic).expect("checked above");
+        topic.partitions.extend(new);
+        Ok(Applied::PartitionsCreated)
     }
 
     fn change_partition(&mut self, c: PartitionChange) -> Result<Applied, MetaError> {

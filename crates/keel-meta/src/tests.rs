@@ -304,6 +304,22 @@ fn arb_record() -> impl Strategy<Value = Record> {
                     leader_epoch: None,
                 })
             )),
+        (
+            0..3usize,
+            proptest::collection::vec(proptest::collection::vec(1..=4i32, 1..4), 1..3)
+        )
+            .prop_map(|(t, parts)| Record::new(record::Kind::CreatePartitions(
+                CreatePartitions {
+                    topic: format!("t{t}"),
+                    partitions: parts
+                        .into_iter()
+                        .map(|replicas| Replicas { replicas })
+                        .collect(),
+                }
+            ))),
+        (0..3usize).prop_map(|t| Record::new(record::Kind::RemoveTopic(RemoveTopic {
+            name: format!("t{t}")
+        }))),
         (0..3usize, any::<bool>()).prop_map(|(t, on)| Record::new(record::Kind::Config(
             TopicConfig {
                 topic: format!("t{t}"),

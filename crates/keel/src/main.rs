@@ -6,6 +6,7 @@ mod bench_compact;
 mod bench_group;
 mod bench_kv;
 mod cli;
+mod cluster;
 mod dev_tls;
 
 use std::path::{Path, PathBuf};
@@ -533,10 +534,23 @@ async fn dev(args: DevArgs) -> Result<()> {
     {
         tracing::warn!("not registered in the cluster metadata yet: is a quorum up?");
     }
+    // This node's topics from before it joined the metadata, then its logs
+    // follow the metadata from here on.
+    let follower = {
+        let (broker, membership, server) =
+            (broker.clone(), membership.clone(), quorum.server.clone());
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            membership.registered().await;
+            cluster::adopt_local_topics(&broker, &membership, &server).await;
+            cluster::follow_metadata(broker, membership.watch(), stop).await;
+        })
+    };
     let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(
         keel_kafka::handlers::ClusterView {
             image: membership.watch(),
             controller: controller.clone(),
+            propose: cluster::proposer(quorum.server.clone()),
         },
     );
     let server_config = ServerConfig {
@@ -583,6 +597,8 @@ async fn dev(args: DevArgs) -> Result<()> {
     membership.shut_down().await;
     let _ = stop_tx.send(true);
     let _ = membership_task.await;
+    follower.abort();
+    let _ = follower.await;
     broker.stop_cleaning();
     let _ = server.await;
     let _ = admin.await;

@@ -1,0 +1,372 @@
+//! The Kafka face on a cluster: topics live in the cluster metadata on the
+//! quorum (`keel-meta`), so any broker creates, deletes and alters them by
+//! proposing a record (KRaft forwards these requests to its controller; a
+//! Raft proposal from any member reaches the leader the same way), places
+//! replicas rack-aware, and serves Metadata from the image every node
+//! applies. A broker answers produce, fetch and list-offsets only for the
+//! partitions it leads; others get NOT_LEADER_OR_FOLLOWER (or
+//! LEADER_NOT_AVAILABLE while a partition has no leader), so clients refresh
+//! metadata and go to the leader.
+//!
+//! Topics the image does not hold (`__consumer_offsets`, which each node
+//! still keeps for itself) are served from the local broker as before.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use keel_broker::{BrokerError, TopicConfigs};
+use keel_meta::{record::Kind, Applied, Image, MetaError, Record, Replicas, NO_LEADER};
+use uuid::Uuid;
+
+use super::Handler;
+
+/// Proposes a metadata record through the quorum; resolves once it is applied
+/// on this node, with what it did (or why it changed nothing), or with why
+/// it could not be proposed.
+pub type Proposer = Arc<
+    dyn Fn(
+            Record,
+        )
+            -> Pin<Box<dyn Future<Output = Result<Result<Applied, MetaError>, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What this node knows of the cluster: the metadata image it applied from
+/// the quorum, who the controller is, and how to propose a change.
+#[derive(Clone)]
+pub struct ClusterView {
+    pub image: tokio::sync::watch::Receiver<Arc<Image>>,
+    /// The controller (the Raft leader), or -1 when none is known.
+    pub controller: Arc<dyn Fn() -> i32 + Send + Sync>,
+    pub propose: Proposer,
+}
+
+/// Until followers copy partition data (issue 13's data plane), a replica
+/// other than the leader would hold nothing: only 1 is an honest factor.
+pub const REPLICATION_FACTOR_MAX: i16 = 1;
+
+/// A topic as created through the cluster metadata.
+pub struct Created {
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: TopicConfigs,
+}
+
+fn meta_err(e: MetaError) -> BrokerError {
+    match e {
+        MetaError::TopicExists(n) => BrokerError::TopicAlreadyExists(n),
+        MetaError::UnknownTopic(n) => BrokerError::UnknownTopicOrPartition(n),
+        MetaError::UnknownPartition(t, p) => {
+            BrokerError::UnknownTopicOrPartition(format!("{t}-{p}"))
+        }
+        other => BrokerError::InvalidRequest(other.to_string()),
+    }
+}
+
+impl Handler {
+    /// The metadata image, when this node is part of a cluster.
+    pub(crate) fn image(&self) -> Option<Arc<Image>> {
+        self.cluster.as_ref().map(|c| c.image.borrow().clone())
+    }
+
+    /// Whether the cluster metadata governs `topic` (else it is local only).
+    pub(crate) fn governed(&self, topic: &str) -> bool {
+        self.image().is_some_and(|i| i.topics.contains_key(topic))
+    }
+
+    /// Refuses to serve a partition this node does not lead, so the client
+    /// goes to the one that does.
+    pub(crate) fn check_leader(&self, topic: &str, partition: i32) -> Result<(), BrokerError> {
+        let Some(image) = self.image() else {
+            return Ok(());
+        };
+        let Some(t) = image.topics.get(topic) else {
+            return Ok(());
+        };
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
+        let me = self.broker.node_id();
+        if p.leader == me {
+            Ok(())
+        } else if p.leader == NO_LEADER {
+            Err(BrokerError::LeaderNotAvailable(format!(
+                "{topic}-{partition} has no leader: its in-sync replicas {:?} are all down",
+                p.isr
+            )))
+        } else {
+            Err(BrokerError::NotLeader(format!(
+                "broker {me} does not lead {topic}-{partition}; broker {} does",
+                p.leader
+            )))
+        }
+    }
+
+    /// Proposes `rec` and waits for it (the connection's requests stay in
+    /// order: this runs inside the request's handling). Then the local logs
+    /// follow the new image.
+    fn propose(&self, rec: Record) -> Result<Applied, BrokerError> {
+        let c = self.cluster.as_ref().expect("cluster mode");
+        let fut = (c.propose)(rec);
+        let out = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
+            .map_err(|e| {
+                BrokerError::Timeout(format!("the cluster metadata did not take the change: {e}"))
+            })?
+            .map_err(meta_err)?;
+        self.sync_local();
+        Ok(out)
+    }
+
+    /// Brings this node's logs in line with the image it has applied.
+    pub(crate) fn sync_local(&self) {
+        if let Some(image) = self.image() {
+            for problem in self.broker.apply_metadata(&image, self.broker.node_id()) {
+                tracing::error!("cluster metadata: {problem}");
+            }
+        }
+    }
+
+    /// CreateTopics (and auto-creation) through the cluster metadata.
+    pub(crate) fn cluster_create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        assignment: Option<Vec<Vec<i32>>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Created, BrokerError> {
+        keel_broker::validate_topic_name(name)?;
+        if keel_broker::is_internal(name) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "{name} is internal: the brokers create it"
+            )));
+        }
+        let image = self.image().expect("cluster mode");
+        if image.topics.contains_key(name) {
+            return Err(BrokerError::TopicAlreadyExists(name.to_string()));
+        }
+        let topic_configs = TopicConfigs::new(configs.clone())?;
+        let assigned = match assignment {
+            Some(a) => {
+                check_assignment(&image, &a)?;
+                a
+            }
+            None => {
+                let partitions = if partitions == -1 {
+                    self.broker.config().default_partitions
+                } else {
+                    partitions
+                };
+                if partitions < 1 {
+                    return Err(BrokerError::InvalidPartitions(format!(
+                        "{partitions} partitions; a topic needs at least 1"
+                    )));
+                }
+                let max = self.broker.config().partitions_max;
+                if partitions as usize > max {
+                    return Err(BrokerError::InvalidPartitions(format!(
+                        "{partitions} partitions exceed the limit of {max}"
+                    )));
+                }
+                let factor = if replication_factor == -1 {
+                    1
+                } else {
+                    replication_factor
+                };
+                check_factor(factor)?;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                name.hash(&mut h);
+                keel_meta::place_replicas(
+                    image.live_nodes(),
+                    partitions as usize,
+                    factor as usize,
+                    h.finish() as usize,
+                )
+                .map_err(|e| BrokerError::InvalidReplicationFactor(e.to_string()))?
+            }
+        };
+        let created = Created {
+            id: Uuid::new_v4(),
+            partitions: assigned.len() as i32,
+            replication_factor: assigned.first().map_or(0, |r| r.len() as i16),
+            configs: topic_configs,
+        };
+        if validate_only {
+            return Ok(created);
+        }
+        self.propose(Record::new(Kind::CreateTopic(keel_meta::CreateTopic {
+            name: name.to_string(),
+            topic_id: created.id.as_bytes().to_vec(),
+            partitions: assigned
+                .into_iter()
+                .map(|replicas| Replicas { replicas })
+                .collect(),
+            configs,
+        })))?;
+        tracing::info!(
+            topic = name,
+            partitions = created.partitions,
+            "created topic in the cluster metadata"
+        );
+        Ok(created)
+    }
+
+    pub(crate) fn cluster_delete_topic(&self, name: &str) -> Result<Uuid, BrokerError> {
+        let image = self.image().expect("cluster mode");
+        let t = image
+            .topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let id = Uuid::from_slice(&t.id).unwrap_or_default();
+        self.propose(Record::new(Kind::RemoveTopic(keel_meta::RemoveTopic {
+            name: name.to_string(),
+        })))?;
+        Ok(id)
+    }
+
+    pub(crate) fn cluster_create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let image = self.image().expect("cluster mode");
+        let t = image
+            .topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        let have = t.partitions.len() as i32;
+        if count <= have {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic {name} has {have} partitions; the new count {count} must be larger"
+            )));
+        }
+        let factor = t.partitions.first().map_or(1, |p| p.replicas.len());
+        let assigned = match assignment {
+            Some(a) => {
+                if a.len() as i32 != count - have {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "{} assignments for {} new partitions",
+                        a.len(),
+                        count - have
+                    )));
+                }
+                check_assignment(&image, &a)?;
+                a
+            }
+            None => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                name.hash(&mut h);
+                keel_meta::place_replicas(
+                    image.live_nodes(),
+                    (count - have) as usize,
+                    factor,
+                    h.finish() as usize + have as usize,
+                )
+                .map_err(|e| BrokerError::InvalidReplicationFactor(e.to_string()))?
+            }
+        };
+        if validate_only {
+            return Ok(());
+        }
+        self.propose(Record::new(Kind::CreatePartitions(
+            keel_meta::CreatePartitions {
+                topic: name.to_string(),
+                partitions: assigned
+                    .into_iter()
+                    .map(|replicas| Replicas { replicas })
+                    .collect(),
+            },
+        )))?;
+        Ok(())
+    }
+
+    /// A topic's config overrides, from the image.
+    pub(crate) fn cluster_configs(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.image()?.topics.get(name).map(|t| t.configs.clone())
+    }
+
+    /// Replaces a topic's overrides with `overrides` (validated first).
+    pub(crate) fn cluster_set_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        TopicConfigs::new(overrides.clone())?;
+        let old = self
+            .cluster_configs(name)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(name.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let delete = old
+            .keys()
+            .filter(|k| !overrides.contains_key(*k))
+            .cloned()
+            .collect();
+        self.propose(Record::new(Kind::Config(keel_meta::TopicConfig {
+            topic: name.to_string(),
+            set: overrides,
+            delete,
+        })))?;
+        Ok(())
+    }
+}
+
+fn check_factor(factor: i16) -> Result<(), BrokerError> {
+    if factor < 1 {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replication factor {factor}; it must be at least 1"
+        )));
+    }
+    if factor > REPLICATION_FACTOR_MAX {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replication factor {factor}: this build of Keel does not copy partition data \
+             between brokers yet, so a factor above {REPLICATION_FACTOR_MAX} would promise \
+             copies that do not exist"
+        )));
+    }
+    Ok(())
+}
+
+/// A replica assignment names registered brokers, each once per partition,
+/// the same number for every partition.
+fn check_assignment(image: &Image, a: &[Vec<i32>]) -> Result<(), BrokerError> {
+    let factor = a.first().map_or(0, Vec::len);
+    if a.is_empty() {
+        return Err(BrokerError::InvalidReplicaAssignment(
+            "an empty assignment".into(),
+        ));
+    }
+    check_factor(i16::try_from(factor).unwrap_or(i16::MAX))?;
+    for (i, replicas) in a.iter().enumerate() {
+        if replicas.len() != factor {
+            return Err(BrokerError::InvalidReplicaAssignment(format!(
+                "partition {i} has {} replicas, partition 0 has {factor}",
+                replicas.len()
+            )));
+        }
+        for (k, r) in replicas.iter().enumerate() {
+            if !image.nodes.contains_key(r) {
+                return Err(BrokerError::InvalidReplicaAssignment(format!(
+                    "partition {i}: broker {r} is not registered"
+                )));
+            }
+            if replicas[..k].contains(r) {
+                return Err(BrokerError::InvalidReplicaAssignment(format!(
+                    "partition {i}: broker {r} appears twice"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
