@@ -15,9 +15,11 @@ pub mod compression;
 mod error;
 mod index;
 mod log;
+mod replica;
 mod segment;
 
 pub use batch::OffsetAndTimestamp;
 pub use cleaner::{compact, CleanerConfig, Compacted, CompactionPlan, BYTES_PER_KEY};
 pub use error::{Result, StorageError};
 pub use log::{FlushJob, Log, LogConfig, ReadResult, RecoveryReport};
+pub use replica::EpochCache;

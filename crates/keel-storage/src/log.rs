@@ -85,16 +85,18 @@ impl FlushJob {
 }
 
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
-    segments: BTreeMap<i64, Segment>,
-    log_end_offset: i64,
-    flushed_offset: i64,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_end_offset: i64,
+    pub(crate) flushed_offset: i64,
     /// Rolled segments whose data is not yet known durable.
-    unflushed_rolled: Vec<Arc<File>>,
-    recovery_point: i64,
+    pub(crate) unflushed_rolled: Vec<Arc<File>>,
+    pub(crate) recovery_point: i64,
     /// The end of the part of the log the last compaction covered.
-    compacted_end: i64,
+    pub(crate) compacted_end: i64,
+    /// Where each leader epoch begins, once a replica needed it (`replica`).
+    pub(crate) epochs: Option<crate::replica::EpochCache>,
     /// When the oldest tombstone that compaction kept becomes removable.
     tombstone_due_ms: Option<i64>,
 }
@@ -125,7 +127,7 @@ fn read_cleaner_checkpoint(dir: &Path) -> Option<(i64, Option<i64>)> {
     Some((end, due))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StorageError::io("sync directory", dir))
@@ -222,6 +224,7 @@ impl Log {
                 .filter(|end| *end <= log_end_offset)
                 .unwrap_or(i64::MIN),
             tombstone_due_ms: cleaner_checkpoint.and_then(|(_, due)| due),
+            epochs: None,
         };
         log.write_recovery_point()?;
         Ok((log, report))
@@ -265,7 +268,7 @@ impl Log {
             .next_back()
             .expect("a log always has a segment")
     }
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
             .next_back()
@@ -300,10 +303,15 @@ impl Log {
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(batch, &h, interval)?;
         self.log_end_offset = h.last_offset() + 1;
+        if let Some(cache) = &mut self.epochs {
+            if cache.last().is_none_or(|(e, _)| *e < leader_epoch) {
+                cache.push((leader_epoch, h.base_offset));
+            }
+        }
         Ok(h)
     }
 
-    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
+    pub(crate) fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> Result<()> {
         let a = self.active();
         let full = a.size > 0 && a.size + incoming > self.config.segment_bytes;
         let old = a.size > 0 && now_ms - a.created_ms >= self.config.segment_ms;
@@ -646,7 +654,7 @@ impl Log {
         );
     }
 
-    fn write_recovery_point(&self) -> Result<()> {
+    pub(crate) fn write_recovery_point(&self) -> Result<()> {
         write_hint_file(
             &self.dir,
             RECOVERY_POINT_FILE,

@@ -386,6 +386,19 @@ impl Segment {
         Ok(())
     }
 
+    /// Removes the index files (they are rebuilt by reading the segment).
+    pub fn delete_files_except_log(&self, dir: &Path) -> Result<()> {
+        for ext in ["index", "timeindex"] {
+            let p = dir.join(file_name(self.base_offset, ext));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("delete index file", &p)(e)),
+            }
+        }
+        Ok(())
+    }
+
     pub fn delete_files(&self, dir: &Path) -> Result<()> {
         for ext in ["log", "index", "timeindex"] {
             let p = dir.join(file_name(self.base_offset, ext));

@@ -1,0 +1,231 @@
+//! What a replicated partition's log needs beyond a leader's appends: copying
+//! a leader's batches as they are, truncating a divergent tail, and the
+//! leader-epoch cache that says where each epoch began (Kafka's
+//! `LeaderEpochFileCache`), which OffsetsForLeaderEpoch answers from
+//! (KIP-101, KIP-279).
+//!
+//! The cache is built from the batches' own `partition_leader_epoch` the
+//! first time it is needed, by reading every batch header once, then kept up
+//! to date by appends and truncations; a log that is never replicated never
+//! pays for it. (Kafka persists it as `leader-epoch-checkpoint`; the headers
+//! are the same truth, and reading them costs one pass per start.)
+
+use std::fs::File;
+
+use crate::batch::{self, BatchHeader};
+use crate::log::Log;
+use crate::segment::Segment;
+use crate::{Result, StorageError};
+
+/// Where each leader epoch begins in a log, ascending in both.
+pub type EpochCache = Vec<(i32, i64)>;
+
+fn note_epoch(cache: &mut EpochCache, epoch: i32, start: i64) {
+    match cache.last() {
+        Some((e, _)) if *e >= epoch => {}
+        _ => cache.push((epoch, start)),
+    }
+}
+
+impl Log {
+    /// Appends a batch copied from the leader: CRC-checked, its offsets and
+    /// leader epoch kept. Its first offset must not be below the log end
+    /// (compaction on the leader may leave a gap above it).
+    pub fn append_replicated(&mut self, batch: &[u8], now_ms: i64) -> Result<BatchHeader> {
+        let h = batch::check(batch)?;
+        if h.total_bytes() != batch.len() {
+            return Err(StorageError::CorruptBatch(
+                "batch length disagrees with its bytes".into(),
+            ));
+        }
+        if h.base_offset < self.log_end_offset {
+            return Err(StorageError::CorruptBatch(format!(
+                "a replicated batch at offset {} is below the log end {}",
+                h.base_offset, self.log_end_offset
+            )));
+        }
+        self.maybe_roll(batch.len() as u64, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batch, &h, interval)?;
+        self.log_end_offset = h.last_offset() + 1;
+        if let Some(cache) = &mut self.epochs {
+            note_epoch(cache, h.partition_leader_epoch, h.base_offset);
+        }
+        Ok(h)
+    }
+
+    /// Records that `epoch` begins at the log end (a new leader does this
+    /// before it appends, as Kafka's `Partition.makeLeader` does).
+    pub fn begin_epoch(&mut self, epoch: i32) -> Result<()> {
+        let end = self.log_end_offset;
+        note_epoch(self.epoch_cache()?, epoch, end);
+        Ok(())
+    }
+
+    /// The newest epoch in the log, if any.
+    pub fn latest_epoch(&mut self) -> Result<Option<i32>> {
+        Ok(self.epoch_cache()?.last().map(|(e, _)| *e))
+    }
+
+    /// OffsetsForLeaderEpoch: the largest epoch at or below `epoch` this log
+    /// has, and where it ends (the next epoch's start, or the log end for the
+    /// newest). `(-1, -1)` when the log has no such epoch (UNDEFINED).
+    pub fn epoch_end(&mut self, epoch: i32) -> Result<(i32, i64)> {
+        let end = self.log_end_offset;
+        let cache = self.epoch_cache()?;
+        let Some(i) = cache.iter().rposition(|(e, _)| *e <= epoch) else {
+            return Ok((-1, -1));
+        };
+        let next = cache.get(i + 1).map_or(end, |(_, start)| *start);
+        Ok((cache[i].0, next))
+    }
+
+    fn epoch_cache(&mut self) -> Result<&mut EpochCache> {
+        if self.epochs.is_none() {
+            let mut cache = EpochCache::new();
+            self.for_each_batch_from(self.log_start_offset(), |h| {
+                note_epoch(&mut cache, h.partition_leader_epoch, h.base_offset);
+            })?;
+            self.epochs = Some(cache);
+        }
+        Ok(self.epochs.as_mut().expect("built above"))
+    }
+
+    /// Removes every batch that holds `offset` or anything after it (Kafka's
+    /// `truncateTo`: whole batches go, so the log end may land below
+    /// `offset`), and makes the removal durable before returning.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        if offset >= self.log_end_offset {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        // Whole segments at or after the offset go, the first one excepted (a
+        // log always keeps a segment: it is emptied and restarts at `offset`).
+        let later: Vec<i64> = self
+            .segments
+            .range(offset.max(0)..)
+            .map(|(b, _)| *b)
+            .collect();
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
+        for base in later {
+            if base == first_base {
+                continue;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files(&dir)?;
+            }
+        }
+        let (&base, seg) = self
+            .segments
+            .iter()
+            .next_back()
+            .expect("a log always has a segment");
+        let cut = match seg.position_of(offset)? {
+            Some((pos, _)) => pos,
+            None => seg.size,
+        };
+        let file = File::options()
+            .write(true)
+            .open(&seg.path)
+            .map_err(StorageError::io("open segment", &seg.path))?;
+        file.set_len(cut)
+            .and_then(|_| file.sync_all())
+            .map_err(StorageError::io("truncate segment", &seg.path))?;
+        // The segment's indexes describe the old tail: rebuild them by reading it.
+        seg.delete_files_except_log(&dir)?;
+        let interval = self.config.index_interval_bytes;
+        let (seg, _) = Segment::open(&dir, base, false, interval, now_ms)?;
+        let next = if cut == 0 {
+            base.max(offset.min(base))
+        } else {
+            seg.next_offset
+        };
+        self.segments.insert(base, seg);
+        self.log_end_offset = next.max(base);
+        self.flushed_offset = self.flushed_offset.min(self.log_end_offset);
+        self.unflushed_rolled.clear();
+        self.recovery_point = self.recovery_point.min(base);
+        self.compacted_end = self.compacted_end.min(self.log_end_offset);
+        let end = self.log_end_offset;
+        if let Some(cache) = &mut self.epochs {
+            cache.retain(|(_, start)| *start < end);
+        }
+        self.write_recovery_point()?;
+        crate::log::sync_dir(&dir)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{build, KeyValue};
+    use crate::log::LogConfig;
+
+    fn batch_at(base: i64, epoch: i32, n: usize) -> Vec<u8> {
+        let kvs: Vec<KeyValue<'_>> = (0..n).map(|_| (Some(&b"k"[..]), Some(&b"v"[..]))).collect();
+        let mut b = build(1_000, &kvs);
+        batch::set_base_offset(&mut b, base);
+        batch::set_partition_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    #[test]
+    fn copies_keep_offsets_and_epochs_and_truncation_drops_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = Log::open(dir.path(), cfg, 0).unwrap();
+        let mut off = 0;
+        for (epoch, n) in [(0, 3), (0, 2), (2, 4), (2, 1), (5, 3)] {
+            log.append_replicated(&batch_at(off, epoch, n), 0).unwrap();
+            off += n as i64;
+        }
+        assert_eq!(log.log_end_offset(), 13);
+        assert!(log.segment_count() > 1, "the test needs several segments");
+        // Below the end is refused.
+        assert!(log.append_replicated(&batch_at(12, 5, 1), 0).is_err());
+        assert_eq!(log.epoch_end(0).unwrap(), (0, 5));
+        assert_eq!(log.epoch_end(1).unwrap(), (0, 5));
+        assert_eq!(log.epoch_end(4).unwrap(), (2, 10));
+        assert_eq!(log.epoch_end(9).unwrap(), (5, 13));
+        assert_eq!(log.epoch_end(-3).unwrap(), (-1, -1));
+        // Truncating inside the batch 5..9 removes it whole.
+        log.truncate_to(7, 0).unwrap();
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(log.epoch_end(9).unwrap(), (0, 5));
+        log.append_replicated(&batch_at(5, 7, 2), 0).unwrap();
+        assert_eq!(log.epoch_end(7).unwrap(), (7, 7));
+        let read = log.read(0, 1 << 20, i64::MAX).unwrap();
+        assert_eq!(read.batches, 3);
+        // Reopened (after a crash: no clean close), it holds the same.
+        drop(log);
+        let (mut log, report) = Log::open(dir.path(), cfg, 0).unwrap();
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(log.log_end_offset(), 7);
+        assert_eq!(log.epoch_end(6).unwrap(), (0, 5));
+        assert_eq!(log.epoch_end(7).unwrap(), (7, 7));
+        // Truncating everything leaves an empty log that continues at 0.
+        log.truncate_to(0, 0).unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        log.append_replicated(&batch_at(0, 8, 1), 0).unwrap();
+        assert_eq!(log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn a_new_leader_records_where_its_epoch_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        log.append_replicated(&batch_at(0, 1, 4), 0).unwrap();
+        log.begin_epoch(3).unwrap();
+        assert_eq!(log.epoch_end(1).unwrap(), (1, 4));
+        assert_eq!(log.epoch_end(3).unwrap(), (3, 4));
+        assert_eq!(log.latest_epoch().unwrap(), Some(3));
+    }
+}
