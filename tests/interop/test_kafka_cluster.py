@@ -196,10 +196,9 @@ def test_topics_are_placed_across_brokers_and_served_only_by_their_leaders(clust
     for n in cluster.nodes.values():
         wait_until(lambda: partitions_of(n, "spread") == parts, what=f"node {n.id} to agree")
     assert {leader for leader, _, _ in parts.values()} == {1, 2, 3}, parts
-    # A replication factor the cluster cannot keep yet is refused, and so is a
-    # second topic of that name.
+    # More copies than brokers is refused, and so is a second topic of that name.
     with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR"):
-        a.create_topics([NewTopic("copies", 1, 3)])["copies"].result(timeout=15)
+        a.create_topics([NewTopic("copies", 1, 4)])["copies"].result(timeout=15)
     with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS"):
         a.create_topics([NewTopic("spread", 2, 1)])["spread"].result(timeout=15)
 

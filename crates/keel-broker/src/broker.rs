@@ -21,8 +21,10 @@ use crate::{BrokerError, Result};
 
 mod cluster;
 mod coordinator;
+mod replication;
 pub use cluster::LocalTopic;
 pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
+pub use replication::{IsrChange, ReplicaRead};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
 pub trait Clock: Send + Sync + 'static {
@@ -120,6 +122,10 @@ struct PartitionState {
     producers: ProducerState,
     /// The producer state changed since the last snapshot.
     producers_dirty: bool,
+    /// This node's role when the cluster metadata replicates the partition.
+    repl: Option<replication::Repl>,
+    /// acks=all produces waiting for the high watermark (replicated partitions).
+    hw_waiters: Vec<(i64, oneshot::Sender<Result<()>>)>,
 }
 
 /// One partition of a topic: its log and its high watermark.
@@ -223,7 +229,7 @@ impl Partition {
                     .partition(|(end, _)| *end <= flushed);
                 s.waiters = waiting;
                 if s.effective.fsync_before_ack() {
-                    self.set_high_watermark(flushed);
+                    self.recompute_high_watermark(&mut s);
                 }
                 drop(s);
                 for (_, tx) in done {
@@ -481,6 +487,8 @@ impl Broker {
                     deleted: false,
                     producers,
                     producers_dirty: false,
+                    repl: None,
+                    hw_waiters: Vec::new(),
                 }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
@@ -754,7 +762,7 @@ impl Broker {
         let p = self.partition(topic, index)?;
         let effective = p.lock().effective;
         // Kafka checks min.insync.replicas before appending (KIP-98's NOT_ENOUGH_REPLICAS).
-        let isr = 1;
+        let isr = Partition::isr_size(&p.lock());
         if acks == -1 && isr < effective.min_insync_replicas {
             return Err(BrokerError::NotEnoughReplicas {
                 isr,
@@ -832,9 +840,22 @@ impl Broker {
         let end = s.log.log_end_offset();
         let log_start_offset = s.log.log_start_offset();
         let mut durable = None;
+        let replicated = acks == -1 && Partition::replicated(&s);
+        if replicated {
+            // acks=all on a replicated partition: answered once every in-sync
+            // replica holds the batch durably (the high watermark passes it).
+            if Partition::isr_size(&s) < eff.min_insync_replicas {
+                // The ISR shrank while this produce was being checked.
+                return Err(BrokerError::NotEnoughReplicasAfterAppend {
+                    isr: Partition::isr_size(&s),
+                    min: eff.min_insync_replicas,
+                });
+            }
+            durable = Some(p.wait_replicated(&mut s, end));
+        }
         let flush = if eff.fsync_before_ack() {
             let already_durable = s.log.flushed_offset() >= end;
-            if acks != 0 {
+            if acks != 0 && !replicated {
                 let (tx, rx) = oneshot::channel();
                 if already_durable {
                     // A duplicate of a batch that is already on disk: nothing to wait for.
@@ -851,10 +872,10 @@ impl Broker {
             }
             s.unflushed_messages >= eff.flush_messages
         };
-        drop(s);
         if !eff.fsync_before_ack() {
-            p.set_high_watermark(end);
+            p.recompute_high_watermark(&mut s);
         }
+        drop(s);
         if flush {
             self.schedule_flush(&p);
         }

@@ -18,6 +18,10 @@ pub enum BrokerError {
     InvalidRequiredAcks(i16),
     #[error("in-sync replicas {isr} are fewer than min.insync.replicas {min}")]
     NotEnoughReplicas { isr: i32, min: i32 },
+    /// The batch was written, but the ISR shrank below min.insync.replicas
+    /// meanwhile: the producer retries (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    #[error("the batch was written but the in-sync replicas ({isr}) fell below min.insync.replicas ({min})")]
+    NotEnoughReplicasAfterAppend { isr: i32, min: i32 },
     #[error("corrupt record batch: {0}")]
     CorruptMessage(String),
     #[error("record batch of {size} bytes is larger than max.message.bytes {limit}")]
@@ -71,6 +75,12 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// KIP-320: the request's leader epoch is older than the partition's.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// KIP-320: the request's leader epoch is newer than this broker knows.
+    #[error("{0}")]
+    UnknownLeaderEpoch(String),
     /// Another broker leads the partition (Kafka's NOT_LEADER_OR_FOLLOWER).
     #[error("{0}")]
     NotLeader(String),

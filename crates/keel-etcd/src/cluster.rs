@@ -129,19 +129,26 @@ impl Membership {
         let me = u64::try_from(self.me.node_id).unwrap_or(0);
         let mut led_since: Option<(u64, Instant)> = None;
         let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_tick = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = tick.tick() => {}
             }
             let status = node.status();
+            let now = Instant::now();
+            // This process did not run for a while (SIGSTOP, a stalled host):
+            // what it last heard is old news, not silence. Like a new
+            // controller, it gives every node a full session from now.
+            let stalled = now.duration_since(last_tick) > CHECK_EVERY * 4;
+            last_tick = now;
             if status.leader != me {
                 led_since = None;
                 continue;
             }
-            let now = Instant::now();
             let since = match led_since {
-                Some((term, at)) if term == status.term => at,
+                Some((term, at)) if term == status.term && !stalled => at,
                 _ => {
                     led_since = Some((status.term, now));
                     now

@@ -14,6 +14,7 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::InvalidConfig(_) => E::InvalidConfig,
         BrokerError::InvalidRequiredAcks(_) => E::InvalidRequiredAcks,
         BrokerError::NotEnoughReplicas { .. } => E::NotEnoughReplicas,
+        BrokerError::NotEnoughReplicasAfterAppend { .. } => E::NotEnoughReplicasAfterAppend,
         BrokerError::CorruptMessage(_) => E::CorruptMessage,
         BrokerError::MessageTooLarge { .. } => E::MessageTooLarge,
         BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
@@ -40,6 +41,8 @@ pub fn code(e: &BrokerError) -> i16 {
         // Retriable: the client refreshes metadata and retries, finding the node again.
         BrokerError::ShuttingDown => E::NotLeaderOrFollower,
         BrokerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+        BrokerError::FencedLeaderEpoch(_) => E::FencedLeaderEpoch,
+        BrokerError::UnknownLeaderEpoch(_) => E::UnknownLeaderEpoch,
         BrokerError::NotLeader(_) => E::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable(_) => E::LeaderNotAvailable,
         BrokerError::Timeout(_) => E::RequestTimedOut,

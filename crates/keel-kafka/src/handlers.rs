@@ -324,6 +324,11 @@ impl Handler {
                     encode(key, v, cid, &resp)
                 })))
             }
+            ApiKey::OffsetForLeaderEpoch => {
+                let r = decode!(OffsetForLeaderEpochRequest);
+                let resp = self.offset_for_leader_epoch(r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
             ApiKey::OffsetDelete => {
                 let r = decode!(OffsetDeleteRequest);
                 let h = self.clone();
@@ -645,7 +650,44 @@ impl Handler {
             for p in &t.partitions {
                 let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
                 let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                let read = if let Err(e) = self.check_leader(t.topic.as_str(), p.partition) {
+                if r.replica_id.0 >= 0 {
+                    // A follower's fetch (Kafka's replica fetcher): up to the log
+                    // end, its offset recorded as what it holds.
+                    match self.broker.replica_fetch(
+                        t.topic.as_str(),
+                        p.partition,
+                        r.replica_id.0,
+                        p.current_leader_epoch,
+                        p.fetch_offset,
+                        limit.max(1),
+                    ) {
+                        Ok(f) => {
+                            pd.high_watermark = f.high_watermark;
+                            pd.last_stable_offset = f.high_watermark;
+                            pd.log_start_offset = f.log_start_offset;
+                            total += f.bytes.len();
+                            remaining = remaining.saturating_sub(f.bytes.len());
+                            pd.records = Some(Bytes::from(f.bytes));
+                        }
+                        Err(e) => {
+                            any_error = true;
+                            pd.error_code = code(&e);
+                            pd.high_watermark = -1;
+                            pd.records = Some(Bytes::new());
+                        }
+                    }
+                    parts.push(pd);
+                    continue;
+                }
+                let read = if let Err(e) = self
+                    .check_leader(t.topic.as_str(), p.partition)
+                    .and_then(|_| {
+                        self.check_client_epoch(
+                            t.topic.as_str(),
+                            p.partition,
+                            p.current_leader_epoch,
+                        )
+                    }) {
                     Err(e)
                 } else if limit == 0 && total > 0 {
                     // The response is full: report offsets without records.
@@ -726,6 +768,13 @@ impl Handler {
                     match self
                         .check_leader(t.name.as_str(), p.partition_index)
                         .and_then(|_| {
+                            self.check_client_epoch(
+                                t.name.as_str(),
+                                p.partition_index,
+                                p.current_leader_epoch,
+                            )
+                        })
+                        .and_then(|_| {
                             self.broker
                                 .list_offset(t.name.as_str(), p.partition_index, p.timestamp)
                         }) {
@@ -734,7 +783,13 @@ impl Handler {
                             pr.offset = offset;
                             pr.timestamp = ts;
                             if v >= 4 {
-                                pr.leader_epoch = 0;
+                                pr.leader_epoch = self
+                                    .image()
+                                    .and_then(|i| {
+                                        i.partition(t.name.as_str(), p.partition_index)
+                                            .map(|p| p.leader_epoch)
+                                    })
+                                    .unwrap_or(0);
                             }
                         }
                         Err(e) => {

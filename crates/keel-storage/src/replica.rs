@@ -67,6 +67,11 @@ impl Log {
         Ok(self.epoch_cache()?.last().map(|(e, _)| *e))
     }
 
+    /// Where the newest epoch in the log begins, if any.
+    pub fn latest_epoch_start(&mut self) -> Result<Option<i64>> {
+        Ok(self.epoch_cache()?.last().map(|(_, start)| *start))
+    }
+
     /// OffsetsForLeaderEpoch: the largest epoch at or below `epoch` this log
     /// has, and where it ends (the next epoch's start, or the log end for the
     /// newest). `(-1, -1)` when the log has no such epoch (UNDEFINED).

@@ -244,6 +244,15 @@ impl Admin {
                     format!("{body}\n").into_bytes(),
                 )
             }
+            (&Method::GET, "/cluster") if self.lab.is_some() => {
+                let lab = self.lab.as_ref().expect("checked");
+                let body = cluster_json(lab);
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    format!("{body}\n").into_bytes(),
+                )
+            }
             (method, path)
                 if self.lab.is_some() && (path == "/raft" || path.starts_with("/lab/")) =>
             {
@@ -264,10 +273,58 @@ impl Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                b"not found: try /metrics, /health or /raft\n".to_vec(),
+                b"not found: try /metrics, /health, /raft or /cluster\n".to_vec(),
             ),
         }
     }
+}
+
+/// `/cluster`: this node's view of the cluster metadata (the image it has
+/// applied): the controller, every registered node, every topic's partitions.
+fn cluster_json(lab: &Lab) -> serde_json::Value {
+    let image = lab
+        .server
+        .store()
+        .lock()
+        .expect("store lock")
+        .metadata()
+        .clone();
+    let leader = lab.server.node().status().leader;
+    let nodes: Vec<_> = image
+        .nodes
+        .values()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id, "epoch": n.epoch, "host": n.kafka_host, "port": n.kafka_port,
+                "rack": n.rack, "fenced": n.fenced, "shut_down": n.shut_down,
+            })
+        })
+        .collect();
+    let topics: serde_json::Map<String, serde_json::Value> = image
+        .topics
+        .iter()
+        .map(|(name, t)| {
+            let parts: Vec<_> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    serde_json::json!({
+                        "partition": i, "leader": p.leader, "leader_epoch": p.leader_epoch,
+                        "partition_epoch": p.partition_epoch, "replicas": p.replicas, "isr": p.isr,
+                    })
+                })
+                .collect();
+            (name.clone(), serde_json::Value::Array(parts))
+        })
+        .collect();
+    serde_json::json!({
+        "controller": leader,
+        "cluster_id": image.cluster_id,
+        "metadata_index": image.applied,
+        "nodes": nodes,
+        "topics": topics,
+    })
 }
 
 /// `/raft` shows the node's Raft status; `/lab/...` (POST) injects faults on

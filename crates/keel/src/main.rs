@@ -161,6 +161,10 @@ struct DevArgs {
     /// milliseconds (Kafka's broker.session.timeout.ms).
     #[arg(long, default_value_t = keel_etcd::cluster::SESSION_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
     broker_session_timeout_ms: u64,
+    /// A follower not caught up with its leader for this long leaves the ISR,
+    /// in milliseconds (Kafka's replica.lag.time.max.ms).
+    #[arg(long, default_value_t = keel_kafka::replication::REPLICA_LAG_TIME_MAX_MS, value_parser = clap::value_parser!(i64).range(100..=3_600_000))]
+    replica_lag_time_max_ms: i64,
     /// Address of the etcd v3 gRPC listener.
     #[arg(long, default_value = "127.0.0.1:2379")]
     etcd_addr: String,
@@ -546,13 +550,18 @@ async fn dev(args: DevArgs) -> Result<()> {
             cluster::follow_metadata(broker, membership.watch(), stop).await;
         })
     };
-    let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(
-        keel_kafka::handlers::ClusterView {
-            image: membership.watch(),
-            controller: controller.clone(),
-            propose: cluster::proposer(quorum.server.clone()),
-        },
-    );
+    let view = keel_kafka::handlers::ClusterView {
+        image: membership.watch(),
+        controller: controller.clone(),
+        propose: cluster::proposer(quorum.server.clone()),
+    };
+    let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(view.clone());
+    let replication = tokio::spawn(keel_kafka::replication::run(
+        broker.clone(),
+        view,
+        args.replica_lag_time_max_ms,
+        stop_rx.clone(),
+    ));
     let server_config = ServerConfig {
         connections_max: args.connections_max,
         ..ServerConfig::default()
@@ -599,6 +608,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     let _ = membership_task.await;
     follower.abort();
     let _ = follower.await;
+    let _ = replication.await;
     broker.stop_cleaning();
     let _ = server.await;
     let _ = admin.await;

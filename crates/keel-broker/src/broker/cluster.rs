@@ -48,7 +48,14 @@ impl Broker {
             match self.ensure_topic(name, id, count, &t.configs) {
                 Ok(topic) => {
                     for (i, p) in t.partitions.iter().enumerate() {
-                        if let Some(local) = topic.partition(i as i32) {
+                        let Some(local) = topic.partition(i as i32) else {
+                            continue;
+                        };
+                        if p.replicas.contains(&me) {
+                            if let Err(e) = self.set_replication(&local, me, p) {
+                                problems.push(format!("{name}-{i}: {e}"));
+                            }
+                        } else {
                             local.leader_epoch.store(p.leader_epoch, Ordering::Release);
                         }
                     }

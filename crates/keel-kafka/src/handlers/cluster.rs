@@ -45,9 +45,9 @@ pub struct ClusterView {
     pub propose: Proposer,
 }
 
-/// Until followers copy partition data (issue 13's data plane), a replica
-/// other than the leader would hold nothing: only 1 is an honest factor.
-pub const REPLICATION_FACTOR_MAX: i16 = 1;
+/// Kafka's default.replication.factor is a broker setting; Keel's default is
+/// min(3, live brokers): three copies where there are three brokers.
+pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
 
 /// A topic as created through the cluster metadata.
 pub struct Created {
@@ -106,6 +106,87 @@ impl Handler {
                 p.leader
             )))
         }
+    }
+
+    /// KIP-320: a client's current leader epoch (when it sends one) must be
+    /// the partition's: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+    pub(crate) fn check_client_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+    ) -> Result<(), BrokerError> {
+        if epoch < 0 {
+            return Ok(());
+        }
+        let Some(image) = self.image() else {
+            return Ok(());
+        };
+        let Some(p) = image.partition(topic, partition) else {
+            return Ok(());
+        };
+        if epoch < p.leader_epoch {
+            Err(BrokerError::FencedLeaderEpoch(format!(
+                "leader epoch {epoch} of {topic}-{partition} is older than the current {}",
+                p.leader_epoch
+            )))
+        } else if epoch > p.leader_epoch {
+            Err(BrokerError::UnknownLeaderEpoch(format!(
+                "leader epoch {epoch} of {topic}-{partition} is newer than this broker's {}",
+                p.leader_epoch
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// OffsetForLeaderEpoch (KIP-101, KIP-279; consumers since KIP-320): for
+    /// each partition this broker leads, the largest epoch at or below the one
+    /// asked and where it ends in the leader's log.
+    pub(crate) fn offset_for_leader_epoch(
+        &self,
+        r: kafka_protocol::messages::OffsetForLeaderEpochRequest,
+    ) -> kafka_protocol::messages::OffsetForLeaderEpochResponse {
+        use kafka_protocol::messages::offset_for_leader_epoch_response::{
+            EpochEndOffset, OffsetForLeaderTopicResult,
+        };
+        let mut resp = kafka_protocol::messages::OffsetForLeaderEpochResponse::default();
+        for t in r.topics {
+            let mut out = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
+            for p in t.partitions {
+                let mut e = EpochEndOffset::default()
+                    .with_partition(p.partition)
+                    .with_leader_epoch(-1)
+                    .with_end_offset(-1);
+                let found = self
+                    .check_leader(t.topic.as_str(), p.partition)
+                    .and_then(|_| {
+                        self.check_client_epoch(
+                            t.topic.as_str(),
+                            p.partition,
+                            p.current_leader_epoch,
+                        )
+                    })
+                    .and_then(|_| {
+                        self.broker.epoch_end(
+                            t.topic.as_str(),
+                            p.partition,
+                            p.current_leader_epoch,
+                            p.leader_epoch,
+                        )
+                    });
+                match found {
+                    Ok((epoch, end)) => {
+                        e.leader_epoch = epoch;
+                        e.end_offset = end;
+                    }
+                    Err(err) => e.error_code = crate::error::code(&err),
+                }
+                out.partitions.push(e);
+            }
+            resp.topics.push(out);
+        }
+        resp
     }
 
     /// Proposes `rec` and waits for it (the connection's requests stay in
@@ -176,7 +257,7 @@ impl Handler {
                     )));
                 }
                 let factor = if replication_factor == -1 {
-                    1
+                    DEFAULT_REPLICATION_FACTOR.min(image.live_nodes().count().max(1)) as i16
                 } else {
                     replication_factor
                 };
@@ -326,13 +407,6 @@ fn check_factor(factor: i16) -> Result<(), BrokerError> {
     if factor < 1 {
         return Err(BrokerError::InvalidReplicationFactor(format!(
             "replication factor {factor}; it must be at least 1"
-        )));
-    }
-    if factor > REPLICATION_FACTOR_MAX {
-        return Err(BrokerError::InvalidReplicationFactor(format!(
-            "replication factor {factor}: this build of Keel does not copy partition data \
-             between brokers yet, so a factor above {REPLICATION_FACTOR_MAX} would promise \
-             copies that do not exist"
         )));
     }
     Ok(())

@@ -1,0 +1,208 @@
+"""Replicated partitions (issue 13): followers copy the leader with Kafka's
+Fetch, the high watermark is the ISR's smallest durable log end, acks=all
+waits for the ISR, fencing a broker moves leadership within the ISR, and a
+returning broker truncates by leader epoch and rejoins the ISR.
+
+Checked with confluent-kafka (librdkafka) as the producer and consumer, under
+kill -9, SIGSTOP and a partition of the leader: every record acknowledged
+with acks=all is read back at the offset it was acknowledged at, once, and
+every replica ends with the same log.
+"""
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import wait_until
+from etcd_cluster import Cluster
+
+SESSION_MS = 3000
+
+
+def admin(node):
+    return AdminClient({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "socket.timeout.ms": 5000})
+
+
+def create(node, topic):
+    a = admin(node)  # kept alive until the future resolves
+    a.create_topics([topic])[topic.topic].result(timeout=15)
+
+
+def partitions(node, topic):
+    """{partition: (leader, replicas, isr)} in `node`'s own view of the
+    metadata (its /cluster page): a client's Metadata may come from any
+    broker, a cut-off one included."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/cluster", timeout=5) as r:
+        view = json.loads(r.read())
+    return {p["partition"]: (p["leader"], sorted(p["replicas"]), sorted(p["isr"]))
+            for p in view["topics"].get(topic, [])}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS),
+                                    "--replica-lag-time-max-ms", "5000"])
+    c.start()
+    try:
+        for n in c.nodes.values():
+            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+        yield c
+    finally:
+        c.stop()
+
+
+def bootstrap(cluster):
+    return ",".join(f"127.0.0.1:{n.kafka_port}" for n in cluster.nodes.values())
+
+
+def read_all(cluster, topic, nparts, want, through=None):
+    """{partition: [(offset, value)]} read from offset 0 through any broker."""
+    c = Consumer({"bootstrap.servers": through or bootstrap(cluster), "group.id": "check",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(nparts)])
+    out = {p: [] for p in range(nparts)}
+    eof = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                if len(eof) == nparts and sum(len(v) for v in out.values()) >= want:
+                    break
+            continue
+        eof.discard(m.partition())
+        out[m.partition()].append((m.offset(), m.value().decode()))
+    c.close()
+    return out
+
+
+def full_isr(cluster, topic):
+    """Every live node sees every partition led, with all replicas in sync."""
+    for n in cluster.live():
+        parts = partitions(n, topic)
+        if not parts or not all(isr == replicas and leader != -1 for leader, replicas, isr in parts.values()):
+            return False
+    return True
+
+
+def test_acks_all_survives_leader_kill_pause_and_partition(cluster):
+    topic = "ledger"
+    create(cluster.nodes[1], NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"}))
+    wait_until(lambda: full_isr(cluster, topic), what="a full ISR")
+
+    acked = {}  # value -> (partition, offset)
+    errors = []
+    stop = threading.Event()
+
+    def produce():
+        p = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 5, "message.timeout.ms": 60000})
+
+        def done(err, msg):
+            if err is None:
+                acked[msg.value().decode()] = (msg.partition(), msg.offset())
+            else:
+                errors.append(err)
+        i = 0
+        while not stop.is_set():
+            p.produce(topic, key=str(i % 30), value=f"v{i}", on_delivery=done)
+            p.poll(0)
+            i += 1
+            if i % 20 == 0:
+                time.sleep(0.02)  # ~1000 records/s: a steady load, not a flood
+        p.flush(60)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        for fault in ("kill", "pause", "isolate"):
+            wait_until(lambda: len(acked) > 0, what="writes acknowledged")
+            before = len(acked)
+            leader = partitions(cluster.nodes[1], topic)[0][0]
+            victim = cluster.nodes[leader]
+            witness = next(n for i, n in cluster.nodes.items() if i != leader)
+            if fault == "kill":
+                victim.kill9()
+            elif fault == "pause":
+                victim.pause()
+            else:
+                cluster.isolate(leader)
+            # Leadership of partition 0 moves to another in-sync replica.
+            wait_until(lambda: partitions(witness, topic)[0][0] not in (leader, -1),
+                       timeout=SESSION_MS / 1000 + 20, what=f"partition 0 to leave {leader} ({fault})")
+            wait_until(lambda: len(acked) > before + 100, timeout=30, what=f"writes acknowledged after {fault}")
+            if fault == "kill":
+                victim.start()
+            elif fault == "pause":
+                victim.resume()
+            else:
+                cluster.heal()
+            wait_until(lambda: full_isr(cluster, topic), timeout=60, what=f"the ISR whole again after {fault}")
+    finally:
+        stop.set()
+        t.join(timeout=90)
+    assert not t.is_alive()
+    assert not errors, errors[:5]
+    assert len(acked) > 300
+
+    # Every acknowledged record is there, at its offset, once; nothing else is.
+    logs = read_all(cluster, topic, 3, len(acked))
+    seen = {}
+    for p, recs in logs.items():
+        offsets = [o for o, _ in recs]
+        assert offsets == sorted(set(offsets)), f"partition {p}: offsets repeat or go back"
+        for o, v in recs:
+            assert v not in seen, f"{v} read twice: {seen[v]} and {(p, o)}"
+            seen[v] = (p, o)
+    lost = {v: at for v, at in acked.items() if seen.get(v) != at}
+    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {list(lost.items())[:5]}"
+    assert set(seen) == set(acked), "records read that were never acknowledged"
+
+    # Every replica holds the same bytes once copying has caught up.
+    # Replicas can differ only by what is being copied right now: wait until equal.
+    def same_size():
+        sizes = {}
+        for n in cluster.nodes.values():
+            for p in range(3):
+                total = sum(seg.stat().st_size for seg in (n.dir / f"{topic}-{p}").glob("*.log"))
+                sizes.setdefault(p, set()).add(total)
+        return all(len(s) == 1 for s in sizes.values())
+    wait_until(same_size, timeout=30, what="every replica to hold the same bytes")
+
+
+def test_acks_all_is_refused_below_min_insync_replicas(cluster):
+    topic = "strict"
+    create(cluster.nodes[1], NewTopic(topic, 1, 2, config={"min.insync.replicas": "2"}))
+    wait_until(lambda: full_isr(cluster, topic), what="a full ISR")
+    leader, replicas, _ = partitions(cluster.nodes[1], topic)[0]
+    follower = next(r for r in replicas if r != leader)
+    cluster.nodes[follower].kill9()
+    wait_until(lambda: partitions(cluster.nodes[leader], topic)[0][2] == [leader],
+               timeout=SESSION_MS / 1000 + 10, what="the ISR to shrink to the leader")
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{cluster.nodes[leader].kafka_port}",
+                  "acks": "all", "message.timeout.ms": 3000, "retries": 0})
+    out = []
+    p.produce(topic, value=b"x", on_delivery=lambda err, msg: out.append(err))
+    p.flush(10)
+    assert out and out[0] is not None and out[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, out
+    # acks=1 is the leader's alone, and is answered.
+    p1 = Producer({"bootstrap.servers": f"127.0.0.1:{cluster.nodes[leader].kafka_port}", "acks": "1"})
+    out1 = []
+    p1.produce(topic, value=b"y", on_delivery=lambda err, msg: out1.append(err))
+    p1.flush(10)
+    assert out1 == [None]
+    # The follower returns, catches up, rejoins the ISR; acks=all works again.
+    cluster.nodes[follower].start()
+    wait_until(lambda: full_isr(cluster, topic), timeout=30, what="the ISR whole again")
+    out2 = []
+    p2 = Producer({"bootstrap.servers": f"127.0.0.1:{cluster.nodes[leader].kafka_port}", "acks": "all"})
+    p2.produce(topic, value=b"z", on_delivery=lambda err, msg: out2.append(err))
+    p2.flush(10)
+    assert out2 == [None]
