@@ -38,14 +38,15 @@ def partitions(node, topic):
     broker, a cut-off one included."""
     with urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/cluster", timeout=5) as r:
         view = json.loads(r.read())
-    return {p["partition"]: (p["leader"], sorted(p["replicas"]), sorted(p["isr"]))
+    return {p["partition"]: (p["leader"], p["replicas"], sorted(p["isr"]))
             for p in view["topics"].get(topic, [])}
 
 
 @pytest.fixture
 def cluster(tmp_path):
     c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS),
-                                    "--replica-lag-time-max-ms", "5000"])
+                                    "--replica-lag-time-max-ms", "5000",
+                                    "--leader-imbalance-check-interval-ms", "1000"])
     c.start()
     try:
         for n in c.nodes.values():
@@ -87,7 +88,8 @@ def full_isr(cluster, topic):
     """Every live node sees every partition led, with all replicas in sync."""
     for n in cluster.live():
         parts = partitions(n, topic)
-        if not parts or not all(isr == replicas and leader != -1 for leader, replicas, isr in parts.values()):
+        if not parts or not all(isr == sorted(replicas) and leader != -1
+                                for leader, replicas, isr in parts.values()):
             return False
     return True
 
@@ -175,6 +177,10 @@ def test_acks_all_survives_leader_kill_pause_and_partition(cluster):
                 sizes.setdefault(p, set()).add(total)
         return all(len(s) == 1 for s in sizes.values())
     wait_until(same_size, timeout=30, what="every replica to hold the same bytes")
+    # With every broker back, each partition returns to its preferred leader.
+    wait_until(lambda: all(leader == replicas[0] for leader, replicas, _ in
+                           partitions(cluster.nodes[1], topic).values()),
+               timeout=20, what="the preferred leaders back")
 
 
 def test_acks_all_is_refused_below_min_insync_replicas(cluster):

@@ -90,7 +90,7 @@ const META_FILE: &str = "meta.json";
 const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
 /// Producer ids are handed out from blocks of this many; meta.json records the
 /// end of the current block, so ids are never reused after a restart.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+const PRODUCER_ID_BLOCK: i64 = keel_meta::PRODUCER_ID_BLOCK;
 const PARTITION_META_FILE: &str = "partition.metadata";
 /// The leader epoch of every partition while Keel runs a single node.
 const LEADER_EPOCH: i32 = 0;
@@ -896,17 +896,33 @@ impl Broker {
     /// producer id with epoch 0, as Kafka gives one. Ids come from blocks reserved
     /// in meta.json, so a restart never hands out an id twice.
     pub fn init_producer_id(&self) -> Result<(i64, i16)> {
+        self.init_producer_id_with(|end| Ok(end))
+    }
+
+    /// InitProducerId with blocks from elsewhere: `allocate(at_least)` returns
+    /// the first id of a new block of `PRODUCER_ID_BLOCK` ids at or above
+    /// `at_least` (on a cluster, from the controller, so ids are unique
+    /// cluster-wide: KIP-730). The block's end is recorded in meta.json first,
+    /// so a restart never hands out an id twice.
+    pub fn init_producer_id_with(
+        &self,
+        allocate: impl FnOnce(i64) -> Result<i64>,
+    ) -> Result<(i64, i16)> {
         // Lock order: meta_lock, then producer_ids (as write_meta takes them).
         let _guard = self.inner.meta_lock.lock().expect("meta lock");
         let ids = || self.inner.producer_ids.lock().expect("producer id lock");
         let (next, end) = *ids();
-        if next >= end {
-            ids().1 = next + PRODUCER_ID_BLOCK;
+        let next = if next >= end {
+            let first = allocate(end)?;
+            *ids() = (first, first + PRODUCER_ID_BLOCK);
             if let Err(e) = self.write_meta() {
-                ids().1 = end;
+                *ids() = (next, end);
                 return Err(e);
             }
-        }
+            first
+        } else {
+            next
+        };
         ids().0 = next + 1;
         Ok((next, 0))
     }

@@ -27,6 +27,16 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// A fenced node heard this recently is live again.
 const HEARD_RECENTLY: Duration = Duration::from_secs(1);
 
+/// The controller's timings.
+#[derive(Debug, Clone, Copy)]
+pub struct Duties {
+    /// Fence a node not heard from for this long (broker.session.timeout.ms).
+    pub session_timeout: Duration,
+    /// How often preferred leaders are given their partitions back (Kafka's
+    /// leader.imbalance.check.interval.seconds, with auto.leader.rebalance.enable).
+    pub rebalance_every: Duration,
+}
+
 /// What this node registers: its id, where Kafka clients reach it, its rack.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -89,12 +99,12 @@ impl Membership {
 
     /// Registers this node once it has caught up with the log (so it serves
     /// the metadata of now), then acts as the controller whenever it leads.
-    pub async fn run(self, session_timeout: Duration, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, duties: Duties, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = self.register() => {}
         }
-        self.control(session_timeout, stop).await;
+        self.control(duties, stop).await;
     }
 
     async fn register(&self) {
@@ -124,7 +134,9 @@ impl Membership {
     }
 
     /// The controller's liveness duty, run on every node and acting only on the leader.
-    async fn control(&self, session_timeout: Duration, mut stop: watch::Receiver<bool>) {
+    async fn control(&self, duties: Duties, mut stop: watch::Receiver<bool>) {
+        let session_timeout = duties.session_timeout;
+        let mut last_rebalance = Instant::now();
         let node = self.server.node().clone();
         let me = u64::try_from(self.me.node_id).unwrap_or(0);
         let mut led_since: Option<(u64, Instant)> = None;
@@ -193,6 +205,51 @@ impl Membership {
                     ),
                     Ok(Err(e)) => tracing::debug!("controller: node {}: {e}", n.id),
                     Err(e) => tracing::debug!("controller: node {}: {e}", n.id),
+                }
+            }
+            if now.duration_since(last_rebalance) >= duties.rebalance_every {
+                last_rebalance = now;
+                self.elect_preferred(&image).await;
+            }
+        }
+    }
+
+    /// Auto leader rebalance: a partition led by another replica than its
+    /// preferred one (the first), while the preferred one is live and in the
+    /// ISR, is handed back to it (a clean election: it holds every committed
+    /// record), so leadership spreads as placement intended after a broker
+    /// returns.
+    async fn elect_preferred(&self, image: &keel_meta::Image) {
+        for (name, t) in &image.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(&preferred) = p.replicas.first() else {
+                    continue;
+                };
+                let live = image.nodes.get(&preferred).is_some_and(|n| !n.fenced);
+                if p.leader == preferred || !live || !p.isr.contains(&preferred) {
+                    continue;
+                }
+                let rec = Record::new(Kind::PartitionChange(keel_meta::PartitionChange {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    partition_epoch: p.partition_epoch,
+                    isr: None,
+                    leader: Some(preferred),
+                    unclean: false,
+                    leader_epoch: None,
+                }));
+                match self.server.propose_metadata(&rec).await {
+                    Ok(Ok(_)) => tracing::info!(
+                        topic = %name,
+                        partition = i,
+                        from = p.leader,
+                        to = preferred,
+                        "controller: preferred leader elected"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::debug!("controller: preferred leader of {name}-{i}: {e}")
+                    }
+                    Err(e) => tracing::debug!("controller: preferred leader of {name}-{i}: {e}"),
                 }
             }
         }

@@ -1251,7 +1251,13 @@ impl Handler {
             resp.error_code = ResponseError::InvalidRequest.code();
             return resp;
         }
-        match self.broker.init_producer_id() {
+        let got = if self.cluster.is_some() {
+            self.broker
+                .init_producer_id_with(|at_least| self.allocate_producer_ids(at_least))
+        } else {
+            self.broker.init_producer_id()
+        };
+        match got {
             Ok((id, epoch)) => {
                 resp.producer_id = ProducerId(id);
                 resp.producer_epoch = epoch;

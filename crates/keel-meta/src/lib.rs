@@ -36,7 +36,7 @@ pub const NO_LEADER: i32 = -1;
 /// One change of the metadata: what a Raft entry of the metadata carries.
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<record::Kind>,
 }
 
@@ -60,6 +60,8 @@ pub mod record {
         RemoveTopic(super::RemoveTopic),
         #[prost(message, tag = "8")]
         CreatePartitions(super::CreatePartitions),
+        #[prost(message, tag = "9")]
+        AllocateProducerIds(super::AllocateProducerIds),
     }
 }
 
@@ -165,6 +167,20 @@ pub struct CreatePartitions {
     pub partitions: Vec<Replicas>,
 }
 
+/// A block of producer ids for one broker (KIP-730's AllocateProducerIds):
+/// ids are unique across the cluster. `at_least` is where the broker's own
+/// earlier ids end, so ids it gave out before it joined are never reused.
+#[derive(Clone, PartialEq, Message)]
+pub struct AllocateProducerIds {
+    #[prost(int32, tag = "1")]
+    pub node_id: i32,
+    #[prost(int64, tag = "2")]
+    pub at_least: i64,
+}
+
+/// Producer ids per block (Kafka's ProducerIdsBlock size).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 #[derive(Clone, PartialEq, Message)]
 pub struct RemoveTopic {
     #[prost(string, tag = "1")]
@@ -237,6 +253,9 @@ pub struct Image {
     /// its copy instead of offering it back.
     #[prost(bytes = "vec", repeated, tag = "5")]
     pub removed_topic_ids: Vec<Vec<u8>>,
+    /// The first producer id no block has handed out yet.
+    #[prost(int64, tag = "6")]
+    pub next_producer_id: i64,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -288,6 +307,10 @@ pub enum Applied {
     PartitionChanged(Partition),
     ConfigChanged,
     TopicRemoved,
+    /// A block of PRODUCER_ID_BLOCK producer ids starting here.
+    ProducerIds {
+        first: i64,
+    },
 }
 
 /// The topic config that allows an out-of-sync replica to lead.
@@ -323,6 +346,18 @@ impl Image {
                 None => Err(MetaError::UnknownTopic(r.name)),
             },
             Some(Kind::CreatePartitions(c)) => self.create_partitions(c),
+            Some(Kind::AllocateProducerIds(a)) => {
+                if a.at_least < 0 || a.at_least > i64::MAX / 2 {
+                    Err(MetaError::Invalid(format!(
+                        "producer id {} out of range",
+                        a.at_least
+                    )))
+                } else {
+                    let first = self.next_producer_id.max(a.at_least);
+                    self.next_producer_id = first + PRODUCER_ID_BLOCK;
+                    Ok(Applied::ProducerIds { first })
+                }
+            }
             None => Err(MetaError::Invalid("empty metadata record".into())),
         };
         self.applied = index;

@@ -238,6 +238,38 @@ fn unclean_election_needs_the_topic_config() {
 }
 
 #[test]
+fn producer_id_blocks_never_overlap_and_respect_earlier_ids() {
+    let mut img = Image::default();
+    let alloc = |node, at_least| {
+        Record::new(record::Kind::AllocateProducerIds(AllocateProducerIds {
+            node_id: node,
+            at_least,
+        }))
+    };
+    assert_eq!(
+        img.apply(1, alloc(1, 0)),
+        Ok(Applied::ProducerIds { first: 0 })
+    );
+    assert_eq!(
+        img.apply(2, alloc(2, 0)),
+        Ok(Applied::ProducerIds {
+            first: PRODUCER_ID_BLOCK
+        })
+    );
+    // A broker that handed out ids up to 5000 on its own gets a block above them.
+    assert_eq!(
+        img.apply(3, alloc(3, 5000)),
+        Ok(Applied::ProducerIds { first: 5000 })
+    );
+    assert_eq!(
+        img.apply(4, alloc(1, 0)),
+        Ok(Applied::ProducerIds {
+            first: 5000 + PRODUCER_ID_BLOCK
+        })
+    );
+}
+
+#[test]
 fn placement_spreads_leaders_and_racks() {
     let nodes: Vec<Node> = (1..=6)
         .map(|id| Node {

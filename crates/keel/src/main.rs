@@ -165,6 +165,11 @@ struct DevArgs {
     /// in milliseconds (Kafka's replica.lag.time.max.ms).
     #[arg(long, default_value_t = keel_kafka::replication::REPLICA_LAG_TIME_MAX_MS, value_parser = clap::value_parser!(i64).range(100..=3_600_000))]
     replica_lag_time_max_ms: i64,
+    /// How often the controller hands partitions back to their preferred
+    /// leaders, in milliseconds (Kafka's leader.imbalance.check.interval.seconds,
+    /// 300 s).
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    leader_imbalance_check_interval_ms: u64,
     /// Address of the etcd v3 gRPC listener.
     #[arg(long, default_value = "127.0.0.1:2379")]
     etcd_addr: String,
@@ -519,7 +524,10 @@ async fn dev(args: DevArgs) -> Result<()> {
         },
     );
     let membership_task = tokio::spawn(membership.clone().run(
-        Duration::from_millis(args.broker_session_timeout_ms),
+        keel_etcd::cluster::Duties {
+            session_timeout: Duration::from_millis(args.broker_session_timeout_ms),
+            rebalance_every: Duration::from_millis(args.leader_imbalance_check_interval_ms),
+        },
         stop_rx.clone(),
     ));
     let controller = {

@@ -193,15 +193,20 @@ impl Handler {
     /// order: this runs inside the request's handling). Then the local logs
     /// follow the new image.
     fn propose(&self, rec: Record) -> Result<Applied, BrokerError> {
+        let out = self.propose_only(rec)?;
+        self.sync_local();
+        Ok(out)
+    }
+
+    /// Proposes `rec` and waits for it, without touching the local logs.
+    fn propose_only(&self, rec: Record) -> Result<Applied, BrokerError> {
         let c = self.cluster.as_ref().expect("cluster mode");
         let fut = (c.propose)(rec);
-        let out = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
             .map_err(|e| {
                 BrokerError::Timeout(format!("the cluster metadata did not take the change: {e}"))
             })?
-            .map_err(meta_err)?;
-        self.sync_local();
-        Ok(out)
+            .map_err(meta_err)
     }
 
     /// Brings this node's logs in line with the image it has applied.
@@ -368,6 +373,20 @@ impl Handler {
             },
         )))?;
         Ok(())
+    }
+
+    /// A block of producer ids from the controller (KIP-730).
+    pub(crate) fn allocate_producer_ids(&self, at_least: i64) -> Result<i64, BrokerError> {
+        let rec = Record::new(Kind::AllocateProducerIds(keel_meta::AllocateProducerIds {
+            node_id: self.broker.node_id(),
+            at_least,
+        }));
+        match self.propose_only(rec)? {
+            Applied::ProducerIds { first } => Ok(first),
+            other => Err(BrokerError::Storage(format!(
+                "producer ids: unexpected answer {other:?}"
+            ))),
+        }
     }
 
     /// A topic's config overrides, from the image.
