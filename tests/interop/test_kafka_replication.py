@@ -212,3 +212,85 @@ def test_acks_all_is_refused_below_min_insync_replicas(cluster):
     p2.produce(topic, value=b"z", on_delivery=lambda err, msg: out2.append(err))
     p2.flush(10)
     assert out2 == [None]
+
+
+def coordinator_of_via(node, group):
+    """FindCoordinator v0 sent to exactly this broker: the coordinator's id, or
+    -1 on an error or no answer."""
+    import socket
+    import struct
+    key = group.encode()
+    msg = struct.pack(">hhi", 10, 0, 9) + struct.pack(">h", 3) + b"raw" + struct.pack(">h", len(key)) + key
+    try:
+        with socket.create_connection(("127.0.0.1", node.kafka_port), timeout=5) as sock:
+            sock.sendall(struct.pack(">i", len(msg)) + msg)
+            size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+            resp = sock.recv(size, socket.MSG_WAITALL)
+    except OSError:
+        return -1
+    cid, err, node_id = struct.unpack(">ihi", resp[:10])
+    return node_id if err == 0 else -1
+
+
+def coordinator_of(cluster, group):
+    for n in cluster.live():
+        c = coordinator_of_via(n, group)
+        if c != -1:
+            return c
+    return -1
+
+
+def test_groups_have_one_coordinator_and_their_offsets_survive_its_death(cluster):
+    topic, group = "work", "workers"
+    create(cluster.nodes[1], NewTopic(topic, 4, 3))
+    wait_until(lambda: full_isr(cluster, topic), what="a full ISR")
+    p = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
+    for i in range(400):
+        p.produce(topic, key=str(i), value=f"w{i}")
+    assert p.flush(30) == 0
+
+    def member(node):
+        return Consumer({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    # Two members that know different brokers join one group: one coordinator.
+    a, b = member(cluster.nodes[1]), member(cluster.nodes[3])
+    a.subscribe([topic])
+    b.subscribe([topic])
+    got = {}
+    deadline = time.monotonic() + 60
+    while len(got) < 200 and time.monotonic() < deadline:
+        for c in (a, b):
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got[m.value().decode()] = c
+    # One group: the members split the partitions between them (two groups
+    # would each hold all four).
+    wait_until(lambda: (a.poll(0.1), b.poll(0.1)) and
+               len(a.assignment()) + len(b.assignment()) == 4 and a.assignment() and b.assignment(),
+               timeout=30, what="the partitions split between the two members")
+    pa = {tp.partition for tp in a.assignment()}
+    pb = {tp.partition for tp in b.assignment()}
+    assert pa.isdisjoint(pb) and pa | pb == {0, 1, 2, 3}, (pa, pb)
+    a.commit(asynchronous=False)
+    b.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in
+                 a.committed([TopicPartition(topic, i) for i in range(4)], timeout=10)}
+    assert sum(max(o, 0) for o in committed.values()) >= 100, committed
+    a.close()
+    b.close()
+
+    # The coordinator dies: the group's offsets partition gets a new leader,
+    # which loads the group from the replicated log.
+    coord = coordinator_of(cluster, group)
+    cluster.nodes[coord].kill9()
+    survivor = next(n for i, n in cluster.nodes.items() if i != coord)
+    wait_until(lambda: coordinator_of_via(survivor, group) not in (coord, -1),
+               timeout=SESSION_MS / 1000 + 20, what="a new coordinator")
+    c = member(survivor)
+    again = {tp.partition: tp.offset for tp in
+             c.committed([TopicPartition(topic, i) for i in range(4)], timeout=15)}
+    c.close()
+    assert again == committed, f"committed offsets changed across the failover: {committed} -> {again}"
+    cluster.nodes[coord].start()
+

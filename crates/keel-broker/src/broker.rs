@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` (50).
     pub offsets_topic_partitions: i32,
+    /// `__consumer_offsets` comes from the cluster metadata (created by the
+    /// controller, replicated); this broker never creates it alone.
+    pub offsets_topic_from_cluster: bool,
     /// The group coordinator's limits.
     pub group_config: GroupConfig,
     /// Kafka's `log.cleaner.dedupe.buffer.size`: the memory one compaction pass
@@ -79,6 +82,7 @@ impl BrokerConfig {
             decompressed_batch_bytes_max: 64 << 20,
             producer_id_expiration_ms: 24 * 3600 * 1000,
             offsets_topic_partitions: 50,
+            offsets_topic_from_cluster: false,
             group_config: GroupConfig::default(),
             cleaner_dedupe_buffer_bytes: 128 << 20,
         }
@@ -793,6 +797,9 @@ impl Broker {
                 "{topic}-{index}"
             )));
         }
+        // The partition's own state decides, under its lock: the metadata image
+        // may already say "leader" before this broker has taken the role.
+        Partition::check_local_leader(&p, &s)?;
         let eff = s.effective;
         let mut appended = true;
         let base_offset = match if header.producer_id >= 0 {
@@ -933,12 +940,17 @@ impl Broker {
         let p = self.partition(topic, index)?;
         let rx = {
             let mut s = p.lock();
-            if !s.effective.fsync_before_ack() || s.log.flushed_offset() >= end {
-                return Ok(());
+            if Partition::replicated(&s) {
+                // Committed: every in-sync replica holds it.
+                p.wait_replicated(&mut s, end)
+            } else {
+                if !s.effective.fsync_before_ack() || s.log.flushed_offset() >= end {
+                    return Ok(());
+                }
+                let (tx, rx) = oneshot::channel();
+                s.waiters.push((end, tx));
+                rx
             }
-            let (tx, rx) = oneshot::channel();
-            s.waiters.push((end, tx));
-            rx
         };
         // The append that wrote through `end` scheduled a flush; this one covers a
         // flush that failed since, whose waiters were told and dropped.
@@ -956,6 +968,7 @@ impl Broker {
     pub fn fetch(&self, topic: &str, index: i32, offset: i64, max_bytes: usize) -> Result<Fetched> {
         let p = self.partition(topic, index)?;
         let s = p.lock();
+        Partition::check_local_leader(&p, &s)?;
         let hw = p.high_watermark();
         let r = s.log.read(offset, max_bytes, hw)?;
         let log_start_offset = s.log.log_start_offset();
@@ -980,6 +993,7 @@ impl Broker {
     ) -> Result<Option<(i64, i64)>> {
         let p = self.partition(topic, index)?;
         let s = p.lock();
+        Partition::check_local_leader(&p, &s)?;
         let hw = p.high_watermark();
         Ok(match timestamp {
             -2 => Some((s.log.log_start_offset(), -1)),

@@ -75,6 +75,9 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// This broker does not coordinate the group (its offsets partition is led elsewhere).
+    #[error("{0}")]
+    NotCoordinator(String),
     /// KIP-320: the request's leader epoch is older than the partition's.
     #[error("{0}")]
     FencedLeaderEpoch(String),

@@ -41,6 +41,7 @@ pub fn code(e: &BrokerError) -> i16 {
         // Retriable: the client refreshes metadata and retries, finding the node again.
         BrokerError::ShuttingDown => E::NotLeaderOrFollower,
         BrokerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+        BrokerError::NotCoordinator(_) => E::NotCoordinator,
         BrokerError::FencedLeaderEpoch(_) => E::FencedLeaderEpoch,
         BrokerError::UnknownLeaderEpoch(_) => E::UnknownLeaderEpoch,
         BrokerError::NotLeader(_) => E::NotLeaderOrFollower,

@@ -430,6 +430,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     };
     let mut config = BrokerConfig::new(&args.data_dir);
     config.node_id = i32::try_from(args.node_id).context("--node-id")?;
+    config.offsets_topic_from_cluster = true;
     config.default_partitions = args.num_partitions;
     config.auto_create_topics = !args.no_auto_create_topics;
     config.partitions_max = args.partitions_max;

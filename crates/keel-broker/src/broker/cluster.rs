@@ -83,7 +83,10 @@ impl Broker {
     pub fn local_topics_to_adopt(&self, image: &Image) -> Vec<LocalTopic> {
         self.topics()
             .into_iter()
-            .filter(|t| !is_internal(&t.name) && !image.topics.contains_key(&t.name))
+            .filter(|t| {
+                (!is_internal(&t.name) || t.name == super::OFFSETS_TOPIC)
+                    && !image.topics.contains_key(&t.name)
+            })
             .filter(|t| {
                 !image
                     .removed_topic_ids

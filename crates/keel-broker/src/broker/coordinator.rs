@@ -66,6 +66,12 @@ impl Broker {
         if self.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
+        if self.inner.config.offsets_topic_from_cluster {
+            // On a cluster the controller creates it (FindCoordinator asks).
+            return Err(BrokerError::NotCoordinator(format!(
+                "this broker holds no replica of {OFFSETS_TOPIC}"
+            )));
+        }
         let configs = [
             ("cleanup.policy", "compact"),
             ("segment.bytes", "104857600"),
@@ -145,6 +151,7 @@ impl Broker {
 
     pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse> {
         self.ensure_offsets_topic()?;
+        self.check_coordinator(&req.group_id)?;
         let group_id = req.group_id.clone();
         let (tx, rx) = oneshot::channel();
         {
@@ -158,6 +165,7 @@ impl Broker {
     }
 
     pub async fn sync_group(&self, req: SyncRequest) -> Result<SyncResponse> {
+        self.check_coordinator(&req.group_id)?;
         let group_id = req.group_id.clone();
         let (tx, rx) = oneshot::channel();
         {
@@ -177,6 +185,7 @@ impl Broker {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> Result<()> {
+        self.check_coordinator(group_id)?;
         let now = self.now_ms();
         self.groups()
             .heartbeat(group_id, generation, member_id, instance_id, now)
@@ -187,6 +196,7 @@ impl Broker {
         group_id: &str,
         leaving: &[(String, Option<String>)],
     ) -> Result<Vec<(String, Result<()>)>> {
+        self.check_coordinator(group_id)?;
         let mut gs = self.groups();
         let out = gs.leave(group_id, leaving, self.now_ms());
         self.write_dirty_groups(&mut gs);
@@ -205,6 +215,7 @@ impl Broker {
         offsets: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<()>>> {
         self.ensure_offsets_topic()?;
+        self.check_coordinator(group_id)?;
         let now = self.now_ms();
         let limits = self.inner.config.group_config;
         let mut results = Vec::with_capacity(offsets.len());
@@ -326,6 +337,7 @@ impl Broker {
     /// DeleteGroups for one group: only an empty group can go. Its metadata and
     /// offsets are tombstoned, so compaction removes them.
     pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        self.check_coordinator(group_id)?;
         let produced = self.tombstone_group(group_id)?;
         await_durable(produced).await
     }
@@ -360,6 +372,7 @@ impl Broker {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<PartitionResult>> {
+        self.check_coordinator(group_id)?;
         let (out, produced) = self.tombstone_offsets(group_id, partitions)?;
         if let Some(p) = produced {
             await_durable(p).await?;
@@ -456,49 +469,68 @@ impl Broker {
         let Some(topic) = self.topic(OFFSETS_TOPIC) else {
             return Ok(());
         };
+        for index in 0..topic.partition_count() {
+            self.load_group_partition(index)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the groups of one partition of `__consumer_offsets` (replacing
+    /// what was held for them): at start-up, and when this broker becomes the
+    /// partition's leader, so its coordinator (Kafka's
+    /// `GroupMetadataManager.loadGroupsForPartition`).
+    pub(super) fn load_group_partition(&self, index: i32) -> Result<()> {
+        let Some(topic) = self.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let Some(p) = topic.partition(index) else {
+            return Ok(());
+        };
+        let partitions = topic.partition_count();
         let now = self.now_ms();
         let mut offsets: BTreeMap<(String, String, i32), Option<Committed>> = BTreeMap::new();
         let mut metadata: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut records = 0u64;
-        for index in 0..topic.partition_count() {
-            let mut at = self
-                .list_offset(OFFSETS_TOPIC, index, -2)?
-                .map_or(0, |o| o.0);
-            loop {
-                let f = self.fetch(OFFSETS_TOPIC, index, at, 1 << 20)?;
-                if f.bytes.is_empty() {
-                    break;
-                }
-                for range in batch::split(&f.bytes)? {
-                    let h = batch::for_each_record(&f.bytes[range], |h, r| {
-                        records += 1;
-                        let log_offset = h.base_offset + i64::from(r.offset_delta);
-                        match r.key.and_then(RecordKey::decode) {
-                            Some(RecordKey::Offset {
-                                group,
-                                topic,
-                                partition,
-                            }) => {
-                                let v = r.value.and_then(OffsetValue::decode);
-                                let c = v.map(|value| Committed { value, log_offset });
-                                offsets.insert((group, topic, partition), c);
-                            }
-                            Some(RecordKey::Group(group)) => {
-                                metadata.insert(group, r.value.and_then(GroupValue::decode));
-                            }
-                            None => tracing::warn!(
-                                partition = index,
-                                offset = log_offset,
-                                "skipping a record of {OFFSETS_TOPIC} with an unknown key"
-                            ),
+        let mut at = p.lock().log.log_start_offset();
+        loop {
+            let bytes = {
+                let s = p.lock();
+                // Up to the log end: a new leader's log holds every committed record.
+                s.log.read(at, 1 << 20, i64::MAX)?.bytes
+            };
+            if bytes.is_empty() {
+                break;
+            }
+            for range in batch::split(&bytes)? {
+                let h = batch::for_each_record(&bytes[range], |h, r| {
+                    records += 1;
+                    let log_offset = h.base_offset + i64::from(r.offset_delta);
+                    match r.key.and_then(RecordKey::decode) {
+                        Some(RecordKey::Offset {
+                            group,
+                            topic,
+                            partition,
+                        }) => {
+                            let v = r.value.and_then(OffsetValue::decode);
+                            let c = v.map(|value| Committed { value, log_offset });
+                            offsets.insert((group, topic, partition), c);
                         }
-                        false
-                    })?;
-                    at = h.last_offset() + 1;
-                }
+                        Some(RecordKey::Group(group)) => {
+                            metadata.insert(group, r.value.and_then(GroupValue::decode));
+                        }
+                        None => tracing::warn!(
+                            partition = index,
+                            offset = log_offset,
+                            "skipping a record of {OFFSETS_TOPIC} with an unknown key"
+                        ),
+                    }
+                    false
+                })?;
+                at = h.last_offset() + 1;
             }
         }
         let mut gs = self.groups();
+        unload(&mut gs, partitions, index);
         for (id, value) in metadata {
             gs.restore(&id, value, now);
         }
@@ -508,17 +540,76 @@ impl Broker {
                 g.offsets.insert((topic, partition), c);
             }
         }
-        let ids: Vec<String> = gs.ids().map(|g| g.id.clone()).collect();
+        let ids: Vec<String> = gs
+            .ids()
+            .filter(|g| partition_for(&g.id, partitions) == index)
+            .map(|g| g.id.clone())
+            .collect();
         for id in &ids {
             gs.forget_if_unused(id);
         }
         tracing::info!(
             records,
+            partition = index,
             groups = ids.len(),
             "loaded group state from {OFFSETS_TOPIC}"
         );
         Ok(())
     }
+
+    /// Drops the groups of one partition of `__consumer_offsets`: this broker
+    /// no longer coordinates them. Members waiting in a join or sync hear
+    /// NOT_COORDINATOR and find the new coordinator.
+    pub(super) fn unload_group_partition(&self, index: i32) {
+        let partitions = self.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count());
+        let mut gs = self.groups();
+        let n = unload(&mut gs, partitions, index);
+        if n > 0 {
+            tracing::info!(
+                partition = index,
+                groups = n,
+                "unloaded groups: no longer their coordinator"
+            );
+        }
+    }
+
+    /// NOT_COORDINATOR unless this broker leads the group's partition of
+    /// `__consumer_offsets` (always true where the partition is not replicated).
+    pub fn check_coordinator(&self, group_id: &str) -> Result<()> {
+        let Some(topic) = self.topic(OFFSETS_TOPIC) else {
+            if self.inner.config.offsets_topic_from_cluster {
+                return Err(BrokerError::NotCoordinator(format!(
+                    "this broker holds no replica of {OFFSETS_TOPIC}"
+                )));
+            }
+            return Ok(());
+        };
+        let index = partition_for(group_id, topic.partition_count());
+        let Some(p) = topic.partition(index) else {
+            return Ok(());
+        };
+        let s = p.lock();
+        match &s.repl {
+            Some(r) if !r.is_leader() => Err(BrokerError::NotCoordinator(format!(
+                "broker {} is not the coordinator of group {group_id}",
+                r.me
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Removes every group of partition `index`; returns how many.
+fn unload(gs: &mut Groups, partitions: i32, index: i32) -> usize {
+    let ids: Vec<String> = gs
+        .ids()
+        .filter(|g| partition_for(&g.id, partitions) == index)
+        .map(|g| g.id.clone())
+        .collect();
+    for id in &ids {
+        gs.remove(id);
+    }
+    ids.len()
 }
 
 #[cfg(test)]

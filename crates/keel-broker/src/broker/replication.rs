@@ -106,6 +106,18 @@ impl Partition {
         }
     }
 
+    /// Refuses a client's produce, fetch or list-offsets on a replica that does
+    /// not (yet, or any more) lead the partition by its own state.
+    pub(super) fn check_local_leader(p: &Partition, s: &PartitionState) -> Result<()> {
+        match &s.repl {
+            Some(r) if !r.is_leader() => Err(BrokerError::NotLeader(format!(
+                "this broker does not lead {}-{} (broker {} does)",
+                p.topic, p.index, r.leader
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The partition's ISR size for min.insync.replicas (1 when not replicated).
     pub(super) fn isr_size(s: &PartitionState) -> i32 {
         s.repl.as_ref().map_or(1, |r| r.isr.len() as i32)
@@ -197,6 +209,17 @@ impl Broker {
             }
         }
         p.recompute_high_watermark(&mut s);
+        let first = was.is_none();
+        drop(s);
+        if p.topic == super::OFFSETS_TOPIC {
+            // The group coordinator of this partition is its leader.
+            // (At start-up every local partition was loaded already.)
+            if became_leader && !first {
+                self.load_group_partition(p.index)?;
+            } else if (lost || first) && meta.leader != me {
+                self.unload_group_partition(p.index);
+            }
+        }
         Ok(())
     }
 

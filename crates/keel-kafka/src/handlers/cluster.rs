@@ -234,6 +234,26 @@ impl Handler {
                 "{name} is internal: the brokers create it"
             )));
         }
+        self.create_topic_unchecked(
+            name,
+            partitions,
+            replication_factor,
+            assignment,
+            configs,
+            validate_only,
+        )
+    }
+
+    /// CreateTopics without the internal-name check (for `__consumer_offsets`).
+    fn create_topic_unchecked(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        assignment: Option<Vec<Vec<i32>>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Created, BrokerError> {
         let image = self.image().expect("cluster mode");
         if image.topics.contains_key(name) {
             return Err(BrokerError::TopicAlreadyExists(name.to_string()));
@@ -373,6 +393,53 @@ impl Handler {
             },
         )))?;
         Ok(())
+    }
+
+    /// The coordinator of a group on a cluster: the leader of the group's
+    /// partition of `__consumer_offsets`, which the controller creates on the
+    /// first FindCoordinator (offsets.topic.num.partitions partitions,
+    /// replicated min(3, brokers) times, compacted), as Kafka does.
+    pub(crate) fn cluster_coordinator(
+        &self,
+        group: &str,
+    ) -> Result<(i32, String, i32), BrokerError> {
+        let topic = keel_broker::OFFSETS_TOPIC;
+        if !self.governed(topic) {
+            let configs = [
+                ("cleanup.policy", "compact"),
+                ("segment.bytes", "104857600"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            match self.create_topic_unchecked(
+                topic,
+                self.broker.config().offsets_topic_partitions,
+                -1,
+                None,
+                configs,
+                false,
+            ) {
+                Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let image = self.image().expect("cluster mode");
+        let t = image.topics.get(topic).ok_or_else(|| {
+            BrokerError::CoordinatorNotAvailable(format!("{topic} is being created"))
+        })?;
+        let index = keel_broker::group_records::partition_for(group, t.partitions.len() as i32);
+        let p = &t.partitions[index as usize];
+        let node = image
+            .nodes
+            .get(&p.leader)
+            .filter(|n| !n.fenced)
+            .ok_or_else(|| {
+                BrokerError::CoordinatorNotAvailable(format!(
+                    "partition {index} of {topic} has no leader"
+                ))
+            })?;
+        Ok((node.id, node.kafka_host.clone(), node.kafka_port))
     }
 
     /// A block of producer ids from the controller (KIP-730).

@@ -33,7 +33,8 @@ fn message(v: i16, from: i16, e: &BrokerError) -> Option<kafka_protocol::protoco
 }
 
 impl Handler {
-    fn coordinator_for(&self, key_type: i8, key: &str) -> Result<(), BrokerError> {
+    /// The coordinator of a group: (id, host, port).
+    fn coordinator_for(&self, key_type: i8, key: &str) -> Result<(i32, String, i32), BrokerError> {
         if key_type != KEY_TYPE_GROUP {
             return Err(BrokerError::CoordinatorNotAvailable(
                 "transactions are not supported yet: there is no transaction coordinator".into(),
@@ -42,7 +43,15 @@ impl Handler {
         if key.is_empty() {
             return Err(BrokerError::InvalidGroupId("the group id is empty".into()));
         }
-        self.broker.find_group_coordinator(key)
+        if self.cluster.is_some() {
+            return self.cluster_coordinator(key);
+        }
+        self.broker.find_group_coordinator(key)?;
+        Ok((
+            self.broker.node_id(),
+            self.advertised.host.clone(),
+            self.advertised.port,
+        ))
     }
 
     pub(super) fn find_coordinator(
@@ -51,7 +60,6 @@ impl Handler {
         v: i16,
     ) -> FindCoordinatorResponse {
         let mut resp = FindCoordinatorResponse::default();
-        let node = BrokerId(self.broker.node_id());
         if v >= 4 {
             resp.coordinators = r
                 .coordinator_keys
@@ -59,10 +67,10 @@ impl Handler {
                 .map(|key| {
                     let c = Coordinator::default().with_key(key.clone());
                     match self.coordinator_for(r.key_type, key.as_str()) {
-                        Ok(()) => c
-                            .with_node_id(node)
-                            .with_host(s(&self.advertised.host))
-                            .with_port(self.advertised.port),
+                        Ok((id, host, port)) => c
+                            .with_node_id(BrokerId(id))
+                            .with_host(s(host))
+                            .with_port(port),
                         Err(e) => c
                             .with_node_id(BrokerId(-1))
                             .with_port(-1)
@@ -74,10 +82,10 @@ impl Handler {
             return resp;
         }
         match self.coordinator_for(r.key_type, r.key.as_str()) {
-            Ok(()) => {
-                resp.node_id = node;
-                resp.host = s(&self.advertised.host);
-                resp.port = self.advertised.port;
+            Ok((id, host, port)) => {
+                resp.node_id = BrokerId(id);
+                resp.host = s(host);
+                resp.port = port;
             }
             Err(e) => {
                 resp.node_id = BrokerId(-1);
@@ -323,6 +331,11 @@ impl Handler {
                 .groups
                 .into_iter()
                 .map(|g| {
+                    if let Err(e) = self.broker.check_coordinator(g.group_id.as_str()) {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(code(&e));
+                    }
                     let topics = g.topics.map(|ts| {
                         ts.into_iter()
                             .map(|t| (t.name.to_string(), t.partition_indexes))
@@ -353,6 +366,10 @@ impl Handler {
                         .with_topics(topics)
                 })
                 .collect();
+            return resp;
+        }
+        if let Err(e) = self.broker.check_coordinator(r.group_id.as_str()) {
+            resp.error_code = code(&e);
             return resp;
         }
         let topics = r.topics.map(|ts| {
@@ -411,6 +428,11 @@ impl Handler {
             .groups
             .into_iter()
             .map(|id| {
+                if let Err(e) = self.broker.check_coordinator(id.as_str()) {
+                    return DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(code(&e));
+                }
                 let Some(d) = self.broker.describe_group(id.as_str()) else {
                     return DescribedGroup::default()
                         .with_group_id(id)
