@@ -903,7 +903,7 @@ impl Broker {
     /// producer id with epoch 0, as Kafka gives one. Ids come from blocks reserved
     /// in meta.json, so a restart never hands out an id twice.
     pub fn init_producer_id(&self) -> Result<(i64, i16)> {
-        self.init_producer_id_with(|end| Ok(end))
+        self.init_producer_id_with(Ok)
     }
 
     /// InitProducerId with blocks from elsewhere: `allocate(at_least)` returns
