@@ -27,6 +27,18 @@ def admin(node):
     return AdminClient({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "socket.timeout.ms": 5000})
 
 
+def metrics(node):
+    """The node's /metrics as {series: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def create(node, topic):
     a = admin(node)  # kept alive until the future resolves
     a.create_topics([topic])[topic.topic].result(timeout=15)
@@ -192,6 +204,13 @@ def test_acks_all_is_refused_below_min_insync_replicas(cluster):
     cluster.nodes[follower].kill9()
     wait_until(lambda: partitions(cluster.nodes[leader], topic)[0][2] == [leader],
                timeout=SESSION_MS / 1000 + 10, what="the ISR to shrink to the leader")
+    # The leader's /metrics say so, under kafka_exporter's and Kafka's names.
+    m = metrics(cluster.nodes[leader])
+    assert m[f'kafka_topic_partition_under_replicated_partition{{partition="0",topic="{topic}"}}'] == 1
+    assert m[f'kafka_topic_partition_in_sync_replica{{partition="0",topic="{topic}"}}'] == 1
+    assert m[f'kafka_topic_partition_replicas{{partition="0",topic="{topic}"}}'] == 2
+    assert m["kafka_server_replicamanager_underreplicatedpartitions"] >= 1
+    assert m["kafka_brokers"] == 2
     p = Producer({"bootstrap.servers": f"127.0.0.1:{cluster.nodes[leader].kafka_port}",
                   "acks": "all", "message.timeout.ms": 3000, "retries": 0})
     out = []
@@ -205,8 +224,10 @@ def test_acks_all_is_refused_below_min_insync_replicas(cluster):
     p1.flush(10)
     assert out1 == [None]
     # The follower returns, catches up, rejoins the ISR; acks=all works again.
+    expands = metrics(cluster.nodes[leader])["kafka_server_replicamanager_isrexpands_total"]
     cluster.nodes[follower].start()
     wait_until(lambda: full_isr(cluster, topic), timeout=30, what="the ISR whole again")
+    assert metrics(cluster.nodes[leader])["kafka_server_replicamanager_isrexpands_total"] > expands
     out2 = []
     p2 = Producer({"bootstrap.servers": f"127.0.0.1:{cluster.nodes[leader].kafka_port}", "acks": "all"})
     p2.produce(topic, value=b"z", on_delivery=lambda err, msg: out2.append(err))
@@ -294,3 +315,91 @@ def test_groups_have_one_coordinator_and_their_offsets_survive_its_death(cluster
     assert again == committed, f"committed offsets changed across the failover: {committed} -> {again}"
     cluster.nodes[coord].start()
 
+
+
+def view(node):
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/cluster", timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def five(tmp_path):
+    c = Cluster(tmp_path, 5, extra=["--broker-session-timeout-ms", str(SESSION_MS),
+                                    "--replica-lag-time-max-ms", "5000"])
+    c.start()
+    try:
+        for n in c.nodes.values():
+            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 5, what="five brokers")
+        yield c
+    finally:
+        c.stop()
+
+
+def test_unclean_election_is_a_switch_and_reports_what_it_lost(five):
+    """Two topics on the replica pair 1,2 of a five-node cluster (so the Raft
+    quorum outlives both): `safe` keeps the default
+    (unclean.leader.election.enable=false), `risky` sets it. When the only
+    in-sync replica dies and an out-of-sync one returns, `safe` stays offline
+    and `risky` takes the stale replica as leader; when the old leader comes
+    back it truncates, and says exactly what was lost."""
+    cluster = five
+    # Replica assignments with kafka-python (confluent-kafka's binding refuses
+    # them alongside its default partition count).
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{cluster.nodes[1].kafka_port}")
+    try:
+        ka.create_topics([
+            KNewTopic("safe", -1, -1, replica_assignments={0: [1, 2]},
+                      topic_configs={"min.insync.replicas": "1"}),
+            KNewTopic("risky", -1, -1, replica_assignments={0: [1, 2]},
+                      topic_configs={"min.insync.replicas": "1", "unclean.leader.election.enable": "true"}),
+        ])
+    finally:
+        ka.close()
+    wait_until(lambda: full_isr(cluster, "safe") and full_isr(cluster, "risky"), what="full ISRs")
+    produce_to(cluster.nodes[1], ["safe", "risky"], 10, "before")
+    # The follower dies; the leader alone is the ISR and takes 50 more records.
+    cluster.nodes[2].kill9()
+    wait_until(lambda: partitions(cluster.nodes[1], "risky")[0][2] == [1], timeout=SESSION_MS / 1000 + 10,
+               what="the ISR to shrink to node 1")
+    produce_to(cluster.nodes[1], ["safe", "risky"], 50, "only-on-1-")
+    # The leader dies too: no in-sync replica is left.
+    cluster.nodes[1].kill9()
+    witness = cluster.nodes[3]
+    wait_until(lambda: partitions(witness, "risky")[0][0] == -1, timeout=SESSION_MS / 1000 + 10,
+               what="both partitions offline")
+    assert partitions(witness, "safe")[0][0] == -1
+    # The stale replica returns: only `risky` may elect it.
+    cluster.nodes[2].start()
+    wait_until(lambda: partitions(witness, "risky")[0][0] == 2, timeout=30, what="the unclean election")
+    # The controller decides both partitions in one pass: `safe` was passed over.
+    assert partitions(witness, "safe")[0][0] == -1
+    produce_to(cluster.nodes[2], ["risky"], 5, "after")
+    # The old leader returns, follows the new one, truncates, and reports it.
+    cluster.nodes[1].start()
+    wait_until(lambda: partitions(witness, "risky")[0][2] == [1, 2], timeout=30,
+               what="node 1 back in risky's ISR")
+    def lost():
+        return view(witness)["topics"]["risky"][0]["lost_to_unclean_election"]
+    wait_until(lambda: lost(), timeout=15, what="the loss recorded in the cluster metadata")
+    [l] = lost()
+    assert (l["from"], l["to"], l["records"], l["node"]) == (10, 60, 50, 1), l
+    assert metrics(cluster.nodes[1])['keel_unclean_election_lost_records_total{partition="0",topic="risky"}'] == 50
+    assert "LOST committed records to an unclean leader election" in cluster.nodes[1].log.read_text()
+    # What remains is the new leader's history: the first 10 and the 5 after.
+    got = read_all(cluster, "risky", 1, 15)[0]
+    assert [v for _, v in got] == [f"before{i}" for i in range(10)] + [f"after{i}" for i in range(5)]
+    # `safe` comes back with its own leader and every record.
+    wait_until(lambda: partitions(witness, "safe")[0][0] == 1, timeout=30, what="safe led by node 1 again")
+    assert len(read_all(cluster, "safe", 1, 60)[0]) == 60
+
+
+def produce_to(node, topics, n, prefix):
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{node.kafka_port}", "acks": "all"})
+    failed = []
+    for t in topics:
+        for i in range(n):
+            p.produce(t, value=f"{prefix}{i}", partition=0,
+                      on_delivery=lambda err, msg: err and failed.append(err))
+    assert p.flush(30) == 0
+    assert not failed, failed[:3]

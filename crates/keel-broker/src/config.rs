@@ -68,6 +68,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock." },
     ConfigDef { name: "min.insync.replicas", kind: ConfigType::Int, default: "1", rule: Rule::Range(1, I32),
         doc: "acks=all produce fails with NOT_ENOUGH_REPLICAS when fewer replicas than this are in sync." },
+    ConfigDef { name: "unclean.leader.election.enable", kind: ConfigType::Boolean, default: "false", rule: Rule::OneOf(&["true", "false"]),
+        doc: "true lets an out-of-sync replica lead when every in-sync one is down: available again, at the cost of the records only they held (Keel reports which). false keeps the partition offline instead." },
     ConfigDef { name: "flush.messages", kind: ConfigType::Long, default: "1", rule: Rule::Range(1, i64::MAX),
         doc: "1 (Keel's default): acks=1/all are acknowledged only after fsync, shared by group commit, and consumers see only fsynced data. N>1: acknowledge on write and fsync after N unflushed messages or flush.ms; a machine crash may lose acknowledged records." },
     ConfigDef { name: "flush.ms", kind: ConfigType::Long, default: "9223372036854775807", rule: Rule::Range(0, i64::MAX),

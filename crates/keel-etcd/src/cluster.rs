@@ -207,9 +207,63 @@ impl Membership {
                     Err(e) => tracing::debug!("controller: node {}: {e}", n.id),
                 }
             }
+            self.elect_unclean(&image).await;
             if now.duration_since(last_rebalance) >= duties.rebalance_every {
                 last_rebalance = now;
                 self.elect_preferred(&image).await;
+            }
+        }
+    }
+
+    /// Unclean leader election, the explicit availability-over-consistency
+    /// switch: a partition with no leader (every in-sync replica fenced) whose
+    /// topic sets `unclean.leader.election.enable=true` is given to a live
+    /// replica outside the ISR. Records the old ISR had committed and this
+    /// replica lacks are lost; the replicas that return report exactly which
+    /// (`ReportLoss`). Without the setting the partition stays offline.
+    async fn elect_unclean(&self, image: &keel_meta::Image) {
+        for (name, t) in &image.topics {
+            if t.configs
+                .get(keel_meta::UNCLEAN_LEADER_ELECTION)
+                .map(String::as_str)
+                != Some("true")
+            {
+                continue;
+            }
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.leader != keel_meta::NO_LEADER {
+                    continue;
+                }
+                let Some(&to) = p
+                    .replicas
+                    .iter()
+                    .find(|r| image.nodes.get(r).is_some_and(|n| !n.fenced))
+                else {
+                    continue;
+                };
+                let rec = Record::new(Kind::PartitionChange(keel_meta::PartitionChange {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    partition_epoch: p.partition_epoch,
+                    isr: None,
+                    leader: Some(to),
+                    unclean: true,
+                    leader_epoch: None,
+                }));
+                match self.server.propose_metadata(&rec).await {
+                    Ok(Ok(_)) => tracing::error!(
+                        topic = %name,
+                        partition = i,
+                        leader = to,
+                        isr = ?p.isr,
+                        "controller: UNCLEAN leader election: every in-sync replica is down; \
+                         records only they held are lost if they return"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::debug!("controller: unclean election of {name}-{i}: {e}")
+                    }
+                    Err(e) => tracing::debug!("controller: unclean election of {name}-{i}: {e}"),
+                }
             }
         }
     }

@@ -44,7 +44,41 @@ pub static CONNECTIONS_ACCEPTED: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Adds the Kafka front's metrics to `registry`.
+/// ISR shrinks this broker made as a leader (Kafka's IsrShrinksPerSec).
+pub static ISR_SHRINKS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "kafka_server_replicamanager_isrshrinks_total",
+        "ISR shrinks of partitions this broker leads",
+    )
+    .expect("valid counter")
+});
+
+/// ISR expansions this broker made as a leader (Kafka's IsrExpandsPerSec).
+pub static ISR_EXPANDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "kafka_server_replicamanager_isrexpands_total",
+        "ISR expansions of partitions this broker leads",
+    )
+    .expect("valid counter")
+});
+
+/// Records this broker truncated that it had known committed: the cost of an
+/// unclean leader election, per partition (Kafka has no such count).
+pub static UNCLEAN_LOST: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "keel_unclean_election_lost_records_total",
+            "Committed records this broker truncated after an unclean leader election",
+        ),
+        &["topic", "partition"],
+    )
+    .expect("valid counter")
+});
+
 pub fn register(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(UNCLEAN_LOST.clone()))?;
+    registry.register(Box::new(ISR_SHRINKS.clone()))?;
+    registry.register(Box::new(ISR_EXPANDS.clone()))?;
     registry.register(Box::new(REQUESTS.clone()))?;
     registry.register(Box::new(REQUEST_SECONDS.clone()))?;
     registry.register(Box::new(CONNECTIONS.clone()))?;

@@ -69,6 +69,7 @@ pub async fn run(
                 tokio::spawn(fetch_from(
                     broker.clone(),
                     cluster.image.clone(),
+                    cluster.propose.clone(),
                     id,
                     stop.clone(),
                 ))
@@ -117,6 +118,7 @@ fn partitions_from(image: &Image, me: i32, leader: i32) -> BTreeMap<(String, i32
 async fn fetch_from(
     broker: Broker,
     image: watch::Receiver<Arc<Image>>,
+    propose: Proposer,
     leader: i32,
     stop: watch::Receiver<bool>,
 ) {
@@ -158,7 +160,7 @@ async fn fetch_from(
                 .map(|(k, e)| (k.clone(), *e))
                 .collect();
             if !stale.is_empty() {
-                truncate_by_epoch(&broker, c, me, &stale).await?;
+                truncate_by_epoch(&broker, &propose, c, me, &stale).await?;
                 for (k, e) in stale {
                     truncated.insert(k, e);
                 }
@@ -178,10 +180,12 @@ async fn fetch_from(
 /// drop whatever this replica holds past it.
 async fn truncate_by_epoch(
     broker: &Broker,
+    propose: &Proposer,
     c: &Connection,
     me: i32,
     parts: &[((String, i32), i32)],
 ) -> anyhow::Result<()> {
+    let epochs: BTreeMap<(String, i32), i32> = parts.iter().cloned().collect();
     let mut asked = Vec::new();
     let mut by_topic: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
     for ((topic, p), epoch) in parts {
@@ -225,19 +229,21 @@ async fn truncate_by_epoch(
                     ResponseError::try_from_code(p.error_code)
                 );
             }
-            if p.end_offset < 0 {
-                // The leader has no epoch at or below ours: nothing of ours is
-                // known to it, so everything goes.
-                let b = broker.clone();
-                let topic = t.topic.to_string();
-                let part = p.partition;
-                tokio::task::spawn_blocking(move || b.truncate_replica(&topic, part, 0)).await??;
-                continue;
-            }
+            // No epoch at or below ours on the leader: nothing of ours is known
+            // to it, so everything goes.
+            let end = p.end_offset.max(0);
             let b = broker.clone();
             let topic = t.topic.to_string();
-            let (part, end) = (p.partition, p.end_offset);
-            tokio::task::spawn_blocking(move || b.truncate_replica(&topic, part, end)).await??;
+            let part = p.partition;
+            let lost = tokio::task::spawn_blocking(move || b.truncate_replica(&topic, part, end))
+                .await??;
+            if let Some((from, to)) = lost {
+                let epoch = epochs
+                    .get(&(t.topic.to_string(), part))
+                    .copied()
+                    .unwrap_or(-1);
+                report_loss(broker, propose, t.topic.as_str(), part, from, to, epoch).await;
+            }
         }
     }
     Ok(())
@@ -309,6 +315,47 @@ async fn fetch_once(
     Ok(())
 }
 
+/// Says what an unclean election cost: in the log, in /metrics, and in the
+/// cluster metadata (kept with the partition, shown by `/cluster`).
+async fn report_loss(
+    broker: &Broker,
+    propose: &Proposer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    leader_epoch: i32,
+) {
+    tracing::error!(
+        topic,
+        partition,
+        from,
+        to,
+        records = to - from,
+        leader_epoch,
+        "LOST committed records to an unclean leader election: offsets [{from}, {to}) \
+         were acknowledged here and the new leader never had them"
+    );
+    crate::metrics::UNCLEAN_LOST
+        .with_label_values(&[topic, &partition.to_string()])
+        .inc_by(u64::try_from(to - from).unwrap_or(0));
+    let rec = Record::new(Kind::ReportLoss(keel_meta::ReportLoss {
+        topic: topic.to_string(),
+        partition,
+        node_id: broker.node_id(),
+        from,
+        to,
+        leader_epoch,
+    }));
+    if let Err(e) = propose(rec).await {
+        tracing::warn!(
+            topic,
+            partition,
+            "recording the loss in the cluster metadata: {e}"
+        );
+    }
+}
+
 /// Proposes the ISR changes this node sees as leader.
 async fn propose_isr_changes(broker: &Broker, image: &Image, propose: &Proposer, lag_ms: i64) {
     let b = broker.clone();
@@ -334,13 +381,20 @@ async fn propose_isr_changes(broker: &Broker, image: &Image, propose: &Proposer,
             leader_epoch: Some(ch.leader_epoch),
         }));
         match propose(rec).await {
-            Ok(Ok(_)) => tracing::info!(
-                topic = %ch.topic,
-                partition = ch.partition,
-                from = ?p.isr,
-                to = ?ch.isr,
-                "ISR changed"
-            ),
+            Ok(Ok(_)) => {
+                if ch.isr.len() < p.isr.len() {
+                    crate::metrics::ISR_SHRINKS.inc();
+                } else {
+                    crate::metrics::ISR_EXPANDS.inc();
+                }
+                tracing::info!(
+                    topic = %ch.topic,
+                    partition = ch.partition,
+                    from = ?p.isr,
+                    to = ?ch.isr,
+                    "ISR changed"
+                )
+            }
             Ok(Err(e)) => {
                 tracing::debug!(topic = %ch.topic, partition = ch.partition, "ISR change refused: {e}")
             }

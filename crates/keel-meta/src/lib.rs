@@ -36,7 +36,7 @@ pub const NO_LEADER: i32 = -1;
 /// One change of the metadata: what a Raft entry of the metadata carries.
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: Option<record::Kind>,
 }
 
@@ -62,6 +62,8 @@ pub mod record {
         CreatePartitions(super::CreatePartitions),
         #[prost(message, tag = "9")]
         AllocateProducerIds(super::AllocateProducerIds),
+        #[prost(message, tag = "10")]
+        ReportLoss(super::ReportLoss),
     }
 }
 
@@ -178,6 +180,32 @@ pub struct AllocateProducerIds {
     pub at_least: i64,
 }
 
+/// Records an unclean election cost: a replica that returned found records
+/// it had known committed missing from the new leader, and truncated them.
+/// Kept with the partition (the last [`LOSSES_KEPT`]), so any node can say
+/// what was lost; Kafka loses them silently.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct ReportLoss {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(int32, tag = "2")]
+    pub partition: i32,
+    /// The replica that truncated them.
+    #[prost(int32, tag = "3")]
+    pub node_id: i32,
+    /// Offsets [from, to) were lost.
+    #[prost(int64, tag = "4")]
+    pub from: i64,
+    #[prost(int64, tag = "5")]
+    pub to: i64,
+    /// The leader epoch of the unclean leader that caused it.
+    #[prost(int32, tag = "6")]
+    pub leader_epoch: i32,
+}
+
+/// Losses remembered per partition.
+pub const LOSSES_KEPT: usize = 16;
+
 /// Producer ids per block (Kafka's ProducerIdsBlock size).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -223,6 +251,9 @@ pub struct Partition {
     pub leader_epoch: i32,
     #[prost(int32, tag = "5")]
     pub partition_epoch: i32,
+    /// Records lost to unclean elections, most recent last.
+    #[prost(message, repeated, tag = "6")]
+    pub lost: Vec<ReportLoss>,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -307,6 +338,7 @@ pub enum Applied {
     PartitionChanged(Partition),
     ConfigChanged,
     TopicRemoved,
+    LossReported,
     /// A block of PRODUCER_ID_BLOCK producer ids starting here.
     ProducerIds {
         first: i64,
@@ -346,6 +378,24 @@ impl Image {
                 None => Err(MetaError::UnknownTopic(r.name)),
             },
             Some(Kind::CreatePartitions(c)) => self.create_partitions(c),
+            Some(Kind::ReportLoss(l)) => {
+                let p = usize::try_from(l.partition)
+                    .ok()
+                    .and_then(|i| self.topics.get_mut(&l.topic)?.partitions.get_mut(i))
+                    .ok_or_else(|| MetaError::UnknownPartition(l.topic.clone(), l.partition))?;
+                if l.to <= l.from || l.from < 0 {
+                    Err(MetaError::Invalid(format!(
+                        "empty loss range {}..{}",
+                        l.from, l.to
+                    )))
+                } else {
+                    p.lost.push(l);
+                    if p.lost.len() > LOSSES_KEPT {
+                        p.lost.remove(0);
+                    }
+                    Ok(Applied::LossReported)
+                }
+            }
             Some(Kind::AllocateProducerIds(a)) => {
                 if a.at_least < 0 || a.at_least > i64::MAX / 2 {
                     Err(MetaError::Invalid(format!(
@@ -548,6 +598,7 @@ impl Image {
                 leader,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                lost: Vec::new(),
             });
         }
         Ok(partitions)

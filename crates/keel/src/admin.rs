@@ -22,6 +22,9 @@ use tokio::sync::watch;
 /// Gauges set from the broker's state at each scrape.
 struct StateGauges {
     brokers: IntGauge,
+    offline: IntGauge,
+    under_replicated_led: IntGauge,
+    leader_is_preferred: IntGaugeVec,
     topic_partitions: IntGaugeVec,
     current_offset: IntGaugeVec,
     oldest_offset: IntGaugeVec,
@@ -48,8 +51,26 @@ impl StateGauges {
         let gtp = &["consumergroup", "topic", "partition"];
         let brokers = IntGauge::new("kafka_brokers", "Number of brokers in the cluster")?;
         r.register(Box::new(brokers.clone()))?;
+        let offline = IntGauge::new(
+            "kafka_controller_kafkacontroller_offlinepartitionscount",
+            "Partitions without a leader (Kafka's OfflinePartitionsCount)",
+        )?;
+        r.register(Box::new(offline.clone()))?;
+        let under_replicated_led = IntGauge::new(
+            "kafka_server_replicamanager_underreplicatedpartitions",
+            "Partitions this broker leads with fewer in-sync replicas than replicas",
+        )?;
+        r.register(Box::new(under_replicated_led.clone()))?;
         Ok(StateGauges {
             brokers,
+            offline,
+            under_replicated_led,
+            leader_is_preferred: gauge_vec(
+                r,
+                "kafka_topic_partition_leader_is_preferred",
+                "1 if the partition is led by its preferred replica",
+                tp,
+            )?,
             topic_partitions: gauge_vec(
                 r,
                 "kafka_topic_partitions",
@@ -125,7 +146,7 @@ impl StateGauges {
         })
     }
 
-    fn refresh(&self, broker: &Broker) {
+    fn refresh(&self, broker: &Broker, image: Option<&keel_meta::Image>) {
         for g in [
             &self.topic_partitions,
             &self.current_offset,
@@ -134,6 +155,7 @@ impl StateGauges {
             &self.replicas,
             &self.in_sync_replicas,
             &self.leader,
+            &self.leader_is_preferred,
             &self.log_size,
             &self.group_current_offset,
             &self.group_lag,
@@ -142,7 +164,25 @@ impl StateGauges {
         ] {
             g.reset();
         }
-        self.brokers.set(1);
+        self.brokers
+            .set(image.map_or(1, |i| i.live_nodes().count() as i64));
+        if let Some(i) = image {
+            let me = broker.node_id();
+            let parts = i.topics.values().flat_map(|t| t.partitions.iter());
+            // Kafka's OfflinePartitionsCount (the controller's view, here every
+            // node's) and UnderReplicatedPartitions (of those this broker leads).
+            self.offline.set(
+                parts
+                    .clone()
+                    .filter(|p| p.leader == keel_meta::NO_LEADER)
+                    .count() as i64,
+            );
+            self.under_replicated_led.set(
+                parts
+                    .filter(|p| p.leader == me && p.isr.len() < p.replicas.len())
+                    .count() as i64,
+            );
+        }
         let mut high_watermarks = std::collections::HashMap::new();
         for t in broker.topics() {
             let info = t.info();
@@ -158,12 +198,23 @@ impl StateGauges {
                 self.oldest_offset
                     .with_label_values(&l)
                     .set(p.log_start_offset);
-                self.under_replicated.with_label_values(&l).set(0);
-                self.replicas.with_label_values(&l).set(1);
-                self.in_sync_replicas.with_label_values(&l).set(1);
-                self.leader
+                // From the cluster metadata when it holds the partition.
+                let meta = image.and_then(|i| i.partition(&info.name, p.index));
+                let (replicas, isr, leader) = match meta {
+                    Some(m) => (m.replicas.len(), m.isr.len(), m.leader),
+                    None => (1, 1, broker.node_id()),
+                };
+                self.under_replicated
                     .with_label_values(&l)
-                    .set(i64::from(broker.node_id()));
+                    .set(i64::from(isr < replicas));
+                self.replicas.with_label_values(&l).set(replicas as i64);
+                self.in_sync_replicas.with_label_values(&l).set(isr as i64);
+                self.leader.with_label_values(&l).set(i64::from(leader));
+                if let Some(m) = meta {
+                    self.leader_is_preferred
+                        .with_label_values(&l)
+                        .set(i64::from(m.replicas.first() == Some(&m.leader)));
+                }
                 self.log_size.with_label_values(&l).set(p.size_bytes as i64);
                 high_watermarks.insert((info.name.clone(), p.index), p.high_watermark);
             }
@@ -208,7 +259,15 @@ struct Admin {
 
 impl Admin {
     fn metrics(&self) -> Result<Vec<u8>> {
-        self.state.refresh(&self.broker);
+        let image = self.lab.as_ref().map(|l| {
+            l.server
+                .store()
+                .lock()
+                .expect("store lock")
+                .metadata()
+                .clone()
+        });
+        self.state.refresh(&self.broker, image.as_ref());
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
@@ -309,9 +368,20 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
+                    let lost: Vec<_> = p
+                        .lost
+                        .iter()
+                        .map(|l| {
+                            serde_json::json!({
+                                "from": l.from, "to": l.to, "records": l.to - l.from,
+                                "node": l.node_id, "leader_epoch": l.leader_epoch,
+                            })
+                        })
+                        .collect();
                     serde_json::json!({
                         "partition": i, "leader": p.leader, "leader_epoch": p.leader_epoch,
                         "partition_epoch": p.partition_epoch, "replicas": p.replicas, "isr": p.isr,
+                        "lost_to_unclean_election": lost,
                     })
                 })
                 .collect();

@@ -66,6 +66,11 @@ pub struct Common {
     /// Connections, each with its own share of the partitions.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) concurrency: u32,
+    /// Create the topic with these replicas for every partition, the first
+    /// the leader (the broker --brokers names), e.g. `1,2,3` on `keel dev
+    /// --nodes 3`: replicated produce measured against one leader.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) replicas: Vec<i32>,
 }
 
 #[derive(clap::Args)]
@@ -120,10 +125,26 @@ pub(crate) async fn ensure_topic(c: &Common) -> Result<()> {
     let conn = Connection::connect(&c.brokers).await?;
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 30_000;
-    req.topics = vec![CreatableTopic::default()
-        .with_name(name(&c.topic))
-        .with_num_partitions(c.partitions)
-        .with_replication_factor(-1)];
+    let topic = if c.replicas.is_empty() {
+        CreatableTopic::default()
+            .with_num_partitions(c.partitions)
+            .with_replication_factor(-1)
+    } else {
+        use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+        CreatableTopic::default()
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                (0..c.partitions)
+                    .map(|p| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(p)
+                            .with_broker_ids(c.replicas.iter().map(|r| BrokerId(*r)).collect())
+                    })
+                    .collect(),
+            )
+    };
+    req.topics = vec![topic.with_name(name(&c.topic))];
     let resp = conn.call(&req, 5).await?;
     let r = &resp.topics[0];
     if r.error_code != 0 && r.error_code != ResponseError::TopicAlreadyExists.code() {

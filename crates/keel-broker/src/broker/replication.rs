@@ -319,9 +319,11 @@ impl Broker {
         }
         let s = p.lock();
         let held = s.log.flushed_offset();
+        // Exactly the leader's (never past what this replica holds), lower too:
+        // after a restart this replica's own guess (its log end) may be above it.
         let hw = leader_hw.min(held);
-        if hw > p.high_watermark() {
-            p.set_high_watermark(hw);
+        if hw != p.high_watermark() && hw >= 0 {
+            p.reset_high_watermark(hw);
         }
         Ok(held)
     }
@@ -360,13 +362,23 @@ impl Broker {
 
     /// A follower removes a tail its leader does not have (whole batches from
     /// `offset`), durably, and rebuilds its producer state from what is left.
-    pub fn truncate_replica(&self, topic: &str, index: i32, offset: i64) -> Result<i64> {
+    /// Returns the offsets it had known committed (below its high watermark)
+    /// and removed, `[from, to)`: only an unclean election makes those, since
+    /// a clean leader holds everything committed.
+    pub fn truncate_replica(
+        &self,
+        topic: &str,
+        index: i32,
+        offset: i64,
+    ) -> Result<Option<(i64, i64)>> {
         let p = self.partition(topic, index)?;
         let now = self.now_ms();
         let mut s = p.lock();
         let before = s.log.log_end_offset();
+        let hw = p.high_watermark();
         s.log.truncate_to(offset, now)?;
         let after = s.log.log_end_offset();
+        let mut lost = None;
         if after < before {
             tracing::warn!(
                 topic,
@@ -377,11 +389,12 @@ impl Broker {
             );
             s.producers = load_producer_state(&s.log, now)?;
             s.producers_dirty = true;
-            if p.high_watermark() > after {
+            if hw > after {
+                lost = Some((after, hw));
                 p.reset_high_watermark(after);
             }
         }
-        Ok(after)
+        Ok(lost)
     }
 
     /// ISR changes this leader should propose: followers in the ISR not

@@ -122,9 +122,27 @@ async fn cluster_info(common: &Common) -> Result<()> {
         .iter()
         .map(|b| (b.node_id.0, b.host.to_string(), b.port))
         .collect();
+    // Partitions without a leader, and with fewer in-sync replicas than
+    // replicas, over every topic (Kafka's OfflinePartitionsCount and
+    // UnderReplicatedPartitions, as kafka-topics --describe
+    // --under-replicated-partitions / --unavailable-partitions find them).
+    let mut offline = Vec::new();
+    let mut under = Vec::new();
+    for t in &md.topics {
+        let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        for p in &t.partitions {
+            if p.leader_id.0 < 0 {
+                offline.push(format!("{name}-{}", p.partition_index));
+            } else if p.isr_nodes.len() < p.replica_nodes.len() {
+                under.push(format!("{name}-{}", p.partition_index));
+            }
+        }
+    }
     let json = serde_json::json!({
         "cluster_id": cluster_id,
         "controller": controller,
+        "offline_partitions": offline,
+        "under_replicated_partitions": under,
         "cli_version": env!("CARGO_PKG_VERSION"),
         "bootstrap": c.bootstrap(),
         "brokers": brokers.iter().map(|(id, host, port)| serde_json::json!({
@@ -135,6 +153,8 @@ async fn cluster_info(common: &Common) -> Result<()> {
         vec!["CLUSTER".into(), cluster_id.clone()],
         vec!["CONTROLLER".into(), controller.to_string()],
         vec!["CLI VERSION".into(), env!("CARGO_PKG_VERSION").into()],
+        vec!["OFFLINE".into(), list_or_none(&offline)],
+        vec!["UNDER-REPLICATED".into(), list_or_none(&under)],
         vec![String::new()],
         vec![
             "BROKER".into(),
@@ -152,6 +172,15 @@ async fn cluster_info(common: &Common) -> Result<()> {
         ]);
     }
     common.print(&json, &table)
+}
+
+/// A comma-separated list, or "none".
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(",")
+    }
 }
 
 #[cfg(test)]

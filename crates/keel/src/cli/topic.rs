@@ -228,8 +228,10 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
             json!({
                 "partition": p.partition_index,
                 "leader": p.leader_id.0,
+                "leader_epoch": p.leader_epoch,
                 "replicas": p.replica_nodes.iter().map(|r| r.0).collect::<Vec<_>>(),
                 "isr": p.isr_nodes.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "offline": p.offline_replicas.iter().map(|r| r.0).collect::<Vec<_>>(),
                 "log_start_offset": start,
                 "high_watermark": end,
             })
@@ -255,8 +257,10 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
         vec![
             "PARTITION".into(),
             "LEADER".into(),
+            "EPOCH".into(),
             "REPLICAS".into(),
             "ISR".into(),
+            "OFFLINE".into(),
             "LOG-START".into(),
             "HIGH-WATERMARK".into(),
         ],
@@ -265,8 +269,10 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
         table.push(vec![
             p.partition_index.to_string(),
             p.leader_id.0.to_string(),
+            p.leader_epoch.to_string(),
             ids(&p.replica_nodes),
             ids(&p.isr_nodes),
+            ids(&p.offline_replicas),
             start.to_string(),
             end.to_string(),
         ]);
