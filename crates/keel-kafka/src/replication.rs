@@ -288,6 +288,7 @@ async fn fetch_once(
         );
     let resp = c.call(&req, 12).await?;
     let mut errors = Vec::new();
+    let mut got = Vec::new();
     for t in resp.responses {
         for p in t.partitions {
             if p.error_code != 0 {
@@ -299,12 +300,27 @@ async fn fetch_once(
                 ));
                 continue;
             }
-            let bytes = p.records.unwrap_or_default();
-            let b = broker.clone();
-            let topic = t.topic.to_string();
-            let (part, hw) = (p.partition_index, p.high_watermark);
-            tokio::task::spawn_blocking(move || b.append_as_follower(&topic, part, &bytes, hw))
-                .await??;
+            got.push((
+                t.topic.to_string(),
+                p.partition_index,
+                p.records.unwrap_or_default(),
+                p.high_watermark,
+            ));
+        }
+    }
+    if !got.is_empty() {
+        // One blocking call: every partition appended, then fsynced together.
+        let b = broker.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            let parts = got
+                .iter()
+                .map(|(t, p, bytes, hw)| (t.clone(), *p, bytes.as_ref(), *hw))
+                .collect();
+            b.append_as_follower_all(parts)
+        })
+        .await?;
+        for r in results {
+            r?;
         }
     }
     if !errors.is_empty() {

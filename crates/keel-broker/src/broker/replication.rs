@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -280,52 +281,85 @@ impl Broker {
         })
     }
 
-    /// A follower appends what its leader sent, fsyncs it, and takes the
-    /// leader's high watermark (never past what it holds). Returns its new
-    /// log end, the offset of its next fetch.
-    pub fn append_as_follower(
+    /// A follower appends what its leader sent for every partition of one
+    /// fetch response, fsyncs it, and takes the leader's high watermark
+    /// (never past what it holds); each answer is the partition's new log
+    /// end, the offset of its next fetch. All appends come first, then every
+    /// partition's fsync at once (on scoped threads, so the disk sees them
+    /// together), then the high watermarks.
+    pub fn append_as_follower_all(
         &self,
-        topic: &str,
-        index: i32,
-        bytes: &[u8],
-        leader_hw: i64,
-    ) -> Result<i64> {
-        let p = self.partition(topic, index)?;
+        parts: Vec<(String, i32, &[u8], i64)>,
+    ) -> Vec<Result<i64>> {
         let now = self.now_ms();
-        let job = {
-            let mut s = p.lock();
-            if s.repl.as_ref().is_none_or(|r| r.is_leader()) {
-                return Err(BrokerError::NotLeader(format!(
-                    "{topic}-{index}: this broker leads it now"
-                )));
-            }
-            for range in keel_storage::batch::split(bytes)? {
-                let h = s.log.append_replicated(&bytes[range], now)?;
-                s.producers.apply(&h, now);
-                s.producers_dirty |= h.producer_id >= 0;
-            }
-            s.log.flush_job()
-        };
-        if let Some(job) = job {
-            let result = job.run();
-            let mut s = p.lock();
-            match result {
-                Ok(()) => s.log.complete_flush(&job)?,
-                Err(e) => {
-                    s.log.fail_flush(&job);
-                    return Err(BrokerError::Storage(format!("fsync {topic}-{index}: {e}")));
+        let appended: Vec<Result<(Arc<Partition>, Option<keel_storage::FlushJob>)>> = parts
+            .iter()
+            .map(|(topic, index, bytes, _)| {
+                let p = self.partition(topic, *index)?;
+                let job = {
+                    let mut s = p.lock();
+                    if s.repl.as_ref().is_none_or(|r| r.is_leader()) {
+                        return Err(BrokerError::NotLeader(format!(
+                            "{topic}-{index}: this broker leads it now"
+                        )));
+                    }
+                    for range in keel_storage::batch::split(bytes)? {
+                        let h = s.log.append_replicated(&bytes[range], now)?;
+                        s.producers.apply(&h, now);
+                        s.producers_dirty |= h.producer_id >= 0;
+                    }
+                    s.log.flush_job()
+                };
+                Ok((p, job))
+            })
+            .collect();
+        let synced: Vec<std::io::Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = appended
+                .iter()
+                .map(|a| match a {
+                    Ok((_, Some(job))) => Some(scope.spawn(move || job.run())),
+                    _ => None,
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h {
+                    Some(h) => h
+                        .join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked"))),
+                    None => Ok(()),
+                })
+                .collect()
+        });
+        appended
+            .into_iter()
+            .zip(synced)
+            .zip(&parts)
+            .map(|((a, synced), (topic, index, _, leader_hw))| {
+                let (p, job) = a?;
+                let mut s = p.lock();
+                if let Some(job) = job {
+                    match synced {
+                        Ok(()) => s.log.complete_flush(&job)?,
+                        Err(e) => {
+                            s.log.fail_flush(&job);
+                            return Err(BrokerError::Storage(format!(
+                                "fsync {topic}-{index}: {e}"
+                            )));
+                        }
+                    }
                 }
-            }
-        }
-        let s = p.lock();
-        let held = s.log.flushed_offset();
-        // Exactly the leader's (never past what this replica holds), lower too:
-        // after a restart this replica's own guess (its log end) may be above it.
-        let hw = leader_hw.min(held);
-        if hw != p.high_watermark() && hw >= 0 {
-            p.reset_high_watermark(hw);
-        }
-        Ok(held)
+                let held = s.log.flushed_offset();
+                // Exactly the leader's (never past what this replica holds), lower
+                // too: after a restart this replica's own guess (its log end) may
+                // be above it.
+                let hw = (*leader_hw).min(held);
+                if hw != p.high_watermark() && hw >= 0 {
+                    p.reset_high_watermark(hw);
+                }
+                Ok(held)
+            })
+            .collect()
     }
 
     /// The follower's log end, latest epoch and replication role (for the fetcher).
