@@ -403,3 +403,44 @@ def produce_to(node, topics, n, prefix):
                       on_delivery=lambda err, msg: err and failed.append(err))
     assert p.flush(30) == 0
     assert not failed, failed[:3]
+
+
+def test_elect_leaders_preferred_and_unclean_on_demand(tmp_path):
+    """ElectLeaders through confluent-kafka's AdminClient: PREFERRED gives a
+    partition back to its first replica (no automatic rebalance here: Kafka's
+    300 s default), and says why when it cannot; UNCLEAN is refused while a
+    leader exists."""
+    from confluent_kafka import TopicPartition as TP
+    from confluent_kafka import ElectionType
+    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS)])
+    c.start()
+    try:
+        for n in c.nodes.values():
+            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+        create(c.nodes[1], NewTopic("elect", 1, 3))
+        wait_until(lambda: full_isr(c, "elect"), what="a full ISR")
+        leader, replicas, _ = partitions(c.nodes[1], "elect")[0]
+        preferred = replicas[0]
+        assert leader == preferred
+        a = admin(c.nodes[1])
+
+        def elect(kind):
+            return a.elect_leaders(kind, [TP("elect", 0)]).result(timeout=15)[TP("elect", 0)]
+
+        assert elect(ElectionType.PREFERRED).code() == KafkaError.ELECTION_NOT_NEEDED
+        assert elect(ElectionType.UNCLEAN).code() == KafkaError.ELECTION_NOT_NEEDED
+        # The preferred leader dies: leadership moves; electing it is refused.
+        c.nodes[preferred].kill9()
+        witness = next(n for i, n in c.nodes.items() if i != preferred)
+        wait_until(lambda: partitions(witness, "elect")[0][0] not in (preferred, -1),
+                   timeout=SESSION_MS / 1000 + 10, what="leadership to move")
+        a = admin(witness)
+        assert elect(ElectionType.PREFERRED).code() == KafkaError.PREFERRED_LEADER_NOT_AVAILABLE
+        # It returns and catches up: now the election hands it back.
+        c.nodes[preferred].start()
+        wait_until(lambda: full_isr(c, "elect"), timeout=30, what="a full ISR again")
+        assert partitions(witness, "elect")[0][0] != preferred, "rebalanced by itself"
+        assert elect(ElectionType.PREFERRED) is None
+        wait_until(lambda: partitions(witness, "elect")[0][0] == preferred, what="the preferred leader back")
+    finally:
+        c.stop()

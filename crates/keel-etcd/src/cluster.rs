@@ -249,6 +249,7 @@ impl Membership {
                     leader: Some(to),
                     unclean: true,
                     leader_epoch: None,
+                    forced: false,
                 }));
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(_)) => tracing::error!(
@@ -291,6 +292,7 @@ impl Membership {
                     leader: Some(preferred),
                     unclean: false,
                     leader_epoch: None,
+                    forced: false,
                 }));
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(_)) => tracing::info!(

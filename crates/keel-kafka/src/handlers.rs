@@ -324,6 +324,11 @@ impl Handler {
                     encode(key, v, cid, &resp)
                 })))
             }
+            ApiKey::ElectLeaders => {
+                let r = decode!(ElectLeadersRequest);
+                let resp = self.elect_leaders(r, v);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
             ApiKey::OffsetForLeaderEpoch => {
                 let r = decode!(OffsetForLeaderEpochRequest);
                 let resp = self.offset_for_leader_epoch(r);

@@ -395,6 +395,7 @@ async fn propose_isr_changes(broker: &Broker, image: &Image, propose: &Proposer,
             leader: None,
             unclean: false,
             leader_epoch: Some(ch.leader_epoch),
+            forced: false,
         }));
         match propose(rec).await {
             Ok(Ok(_)) => {

@@ -20,6 +20,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Preferred and unclean elections on demand (KIP-183, KIP-460).
+    (ApiKey::ElectLeaders, 0, 2),
     // Followers truncate by it (KIP-101/279); consumers validate positions (KIP-320).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // Idempotent producers only; transactions need a coordinator Keel lacks.

@@ -147,6 +147,10 @@ pub struct PartitionChange {
     /// Asked by the leader at this leader epoch (AlterPartition); 0 = the controller.
     #[prost(int32, optional, tag = "7")]
     pub leader_epoch: Option<i32>,
+    /// An operator's ElectLeaders(UNCLEAN): allowed whatever the topic says
+    /// (KIP-460).
+    #[prost(bool, tag = "8")]
+    pub forced: bool,
 }
 
 /// Sets and removes topic configs (IncrementalAlterConfigs).
@@ -685,7 +689,7 @@ impl Image {
                     return Err(MetaError::Invalid(format!("node {l} is not live")));
                 }
                 if !next.isr.contains(&l) {
-                    if !(c.unclean && unclean_ok) {
+                    if !(c.unclean && (unclean_ok || c.forced)) {
                         return Err(MetaError::UncleanNotAllowed(c.topic));
                     }
                     // The new leader's log is the truth from now on: it is the ISR.

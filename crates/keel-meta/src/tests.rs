@@ -173,6 +173,7 @@ fn isr_changes_are_a_compare_and_set_on_the_partition_epoch() {
             leader: None,
             unclean: false,
             leader_epoch: Some(0),
+            forced: false,
         }))
     };
     assert!(img.apply(11, shrink(0, &[1, 2])).is_ok());
@@ -203,6 +204,7 @@ fn unclean_election_needs_the_topic_config() {
             leader: None,
             unclean: false,
             leader_epoch: None,
+            forced: false,
         })),
     )
     .unwrap();
@@ -216,6 +218,7 @@ fn unclean_election_needs_the_topic_config() {
             leader: Some(2),
             unclean: true,
             leader_epoch: None,
+            forced: false,
         }))
     };
     let epoch = img.partition("t", 0).unwrap().partition_epoch;
@@ -334,6 +337,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
                     leader,
                     unclean,
                     leader_epoch: None,
+                    forced: false,
                 })
             )),
         (

@@ -17,8 +17,11 @@ use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use kafka_protocol::protocol::StrBytes;
 use keel_broker::{BrokerError, TopicConfigs};
-use keel_meta::{record::Kind, Applied, Image, MetaError, Record, Replicas, NO_LEADER};
+use keel_meta::{
+    record::Kind, Applied, Image, MetaError, PartitionChange, Record, Replicas, NO_LEADER,
+};
 use uuid::Uuid;
 
 use super::Handler;
@@ -440,6 +443,134 @@ impl Handler {
                 ))
             })?;
         Ok((node.id, node.kafka_host.clone(), node.kafka_port))
+    }
+
+    /// ElectLeaders (KIP-183, KIP-460): PREFERRED (0) hands each partition to
+    /// its first replica when that one is live and in the ISR; UNCLEAN (1)
+    /// gives a leaderless partition to a live replica, an in-sync one if any,
+    /// else an out-of-sync one whatever the topic's
+    /// `unclean.leader.election.enable` says (what was lost is reported as
+    /// for the automatic kind). `None` partitions mean every partition.
+    pub(crate) fn elect_leaders(
+        &self,
+        r: kafka_protocol::messages::ElectLeadersRequest,
+        v: i16,
+    ) -> kafka_protocol::messages::ElectLeadersResponse {
+        use kafka_protocol::messages::elect_leaders_response::{
+            PartitionResult, ReplicaElectionResult,
+        };
+        use kafka_protocol::ResponseError as E;
+        let mut resp = kafka_protocol::messages::ElectLeadersResponse::default();
+        let Some(image) = self.image() else {
+            resp.error_code = E::ClusterAuthorizationFailed.code();
+            return resp;
+        };
+        let unclean = v >= 1 && r.election_type == 1;
+        if v >= 1 && !matches!(r.election_type, 0 | 1) {
+            resp.error_code = E::InvalidRequest.code();
+            return resp;
+        }
+        let wanted: Vec<(String, Vec<i32>)> = match r.topic_partitions {
+            Some(list) => list
+                .into_iter()
+                .map(|t| (t.topic.to_string(), t.partitions))
+                .collect(),
+            None => image
+                .topics
+                .iter()
+                .map(|(n, t)| (n.clone(), (0..t.partitions.len() as i32).collect()))
+                .collect(),
+        };
+        for (topic, parts) in wanted {
+            let mut out = ReplicaElectionResult::default().with_topic(
+                kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone())),
+            );
+            for partition in parts {
+                let result = self.elect_one(&image, &topic, partition, unclean);
+                let mut pr = PartitionResult::default().with_partition_id(partition);
+                if let Err((code, msg)) = result {
+                    pr.error_code = code;
+                    pr.error_message = Some(StrBytes::from_string(msg));
+                }
+                out.partition_result.push(pr);
+            }
+            resp.replica_election_results.push(out);
+        }
+        resp
+    }
+
+    fn elect_one(
+        &self,
+        image: &Image,
+        topic: &str,
+        partition: i32,
+        unclean: bool,
+    ) -> Result<(), (i16, String)> {
+        use kafka_protocol::ResponseError as E;
+        let p = image.partition(topic, partition).ok_or((
+            E::UnknownTopicOrPartition.code(),
+            format!("{topic}-{partition} does not exist"),
+        ))?;
+        let live = |id: &i32| image.nodes.get(id).is_some_and(|n| !n.fenced);
+        let (to, out_of_sync) = if unclean {
+            if p.leader != NO_LEADER {
+                return Err((
+                    E::ElectionNotNeeded.code(),
+                    format!("{topic}-{partition} has a leader"),
+                ));
+            }
+            match p.isr.iter().find(|r| live(r)) {
+                Some(r) => (*r, false),
+                None => match p.replicas.iter().find(|r| live(r)) {
+                    Some(r) => (*r, true),
+                    None => {
+                        return Err((
+                            E::EligibleLeadersNotAvailable.code(),
+                            format!("no replica of {topic}-{partition} is live"),
+                        ))
+                    }
+                },
+            }
+        } else {
+            let preferred = *p.replicas.first().unwrap_or(&NO_LEADER);
+            if p.leader == preferred {
+                return Err((
+                    E::ElectionNotNeeded.code(),
+                    format!("{topic}-{partition} is led by its preferred replica"),
+                ));
+            }
+            if !live(&preferred) || !p.isr.contains(&preferred) {
+                return Err((
+                    E::PreferredLeaderNotAvailable.code(),
+                    format!("the preferred replica {preferred} of {topic}-{partition} is not live and in sync"),
+                ));
+            }
+            (preferred, false)
+        };
+        let rec = Record::new(Kind::PartitionChange(PartitionChange {
+            topic: topic.to_string(),
+            partition,
+            partition_epoch: p.partition_epoch,
+            isr: None,
+            leader: Some(to),
+            unclean: out_of_sync,
+            leader_epoch: None,
+            forced: out_of_sync,
+        }));
+        match self.propose(rec) {
+            Ok(_) => {
+                if out_of_sync {
+                    tracing::error!(
+                        topic,
+                        partition,
+                        leader = to,
+                        "UNCLEAN leader election asked by ElectLeaders"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err((crate::error::code(&e), e.to_string())),
+        }
     }
 
     /// A block of producer ids from the controller (KIP-730).
