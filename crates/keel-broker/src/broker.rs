@@ -24,7 +24,7 @@ mod coordinator;
 mod replication;
 pub use cluster::LocalTopic;
 pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
-pub use replication::{IsrChange, ReplicaRead};
+pub use replication::IsrChange;
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
 pub trait Clock: Send + Sync + 'static {

@@ -241,16 +241,7 @@ impl Membership {
                 else {
                     continue;
                 };
-                let rec = Record::new(Kind::PartitionChange(keel_meta::PartitionChange {
-                    topic: name.clone(),
-                    partition: i as i32,
-                    partition_epoch: p.partition_epoch,
-                    isr: None,
-                    leader: Some(to),
-                    unclean: true,
-                    leader_epoch: None,
-                    forced: false,
-                }));
+                let rec = Record::elect(name, i as i32, p.partition_epoch, to, true, false);
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(_)) => tracing::error!(
                         topic = %name,
@@ -284,16 +275,7 @@ impl Membership {
                 if p.leader == preferred || !live || !p.isr.contains(&preferred) {
                     continue;
                 }
-                let rec = Record::new(Kind::PartitionChange(keel_meta::PartitionChange {
-                    topic: name.clone(),
-                    partition: i as i32,
-                    partition_epoch: p.partition_epoch,
-                    isr: None,
-                    leader: Some(preferred),
-                    unclean: false,
-                    leader_epoch: None,
-                    forced: false,
-                }));
+                let rec = Record::elect(name, i as i32, p.partition_epoch, preferred, false, false);
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(_)) => tracing::info!(
                         topic = %name,

@@ -655,44 +655,27 @@ impl Handler {
             for p in &t.partitions {
                 let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
                 let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                if r.replica_id.0 >= 0 {
+                let read = if r.replica_id.0 >= 0 {
                     // A follower's fetch (Kafka's replica fetcher): up to the log
                     // end, its offset recorded as what it holds.
-                    match self.broker.replica_fetch(
+                    self.broker.replica_fetch(
                         t.topic.as_str(),
                         p.partition,
                         r.replica_id.0,
                         p.current_leader_epoch,
                         p.fetch_offset,
                         limit.max(1),
-                    ) {
-                        Ok(f) => {
-                            pd.high_watermark = f.high_watermark;
-                            pd.last_stable_offset = f.high_watermark;
-                            pd.log_start_offset = f.log_start_offset;
-                            total += f.bytes.len();
-                            remaining = remaining.saturating_sub(f.bytes.len());
-                            pd.records = Some(Bytes::from(f.bytes));
-                        }
-                        Err(e) => {
-                            any_error = true;
-                            pd.error_code = code(&e);
-                            pd.high_watermark = -1;
-                            pd.records = Some(Bytes::new());
-                        }
-                    }
-                    parts.push(pd);
-                    continue;
-                }
-                let read = if let Err(e) = self
-                    .check_leader(t.topic.as_str(), p.partition)
-                    .and_then(|_| {
-                        self.check_client_epoch(
-                            t.topic.as_str(),
-                            p.partition,
-                            p.current_leader_epoch,
-                        )
-                    }) {
+                    )
+                } else if let Err(e) =
+                    self.check_leader(t.topic.as_str(), p.partition)
+                        .and_then(|_| {
+                            self.check_client_epoch(
+                                t.topic.as_str(),
+                                p.partition,
+                                p.current_leader_epoch,
+                            )
+                        })
+                {
                     Err(e)
                 } else if limit == 0 && total > 0 {
                     // The response is full: report offsets without records.

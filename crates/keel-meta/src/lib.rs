@@ -761,6 +761,29 @@ impl Record {
         Record { kind: Some(kind) }
     }
 
+    /// A leader election of one partition, based on its partition epoch:
+    /// `unclean` when `leader` is outside the ISR, `forced` when an operator
+    /// asked for it whatever the topic says.
+    pub fn elect(
+        topic: &str,
+        partition: i32,
+        partition_epoch: i32,
+        leader: i32,
+        unclean: bool,
+        forced: bool,
+    ) -> Record {
+        Record::new(record::Kind::PartitionChange(PartitionChange {
+            topic: topic.to_string(),
+            partition,
+            partition_epoch,
+            isr: None,
+            leader: Some(leader),
+            unclean,
+            leader_epoch: None,
+            forced,
+        }))
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         self.encode_to_vec()
     }

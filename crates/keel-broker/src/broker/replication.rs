@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{load_producer_state, Broker, Partition, PartitionState};
+use super::{load_producer_state, Broker, Fetched, Partition, PartitionState};
 use crate::{BrokerError, Result};
 
 /// This node's part in a replicated partition, from the cluster metadata.
@@ -42,14 +42,6 @@ pub(crate) struct Follower {
     /// The leader's log end and the time of its previous fetch.
     pub prev_leader_leo: i64,
     pub prev_fetch_ms: i64,
-}
-
-/// What a follower's fetch returns.
-pub struct ReplicaRead {
-    pub bytes: Vec<u8>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
 }
 
 /// A follower of the ISR the leader would drop (lagging) or a replica it
@@ -235,7 +227,7 @@ impl Broker {
         leader_epoch: i32,
         offset: i64,
         max_bytes: usize,
-    ) -> Result<ReplicaRead> {
+    ) -> Result<Fetched> {
         let p = self.partition(topic, index)?;
         let now = self.now_ms();
         let mut s = p.lock();
@@ -273,11 +265,10 @@ impl Broker {
         }
         p.recompute_high_watermark(&mut s);
         let read = s.log.read(offset, max_bytes, i64::MAX)?;
-        Ok(ReplicaRead {
+        Ok(Fetched {
             bytes: read.bytes,
             high_watermark: p.high_watermark(),
             log_start_offset: s.log.log_start_offset(),
-            log_end_offset: end,
         })
     }
 

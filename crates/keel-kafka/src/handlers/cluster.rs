@@ -19,9 +19,7 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use keel_broker::{BrokerError, TopicConfigs};
-use keel_meta::{
-    record::Kind, Applied, Image, MetaError, PartitionChange, Record, Replicas, NO_LEADER,
-};
+use keel_meta::{record::Kind, Applied, Image, MetaError, Record, Replicas, NO_LEADER};
 use uuid::Uuid;
 
 use super::Handler;
@@ -547,16 +545,14 @@ impl Handler {
             }
             (preferred, false)
         };
-        let rec = Record::new(Kind::PartitionChange(PartitionChange {
-            topic: topic.to_string(),
+        let rec = Record::elect(
+            topic,
             partition,
-            partition_epoch: p.partition_epoch,
-            isr: None,
-            leader: Some(to),
-            unclean: out_of_sync,
-            leader_epoch: None,
-            forced: out_of_sync,
-        }));
+            p.partition_epoch,
+            to,
+            out_of_sync,
+            out_of_sync,
+        );
         match self.propose(rec) {
             Ok(_) => {
                 if out_of_sync {
