@@ -72,11 +72,12 @@ def bootstrap(cluster):
     return ",".join(f"127.0.0.1:{n.kafka_port}" for n in cluster.nodes.values())
 
 
-def read_all(cluster, topic, nparts, want, through=None):
-    """{partition: [(offset, value)]} read from offset 0 through any broker."""
+def read_all(cluster, topic, nparts, want, through=None, start=0):
+    """{partition: [(offset, value)]} read from `start` (an offset, or
+    OFFSET_BEGINNING) through any broker."""
     c = Consumer({"bootstrap.servers": through or bootstrap(cluster), "group.id": "check",
                   "enable.auto.commit": False, "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, 0) for p in range(nparts)])
+    c.assign([TopicPartition(topic, p, start) for p in range(nparts)])
     out = {p: [] for p in range(nparts)}
     eof = set()
     deadline = time.monotonic() + 60

@@ -329,6 +329,16 @@ impl Handler {
                 let resp = self.elect_leaders(r, v);
                 encode(key, v, cid, &resp).map(Reply::Ready)
             }
+            ApiKey::AlterPartitionReassignments => {
+                let r = decode!(AlterPartitionReassignmentsRequest);
+                let resp = self.alter_partition_reassignments(r, v);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::ListPartitionReassignments => {
+                let r = decode!(ListPartitionReassignmentsRequest);
+                let resp = self.list_partition_reassignments(r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
             ApiKey::OffsetForLeaderEpoch => {
                 let r = decode!(OffsetForLeaderEpochRequest);
                 let resp = self.offset_for_leader_epoch(r);

@@ -257,10 +257,12 @@ async fn fetch_once(
     parts: &BTreeMap<(String, i32), i32>,
 ) -> anyhow::Result<()> {
     let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    let mut asked = BTreeMap::new();
     for ((topic, p), epoch) in parts {
         let b = broker.clone();
         let (t, i) = (topic.clone(), *p);
         let (held, _) = tokio::task::spawn_blocking(move || b.replica_position(&t, i)).await??;
+        asked.insert((topic.clone(), *p), held);
         by_topic.entry(topic).or_default().push(
             FetchPartition::default()
                 .with_partition(*p)
@@ -289,8 +291,16 @@ async fn fetch_once(
     let resp = c.call(&req, 12).await?;
     let mut errors = Vec::new();
     let mut got = Vec::new();
+    let mut restart = Vec::new();
     for t in resp.responses {
         for p in t.partitions {
+            if p.error_code == ResponseError::OffsetOutOfRange.code() {
+                let asked = parts_offset(&asked, t.topic.as_str(), p.partition_index);
+                if asked.is_some_and(|o| o < p.log_start_offset) {
+                    restart.push((t.topic.to_string(), p.partition_index, p.log_start_offset));
+                    continue;
+                }
+            }
             if p.error_code != 0 {
                 errors.push(format!(
                     "{}-{}: {:?}",
@@ -323,12 +333,21 @@ async fn fetch_once(
             r?;
         }
     }
+    for (topic, p, start) in restart {
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.restart_replica_at(&topic, p, start)).await??;
+    }
     if !errors.is_empty() {
         // A changed leader or epoch: the metadata will say; wait a little.
         tokio::time::sleep(RETRY).await;
         anyhow::bail!("fetch: {}", errors.join(", "));
     }
     Ok(())
+}
+
+/// The offset a fetch asked of `topic`-`partition`.
+fn parts_offset(asked: &BTreeMap<(String, i32), i64>, topic: &str, partition: i32) -> Option<i64> {
+    asked.get(&(topic.to_string(), partition)).copied()
 }
 
 /// Says what an unclean election cost: in the log, in /metrics, and in the

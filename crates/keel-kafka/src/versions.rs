@@ -22,6 +22,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     // Preferred and unclean elections on demand (KIP-183, KIP-460).
     (ApiKey::ElectLeaders, 0, 2),
+    // Moving replicas (KIP-455; v1 adds KIP-860's replication-factor guard).
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Followers truncate by it (KIP-101/279); consumers validate positions (KIP-320).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // Idempotent producers only; transactions need a coordinator Keel lacks.

@@ -21,7 +21,13 @@
 //! - every leader change bumps the **leader epoch**; every change of leader,
 //!   ISR or replicas bumps the **partition epoch**, and an ISR change asked by
 //!   a leader applies only if it was based on the current partition epoch
-//!   (AlterPartition's compare-and-set, KIP-497, KIP-903).
+//!   (AlterPartition's compare-and-set, KIP-497, KIP-903);
+//! - a **reassignment** (KIP-455) makes the replicas the target followed by
+//!   the replicas leaving, with the adding and removing ones listed; it
+//!   completes in the same apply that finds every target replica in the ISR:
+//!   the leaving ones go, and a leader outside the target hands over to the
+//!   first target replica that is live and in sync (KRaft's
+//!   `PartitionReassignmentReplicas`, `PartitionChangeBuilder`).
 
 mod place;
 
@@ -36,7 +42,7 @@ pub const NO_LEADER: i32 = -1;
 /// One change of the metadata: what a Raft entry of the metadata carries.
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<record::Kind>,
 }
 
@@ -64,6 +70,8 @@ pub mod record {
         AllocateProducerIds(super::AllocateProducerIds),
         #[prost(message, tag = "10")]
         ReportLoss(super::ReportLoss),
+        #[prost(message, tag = "11")]
+        Reassign(super::Reassign),
     }
 }
 
@@ -213,6 +221,19 @@ pub const LOSSES_KEPT: usize = 16;
 /// Producer ids per block (Kafka's ProducerIdsBlock size).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
+/// Moves a partition to a new set of replicas (AlterPartitionReassignments,
+/// KIP-455), or cancels the move in progress (`target` absent).
+#[derive(Clone, PartialEq, Message)]
+pub struct Reassign {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(int32, tag = "2")]
+    pub partition: i32,
+    /// The replicas when done, preferred leader first.
+    #[prost(message, optional, tag = "3")]
+    pub target: Option<Replicas>,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct RemoveTopic {
     #[prost(string, tag = "1")]
@@ -258,6 +279,45 @@ pub struct Partition {
     /// Records lost to unclean elections, most recent last.
     #[prost(message, repeated, tag = "6")]
     pub lost: Vec<ReportLoss>,
+    /// A reassignment in progress: replicas joining (not yet in `replicas`
+    /// before it began) and leaving (not in its target). Both empty when none.
+    #[prost(int32, repeated, tag = "7")]
+    pub adding: Vec<i32>,
+    #[prost(int32, repeated, tag = "8")]
+    pub removing: Vec<i32>,
+}
+
+impl Partition {
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas this partition will have once its reassignment is done
+    /// (its replicas when none is under way).
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// Fewer in-sync replicas than the partition should have: during a
+    /// reassignment, than it had before (Kafka's `replicationFactor` of an
+    /// ongoing reassignment), so replicas still being added do not count.
+    pub fn under_replicated(&self) -> bool {
+        self.isr.len() < self.original().len()
+    }
+
+    /// The replicas before the reassignment under way began.
+    pub fn original(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -318,6 +378,12 @@ pub enum MetaError {
     StaleNodeEpoch(i32, u64, u64),
     #[error("unclean leader election is not enabled for {0}")]
     UncleanNotAllowed(String),
+    /// A reassignment names no replicas, an unregistered node or one twice.
+    #[error("{0}")]
+    InvalidReplicas(String),
+    /// A cancel with no reassignment under way (NO_REASSIGNMENT_IN_PROGRESS).
+    #[error("no reassignment of {0}-{1} is in progress")]
+    NoReassignment(String, i32),
     #[error("undecodable metadata record: {0}")]
     Decode(String),
 }
@@ -340,6 +406,9 @@ pub enum Applied {
     TopicCreated,
     PartitionsCreated,
     PartitionChanged(Partition),
+    /// A reassignment began, was replaced, completed or was cancelled: the
+    /// partition as it is now.
+    Reassigned(Partition),
     ConfigChanged,
     TopicRemoved,
     LossReported,
@@ -382,6 +451,7 @@ impl Image {
                 None => Err(MetaError::UnknownTopic(r.name)),
             },
             Some(Kind::CreatePartitions(c)) => self.create_partitions(c),
+            Some(Kind::Reassign(r)) => self.reassign(r),
             Some(Kind::ReportLoss(l)) => {
                 let p = usize::try_from(l.partition)
                     .ok()
@@ -603,6 +673,8 @@ impl Image {
                 leader_epoch: 0,
                 partition_epoch: 0,
                 lost: Vec::new(),
+                adding: Vec::new(),
+                removing: Vec::new(),
             });
         }
         Ok(partitions)
@@ -706,11 +778,78 @@ impl Image {
                 next.isr, next.leader
             )));
         }
+        // A replica that joined the ISR may be the last one a reassignment waited for.
+        complete_reassignment(nodes, &mut next);
         if next != *p {
             next.partition_epoch += 1;
             *p = next;
         }
         Ok(Applied::PartitionChanged(p.clone()))
+    }
+
+    /// KIP-455. A new target replaces any reassignment under way (its
+    /// original replicas stay the ones before the first); no target cancels
+    /// it, back to the original replicas, which must keep an in-sync one.
+    fn reassign(&mut self, r: Reassign) -> Result<Applied, MetaError> {
+        let nodes = &self.nodes;
+        let p = usize::try_from(r.partition)
+            .ok()
+            .and_then(|i| self.topics.get_mut(&r.topic)?.partitions.get_mut(i))
+            .ok_or_else(|| MetaError::UnknownPartition(r.topic.clone(), r.partition))?;
+        let original = p.original();
+        let mut next = p.clone();
+        match r.target {
+            Some(target) => {
+                check_replicas(nodes, &target.replicas).map_err(MetaError::InvalidReplicas)?;
+                let target = target.replicas;
+                next.adding = target
+                    .iter()
+                    .copied()
+                    .filter(|t| !original.contains(t))
+                    .collect();
+                next.removing = original
+                    .iter()
+                    .copied()
+                    .filter(|o| !target.contains(o))
+                    .collect();
+                next.replicas = target;
+                next.replicas.extend(next.removing.iter().copied());
+                // Replicas a replaced reassignment had been adding leave the ISR too.
+                next.isr.retain(|r| next.replicas.contains(r));
+                if next.isr.is_empty() {
+                    return Err(MetaError::InvalidReplicas(format!(
+                        "{}-{}: no in-sync replica would remain",
+                        r.topic, r.partition
+                    )));
+                }
+            }
+            None => {
+                if !p.reassigning() {
+                    return Err(MetaError::NoReassignment(r.topic, r.partition));
+                }
+                next.isr.retain(|r| original.contains(r));
+                if next.isr.is_empty() {
+                    return Err(MetaError::InvalidReplicas(format!(
+                        "{}-{}: cancelling would leave no in-sync replica; \
+                         let the reassignment finish or reassign again",
+                        r.topic, r.partition
+                    )));
+                }
+                next.replicas = original;
+                next.adding.clear();
+                next.removing.clear();
+            }
+        }
+        if next.leader != NO_LEADER && !next.replicas.contains(&next.leader) {
+            next.leader = first_live(nodes, &next.replicas, &next.isr);
+            next.leader_epoch += 1;
+        }
+        complete_reassignment(nodes, &mut next);
+        if next != *p {
+            next.partition_epoch += 1;
+            *p = next;
+        }
+        Ok(Applied::Reassigned(p.clone()))
     }
 
     fn set_config(&mut self, c: TopicConfig) -> Result<Applied, MetaError> {
@@ -734,6 +873,36 @@ impl Image {
         let i = usize::try_from(partition).ok()?;
         self.topics.get(topic)?.partitions.get(i)
     }
+}
+
+/// Finishes a reassignment whose target replicas are all in sync: the leaving
+/// replicas go (from the ISR too), and a leader outside the target hands over
+/// to the first target replica that is live and in sync (a new leader epoch).
+fn complete_reassignment(nodes: &BTreeMap<i32, Node>, p: &mut Partition) {
+    if !p.reassigning() {
+        return;
+    }
+    let target = p.target();
+    if !target.iter().all(|r| p.isr.contains(r)) {
+        return;
+    }
+    p.isr.retain(|r| target.contains(r));
+    if !target.contains(&p.leader) {
+        p.leader = first_live(nodes, &target, &p.isr);
+        p.leader_epoch += 1;
+    }
+    p.replicas = target;
+    p.adding.clear();
+    p.removing.clear();
+}
+
+/// The first of `replicas` that is live and in `isr`, or no leader.
+fn first_live(nodes: &BTreeMap<i32, Node>, replicas: &[i32], isr: &[i32]) -> i32 {
+    replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && is_live(nodes, *r))
+        .unwrap_or(NO_LEADER)
 }
 
 fn is_live(nodes: &BTreeMap<i32, Node>, id: i32) -> bool {

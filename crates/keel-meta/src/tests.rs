@@ -190,6 +190,119 @@ fn isr_changes_are_a_compare_and_set_on_the_partition_epoch() {
     assert!(img.apply(14, shrink(1, &[1, 4])).is_err());
 }
 
+fn reassign(topic: &str, partition: i32, target: Option<&[i32]>) -> Record {
+    Record::new(record::Kind::Reassign(Reassign {
+        topic: topic.into(),
+        partition,
+        target: target.map(|t| Replicas {
+            replicas: t.to_vec(),
+        }),
+    }))
+}
+
+fn set_isr(img: &Image, isr: &[i32]) -> Record {
+    let p = img.partition("t", 0).unwrap();
+    Record::new(record::Kind::PartitionChange(PartitionChange {
+        topic: "t".into(),
+        partition: 0,
+        partition_epoch: p.partition_epoch,
+        isr: Some(Replicas {
+            replicas: isr.to_vec(),
+        }),
+        leader: None,
+        unclean: false,
+        leader_epoch: Some(p.leader_epoch),
+        forced: false,
+    }))
+}
+
+#[test]
+fn a_reassignment_adds_first_and_completes_when_the_target_is_in_sync() {
+    let mut img = three();
+    img.apply(4, reg(4, 104, "")).unwrap();
+    img.apply(10, create("t", &[&[1, 2, 3]])).unwrap();
+    let out = img.apply(11, reassign("t", 0, Some(&[2, 3, 4]))).unwrap();
+    let p = img.partition("t", 0).unwrap().clone();
+    assert_eq!(out, Applied::Reassigned(p.clone()));
+    // The target first, then the replica leaving; node 1 still leads.
+    assert_eq!(p.replicas, vec![2, 3, 4, 1]);
+    assert_eq!((p.adding.clone(), p.removing.clone()), (vec![4], vec![1]));
+    assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 0, 1));
+    assert!(p.reassigning());
+    assert_eq!(p.target(), vec![2, 3, 4]);
+    assert_eq!(p.original(), vec![2, 3, 1]);
+    // Node 4 catches up and joins the ISR: the same apply completes the move,
+    // and the leader, leaving, hands over to the first target replica in sync.
+    img.apply(12, set_isr(&img, &[1, 2, 3, 4])).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.replicas, vec![2, 3, 4]);
+    assert_eq!(p.isr, vec![2, 3, 4]);
+    assert_eq!((p.leader, p.leader_epoch), (2, 1));
+    assert!(!p.reassigning());
+}
+
+#[test]
+fn cancelling_returns_to_the_original_replicas_and_needs_one_in_sync() {
+    let mut img = three();
+    img.apply(4, reg(4, 104, "")).unwrap();
+    img.apply(10, create("t", &[&[1, 2]])).unwrap();
+    assert_eq!(
+        img.apply(11, reassign("t", 0, None)),
+        Err(MetaError::NoReassignment("t".into(), 0))
+    );
+    img.apply(12, reassign("t", 0, Some(&[3, 4]))).unwrap();
+    // Replaced by another target: the originals stay the ones before the first.
+    img.apply(13, reassign("t", 0, Some(&[2, 4]))).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!(p.replicas, vec![2, 4, 1]);
+    assert_eq!((p.adding.clone(), p.removing.clone()), (vec![4], vec![1]));
+    img.apply(14, reassign("t", 0, None)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    // The order is the current one without the adding replicas, as Kafka's
+    // PartitionReassignmentRevert: the first target's order is not kept.
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone()),
+        (vec![2, 1], vec![1, 2])
+    );
+    assert!(!p.reassigning());
+    // Only an adding replica in sync: cancelling would empty the ISR, refused.
+    img.apply(15, reassign("t", 0, Some(&[3, 4]))).unwrap();
+    img.apply(16, set_isr(&img, &[1, 2, 3])).unwrap();
+    assert!(img.partition("t", 0).unwrap().reassigning());
+    img.apply(17, fence(1, 1)).unwrap();
+    img.apply(18, fence(2, 2)).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!((p.isr.clone(), p.leader), (vec![3], 3));
+    let before = img.clone();
+    assert!(matches!(
+        img.apply(19, reassign("t", 0, None)),
+        Err(MetaError::InvalidReplicas(_))
+    ));
+    assert_eq!(img.topics, before.topics);
+}
+
+#[test]
+fn a_reorder_completes_at_once_and_a_bad_target_changes_nothing() {
+    let mut img = three();
+    img.apply(10, create("t", &[&[1, 2, 3]])).unwrap();
+    img.apply(11, reassign("t", 0, Some(&[3, 2, 1]))).unwrap();
+    let p = img.partition("t", 0).unwrap();
+    assert_eq!((p.replicas.clone(), p.leader), (vec![3, 2, 1], 1));
+    assert!(!p.reassigning());
+    let before = img.clone();
+    for bad in [&[][..], &[1, 1][..], &[1, 9][..]] {
+        assert!(matches!(
+            img.apply(12, reassign("t", 0, Some(bad))),
+            Err(MetaError::InvalidReplicas(_))
+        ));
+    }
+    assert!(matches!(
+        img.apply(13, reassign("t", 5, Some(&[1]))),
+        Err(MetaError::UnknownPartition(..))
+    ));
+    assert_eq!(img.topics, before.topics);
+}
+
 #[test]
 fn unclean_election_needs_the_topic_config() {
     let mut img = three();
@@ -353,6 +466,12 @@ fn arb_record() -> impl Strategy<Value = Record> {
                         .collect(),
                 }
             ))),
+        (
+            0..3usize,
+            0..2i32,
+            proptest::option::of(proptest::collection::vec(1..=4i32, 0..4))
+        )
+            .prop_map(|(t, p, target)| reassign(&format!("t{t}"), p, target.as_deref())),
         (0..3usize).prop_map(|t| Record::new(record::Kind::RemoveTopic(RemoveTopic {
             name: format!("t{t}")
         }))),
@@ -387,6 +506,14 @@ proptest! {
                 for (i, p) in t.partitions.iter().enumerate() {
                     prop_assert!(!p.isr.is_empty(), "{}-{} has an empty ISR", name, i);
                     prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)));
+                    let set: BTreeSet<i32> = p.replicas.iter().copied().collect();
+                    prop_assert_eq!(set.len(), p.replicas.len(), "{}-{}: replicas {:?}", name, i, &p.replicas);
+                    prop_assert!(p.adding.iter().chain(&p.removing).all(|r| p.replicas.contains(r)));
+                    prop_assert!(p.adding.iter().all(|r| !p.removing.contains(r)));
+                    // A reassignment whose target is all in sync is already complete.
+                    if p.reassigning() {
+                        prop_assert!(!p.target().iter().all(|r| p.isr.contains(r)), "{}-{}: {:?}", name, i, p);
+                    }
                     if p.leader != NO_LEADER {
                         prop_assert!(p.isr.contains(&p.leader), "{}-{}: leader {} not in ISR {:?}", name, i, p.leader, p.isr);
                         prop_assert!(!img.nodes[&p.leader].fenced, "{}-{}: fenced leader", name, i);

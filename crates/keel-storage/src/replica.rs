@@ -96,6 +96,39 @@ impl Log {
         Ok(self.epochs.as_mut().expect("built above"))
     }
 
+    /// Drops the whole log and continues, empty, at `start` (Kafka's
+    /// `truncateFullyAndStartAt`): a replica whose log ends below its leader's
+    /// log start can never copy the gap, so it starts where the leader's log
+    /// does. Durable at every step: the log is first emptied in place (a
+    /// crash leaves an empty log), then an empty segment at `start` replaces
+    /// the emptied one (a crash between leaves two empty segments, and the
+    /// log ends at `start`).
+    pub fn restart_at(&mut self, start: i64, now_ms: i64) -> Result<()> {
+        let first = self.log_start_offset();
+        self.truncate_to(first, now_ms)?;
+        let (&base, _) = self
+            .segments
+            .iter()
+            .next()
+            .expect("a log always has a segment");
+        if start > base {
+            let dir = self.dir.clone();
+            let seg = Segment::create(&dir, start, now_ms)?;
+            crate::log::sync_dir(&dir)?;
+            let old = self.segments.remove(&base).expect("seen above");
+            self.segments.insert(start, seg);
+            old.delete_files(&dir)?;
+            crate::log::sync_dir(&dir)?;
+        }
+        let end = self.log_start_offset().max(start);
+        self.log_end_offset = end;
+        self.flushed_offset = end;
+        self.recovery_point = end;
+        self.compacted_end = self.compacted_end.min(end);
+        self.epochs = Some(Vec::new());
+        self.write_recovery_point()
+    }
+
     /// Removes every batch that holds `offset` or anything after it (Kafka's
     /// `truncateTo`: whole batches go, so the log end may land below
     /// `offset`), and makes the removal durable before returning.
@@ -232,5 +265,41 @@ mod tests {
         assert_eq!(log.epoch_end(1).unwrap(), (1, 4));
         assert_eq!(log.epoch_end(3).unwrap(), (3, 4));
         assert_eq!(log.latest_epoch().unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_replica_behind_its_leaders_log_start_restarts_there_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = Log::open(dir.path(), cfg, 0).unwrap();
+        let mut off = 0;
+        for n in [3, 2, 4, 1] {
+            log.append_replicated(&batch_at(off, 1, n), 0).unwrap();
+            off += n as i64;
+        }
+        assert!(log.segment_count() > 1, "the test needs several segments");
+        log.restart_at(50, 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
+        assert_eq!(log.flushed_offset(), 50);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.latest_epoch().unwrap(), None);
+        assert!(
+            log.read(0, 1 << 20, i64::MAX).is_err(),
+            "below the log start"
+        );
+        log.append_replicated(&batch_at(50, 4, 2), 0).unwrap();
+        // After a crash the log is the new one: nothing of the old copy is back.
+        drop(log);
+        let (mut log, _) = Log::open(dir.path(), cfg, 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 52));
+        assert_eq!(log.epoch_end(4).unwrap(), (4, 52));
+        let read = log.read(50, 1 << 20, i64::MAX).unwrap();
+        assert_eq!(read.batches, 1);
+        // Restarting at or below its own start just empties it.
+        log.restart_at(10, 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
     }
 }

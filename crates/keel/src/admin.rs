@@ -179,7 +179,7 @@ impl StateGauges {
             );
             self.under_replicated_led.set(
                 parts
-                    .filter(|p| p.leader == me && p.isr.len() < p.replicas.len())
+                    .filter(|p| p.leader == me && p.under_replicated())
                     .count() as i64,
             );
         }
@@ -206,7 +206,7 @@ impl StateGauges {
                 };
                 self.under_replicated
                     .with_label_values(&l)
-                    .set(i64::from(isr < replicas));
+                    .set(i64::from(meta.is_some_and(|m| m.under_replicated())));
                 self.replicas.with_label_values(&l).set(replicas as i64);
                 self.in_sync_replicas.with_label_values(&l).set(isr as i64);
                 self.leader.with_label_values(&l).set(i64::from(leader));
@@ -381,6 +381,7 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
                     serde_json::json!({
                         "partition": i, "leader": p.leader, "leader_epoch": p.leader_epoch,
                         "partition_epoch": p.partition_epoch, "replicas": p.replicas, "isr": p.isr,
+                        "adding": p.adding, "removing": p.removing,
                         "lost_to_unclean_election": lost,
                     })
                 })

@@ -7,13 +7,12 @@
 //! agree: it opens every topic of which this node holds a replica (with the
 //! image's topic id), grows partition counts, installs configs and leader
 //! epochs, and removes the local copy of a topic the image deleted (its id
-//! is among the removed ones). Topics that were only local before the node
+//! is among the removed ones) and of partitions reassigned away from it. Topics that were only local before the node
 //! joined the metadata are offered to it once (`local_topics_to_adopt`), so a
 //! data directory from before keeps its topics. `meta.json` stays this
 //! node's record of what it holds locally.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use keel_meta::Image;
 use uuid::Uuid;
@@ -37,13 +36,27 @@ impl Broker {
     pub fn apply_metadata(&self, image: &Image, me: i32) -> Vec<String> {
         let mut problems = Vec::new();
         for (name, t) in &image.topics {
-            if !t.partitions.iter().any(|p| p.replicas.contains(&me)) {
-                continue;
-            }
             let Ok(id) = Uuid::from_slice(&t.id) else {
                 problems.push(format!("{name}: bad topic id in the metadata"));
                 continue;
             };
+            if !t.partitions.iter().any(|p| p.replicas.contains(&me)) {
+                // Every replica here was moved away (a reassignment): the local
+                // copy goes, as a deleted topic's does.
+                let held = self.topic(name).is_some_and(|l| l.id == id);
+                if held && name != super::OFFSETS_TOPIC {
+                    match self.delete_topic(name) {
+                        Ok(_) => {
+                            tracing::info!(topic = %name, "removed: no replica of it is here any more")
+                        }
+                        Err(e) => problems.push(format!("{name}: {e}")),
+                    }
+                    continue;
+                }
+                if !held {
+                    continue;
+                }
+            }
             let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
             match self.ensure_topic(name, id, count, &t.configs) {
                 Ok(topic) => {
@@ -51,12 +64,13 @@ impl Broker {
                         let Some(local) = topic.partition(i as i32) else {
                             continue;
                         };
-                        if p.replicas.contains(&me) {
-                            if let Err(e) = self.set_replication(&local, me, p) {
-                                problems.push(format!("{name}-{i}: {e}"));
-                            }
+                        let done = if p.replicas.contains(&me) {
+                            self.set_replication(&local, me, p)
                         } else {
-                            local.leader_epoch.store(p.leader_epoch, Ordering::Release);
+                            self.retire_replica(&local, p)
+                        };
+                        if let Err(e) = done {
+                            problems.push(format!("{name}-{i}: {e}"));
                         }
                     }
                 }

@@ -216,6 +216,42 @@ impl Broker {
         Ok(())
     }
 
+    /// This node is no longer a replica of `p` (a reassignment moved it away
+    /// while it was up, or while it was down, and its log still holds the
+    /// old copy): produces still waiting fail, its group coordination ends,
+    /// and the log is emptied, durably (Kafka's StopReplica with delete).
+    /// If it becomes a replica again it copies the partition anew.
+    pub(super) fn retire_replica(&self, p: &Partition, meta: &keel_meta::Partition) -> Result<()> {
+        let mut s = p.lock();
+        p.leader_epoch.store(meta.leader_epoch, Ordering::Release);
+        let held = s.log.log_end_offset() > s.log.log_start_offset();
+        let Some(was) = s.repl.take().or_else(|| held.then(Repl::default)) else {
+            return Ok(());
+        };
+        for (_, tx) in s.hw_waiters.drain(..) {
+            let _ = tx.send(Err(BrokerError::NotLeader(format!(
+                "{}-{} moved to other brokers before the write reached every in-sync replica",
+                p.topic, p.index
+            ))));
+        }
+        let now = self.now_ms();
+        let start = s.log.log_start_offset();
+        s.log.truncate_to(start, now)?;
+        s.producers = load_producer_state(&s.log, now)?;
+        s.producers_dirty = true;
+        p.reset_high_watermark(s.log.log_end_offset());
+        drop(s);
+        tracing::info!(
+            topic = %p.topic,
+            partition = p.index,
+            "no longer a replica here: the local copy is emptied"
+        );
+        if p.topic == super::OFFSETS_TOPIC && was.is_leader() {
+            self.unload_group_partition(p.index);
+        }
+        Ok(())
+    }
+
     /// The leader's side of a follower's fetch: what the follower holds
     /// (`offset`, its durable log end) is recorded, the high watermark moves,
     /// and batches from `offset` up to the log end are returned.
@@ -420,6 +456,36 @@ impl Broker {
             }
         }
         Ok(lost)
+    }
+
+    /// A follower whose log ends below its leader's log start (it was away
+    /// while retention removed the rest, or it is a new replica of an old
+    /// topic) drops its copy and continues at `start`, the leader's log start.
+    pub fn restart_replica_at(&self, topic: &str, index: i32, start: i64) -> Result<()> {
+        let p = self.partition(topic, index)?;
+        let now = self.now_ms();
+        let mut s = p.lock();
+        if s.repl.as_ref().is_none_or(|r| r.is_leader()) {
+            return Err(BrokerError::NotLeader(format!(
+                "{topic}-{index}: this broker leads it now"
+            )));
+        }
+        let end = s.log.log_end_offset();
+        if end >= start {
+            return Ok(());
+        }
+        s.log.restart_at(start, now)?;
+        s.producers = load_producer_state(&s.log, now)?;
+        s.producers_dirty = true;
+        p.reset_high_watermark(s.log.log_end_offset());
+        tracing::warn!(
+            topic,
+            partition = index,
+            end,
+            start,
+            "this replica ended below its leader's log start: it starts again there"
+        );
+        Ok(())
     }
 
     /// ISR changes this leader should propose: followers in the ISR not

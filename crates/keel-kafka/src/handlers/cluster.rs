@@ -201,13 +201,17 @@ impl Handler {
 
     /// Proposes `rec` and waits for it, without touching the local logs.
     fn propose_only(&self, rec: Record) -> Result<Applied, BrokerError> {
+        self.propose_raw(rec)?.map_err(meta_err)
+    }
+
+    /// Proposes `rec` and waits for it: why it changed nothing, when it was
+    /// applied, is the metadata's own error.
+    fn propose_raw(&self, rec: Record) -> Result<Result<Applied, MetaError>, BrokerError> {
         let c = self.cluster.as_ref().expect("cluster mode");
         let fut = (c.propose)(rec);
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut))
-            .map_err(|e| {
-                BrokerError::Timeout(format!("the cluster metadata did not take the change: {e}"))
-            })?
-            .map_err(meta_err)
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut)).map_err(
+            |e| BrokerError::Timeout(format!("the cluster metadata did not take the change: {e}")),
+        )
     }
 
     /// Brings this node's logs in line with the image it has applied.
@@ -567,6 +571,153 @@ impl Handler {
             }
             Err(e) => Err((crate::error::code(&e), e.to_string())),
         }
+    }
+
+    /// AlterPartitionReassignments (KIP-455; v1's KIP-860 check): each
+    /// partition gets its target replicas, or its reassignment cancelled
+    /// (`replicas` null). The new replicas copy the partition as followers;
+    /// the switch happens when they are all in sync (`keel-meta`).
+    pub(crate) fn alter_partition_reassignments(
+        &self,
+        r: kafka_protocol::messages::AlterPartitionReassignmentsRequest,
+        v: i16,
+    ) -> kafka_protocol::messages::AlterPartitionReassignmentsResponse {
+        use kafka_protocol::messages::alter_partition_reassignments_response::{
+            ReassignablePartitionResponse, ReassignableTopicResponse,
+        };
+        let mut resp = kafka_protocol::messages::AlterPartitionReassignmentsResponse::default();
+        let Some(image) = self.image() else {
+            resp.error_code = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+            return resp;
+        };
+        let allow_rf_change = v < 1 || r.allow_replication_factor_change;
+        for t in r.topics {
+            let name = t.name.to_string();
+            let mut out = ReassignableTopicResponse::default().with_name(t.name);
+            for p in t.partitions {
+                let target = p
+                    .replicas
+                    .map(|rs| rs.into_iter().map(|b| b.0).collect::<Vec<i32>>());
+                let mut pr = ReassignablePartitionResponse::default()
+                    .with_partition_index(p.partition_index);
+                if let Err((code, msg)) =
+                    self.reassign_one(&image, &name, p.partition_index, target, allow_rf_change)
+                {
+                    pr.error_code = code;
+                    pr.error_message = Some(StrBytes::from_string(msg));
+                }
+                out.partitions.push(pr);
+            }
+            resp.responses.push(out);
+        }
+        resp
+    }
+
+    fn reassign_one(
+        &self,
+        image: &Image,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+        allow_rf_change: bool,
+    ) -> Result<(), (i16, String)> {
+        use kafka_protocol::ResponseError as E;
+        let p = image.partition(topic, partition).ok_or((
+            E::UnknownTopicOrPartition.code(),
+            format!("{topic}-{partition} does not exist"),
+        ))?;
+        if let Some(t) = &target {
+            if t.is_empty() {
+                return Err((
+                    E::InvalidReplicaAssignment.code(),
+                    format!("the target replicas of {topic}-{partition} are empty"),
+                ));
+            }
+            let have = p.original().len();
+            if !allow_rf_change && t.len() != have {
+                return Err((
+                    E::InvalidReplicationFactor.code(),
+                    format!(
+                        "{topic}-{partition} has {have} replicas and the target {}; \
+                         allow_replication_factor_change is false",
+                        t.len()
+                    ),
+                ));
+            }
+        }
+        let rec = Record::new(Kind::Reassign(keel_meta::Reassign {
+            topic: topic.to_string(),
+            partition,
+            target: target.map(|replicas| Replicas { replicas }),
+        }));
+        let applied = self
+            .propose_raw(rec)
+            .map_err(|e| (crate::error::code(&e), e.to_string()))?;
+        self.sync_local();
+        match applied {
+            Ok(_) => Ok(()),
+            Err(e @ MetaError::NoReassignment(..)) => {
+                Err((E::NoReassignmentInProgress.code(), e.to_string()))
+            }
+            Err(e @ MetaError::InvalidReplicas(_)) => {
+                Err((E::InvalidReplicaAssignment.code(), e.to_string()))
+            }
+            Err(e) => {
+                let e = meta_err(e);
+                Err((crate::error::code(&e), e.to_string()))
+            }
+        }
+    }
+
+    /// ListPartitionReassignments: the reassignments under way, of the
+    /// partitions asked (all when `topics` is null).
+    pub(crate) fn list_partition_reassignments(
+        &self,
+        r: kafka_protocol::messages::ListPartitionReassignmentsRequest,
+    ) -> kafka_protocol::messages::ListPartitionReassignmentsResponse {
+        use kafka_protocol::messages::list_partition_reassignments_response::{
+            OngoingPartitionReassignment, OngoingTopicReassignment,
+        };
+        use kafka_protocol::messages::{BrokerId, TopicName};
+        let mut resp = kafka_protocol::messages::ListPartitionReassignmentsResponse::default();
+        let Some(image) = self.image() else {
+            resp.error_code = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+            return resp;
+        };
+        let wanted: Vec<(String, Vec<i32>)> = match r.topics {
+            Some(list) => list
+                .into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect(),
+            None => image
+                .topics
+                .iter()
+                .map(|(n, t)| (n.clone(), (0..t.partitions.len() as i32).collect()))
+                .collect(),
+        };
+        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        for (topic, parts) in wanted {
+            let ongoing: Vec<_> = parts
+                .into_iter()
+                .filter_map(|i| Some((i, image.partition(&topic, i)?)))
+                .filter(|(_, p)| p.reassigning())
+                .map(|(i, p)| {
+                    OngoingPartitionReassignment::default()
+                        .with_partition_index(i)
+                        .with_replicas(ids(&p.replicas))
+                        .with_adding_replicas(ids(&p.adding))
+                        .with_removing_replicas(ids(&p.removing))
+                })
+                .collect();
+            if !ongoing.is_empty() {
+                resp.topics.push(
+                    OngoingTopicReassignment::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(ongoing),
+                );
+            }
+        }
+        resp
     }
 
     /// A block of producer ids from the controller (KIP-730).
