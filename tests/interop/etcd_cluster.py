@@ -101,6 +101,15 @@ class ClusterNode:
         with urllib.request.urlopen(req, timeout=2) as r:
             return json.loads(r.read())
 
+    def cli(self, *args):
+        """`keel ARGS -o json` against this node (its Kafka and admin
+        listeners), parsed."""
+        r = subprocess.run([str(KEEL), *args, "-o", "json"], capture_output=True, text=True, timeout=60,
+                           env={"KEEL_BROKERS": f"127.0.0.1:{self.kafka_port}",
+                                "KEEL_ADMIN": f"127.0.0.1:{self.admin_port}", "PATH": "/usr/bin:/bin"})
+        assert r.returncode == 0, f"keel {' '.join(args)}: {r.stderr}"
+        return json.loads(r.stdout)
+
     def kill9(self):
         if self.alive():
             self.proc.send_signal(signal.SIGKILL)

@@ -80,6 +80,10 @@ def test_a_killed_or_paused_or_cut_off_node_is_fenced_and_comes_back(cluster):
     wait_until(lambda: brokers_seen(witness)[0] == without, timeout=SESSION_MS / 1000 + 10,
                what="the killed node to be fenced")
     assert time.monotonic() - t0 >= SESSION_MS / 1000 - 1.0, "fenced before the session ran out"
+    # `keel cluster info` lists it as fenced (DescribeCluster v2, KIP-1073).
+    info = witness.cli("cluster", "info")
+    assert info["fenced_brokers"] == [follower.id], info
+    assert {b["id"] for b in info["brokers"]} == set(want)
     # A restart registers again (a new epoch) and is listed again.
     follower.start()
     wait_until(lambda: brokers_seen(witness)[0] == want, timeout=20, what="the restarted node back")

@@ -136,8 +136,13 @@ def test_reassignment_moves_replicas_under_load_and_can_be_cancelled(four):
             before = len(acked)
             wait_until(lambda: len(acked) > before + 200, timeout=30, what="writes during the stuck move")
             assert ka.list_partition_reassignments([TP(TOPIC, 0)]) == ongoing
-            assert ka.alter_partition_reassignments({TP(TOPIC, 0): None})[TP(TOPIC, 0)] is None
+            # `keel topic describe` shows the move; `keel topic move --cancel` ends it.
+            d = four.nodes[2].cli("topic", "describe", TOPIC)["partitions"][0]
+            assert (d["replicas"], d["adding"], d["removing"]) == ([1, 2, 4, 3], [4], [3]), d
+            assert four.nodes[2].cli("topic", "move", TOPIC, "0", "--cancel")["status"] == "cancelled"
             assert ka.list_partition_reassignments() == {}
+            assert ka.alter_partition_reassignments({TP(TOPIC, 0): None})[TP(TOPIC, 0)] \
+                is NoReassignmentInProgressError
             wait_until(lambda: settled(four, {0: [1, 2, 3], 1: [2, 3, 1]}), what="the cancel applied")
 
             # Node 4 returns; partition 0 moves off its leader (node 1) to

@@ -387,6 +387,11 @@ def test_unclean_election_is_a_switch_and_reports_what_it_lost(five):
     assert (l["from"], l["to"], l["records"], l["node"]) == (10, 60, 50, 1), l
     assert metrics(cluster.nodes[1])['keel_unclean_election_lost_records_total{partition="0",topic="risky"}'] == 50
     assert "LOST committed records to an unclean leader election" in cluster.nodes[1].log.read_text()
+    # `keel topic describe` says the same, from any node.
+    described = cluster.nodes[4].cli("topic", "describe", "risky")
+    [d] = described["partitions"][0]["lost_to_unclean_election"]
+    assert (d["from"], d["to"], d["records"], d["node"]) == (10, 60, 50, 1), d
+    assert cluster.nodes[4].cli("topic", "describe", "safe")["partitions"][0]["lost_to_unclean_election"] == []
     # What remains is the new leader's history: the first 10 and the 5 after.
     got = read_all(cluster, "risky", 1, 15)[0]
     assert [v for _, v in got] == [f"before{i}" for i in range(10)] + [f"after{i}" for i in range(5)]

@@ -1285,6 +1285,25 @@ impl Handler {
                     .with_rack(rack.map(s))
             })
             .collect();
+        // v2 (KIP-1073): fenced brokers too, when asked, marked as such.
+        if r.include_fenced_brokers {
+            if let Some(image) = self.image() {
+                for n in image.nodes.values().filter(|n| n.fenced) {
+                    if resp.brokers.iter().any(|b| b.broker_id.0 == n.id) {
+                        continue;
+                    }
+                    resp.brokers.push(
+                        DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(n.id))
+                            .with_host(s(n.kafka_host.clone()))
+                            .with_port(n.kafka_port)
+                            .with_rack((!n.rack.is_empty()).then(|| s(n.rack.clone())))
+                            .with_is_fenced(true),
+                    );
+                }
+                resp.brokers.sort_by_key(|b| b.broker_id.0);
+            }
+        }
         resp
     }
 }

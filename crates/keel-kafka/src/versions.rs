@@ -19,7 +19,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
+    // v2 lists fenced brokers when asked (KIP-1073).
+    (ApiKey::DescribeCluster, 0, 2),
     // Preferred and unclean elections on demand (KIP-183, KIP-460).
     (ApiKey::ElectLeaders, 0, 2),
     // Moving replicas (KIP-455; v1 adds KIP-860's replication-factor guard).

@@ -10,6 +10,7 @@ const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 struct Node {
     child: Child,
     kafka: String,
+    admin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -43,10 +44,20 @@ fn start() -> Node {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut kafka = None;
+    let mut admin = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("Kafka:") {
             kafka = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.trim().strip_prefix("Admin:") {
+            // "http://HOST:PORT/metrics ..."
+            admin = rest
+                .split_whitespace()
+                .next()
+                .and_then(|u| u.strip_prefix("http://"))
+                .and_then(|u| u.split('/').next())
+                .map(str::to_string);
         }
         if line.trim().starts_with("Stop:") {
             break;
@@ -55,6 +66,7 @@ fn start() -> Node {
     Node {
         child,
         kafka: kafka.expect("the banner names the Kafka address"),
+        admin: admin.expect("the banner names the admin address"),
         _dir: dir,
     }
 }
@@ -64,6 +76,7 @@ fn keel(node: &Node, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(KEEL)
         .args(args)
         .env("KEEL_BROKERS", &node.kafka)
+        .env("KEEL_ADMIN", &node.admin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

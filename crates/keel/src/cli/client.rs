@@ -16,6 +16,33 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
 use keel_kafka::client::Connection;
 
+/// GETs `path` from a Keel node's admin HTTP listener at `addr`, as JSON.
+pub async fn admin_json(addr: &str, path: &str) -> Result<serde_json::Value> {
+    use http_body_util::BodyExt;
+    let get = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, addr)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = send.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{status}: {}", String::from_utf8_lossy(&body).trim());
+        }
+        Ok(serde_json::from_slice(&body)?)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), get)
+        .await
+        .map_err(|_| anyhow!("no answer in 5 s"))?
+        .with_context(|| format!("GET http://{addr}{path}"))
+}
+
 pub fn st(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }

@@ -11,6 +11,7 @@ pub mod topic;
 use std::io::Write;
 
 use anyhow::Result;
+use kafka_protocol::messages::DescribeClusterRequest;
 use serde_json::Value;
 
 pub use consume::ConsumeArgs;
@@ -35,6 +36,15 @@ pub struct Common {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
+    /// A Keel node's admin listener, HOST:PORT: `topic describe` reads from its
+    /// /cluster what unclean elections lost (no Kafka API carries that).
+    #[arg(
+        long,
+        env = "KEEL_ADMIN",
+        default_value = "127.0.0.1:9644",
+        global = true
+    )]
+    pub admin: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,10 +127,32 @@ async fn cluster_info(common: &Common) -> Result<()> {
         .as_ref()
         .map(|c| c.to_string())
         .unwrap_or_default();
-    let brokers: Vec<(i32, String, i32)> = md
-        .brokers
+    // DescribeCluster v2 (KIP-1073) lists fenced brokers too; Metadata and
+    // older brokers list only the live ones.
+    let described = c
+        .call(
+            &DescribeClusterRequest::default().with_include_fenced_brokers(true),
+            2,
+        )
+        .await
+        .ok()
+        .filter(|r| r.error_code == 0);
+    let brokers: Vec<(i32, String, i32, bool)> = match &described {
+        Some(r) => r
+            .brokers
+            .iter()
+            .map(|b| (b.broker_id.0, b.host.to_string(), b.port, b.is_fenced))
+            .collect(),
+        None => md
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.host.to_string(), b.port, false))
+            .collect(),
+    };
+    let fenced: Vec<String> = brokers
         .iter()
-        .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+        .filter(|b| b.3)
+        .map(|b| b.0.to_string())
         .collect();
     // Partitions without a leader, and with fewer in-sync replicas than
     // replicas, over every topic (Kafka's OfflinePartitionsCount and
@@ -141,18 +173,21 @@ async fn cluster_info(common: &Common) -> Result<()> {
     let json = serde_json::json!({
         "cluster_id": cluster_id,
         "controller": controller,
+        "fenced_brokers": brokers.iter().filter(|b| b.3).map(|b| b.0).collect::<Vec<_>>(),
         "offline_partitions": offline,
         "under_replicated_partitions": under,
         "cli_version": env!("CARGO_PKG_VERSION"),
         "bootstrap": c.bootstrap(),
-        "brokers": brokers.iter().map(|(id, host, port)| serde_json::json!({
+        "brokers": brokers.iter().map(|(id, host, port, fenced)| serde_json::json!({
             "id": id, "host": host, "port": port, "controller": *id == controller,
+            "fenced": fenced,
         })).collect::<Vec<_>>(),
     });
     let mut table = vec![
         vec!["CLUSTER".into(), cluster_id.clone()],
         vec!["CONTROLLER".into(), controller.to_string()],
         vec!["CLI VERSION".into(), env!("CARGO_PKG_VERSION").into()],
+        vec!["FENCED".into(), list_or_none(&fenced)],
         vec!["OFFLINE".into(), list_or_none(&offline)],
         vec!["UNDER-REPLICATED".into(), list_or_none(&under)],
         vec![String::new()],
@@ -161,21 +196,23 @@ async fn cluster_info(common: &Common) -> Result<()> {
             "HOST".into(),
             "PORT".into(),
             "CONTROLLER".into(),
+            "FENCED".into(),
         ],
     ];
-    for (id, host, port) in &brokers {
+    for (id, host, port, fenced) in &brokers {
         table.push(vec![
             id.to_string(),
             host.clone(),
             port.to_string(),
             if *id == controller { "yes" } else { "" }.into(),
+            if *fenced { "yes" } else { "" }.into(),
         ]);
     }
     common.print(&json, &table)
 }
 
 /// A comma-separated list, or "none".
-fn list_or_none(v: &[String]) -> String {
+pub(crate) fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "none".into()
     } else {

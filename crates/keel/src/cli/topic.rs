@@ -1,20 +1,27 @@
 //! `keel topic create|list|describe|delete|alter-config`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{anyhow, bail, Context, Result};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
+    ListPartitionReassignmentsRequest,
 };
 use kafka_protocol::ResponseError;
 use serde_json::json;
 
-use super::client::{check, st, topic_name, Cluster};
+use super::client::{admin_json, check, st, topic_name, Cluster};
 use super::Common;
 
 #[derive(clap::Subcommand)]
@@ -44,6 +51,19 @@ pub enum TopicCommand {
     Delete {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Move a partition to other brokers, or cancel the move under way
+    /// (Kafka's partition reassignment, KIP-455): the new replicas copy it,
+    /// and the switch happens once they are in sync.
+    Move {
+        name: String,
+        partition: i32,
+        /// The replicas to end with, preferred leader first: 2,3,4.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        to: Vec<i32>,
+        /// Cancel the move under way, back to the replicas before it.
+        #[arg(long, conflicts_with = "to")]
+        cancel: bool,
     },
     /// Set or remove topic configs.
     AlterConfig {
@@ -76,6 +96,15 @@ pub async fn run(cmd: TopicCommand, common: &Common) -> Result<()> {
         TopicCommand::List { internal } => list(&mut c, common, internal).await,
         TopicCommand::Describe { name } => describe(&mut c, common, &name).await,
         TopicCommand::Delete { names } => delete(&c, common, &names).await,
+        TopicCommand::Move {
+            name,
+            partition,
+            to,
+            cancel,
+        } => {
+            let target = (!cancel).then_some(to);
+            move_partition(&c, common, &name, partition, target).await
+        }
         TopicCommand::AlterConfig { name, set, delete } => {
             alter(&mut c, common, &name, &set, &delete).await
         }
@@ -221,11 +250,22 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
         })
         .collect();
     configs.sort();
+    let moving = reassignments(c, name, &parts).await;
+    let lost = losses(&common.admin, name).await;
     let rows: Vec<serde_json::Value> = parts
         .iter()
         .zip(starts.iter().zip(&ends))
         .map(|(p, ((_, start), (_, end)))| {
+            let (adding, removing) = moving.get(&p.partition_index).cloned().unwrap_or_default();
+            // null when unknown (no admin listener answered).
+            let lost = lost
+                .as_ref()
+                .ok()
+                .map(|l| l.get(&p.partition_index).cloned().unwrap_or_default());
             json!({
+                "adding": adding,
+                "removing": removing,
+                "lost_to_unclean_election": lost,
                 "partition": p.partition_index,
                 "leader": p.leader_id.0,
                 "leader_epoch": p.leader_epoch,
@@ -261,11 +301,23 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
             "REPLICAS".into(),
             "ISR".into(),
             "OFFLINE".into(),
+            "ADDING".into(),
+            "REMOVING".into(),
             "LOG-START".into(),
             "HIGH-WATERMARK".into(),
+            "LOST".into(),
         ],
     ];
+    let list = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     for (p, ((_, start), (_, end))) in parts.iter().zip(starts.iter().zip(&ends)) {
+        let (adding, removing) = moving.get(&p.partition_index).cloned().unwrap_or_default();
+        let lost = match &lost {
+            Ok(l) => l
+                .get(&p.partition_index)
+                .map(|ls| lost_summary(ls))
+                .unwrap_or_else(|| "0".into()),
+            Err(_) => "?".into(),
+        };
         table.push(vec![
             p.partition_index.to_string(),
             p.leader_id.0.to_string(),
@@ -273,9 +325,15 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
             ids(&p.replica_nodes),
             ids(&p.isr_nodes),
             ids(&p.offline_replicas),
+            list(&adding),
+            list(&removing),
             start.to_string(),
             end.to_string(),
+            lost,
         ]);
+    }
+    if let Err(e) = &lost {
+        eprintln!("LOST is unknown: {e:#} (give a node's admin address with --admin)");
     }
     table.push(vec![String::new()]);
     table.push(vec!["CONFIG".into(), "VALUE".into(), "SOURCE".into()]);
@@ -287,6 +345,108 @@ async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
         ]);
     }
     common.print(&json, &table)
+}
+
+/// The reassignments under way of these partitions: {partition: (adding, removing)}.
+/// Empty when the broker does not answer ListPartitionReassignments.
+async fn reassignments(
+    c: &Cluster,
+    name: &str,
+    parts: &[&kafka_protocol::messages::metadata_response::MetadataResponsePartition],
+) -> BTreeMap<i32, (Vec<i32>, Vec<i32>)> {
+    let req = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
+            .with_name(topic_name(name))
+            .with_partition_indexes(
+                parts.iter().map(|p| p.partition_index).collect(),
+            )]));
+    let Ok(resp) = c.call(&req, 0).await else {
+        return BTreeMap::new();
+    };
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    resp.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| {
+            (
+                p.partition_index,
+                (ids(&p.adding_replicas), ids(&p.removing_replicas)),
+            )
+        })
+        .collect()
+}
+
+/// What unclean elections lost, per partition of `name`, from a node's
+/// admin /cluster page: [{from, to, records, node, leader_epoch}].
+async fn losses(admin: &str, name: &str) -> Result<BTreeMap<i32, Vec<serde_json::Value>>> {
+    let view = admin_json(admin, "/cluster").await?;
+    let mut out = BTreeMap::new();
+    for p in view["topics"][name].as_array().into_iter().flatten() {
+        let lost = p["lost_to_unclean_election"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let (Some(i), false) = (p["partition"].as_i64(), lost.is_empty()) {
+            out.insert(i as i32, lost);
+        }
+    }
+    Ok(out)
+}
+
+/// "N" records in all, with each lost range: "120 (5..125 on 2)".
+fn lost_summary(lost: &[serde_json::Value]) -> String {
+    let total: i64 = lost.iter().filter_map(|l| l["records"].as_i64()).sum();
+    let ranges: Vec<String> = lost
+        .iter()
+        .map(|l| format!("{}..{} on {}", l["from"], l["to"], l["node"]))
+        .collect();
+    format!("{total} ({})", ranges.join(", "))
+}
+
+/// `keel topic move`: AlterPartitionReassignments for one partition.
+async fn move_partition(
+    c: &Cluster,
+    common: &Common,
+    name: &str,
+    partition: i32,
+    target: Option<Vec<i32>>,
+) -> Result<()> {
+    let cancel = target.is_none();
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_allow_replication_factor_change(true)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(topic_name(name))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(
+                    target.map(|t| t.into_iter().map(BrokerId).collect()),
+                )])]);
+    let resp = c.call(&req, 1).await?;
+    check(resp.error_code, "reassign")?;
+    let r = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| anyhow!("the broker did not answer for {name}-{partition}"))?;
+    if r.error_code != 0 {
+        let msg = r
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        check(r.error_code, &format!("move {name}-{partition}")).with_context(|| msg.clone())?;
+    }
+    let status = if cancel { "cancelled" } else { "moving" };
+    common.print(
+        &json!({"topic": name, "partition": partition, "status": status}),
+        &[
+            vec!["TOPIC".into(), "PARTITION".into(), "STATUS".into()],
+            vec![name.into(), partition.to_string(), status.into()],
+        ],
+    )
 }
 
 async fn delete(c: &Cluster, common: &Common, names: &[String]) -> Result<()> {
