@@ -22,8 +22,14 @@ use crate::server::EtcdServer;
 
 /// Kafka's broker.session.timeout.ms default.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
-/// How often the controller looks at liveness.
-const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often the controller looks at liveness: one Raft tick, so a node is
+/// fenced within a tick of its session running out (KRaft schedules the
+/// fencing at the deadline itself).
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How often it looks for partitions to elect (unclean, preferred).
+const ELECT_EVERY: Duration = Duration::from_millis(500);
+/// A gap this long between two checks means this process did not run.
+const STALLED: Duration = Duration::from_secs(2);
 /// A fenced node heard this recently is live again.
 const HEARD_RECENTLY: Duration = Duration::from_secs(1);
 
@@ -143,6 +149,7 @@ impl Membership {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = Instant::now();
+        let mut last_elect = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -153,7 +160,7 @@ impl Membership {
             // This process did not run for a while (SIGSTOP, a stalled host):
             // what it last heard is old news, not silence. Like a new
             // controller, it gives every node a full session from now.
-            let stalled = now.duration_since(last_tick) > CHECK_EVERY * 4;
+            let stalled = now.duration_since(last_tick) > STALLED;
             last_tick = now;
             if status.leader != me {
                 led_since = None;
@@ -167,14 +174,16 @@ impl Membership {
                 }
             };
             let heard = node.last_heard();
-            let image = self
+            // Only the registry: the whole image is cloned for elections alone.
+            let nodes = self
                 .server
                 .store()
                 .lock()
                 .expect("store lock")
                 .metadata()
+                .nodes
                 .clone();
-            for n in image.nodes.values() {
+            for n in nodes.values() {
                 let id = u64::try_from(n.id).unwrap_or(0);
                 let last = if id == me {
                     Some(now)
@@ -207,6 +216,17 @@ impl Membership {
                     Err(e) => tracing::debug!("controller: node {}: {e}", n.id),
                 }
             }
+            if now.duration_since(last_elect) < ELECT_EVERY {
+                continue;
+            }
+            last_elect = now;
+            let image = self
+                .server
+                .store()
+                .lock()
+                .expect("store lock")
+                .metadata()
+                .clone();
             self.elect_unclean(&image).await;
             if now.duration_since(last_rebalance) >= duties.rebalance_every {
                 last_rebalance = now;
