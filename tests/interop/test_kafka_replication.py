@@ -450,3 +450,50 @@ def test_elect_leaders_preferred_and_unclean_on_demand(tmp_path):
         wait_until(lambda: partitions(witness, "elect")[0][0] == preferred, what="the preferred leader back")
     finally:
         c.stop()
+
+
+def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
+    """KIP-392 with `--replica-selector rack-aware` (Kafka's
+    RackAwareReplicaSelector): a consumer that names its rack (client.rack)
+    is sent by the leader to the in-sync replica in that rack and reads
+    everything there; one in the leader's rack reads from the leader."""
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS),
+                                    "--replica-selector", "rack-aware"])
+    for i, n in c.nodes.items():
+        n.extra += ["--rack", f"r{i}"]
+    c.start()
+    try:
+        for n in c.nodes.values():
+            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+        ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{c.nodes[1].kafka_port}")
+        try:
+            ka.create_topics([KNewTopic("near", replica_assignments={0: [1, 2, 3]})])
+        finally:
+            ka.close()
+        wait_until(lambda: full_isr(c, "near"), what="a full ISR")
+        produce_to(c.nodes[1], ["near"], 300, "n")
+        out = 'keel_topic_bytes_out_total{topic="near"}'
+
+        def read_as(rack):
+            cons = Consumer({"bootstrap.servers": bootstrap(c), "group.id": f"g-{rack}",
+                             "client.rack": rack, "enable.auto.commit": False,
+                             "enable.partition.eof": True})
+            cons.assign([TopicPartition("near", 0, 0)])
+            got = []
+            deadline = time.monotonic() + 30
+            while len(got) < 300 and time.monotonic() < deadline:
+                m = cons.poll(0.5)
+                if m is not None and not m.error():
+                    got.append(m.value().decode())
+            cons.close()
+            return got
+
+        assert read_as("r3") == [f"n{i}" for i in range(300)]
+        # Node 3 (rack r3, a follower) served it; the leader sent no records.
+        assert metrics(c.nodes[3]).get(out, 0) > 0
+        assert metrics(c.nodes[1]).get(out, 0) == 0
+        assert read_as("r1") == [f"n{i}" for i in range(300)]
+        assert metrics(c.nodes[1]).get(out, 0) > 0
+    finally:
+        c.stop()

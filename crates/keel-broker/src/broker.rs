@@ -983,6 +983,57 @@ impl Broker {
         })
     }
 
+    /// A consumer's fetch answered without records (the response is full, or
+    /// the consumer should read elsewhere): the partition's offsets only.
+    pub fn fetch_position(&self, topic: &str, index: i32) -> Result<Fetched> {
+        let p = self.partition(topic, index)?;
+        let s = p.lock();
+        Partition::check_local_leader(&p, &s)?;
+        Ok(Fetched {
+            bytes: Vec::new(),
+            high_watermark: p.high_watermark(),
+            log_start_offset: s.log.log_start_offset(),
+        })
+    }
+
+    /// A consumer's fetch served by a follower (KIP-392): up to the high
+    /// watermark the follower learned from its leader. An offset past what
+    /// it holds is OFFSET_NOT_AVAILABLE (the consumer is ahead of this
+    /// replica; it retries), not out of range.
+    pub fn fetch_follower(
+        &self,
+        topic: &str,
+        index: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Fetched> {
+        let p = self.partition(topic, index)?;
+        let s = p.lock();
+        if s.repl.is_none() {
+            return Err(BrokerError::NotLeader(format!(
+                "this broker holds no replica of {topic}-{index}"
+            )));
+        }
+        let hw = p.high_watermark();
+        if offset > s.log.log_end_offset() && offset >= s.log.log_start_offset() {
+            return Err(BrokerError::OffsetNotAvailable(format!(
+                "offset {offset} of {topic}-{index} is past this replica's end {}",
+                s.log.log_end_offset()
+            )));
+        }
+        let r = s.log.read(offset, max_bytes, hw)?;
+        let log_start_offset = s.log.log_start_offset();
+        drop(s);
+        crate::metrics::BYTES_OUT
+            .with_label_values(&[topic])
+            .inc_by(r.bytes.len() as u64);
+        Ok(Fetched {
+            bytes: r.bytes,
+            high_watermark: hw,
+            log_start_offset,
+        })
+    }
+
     /// ListOffsets: -2 earliest, -1 latest (the high watermark), else the first
     /// offset with a timestamp at or after `timestamp`. `None` when there is none.
     pub fn list_offset(

@@ -93,6 +93,10 @@ pub enum BrokerError {
     /// The cluster metadata could not take the change in time (no quorum).
     #[error("{0}")]
     Timeout(String),
+    /// A consumer reading from a follower asked for an offset the follower
+    /// does not hold yet (Kafka's OFFSET_NOT_AVAILABLE, retriable).
+    #[error("{0}")]
+    OffsetNotAvailable(String),
 }
 
 impl From<keel_storage::StorageError> for BrokerError {

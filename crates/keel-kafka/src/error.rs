@@ -47,6 +47,7 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::NotLeader(_) => E::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable(_) => E::LeaderNotAvailable,
         BrokerError::Timeout(_) => E::RequestTimedOut,
+        BrokerError::OffsetNotAvailable(_) => E::OffsetNotAvailable,
     }
     .code()
 }

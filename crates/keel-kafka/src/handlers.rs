@@ -38,6 +38,7 @@ use crate::versions;
 
 mod cluster;
 mod groups;
+use cluster::ReadFrom;
 pub use cluster::{ClusterView, Proposer};
 
 /// Longest a Fetch may long-poll, whatever it asks for.
@@ -212,7 +213,7 @@ impl Handler {
                 let r = decode!(FetchRequest);
                 let h = self.clone();
                 Ok(Reply::Deferred(Box::pin(async move {
-                    let resp = h.fetch(r).await;
+                    let resp = h.fetch(r, v).await;
                     encode(key, v, cid, &resp)
                 })))
             }
@@ -651,7 +652,9 @@ impl Handler {
     }
 
     /// One pass over a fetch's partitions. Returns the response and its record bytes.
-    fn fetch_once(&self, r: &FetchRequest) -> (FetchResponse, usize, bool) {
+    fn fetch_once(&self, r: &FetchRequest, v: i16) -> (FetchResponse, usize, bool) {
+        // v11+ carries the consumer's rack (KIP-392): it may read from a follower.
+        let rack = (v >= 11).then(|| r.rack_id.as_str());
         let mut resp = FetchResponse::default();
         let mut remaining = if r.max_bytes <= 0 {
             i32::MAX as usize
@@ -676,29 +679,41 @@ impl Handler {
                         p.fetch_offset,
                         limit.max(1),
                     )
-                } else if let Err(e) =
-                    self.check_leader(t.topic.as_str(), p.partition)
-                        .and_then(|_| {
-                            self.check_client_epoch(
-                                t.topic.as_str(),
-                                p.partition,
-                                p.current_leader_epoch,
-                            )
-                        })
-                {
-                    Err(e)
-                } else if limit == 0 && total > 0 {
-                    // The response is full: report offsets without records.
-                    self.broker
-                        .fetch(t.topic.as_str(), p.partition, p.fetch_offset, 0)
-                        .map(|mut f| {
-                            f.bytes.clear();
-                            f
-                        })
                 } else {
-                    // KIP-74: the first batch is returned whole even past the limits.
-                    self.broker
-                        .fetch(t.topic.as_str(), p.partition, p.fetch_offset, limit.max(1))
+                    match self.read_from(
+                        t.topic.as_str(),
+                        p.partition,
+                        p.current_leader_epoch,
+                        rack,
+                    ) {
+                        Err(e) => Err(e),
+                        Ok(ReadFrom::Elsewhere(id)) => {
+                            // The consumer should read from `id`: offsets, no records.
+                            pd.preferred_read_replica = BrokerId(id);
+                            self.broker.fetch_position(t.topic.as_str(), p.partition)
+                        }
+                        Ok(ReadFrom::Follower) => self.broker.fetch_follower(
+                            t.topic.as_str(),
+                            p.partition,
+                            p.fetch_offset,
+                            if limit == 0 && total > 0 {
+                                0
+                            } else {
+                                limit.max(1)
+                            },
+                        ),
+                        Ok(ReadFrom::Leader) if limit == 0 && total > 0 => {
+                            // The response is full: report offsets without records.
+                            self.broker.fetch_position(t.topic.as_str(), p.partition)
+                        }
+                        // KIP-74: the first batch is returned whole even past the limits.
+                        Ok(ReadFrom::Leader) => self.broker.fetch(
+                            t.topic.as_str(),
+                            p.partition,
+                            p.fetch_offset,
+                            limit.max(1),
+                        ),
+                    }
                 };
                 match read {
                     Ok(f) => {
@@ -734,13 +749,13 @@ impl Handler {
     /// Fetch with long-polling: answers as soon as `min_bytes` are there, an error
     /// occurs, or `max_wait_ms` passes. Sessions (KIP-227) are not kept: session id 0
     /// tells clients to send full fetches, which every client supports.
-    async fn fetch(&self, r: FetchRequest) -> FetchResponse {
+    async fn fetch(&self, r: FetchRequest, v: i16) -> FetchResponse {
         let wait = Duration::from_millis(r.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.broker.data_version();
         loop {
             changes.borrow_and_update();
-            let (resp, bytes, any_error) = self.fetch_once(&r);
+            let (resp, bytes, any_error) = self.fetch_once(&r, v);
             if bytes >= r.min_bytes.max(0) as usize
                 || any_error
                 || tokio::time::Instant::now() >= deadline

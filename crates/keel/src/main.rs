@@ -157,6 +157,11 @@ struct DevArgs {
     /// different racks first.
     #[arg(long, default_value = "")]
     rack: String,
+    /// Which replica serves consumers (Kafka's replica.selector.class):
+    /// `leader`, or `rack-aware`, where a leader sends a consumer that names
+    /// its rack (client.rack) to an in-sync replica in that rack (KIP-392).
+    #[arg(long, default_value = "leader", value_parser = ["leader", "rack-aware"])]
+    replica_selector: String,
     /// The controller fences a node it has not heard from for this long, in
     /// milliseconds (Kafka's broker.session.timeout.ms).
     #[arg(long, default_value_t = keel_etcd::cluster::SESSION_TIMEOUT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
@@ -563,6 +568,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         image: membership.watch(),
         controller: controller.clone(),
         propose: cluster::proposer(quorum.server.clone()),
+        rack_aware_reads: args.replica_selector == "rack-aware",
     };
     let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(view.clone());
     let replication = tokio::spawn(keel_kafka::replication::run(

@@ -44,6 +44,21 @@ pub struct ClusterView {
     /// The controller (the Raft leader), or -1 when none is known.
     pub controller: Arc<dyn Fn() -> i32 + Send + Sync>,
     pub propose: Proposer,
+    /// Kafka's `replica.selector.class` set to the rack-aware selector: a
+    /// leader sends a consumer that names its rack to an in-sync replica in
+    /// that rack (KIP-392). Off by default, as in Kafka.
+    pub rack_aware_reads: bool,
+}
+
+/// Where a consumer's fetch of one partition is served (KIP-392).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    /// This node leads it (or the topic is local): read here.
+    Leader,
+    /// This node follows it and the consumer may read from a follower.
+    Follower,
+    /// The leader names a replica in the consumer's rack; no records.
+    Elsewhere(i32),
 }
 
 /// Kafka's default.replication.factor is a broker setting; Keel's default is
@@ -107,6 +122,51 @@ impl Handler {
                 p.leader
             )))
         }
+    }
+
+    /// Where a consumer's fetch is served. `rack` is the consumer's
+    /// `client.rack` when its Fetch version carries one (v11+, KIP-392):
+    /// then a follower serves it too, and a leader with the rack-aware
+    /// selector names a live in-sync replica in that rack when it is in
+    /// another. Without it only the leader serves (Kafka's
+    /// `fetchOnlyFromLeader`).
+    pub(crate) fn read_from(
+        &self,
+        topic: &str,
+        partition: i32,
+        epoch: i32,
+        rack: Option<&str>,
+    ) -> Result<ReadFrom, BrokerError> {
+        let (Some(c), Some(image)) = (&self.cluster, self.image()) else {
+            return Ok(ReadFrom::Leader);
+        };
+        let Some(p) = image.partition(topic, partition) else {
+            // A local topic, or no such partition: the leader path says which.
+            self.check_leader(topic, partition)?;
+            return Ok(ReadFrom::Leader);
+        };
+        self.check_client_epoch(topic, partition, epoch)?;
+        let me = self.broker.node_id();
+        let Some(rack) = rack else {
+            self.check_leader(topic, partition)?;
+            return Ok(ReadFrom::Leader);
+        };
+        if p.leader != me {
+            if p.replicas.contains(&me) && p.leader != NO_LEADER {
+                return Ok(ReadFrom::Follower);
+            }
+            self.check_leader(topic, partition)?;
+        }
+        let rack_of = |id: &i32| image.nodes.get(id).map_or("", |n| n.rack.as_str());
+        if c.rack_aware_reads && !rack.is_empty() && rack_of(&me) != rack {
+            let near = p.isr.iter().copied().find(|r| {
+                *r != me && rack_of(r) == rack && image.nodes.get(r).is_some_and(|n| !n.fenced)
+            });
+            if let Some(r) = near {
+                return Ok(ReadFrom::Elsewhere(r));
+            }
+        }
+        Ok(ReadFrom::Leader)
     }
 
     /// KIP-320: a client's current leader epoch (when it sends one) must be
