@@ -497,3 +497,34 @@ def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
         assert metrics(c.nodes[1]).get(out, 0) > 0
     finally:
         c.stop()
+
+
+def test_nothing_is_acknowledged_without_the_quorum(cluster):
+    """Two of three nodes die: the Raft quorum is gone, so no controller can
+    shrink an ISR or move a leader. The survivor still leads its partition,
+    but an acks=all write needs the whole ISR (the two dead replicas among
+    it), so it is never acknowledged; nor is anything written meanwhile
+    visible to consumers. When the quorum returns the write may complete."""
+    topic = "quorum"
+    create(cluster.nodes[1], NewTopic(topic, 1, 3, config={"min.insync.replicas": "1"}))
+    wait_until(lambda: full_isr(cluster, topic), what="a full ISR")
+    produce_to(cluster.nodes[1], [topic], 10, "before")
+    leader = partitions(cluster.nodes[1], topic)[0][0]
+    survivor = cluster.nodes[leader]
+    for i, n in cluster.nodes.items():
+        if i != leader:
+            n.kill9()
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{survivor.kafka_port}", "acks": "all",
+                  "message.timeout.ms": SESSION_MS * 3, "request.timeout.ms": 2000})
+    out = []
+    p.produce(topic, value=b"during", on_delivery=lambda err, msg: out.append(err))
+    p.flush(SESSION_MS * 3 / 1000 + 10)
+    assert out and out[0] is not None, f"acknowledged without a quorum: {out}"
+    # Consumers see only what was committed before.
+    got = read_all(cluster, topic, 1, 10, through=f"127.0.0.1:{survivor.kafka_port}")[0]
+    assert [v for _, v in got] == [f"before{i}" for i in range(10)]
+    for i, n in cluster.nodes.items():
+        if i != leader:
+            n.start()
+    wait_until(lambda: full_isr(cluster, topic), timeout=60, what="the ISR whole again")
+    produce_to(survivor, [topic], 1, "after")
