@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
 from conftest import KEEL, wait_until
-from etcd_cluster import Cluster
-from test_kafka_replication import SESSION_MS, admin, full_isr, metrics, partitions, read_all
+from test_kafka_replication import (SESSION_MS, bootstrap, full_isr, kafka_cluster, metrics, partitions,
+                                    read_all)
 from test_kafkajs import JS
 
 PARTITIONS = 3
@@ -23,20 +23,10 @@ PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("clients"), 3, extra=[
-        "--broker-session-timeout-ms", str(SESSION_MS), "--replica-lag-time-max-ms", "5000",
-        "--leader-imbalance-check-interval-ms", "1000"])
-    c.start()
-    try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+    with kafka_cluster(tmp_path_factory.mktemp("clients"), 3, [
+            "--broker-session-timeout-ms", str(SESSION_MS), "--replica-lag-time-max-ms", "5000",
+            "--leader-imbalance-check-interval-ms", "1000"]) as c:
         yield c
-    finally:
-        c.stop()
-
-
-def bootstrap(cluster):
-    return ",".join(f"127.0.0.1:{n.kafka_port}" for n in cluster.nodes.values())
 
 
 def make_topic(cluster, topic):

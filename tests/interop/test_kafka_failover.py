@@ -23,8 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Producer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from conftest import wait_until
-from etcd_cluster import Cluster
-from test_kafka_replication import admin, partitions, read_all
+from test_kafka_replication import kafka_cluster, partitions, read_all
 
 LAG_MS = 5000
 
@@ -35,17 +34,25 @@ def controller(node):
 
 
 def start(tmp_path, session_ms, election_ms):
+    """Three nodes with these timeouts (None: the default)."""
     extra = ["--replica-lag-time-max-ms", str(LAG_MS)]
     if session_ms:
         extra += ["--broker-session-timeout-ms", str(session_ms)]
     if election_ms:
         extra += ["--election-timeout-ms", str(election_ms)]
-    c = Cluster(tmp_path, 3, extra=extra)
-    c.start()
-    for n in c.nodes.values():
-        wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, timeout=30,
-                   what="three brokers")
-    return c
+    return kafka_cluster(tmp_path, 3, extra, timeout=30)
+
+
+def place(cluster, topic, replicas):
+    """Creates `topic` with one partition on `replicas` (the first leads) and
+    min.insync.replicas=2, and waits for every node to see it in sync."""
+    ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{cluster.nodes[1].kafka_port}")
+    try:
+        ka.create_topics([NewTopic(topic, replica_assignments={0: replicas},
+                                   topic_configs={"min.insync.replicas": "2"})])
+    finally:
+        ka.close()
+    wait_until(lambda: in_sync(cluster, topic, replicas), timeout=30, what="a full ISR")
 
 
 def in_sync(cluster, topic, replicas):
@@ -105,13 +112,7 @@ def kill_leader_and_time(cluster, topic, leader_is_controller, client):
     ctl = controller(cluster.nodes[1])
     others = [i for i in cluster.nodes if i != ctl]
     replicas = [ctl, *others] if leader_is_controller else [others[0], ctl, others[1]]
-    ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{cluster.nodes[1].kafka_port}")
-    try:
-        ka.create_topics([NewTopic(topic, replica_assignments={0: replicas},
-                                   topic_configs={"min.insync.replicas": "2"})])
-    finally:
-        ka.close()
-    wait_until(lambda: in_sync(cluster, topic, replicas), timeout=30, what="a full ISR")
+    place(cluster, topic, replicas)
     w = Writer(cluster, topic, "all", client)
     try:
         wait_until(lambda: len(w.acked) > 500, timeout=30, what="writes acknowledged")
@@ -144,13 +145,10 @@ def test_failover_time(tmp_path, tuned):
     # Kafka's 9 s session, etcd's 1 s election and librdkafka's own.
     session_ms, election_ms = (1000, 300) if tuned else (None, None)
     client = {"topic.metadata.refresh.interval.ms": 250} if tuned else {}
-    cluster = start(tmp_path, session_ms, election_ms)
-    try:
+    with start(tmp_path, session_ms, election_ms) as cluster:
         follower = kill_leader_and_time(cluster, "fo-broker", False, client)
         wait_until(lambda: all(n.alive() for n in cluster.nodes.values()), what="the node back")
         ctl = kill_leader_and_time(cluster, "fo-controller", True, client)
-    finally:
-        cluster.stop()
     session = (session_ms or 9000) / 1000
     election = 2 * (election_ms or 1000) / 1000
     print(f"\nfailover ({'tuned' if tuned else 'defaults'}, session {session:.1f} s): "
@@ -164,20 +162,13 @@ def test_failover_time(tmp_path, tuned):
 
 
 def test_acks_1_loses_only_the_unreplicated_tail_and_acks_all_nothing(tmp_path):
-    cluster = start(tmp_path, 1000, 300)
-    try:
+    with start(tmp_path, 1000, 300) as cluster:
         results = {}
         for acks in ("1", "all"):
             topic = f"loss-{acks}"
             ctl = controller(cluster.nodes[1])
             replicas = [i for i in cluster.nodes if i != ctl] + [ctl]
-            ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{cluster.nodes[ctl].kafka_port}")
-            try:
-                ka.create_topics([NewTopic(topic, replica_assignments={0: replicas},
-                                           topic_configs={"min.insync.replicas": "2"})])
-            finally:
-                ka.close()
-            wait_until(lambda: in_sync(cluster, topic, replicas), timeout=30, what="a full ISR")
+            place(cluster, topic, replicas)
             w = Writer(cluster, topic, acks)
             try:
                 wait_until(lambda: len(w.acked) > 3000, timeout=30, what="writes acknowledged")
@@ -205,8 +196,6 @@ def test_acks_1_loses_only_the_unreplicated_tail_and_acks_all_nothing(tmp_path):
             lost = {v: a for v, a in w.acked.items() if at.get(v) != a[0]}
             lost_ago = [t_kill - t for _, t in lost.values()]
             results[acks] = (len(w.acked), len(lost), max(lost_ago, default=0.0), dups)
-    finally:
-        cluster.stop()
     for acks, (n, lost, oldest, dups) in results.items():
         print(f"\nacks={acks}: {n} acknowledged, {lost} lost at the leader's kill"
               + (f" (acknowledged at most {oldest * 1000:.0f} ms before it)" if lost else "")

@@ -20,24 +20,17 @@ from kafka.errors import (InvalidReplicationAssignmentError,
                           NoReassignmentInProgressError, UnknownTopicOrPartitionError)
 
 from conftest import wait_until
-from etcd_cluster import Cluster
-from test_kafka_replication import SESSION_MS, admin, metrics, partitions, read_all
+from test_kafka_replication import SESSION_MS, kafka_cluster, metrics, partitions, read_all
 
 TOPIC = "move"
 
 
 @pytest.fixture
 def four(tmp_path):
-    c = Cluster(tmp_path, 4, extra=["--broker-session-timeout-ms", str(SESSION_MS),
-                                    "--replica-lag-time-max-ms", "5000",
-                                    "--retention-check-ms", "200"])
-    c.start()
-    try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 4, what="four brokers")
+    with kafka_cluster(tmp_path, 4, ["--broker-session-timeout-ms", str(SESSION_MS),
+                                     "--replica-lag-time-max-ms", "5000",
+                                     "--retention-check-ms", "200"]) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def settled(cluster, want):

@@ -8,6 +8,7 @@ kill -9, SIGSTOP and a partition of the leader: every record acknowledged
 with acks=all is read back at the offset it was acknowledged at, once, and
 every replica ends with the same log.
 """
+import contextlib
 import json
 import threading
 import time
@@ -54,18 +55,30 @@ def partitions(node, topic):
             for p in view["topics"].get(topic, [])}
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS),
-                                    "--replica-lag-time-max-ms", "5000",
-                                    "--leader-imbalance-check-interval-ms", "1000"])
+@contextlib.contextmanager
+def kafka_cluster(base, n, extra=(), racks=None, timeout=15):
+    """`n` `keel start` nodes (`racks`: node id -> --rack), up once every
+    node lists every broker; stopped on the way out."""
+    c = Cluster(base, n, extra=list(extra))
+    for i, node in c.nodes.items():
+        if racks:
+            node.extra += ["--rack", racks[i]]
     c.start()
     try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+        for node in c.nodes.values():
+            wait_until(lambda: len(admin(node).list_topics(timeout=10).brokers) == n, timeout=timeout,
+                       what=f"{n} brokers")
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with kafka_cluster(tmp_path, 3, ["--broker-session-timeout-ms", str(SESSION_MS),
+                                     "--replica-lag-time-max-ms", "5000",
+                                     "--leader-imbalance-check-interval-ms", "1000"]) as c:
+        yield c
 
 
 def bootstrap(cluster):
@@ -325,15 +338,9 @@ def view(node):
 
 @pytest.fixture
 def five(tmp_path):
-    c = Cluster(tmp_path, 5, extra=["--broker-session-timeout-ms", str(SESSION_MS),
-                                    "--replica-lag-time-max-ms", "5000"])
-    c.start()
-    try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 5, what="five brokers")
+    with kafka_cluster(tmp_path, 5, ["--broker-session-timeout-ms", str(SESSION_MS),
+                                     "--replica-lag-time-max-ms", "5000"]) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_unclean_election_is_a_switch_and_reports_what_it_lost(five):
@@ -418,11 +425,7 @@ def test_elect_leaders_preferred_and_unclean_on_demand(tmp_path):
     leader exists."""
     from confluent_kafka import TopicPartition as TP
     from confluent_kafka import ElectionType
-    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS)])
-    c.start()
-    try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+    with kafka_cluster(tmp_path, 3, ["--broker-session-timeout-ms", str(SESSION_MS)]) as c:
         create(c.nodes[1], NewTopic("elect", 1, 3))
         wait_until(lambda: full_isr(c, "elect"), what="a full ISR")
         leader, replicas, _ = partitions(c.nodes[1], "elect")[0]
@@ -448,8 +451,6 @@ def test_elect_leaders_preferred_and_unclean_on_demand(tmp_path):
         assert partitions(witness, "elect")[0][0] != preferred, "rebalanced by itself"
         assert elect(ElectionType.PREFERRED) is None
         wait_until(lambda: partitions(witness, "elect")[0][0] == preferred, what="the preferred leader back")
-    finally:
-        c.stop()
 
 
 def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
@@ -458,14 +459,9 @@ def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
     is sent by the leader to the in-sync replica in that rack and reads
     everything there; one in the leader's rack reads from the leader."""
     from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
-    c = Cluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS),
-                                    "--replica-selector", "rack-aware"])
-    for i, n in c.nodes.items():
-        n.extra += ["--rack", f"r{i}"]
-    c.start()
-    try:
-        for n in c.nodes.values():
-            wait_until(lambda: len(admin(n).list_topics(timeout=10).brokers) == 3, what="three brokers")
+    with kafka_cluster(tmp_path, 3, ["--broker-session-timeout-ms", str(SESSION_MS),
+                                     "--replica-selector", "rack-aware"],
+                       racks={i: f"r{i}" for i in (1, 2, 3)}) as c:
         ka = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{c.nodes[1].kafka_port}")
         try:
             ka.create_topics([KNewTopic("near", replica_assignments={0: [1, 2, 3]})])
@@ -495,8 +491,6 @@ def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
         assert metrics(c.nodes[1]).get(out, 0) == 0
         assert read_as("r1") == [f"n{i}" for i in range(300)]
         assert metrics(c.nodes[1]).get(out, 0) > 0
-    finally:
-        c.stop()
 
 
 def test_nothing_is_acknowledged_without_the_quorum(cluster):

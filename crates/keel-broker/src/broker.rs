@@ -177,6 +177,29 @@ pub struct Fetched {
     pub log_start_offset: i64,
 }
 
+/// Reads committed (below the high watermark) batches from `offset` of a
+/// partition whose role the caller checked under `s`, and counts them as
+/// bytes out: the one read path of a consumer's fetch, leader or follower.
+fn read_committed(
+    p: &Partition,
+    s: std::sync::MutexGuard<'_, PartitionState>,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Fetched> {
+    let hw = p.high_watermark();
+    let r = s.log.read(offset, max_bytes, hw)?;
+    let log_start_offset = s.log.log_start_offset();
+    drop(s);
+    crate::metrics::BYTES_OUT
+        .with_label_values(&[&p.topic])
+        .inc_by(r.bytes.len() as u64);
+    Ok(Fetched {
+        bytes: r.bytes,
+        high_watermark: hw,
+        log_start_offset,
+    })
+}
+
 impl Partition {
     fn lock(&self) -> std::sync::MutexGuard<'_, PartitionState> {
         // A poisoned lock means a thread panicked mid-update; the invariant is ours.
@@ -969,18 +992,7 @@ impl Broker {
         let p = self.partition(topic, index)?;
         let s = p.lock();
         Partition::check_local_leader(&p, &s)?;
-        let hw = p.high_watermark();
-        let r = s.log.read(offset, max_bytes, hw)?;
-        let log_start_offset = s.log.log_start_offset();
-        drop(s);
-        crate::metrics::BYTES_OUT
-            .with_label_values(&[topic])
-            .inc_by(r.bytes.len() as u64);
-        Ok(Fetched {
-            bytes: r.bytes,
-            high_watermark: hw,
-            log_start_offset,
-        })
+        read_committed(&p, s, offset, max_bytes)
     }
 
     /// A consumer's fetch answered without records (the response is full, or
@@ -1014,24 +1026,13 @@ impl Broker {
                 "this broker holds no replica of {topic}-{index}"
             )));
         }
-        let hw = p.high_watermark();
         if offset > s.log.log_end_offset() && offset >= s.log.log_start_offset() {
             return Err(BrokerError::OffsetNotAvailable(format!(
                 "offset {offset} of {topic}-{index} is past this replica's end {}",
                 s.log.log_end_offset()
             )));
         }
-        let r = s.log.read(offset, max_bytes, hw)?;
-        let log_start_offset = s.log.log_start_offset();
-        drop(s);
-        crate::metrics::BYTES_OUT
-            .with_label_values(&[topic])
-            .inc_by(r.bytes.len() as u64);
-        Ok(Fetched {
-            bytes: r.bytes,
-            high_watermark: hw,
-            log_start_offset,
-        })
+        read_committed(&p, s, offset, max_bytes)
     }
 
     /// ListOffsets: -2 earliest, -1 latest (the high watermark), else the first

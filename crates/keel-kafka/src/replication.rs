@@ -295,8 +295,8 @@ async fn fetch_once(
     for t in resp.responses {
         for p in t.partitions {
             if p.error_code == ResponseError::OffsetOutOfRange.code() {
-                let asked = parts_offset(&asked, t.topic.as_str(), p.partition_index);
-                if asked.is_some_and(|o| o < p.log_start_offset) {
+                let held = asked.get(&(t.topic.to_string(), p.partition_index));
+                if held.is_some_and(|o| *o < p.log_start_offset) {
                     restart.push((t.topic.to_string(), p.partition_index, p.log_start_offset));
                     continue;
                 }
@@ -343,11 +343,6 @@ async fn fetch_once(
         anyhow::bail!("fetch: {}", errors.join(", "));
     }
     Ok(())
-}
-
-/// The offset a fetch asked of `topic`-`partition`.
-fn parts_offset(asked: &BTreeMap<(String, i32), i64>, topic: &str, partition: i32) -> Option<i64> {
-    asked.get(&(topic.to_string(), partition)).copied()
 }
 
 /// Says what an unclean election cost: in the log, in /metrics, and in the
