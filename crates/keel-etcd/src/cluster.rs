@@ -52,6 +52,9 @@ pub struct Registration {
     pub rack: String,
     /// This node's own Kafka cluster id, used if it is the first to register.
     pub cluster_id: String,
+    /// Where CQL clients reach it (empty, 0: no CQL listener).
+    pub cql_host: String,
+    pub cql_port: i32,
 }
 
 /// This node's part in the cluster metadata, for as long as it runs.
@@ -76,6 +79,8 @@ impl Membership {
                 kafka_port: reg.kafka_port,
                 rack: reg.rack,
                 cluster_id: reg.cluster_id,
+                cql_host: reg.cql_host,
+                cql_port: reg.cql_port,
             },
         }
     }

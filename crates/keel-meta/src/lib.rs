@@ -30,11 +30,16 @@
 //!   `PartitionReassignmentReplicas`, `PartitionChangeBuilder`).
 
 mod place;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use place::{place_replicas, PlaceError};
 use prost::Message;
+pub use schema::{
+    AlterTable, Column, ColumnKind, CreateKeyspace, CreateTable, DropKeyspace, DropTable, Keyspace,
+    Table,
+};
 
 /// "No leader" in Kafka's metadata.
 pub const NO_LEADER: i32 = -1;
@@ -42,7 +47,10 @@ pub const NO_LEADER: i32 = -1;
 /// One change of the metadata: what a Raft entry of the metadata carries.
 #[derive(Clone, PartialEq, Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(
+        oneof = "record::Kind",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+    )]
     pub kind: Option<record::Kind>,
 }
 
@@ -72,6 +80,16 @@ pub mod record {
         ReportLoss(super::ReportLoss),
         #[prost(message, tag = "11")]
         Reassign(super::Reassign),
+        #[prost(message, tag = "12")]
+        CreateKeyspace(super::CreateKeyspace),
+        #[prost(message, tag = "13")]
+        DropKeyspace(super::DropKeyspace),
+        #[prost(message, tag = "14")]
+        CreateTable(super::CreateTable),
+        #[prost(message, tag = "15")]
+        AlterTable(super::AlterTable),
+        #[prost(message, tag = "16")]
+        DropTable(super::DropTable),
     }
 }
 
@@ -95,6 +113,11 @@ pub struct RegisterNode {
     /// becomes the cluster's, so every broker reports the same one.
     #[prost(string, tag = "6")]
     pub cluster_id: String,
+    /// Where CQL clients reach it (empty and 0 when it serves no CQL).
+    #[prost(string, tag = "7")]
+    pub cql_host: String,
+    #[prost(int32, tag = "8")]
+    pub cql_port: i32,
 }
 
 /// Fence or unfence a node, if its epoch is still `epoch` (so a decision about
@@ -262,6 +285,10 @@ pub struct Node {
     /// Fenced because it stopped (controlled shutdown), not for silence.
     #[prost(bool, tag = "8")]
     pub shut_down: bool,
+    #[prost(string, tag = "9")]
+    pub cql_host: String,
+    #[prost(int32, tag = "10")]
+    pub cql_port: i32,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -351,6 +378,15 @@ pub struct Image {
     /// The first producer id no block has handed out yet.
     #[prost(int64, tag = "6")]
     pub next_producer_id: i64,
+    /// The tables face's keyspaces and their tables.
+    #[prost(btree_map = "string, message", tag = "7")]
+    pub keyspaces: BTreeMap<String, Keyspace>,
+    /// Ids of dropped tables: never reused, and their data is removed.
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub dropped_table_ids: Vec<Vec<u8>>,
+    /// Schema changes applied so far (see [`Image::schema_version`]).
+    #[prost(uint64, tag = "9")]
+    pub schema_epoch: u64,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -386,6 +422,16 @@ pub enum MetaError {
     NoReassignment(String, i32),
     #[error("undecodable metadata record: {0}")]
     Decode(String),
+    #[error("Cannot add existing keyspace \"{0}\"")]
+    KeyspaceExists(String),
+    #[error("Keyspace '{0}' does not exist")]
+    UnknownKeyspace(String),
+    #[error("Object {0}.{1} already exists")]
+    TableExists(String, String),
+    #[error("Table '{0}.{1}' doesn't exist")]
+    UnknownTable(String, String),
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// What applying a record did.
@@ -416,6 +462,8 @@ pub enum Applied {
     ProducerIds {
         first: i64,
     },
+    /// A keyspace or table was created, altered or dropped.
+    SchemaChanged,
 }
 
 /// The topic config that allows an out-of-sync replica to lead.
@@ -452,6 +500,11 @@ impl Image {
             },
             Some(Kind::CreatePartitions(c)) => self.create_partitions(c),
             Some(Kind::Reassign(r)) => self.reassign(r),
+            Some(Kind::CreateKeyspace(k)) => self.create_keyspace(k),
+            Some(Kind::DropKeyspace(k)) => self.drop_keyspace(k),
+            Some(Kind::CreateTable(t)) => self.create_table(t),
+            Some(Kind::AlterTable(t)) => self.alter_table(t),
+            Some(Kind::DropTable(t)) => self.drop_table(t),
             Some(Kind::ReportLoss(l)) => {
                 let p = usize::try_from(l.partition)
                     .ok()
@@ -505,6 +558,8 @@ impl Image {
                 n.kafka_host = r.kafka_host;
                 n.kafka_port = r.kafka_port;
                 n.rack = r.rack;
+                n.cql_host = r.cql_host;
+                n.cql_port = r.cql_port;
                 return Ok(Applied::Registered {
                     node_id: r.node_id,
                     epoch: n.epoch,
@@ -533,6 +588,8 @@ impl Image {
             rack: r.rack,
             fenced: false,
             shut_down: false,
+            cql_host: r.cql_host,
+            cql_port: r.cql_port,
         };
         self.nodes.insert(node.id, node);
         // A registered node serves: partitions that were offline waiting for it lead again.

@@ -9,6 +9,7 @@ fn reg(id: i32, inc: u64, rack: &str) -> Record {
         kafka_port: 9091 + id,
         rack: rack.into(),
         cluster_id: format!("c{id}"),
+        ..Default::default()
     }))
 }
 
@@ -410,6 +411,115 @@ fn placement_spreads_leaders_and_racks() {
     assert_eq!(
         place_replicas(&nodes, 1, 7, 0),
         Err(PlaceError::TooFewNodes(7, 6))
+    );
+}
+
+fn col(name: &str, ty: &str, kind: ColumnKind, position: i32) -> Column {
+    Column {
+        name: name.into(),
+        cql_type: ty.into(),
+        kind: kind as i32,
+        position,
+        ..Default::default()
+    }
+}
+
+fn ks(name: &str) -> Record {
+    Record::new(record::Kind::CreateKeyspace(CreateKeyspace {
+        name: name.into(),
+        replication: [("class".to_string(), "SimpleStrategy".to_string())].into(),
+        durable_writes: true,
+        alter: false,
+    }))
+}
+
+fn table(ks: &str, name: &str, id: u8) -> Record {
+    Record::new(record::Kind::CreateTable(CreateTable {
+        keyspace: ks.into(),
+        name: name.into(),
+        id: vec![id; 16],
+        columns: vec![
+            col("k", "text", ColumnKind::PartitionKey, 0),
+            col("c", "int", ColumnKind::Clustering, 0),
+            col("v", "text", ColumnKind::Regular, 0),
+        ],
+        options: Default::default(),
+    }))
+}
+
+#[test]
+fn schema_changes_are_checked_at_apply_and_column_ids_are_never_reused() {
+    let mut img = Image::default();
+    let v0 = img.schema_version();
+    assert_eq!(
+        img.apply(1, table("ks", "t", 1)),
+        Err(MetaError::UnknownKeyspace("ks".into()))
+    );
+    img.apply(2, ks("ks")).unwrap();
+    assert_eq!(
+        img.apply(3, ks("ks")),
+        Err(MetaError::KeyspaceExists("ks".into()))
+    );
+    assert!(matches!(
+        img.apply(3, ks("system")),
+        Err(MetaError::Unauthorized(_))
+    ));
+    assert!(matches!(
+        img.apply(3, ks("bad-name")),
+        Err(MetaError::Invalid(_))
+    ));
+    img.apply(4, table("ks", "t", 1)).unwrap();
+    assert_eq!(
+        img.apply(5, table("ks", "t", 2)),
+        Err(MetaError::TableExists("ks".into(), "t".into()))
+    );
+    assert_ne!(img.schema_version(), v0);
+    let alter = |add: &[&str], drop: &[&str]| {
+        Record::new(record::Kind::AlterTable(AlterTable {
+            keyspace: "ks".into(),
+            name: "t".into(),
+            add: add
+                .iter()
+                .map(|n| col(n, "int", ColumnKind::Regular, 0))
+                .collect(),
+            drop: drop.iter().map(|s| s.to_string()).collect(),
+            options: Default::default(),
+        }))
+    };
+    img.apply(6, alter(&["w"], &[])).unwrap();
+    img.apply(7, alter(&[], &["w"])).unwrap();
+    img.apply(8, alter(&["w"], &[])).unwrap();
+    let t = &img.keyspaces["ks"].tables["t"];
+    assert_eq!(
+        t.column("w").unwrap().id,
+        5,
+        "a re-added column gets a new id"
+    );
+    assert!(matches!(
+        img.apply(9, alter(&[], &["k"])),
+        Err(MetaError::Invalid(_))
+    ));
+    let before = img.clone();
+    assert!(img.apply(10, alter(&["x", "v"], &[])).is_err());
+    assert_eq!(
+        img.keyspaces, before.keyspaces,
+        "a refused ALTER changes nothing"
+    );
+    img.apply(
+        11,
+        Record::new(record::Kind::DropKeyspace(DropKeyspace {
+            name: "ks".into(),
+        })),
+    )
+    .unwrap();
+    assert_eq!(img.dropped_table_ids, vec![vec![1; 16]]);
+    img.apply(12, ks("ks")).unwrap();
+    assert!(
+        matches!(
+            img.apply(13, table("ks", "t", 1)),
+            Err(MetaError::Invalid(_))
+        ),
+        "a dropped table's id is never reused"
     );
 }
 

@@ -178,6 +178,10 @@ struct DevArgs {
     /// Address of the etcd v3 gRPC listener.
     #[arg(long, default_value = "127.0.0.1:2379")]
     etcd_addr: String,
+    /// Address of the CQL native protocol listener (Cassandra's
+    /// native_transport_port); `none` serves no CQL.
+    #[arg(long, default_value = "127.0.0.1:9042")]
+    cql_addr: String,
     /// Address for Raft traffic between nodes.
     #[arg(long, default_value = "127.0.0.1:2380")]
     peer_addr: String,
@@ -518,6 +522,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         })
     };
 
+    let cql_advertised: (String, i32) = (String::new(), 0);
     // This node in the one registry of nodes, and the controller's duty when it leads.
     let membership = keel_etcd::cluster::Membership::new(
         quorum.server.clone(),
@@ -527,6 +532,8 @@ async fn dev(args: DevArgs) -> Result<()> {
             kafka_port: advertised.port,
             rack: args.rack.clone(),
             cluster_id: broker.cluster_id().to_string(),
+            cql_host: cql_advertised.0.clone(),
+            cql_port: cql_advertised.1,
         },
     );
     let membership_task = tokio::spawn(membership.clone().run(
