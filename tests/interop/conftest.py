@@ -67,6 +67,7 @@ class Node:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.etcd_port = etcd_port or free_port()
+        self.cql_port = free_port()
         self.extra = list(extra)
         self.proc = None
         self.stopped = False
@@ -86,7 +87,7 @@ class Node:
         self.proc = subprocess.Popen(
             [str(KEEL), "dev", "--data-dir", str(self.data_dir), "--kafka-addr", self.bootstrap,
              "--admin-addr", "127.0.0.1:0", "--etcd-addr", f"127.0.0.1:{self.etcd_port}",
-             "--peer-addr", "127.0.0.1:0", *self.extra],
+             "--peer-addr", "127.0.0.1:0", "--cql-addr", f"127.0.0.1:{self.cql_port}", *self.extra],
             stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         lines = []

@@ -239,7 +239,8 @@ impl Image {
         }
         for (i, c) in columns.iter_mut().enumerate() {
             check_name("Column", &c.name)?;
-            c.id = i as u32 + 1;
+            // Ids 0 and 1 are a row's deletion and liveness in the table engine.
+            c.id = i as u32 + 2;
         }
         let mut names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
@@ -249,7 +250,7 @@ impl Image {
                 w[0], t.keyspace, t.name
             )));
         }
-        let next_column_id = columns.len() as u32 + 1;
+        let next_column_id = columns.len() as u32 + 2;
         ks.tables.insert(
             t.name,
             Table {

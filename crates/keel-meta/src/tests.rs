@@ -492,7 +492,7 @@ fn schema_changes_are_checked_at_apply_and_column_ids_are_never_reused() {
     let t = &img.keyspaces["ks"].tables["t"];
     assert_eq!(
         t.column("w").unwrap().id,
-        5,
+        6,
         "a re-added column gets a new id"
     );
     assert!(matches!(

@@ -9,9 +9,12 @@
 //! cell = write timestamp (8) | kind (1) | ttl (4) | local deletion time (4) | value
 //! ```
 //!
-//! Column id 0 of a row is its liveness: the row marker an INSERT writes, or
-//! the row's tombstone after a DELETE. A partition deletion is one cell of
-//! kind 0 with no clustering.
+//! Column id 0 of a row is its deletion (a tombstone a DELETE of the row
+//! writes) and column id 1 its liveness (the row marker an INSERT writes);
+//! regular columns start at 2. Keeping the two apart means an INSERT after a
+//! DELETE cannot overwrite the deletion and resurrect older cells (Cassandra
+//! keeps a row's deletion and its primary key liveness apart for the same
+//! reason). A partition deletion is one cell of kind 0 with no clustering.
 
 /// Bytes of a table id.
 pub const TABLE_ID_LEN: usize = 16;
@@ -24,8 +27,12 @@ pub const PARTITION_HEADER: usize = PK_LEN_AT + 4;
 pub const KIND_PARTITION: u8 = 0;
 /// Kind byte of a row's cells.
 pub const KIND_ROW: u8 = 2;
-/// The column id of a row's liveness (marker or tombstone).
-pub const ROW_MARKER: u32 = 0;
+/// The column id of a row's deletion.
+pub const ROW_DELETION: u32 = 0;
+/// The column id of a row's liveness (the marker INSERT writes).
+pub const ROW_MARKER: u32 = 1;
+/// The first column id of a table's own columns.
+pub const FIRST_COLUMN_ID: u32 = 2;
 
 /// What a cell holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -209,7 +216,7 @@ pub fn split_key(key: &[u8]) -> Option<KeyParts<'_>> {
 pub fn partition_deletion_key(prefix: &[u8]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.push(KIND_PARTITION);
-    k.extend_from_slice(&ROW_MARKER.to_be_bytes());
+    k.extend_from_slice(&ROW_DELETION.to_be_bytes());
     k
 }
 

@@ -182,6 +182,17 @@ struct DevArgs {
     /// native_transport_port); `none` serves no CQL.
     #[arg(long, default_value = "127.0.0.1:9042")]
     cql_addr: String,
+    /// When a table write is acknowledged (Cassandra's commitlog_sync):
+    /// `batch` after the commit log holding it is fsynced (group commit: one
+    /// fsync shared by every write waiting), or `periodic`, at once, with the
+    /// log fsynced every --commitlog-sync-period-ms (a machine crash can lose
+    /// up to that window of acknowledged writes).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "periodic"])]
+    commitlog_sync: String,
+    /// The `periodic` commit log's fsync interval in milliseconds
+    /// (Cassandra's commitlog_sync_period, 10 s).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    commitlog_sync_period_ms: u64,
     /// Address for Raft traffic between nodes.
     #[arg(long, default_value = "127.0.0.1:2380")]
     peer_addr: String,
@@ -522,7 +533,46 @@ async fn dev(args: DevArgs) -> Result<()> {
         })
     };
 
-    let cql_advertised: (String, i32) = (String::new(), 0);
+    // The tables face: its listener first (its address goes in the registry),
+    // then the engine its replicas live in.
+    let cql_listener = if args.cql_addr == "none" {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(&args.cql_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "listen on {} (CQL; --cql-addr none turns it off)",
+                    args.cql_addr
+                )
+            })?;
+        Some(l)
+    };
+    let cql_advertised: (String, i32) = match &cql_listener {
+        Some(l) => {
+            let a = l.local_addr()?;
+            (a.ip().to_string(), i32::from(a.port()))
+        }
+        None => (String::new(), 0),
+    };
+    let table_engine = {
+        let mut cfg = keel_table::EngineConfig::new(args.data_dir.join("table"));
+        if args.commitlog_sync == "periodic" {
+            cfg.sync = keel_table::SyncMode::Periodic(Duration::from_millis(
+                args.commitlog_sync_period_ms,
+            ));
+        }
+        let (engine, recovery) = tokio::task::spawn_blocking(move || keel_table::Engine::open(cfg))
+            .await?
+            .context("open the table engine")?;
+        if recovery.cut > 0 {
+            tracing::warn!(
+                cut = recovery.cut,
+                "table commit log: torn or corrupt tails cut at replay"
+            );
+        }
+        Arc::new(engine)
+    };
     // This node in the one registry of nodes, and the controller's duty when it leads.
     let membership = keel_etcd::cluster::Membership::new(
         quorum.server.clone(),
@@ -598,6 +648,38 @@ async fn dev(args: DevArgs) -> Result<()> {
         stop_rx.clone(),
     ));
     let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
+    let schema_follower = tokio::spawn(keel_cql::follow_schema(
+        table_engine.clone(),
+        membership.watch(),
+    ));
+    let cql_server = cql_listener.map(|l| {
+        let mut host_id = [0u8; 16];
+        let id = format!("{}/{}", broker.cluster_id(), broker.node_id());
+        for (i, b) in id.bytes().enumerate() {
+            host_id[i % 16] = host_id[i % 16].wrapping_mul(31).wrapping_add(b);
+        }
+        host_id[6] = (host_id[6] & 0x0f) | 0x40;
+        host_id[8] = (host_id[8] & 0x3f) | 0x80;
+        let node = Arc::new(keel_cql::Node::new(
+            table_engine.clone(),
+            membership.watch(),
+            cluster::proposer(quorum.server.clone()),
+            keel_cql::LocalInfo {
+                node_id: broker.node_id(),
+                host_id,
+                cql_host: cql_advertised.0.clone(),
+                cql_port: cql_advertised.1,
+                datacenter: "datacenter1".into(),
+                rack: if args.rack.is_empty() {
+                    "rack1".into()
+                } else {
+                    args.rack.clone()
+                },
+                cluster_name: "Keel".into(),
+            },
+        ));
+        tokio::spawn(keel_cql::serve(l, node))
+    });
     let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     let topics = broker.topics().len();
     println!(
@@ -615,6 +697,12 @@ async fn dev(args: DevArgs) -> Result<()> {
         quorum.etcd_local,
         etcd_endpoint(&args, &[quorum.etcd_local.to_string()]),
     );
+    if cql_server.is_some() {
+        println!(
+            "  CQL:    {}:{}   try: cqlsh {} {}",
+            cql_advertised.0, cql_advertised.1, cql_advertised.0, cql_advertised.1
+        );
+    }
     println!(
         "  Raft:   node {} peers on {}",
         args.node_id, quorum.peer_local
@@ -633,6 +721,13 @@ async fn dev(args: DevArgs) -> Result<()> {
     let _ = replication.await;
     broker.stop_cleaning();
     let _ = server.await;
+    if let Some(cql) = cql_server {
+        cql.abort();
+        let _ = cql.await;
+    }
+    schema_follower.abort();
+    let _ = schema_follower.await;
+    tokio::task::spawn_blocking(move || table_engine.shutdown()).await?;
     let _ = admin.await;
     let _ = ticker.await;
     let _ = cleaner.await;
@@ -699,8 +794,11 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
         let kafka = format!("127.0.0.1:{}", 9092 + i - 1);
         let admin = format!("127.0.0.1:{}", 9644 + i - 1);
         let peer = format!("127.0.0.1:{}", port(2380, i));
+        // CQL as Cassandra nodes on one machine: one loopback address each,
+        // one port, since drivers take every peer's port to be the same.
+        let cql = format!("127.0.0.{i}:9042");
         println!(
-            "  node {i}: etcd {etcd}  kafka {kafka}  admin http://{admin}  peer {peer}  data {}",
+            "  node {i}: etcd {etcd}  kafka {kafka}  cql {cql}  admin http://{admin}  peer {peer}  data {}",
             dir.display()
         );
         let child = tokio::process::Command::new(&exe)
@@ -709,6 +807,7 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
             .args(["--data-dir", &dir.to_string_lossy()])
             .args(["--etcd-addr", &etcd, "--peer-addr", &peer])
             .args(["--kafka-addr", &kafka, "--admin-addr", &admin])
+            .args(["--cql-addr", &cql])
             .args(["--initial-cluster", &initial])
             .args([
                 "--election-timeout-ms",

@@ -35,6 +35,8 @@ fn start() -> Node {
             "127.0.0.1:0",
             "--peer-addr",
             "127.0.0.1:0",
+            "--cql-addr",
+            "127.0.0.1:0",
         ])
         .args(["--group-initial-rebalance-delay-ms", "0", "--data-dir"])
         .arg(dir.path())

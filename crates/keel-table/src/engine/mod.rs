@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cell::{self, Cell, CellKind, KIND_PARTITION, ROW_MARKER};
+use crate::cell::{self, Cell, CellKind, KIND_PARTITION, ROW_DELETION};
 pub use commitlog::Mutation;
 use sstable::SsTable;
 
@@ -770,7 +770,7 @@ impl Shadow {
         if c.ts <= self.partition_del {
             return true;
         }
-        if parts.column == ROW_MARKER {
+        if parts.column == ROW_DELETION {
             if c.kind == CellKind::Tombstone {
                 self.row_del = c.ts;
             }

@@ -110,7 +110,7 @@ fn compaction_merges_tiers_and_purges_tombstones_after_gc_grace() {
         .unwrap();
         if round == 3 {
             e.write_blocking(vec![(
-                key("z", 1, cell::ROW_MARKER),
+                key("z", 1, cell::ROW_DELETION),
                 Cell::tombstone(10, 1_000),
             )])
             .unwrap();
@@ -129,7 +129,9 @@ fn compaction_merges_tiers_and_purges_tombstones_after_gc_grace() {
     assert_eq!(x.1.value, vec![3]);
     // The value the row tombstone shadows is gone; the tombstone stays.
     assert!(!got.iter().any(|(k, _)| *k == key("z", 1, 2)));
-    assert!(got.iter().any(|(k, _)| *k == key("z", 1, cell::ROW_MARKER)));
+    assert!(got
+        .iter()
+        .any(|(k, _)| *k == key("z", 1, cell::ROW_DELETION)));
     // Within gc_grace the expired cell and the tombstone are kept...
     clock.store(1_050, Ordering::Relaxed);
     e.compact(true).unwrap();

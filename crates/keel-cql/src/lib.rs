@@ -1,0 +1,16 @@
+//! Keel's tables face on the wire: Cassandra's native protocol (v4, and v3
+//! for old clients) so cqlsh and Cassandra's drivers work unchanged; a CQL
+//! parser; statements run against the schema on the metadata quorum and the
+//! node's table engine ([`keel_table`]).
+
+pub mod error;
+pub mod exec;
+pub mod parser;
+pub mod read;
+pub mod server;
+pub mod system;
+pub mod table;
+
+pub use error::CqlError;
+pub use exec::{follow_schema, LocalInfo, Node, Proposer};
+pub use server::serve;

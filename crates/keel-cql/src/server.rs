@@ -1,0 +1,652 @@
+//! The CQL native protocol server (v4, and v3 for old clients): frames in
+//! and out, the connection's handshake, keyspace and compression, and
+//! requests run concurrently per stream id as Cassandra does.
+//!
+//! A frame's 9-byte header is checked here before the codec sees it: the
+//! direction bit, the version (v5 and v1/v2 get Cassandra's "Invalid or
+//! unsupported protocol version" so drivers downgrade), and the body length
+//! (at most [`MAX_FRAME`], Cassandra's `native_transport_max_frame_size`).
+//! Malformed bodies get a ProtocolError on their stream and the connection
+//! keeps serving; only a frame whose length cannot be trusted closes it.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+
+use cassandra_protocol::compression::Compression;
+use cassandra_protocol::frame::events::{
+    SchemaChange, SchemaChangeOptions, SchemaChangeTarget, SchemaChangeType, ServerEvent,
+    SimpleServerEvent,
+};
+use cassandra_protocol::frame::message_batch::{BatchQuerySubj, BatchType, BodyReqBatch};
+use cassandra_protocol::frame::message_error::ErrorBody;
+use cassandra_protocol::frame::message_request::RequestBody;
+use cassandra_protocol::frame::message_result::{
+    BodyResResultPrepared, BodyResResultRows, BodyResResultSetKeyspace, ColSpec, ColType,
+    ColTypeOption, ColTypeOptionValue, PreparedMetadata, ResResultBody, RowsMetadata,
+    RowsMetadataFlags, TableSpec,
+};
+use cassandra_protocol::frame::{Direction, Envelope, Flags, Opcode, Serialize, Version};
+use cassandra_protocol::query::{QueryParams, QueryValues};
+use cassandra_protocol::types::value::Value;
+use cassandra_protocol::types::{CBytes, CBytesShort};
+use keel_table::CqlType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::error::CqlError;
+use crate::exec::{Bound, ColumnSpec, Node, Outcome, Params, Rows, SchemaEvent};
+use crate::parser::{self, BatchKind};
+
+/// The largest frame body accepted (Cassandra 3's default
+/// `native_transport_max_frame_size_in_mb`, 256).
+pub const MAX_FRAME: usize = 256 << 20;
+const HEADER: usize = 9;
+
+/// Serves CQL on `listener` until the runtime stops.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("cql accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(sock, node).await {
+                tracing::debug!("cql connection {peer}: {e}");
+            }
+        });
+    }
+}
+
+/// One connection's state shared by its requests.
+struct Conn {
+    node: Arc<Node>,
+    keyspace: Mutex<Option<String>>,
+    compression: Mutex<Compression>,
+    started: Mutex<bool>,
+    out: mpsc::Sender<Vec<u8>>,
+    registered: Mutex<bool>,
+}
+
+async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let conn = Arc::new(Conn {
+        node,
+        keyspace: Mutex::new(None),
+        compression: Mutex::new(Compression::None),
+        started: Mutex::new(false),
+        out: tx,
+        registered: Mutex::new(false),
+    });
+    let result = read_loop(&mut rd, &conn).await;
+    drop(conn);
+    let _ = writer.await;
+    result
+}
+
+async fn read_loop(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    conn: &Arc<Conn>,
+) -> std::io::Result<()> {
+    let mut header = [0u8; HEADER];
+    loop {
+        match rd.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let stream = i16::from_be_bytes([header[2], header[3]]);
+        let raw_version = header[0] & 0x7f;
+        let reply_version = match raw_version {
+            3 => Version::V3,
+            _ => Version::V4,
+        };
+        if header[0] & 0x80 != 0 {
+            conn.send_error(
+                reply_version,
+                stream,
+                &CqlError::Protocol(
+                    "Invalid frame: a request with the response direction bit set".into(),
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        if !(3..=4).contains(&raw_version) {
+            conn.send_error(
+                reply_version,
+                stream,
+                &CqlError::Protocol(format!(
+                    "Invalid or unsupported protocol version ({raw_version}); supported versions are (3/v3, 4/v4)"
+                )),
+            )
+            .await;
+            return Ok(());
+        }
+        let len = i32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+        if len < 0 || len as usize > MAX_FRAME {
+            conn.send_error(
+                reply_version,
+                stream,
+                &CqlError::Protocol(format!(
+                    "Request is too big: length {len} exceeds maximum allowed length {MAX_FRAME}."
+                )),
+            )
+            .await;
+            return Ok(());
+        }
+        let mut frame = vec![0u8; HEADER + len as usize];
+        frame[..HEADER].copy_from_slice(&header);
+        rd.read_exact(&mut frame[HEADER..]).await?;
+        let conn = conn.clone();
+        // Requests of one connection run concurrently, as Cassandra runs
+        // each stream id independently; replies carry their stream id.
+        // A bug that panics while serving one request must still answer it
+        // (a ServerError, as Cassandra answers an unexpected exception)
+        // and leave the connection serving the others.
+        tokio::spawn(async move {
+            let work = tokio::spawn(conn.clone().handle(reply_version, stream, frame));
+            if let Err(e) = work.await {
+                tracing::error!("cql request on stream {stream} failed: {e}");
+                conn.send_error(
+                    reply_version,
+                    stream,
+                    &CqlError::Server("internal error while serving the request".into()),
+                )
+                .await;
+            }
+        });
+    }
+}
+
+impl Conn {
+    async fn send(&self, version: Version, stream: i16, opcode: Opcode, body: Vec<u8>) {
+        let compression = if opcode == Opcode::Ready || opcode == Opcode::Supported {
+            Compression::None
+        } else {
+            *self.compression.lock().expect("lock")
+        };
+        let env = Envelope::new(
+            version,
+            Direction::Response,
+            Flags::empty(),
+            opcode,
+            stream,
+            body,
+            None,
+            Vec::new(),
+        );
+        match env.encode_with(compression) {
+            Ok(buf) => {
+                let _ = self.out.send(buf).await;
+            }
+            Err(e) => tracing::warn!("cql encode: {e}"),
+        }
+    }
+
+    async fn send_error(&self, version: Version, stream: i16, e: &CqlError) {
+        self.send(version, stream, Opcode::Error, encode(&e.body(), version))
+            .await;
+    }
+
+    async fn handle(self: Arc<Self>, version: Version, stream: i16, frame: Vec<u8>) {
+        let compression = if frame[1] & 0x01 != 0 {
+            let c = *self.compression.lock().expect("lock");
+            if c == Compression::None {
+                self.send_error(
+                    version,
+                    stream,
+                    &CqlError::Protocol(
+                        "Invalid frame: compressed, but no compression was agreed at STARTUP"
+                            .into(),
+                    ),
+                )
+                .await;
+                return;
+            }
+            c
+        } else {
+            Compression::None
+        };
+        let env = match Envelope::from_buffer(&frame, compression) {
+            Ok(p) => p.envelope,
+            Err(e) => {
+                self.send_error(
+                    version,
+                    stream,
+                    &CqlError::Protocol(format!("Invalid frame: {e}")),
+                )
+                .await;
+                return;
+            }
+        };
+        let body = match env.request_body() {
+            Ok(b) => b,
+            Err(e) => {
+                self.send_error(
+                    version,
+                    stream,
+                    &CqlError::Protocol(format!("Invalid message body for {:?}: {e}", env.opcode)),
+                )
+                .await;
+                return;
+            }
+        };
+        let started = *self.started.lock().expect("lock");
+        if !started && !matches!(body, RequestBody::Startup(_) | RequestBody::Options(_)) {
+            self.send_error(
+                version,
+                stream,
+                &CqlError::Protocol(
+                    format!(
+                        "Unexpected message {:?}, expecting STARTUP or OPTIONS",
+                        env.opcode
+                    )
+                    .to_uppercase(),
+                ),
+            )
+            .await;
+            return;
+        }
+        let reply = self.request(version, body).await;
+        match reply {
+            Ok((opcode, body)) => self.send(version, stream, opcode, body).await,
+            Err(e) => self.send_error(version, stream, &e).await,
+        }
+    }
+
+    async fn request(
+        self: &Arc<Self>,
+        version: Version,
+        body: RequestBody,
+    ) -> Result<(Opcode, Vec<u8>), CqlError> {
+        match body {
+            RequestBody::Options(_) => Ok((Opcode::Supported, supported())),
+            RequestBody::Startup(s) => {
+                if let Some(v) = s.map.get("CQL_VERSION") {
+                    if !v.starts_with("3.") {
+                        return Err(CqlError::Protocol(format!(
+                            "Unsupported CQL version {v}; this server speaks {}",
+                            crate::system::CQL_VERSION
+                        )));
+                    }
+                }
+                let c = match s.map.get("COMPRESSION").map(|c| c.to_ascii_lowercase()) {
+                    None => Compression::None,
+                    Some(c) if c == "lz4" => Compression::Lz4,
+                    Some(c) => {
+                        return Err(CqlError::Protocol(format!(
+                            "Unknown compression algorithm: {c}"
+                        )))
+                    }
+                };
+                *self.compression.lock().expect("lock") = c;
+                *self.started.lock().expect("lock") = true;
+                Ok((Opcode::Ready, Vec::new()))
+            }
+            RequestBody::AuthResponse(_) => Err(CqlError::Protocol(
+                "Unexpected AUTH_RESPONSE: this server does not authenticate".into(),
+            )),
+            RequestBody::Register(r) => {
+                if r.events.contains(&SimpleServerEvent::SchemaChange) {
+                    self.register_schema_events(version);
+                }
+                Ok((Opcode::Ready, Vec::new()))
+            }
+            RequestBody::Query(q) => {
+                let parsed = crate::exec::parse(&q.query)?;
+                let params = params(&q.query_params)?;
+                let ks = self.session_keyspace(&q.query_params.keyspace);
+                let out = self.node.execute(&ks, &parsed, &params).await?;
+                Ok((Opcode::Result, self.outcome(out, version)))
+            }
+            RequestBody::Prepare(p) => {
+                let ks = self.session_keyspace(&p.keyspace);
+                let (id, prepared) = self.node.prepare(&ks, &p.query)?;
+                let body = ResResultBody::Prepared(BodyResResultPrepared {
+                    id: CBytesShort::new(id),
+                    result_metadata_id: None,
+                    metadata: PreparedMetadata {
+                        pk_indexes: prepared.pk_indexes.clone(),
+                        global_table_spec: None,
+                        col_specs: prepared.binds.iter().map(col_spec).collect(),
+                    },
+                    result_metadata: match &prepared.result {
+                        Some(cols) => rows_metadata(cols, None),
+                        None => RowsMetadata {
+                            flags: RowsMetadataFlags::NO_METADATA,
+                            columns_count: 0,
+                            paging_state: None,
+                            new_metadata_id: None,
+                            global_table_spec: None,
+                            col_specs: Vec::new(),
+                        },
+                    },
+                });
+                Ok((Opcode::Result, encode(&body, version)))
+            }
+            RequestBody::Execute(e) => {
+                let id = e.id.into_bytes().unwrap_or_default();
+                let prepared = self.node.prepared.lock().expect("lock").get(&id).cloned();
+                let Some(prepared) = prepared else {
+                    return Err(CqlError::Unprepared(id));
+                };
+                let params = params(&e.query_parameters)?;
+                let ks = prepared
+                    .keyspace
+                    .clone()
+                    .or_else(|| self.session_keyspace(&None));
+                let out = self.node.execute(&ks, &prepared.parsed, &params).await?;
+                Ok((Opcode::Result, self.outcome(out, version)))
+            }
+            RequestBody::Batch(b) => self.batch(b, version).await,
+            _ => Err(CqlError::Protocol("Unsupported request".into())),
+        }
+    }
+
+    async fn batch(
+        self: &Arc<Self>,
+        b: BodyReqBatch,
+        version: Version,
+    ) -> Result<(Opcode, Vec<u8>), CqlError> {
+        let kind = match b.batch_type {
+            BatchType::Logged => BatchKind::Logged,
+            BatchType::Unlogged => BatchKind::Unlogged,
+            _ => {
+                return Err(CqlError::Invalid(
+                    "Counter batches are not supported: Keel has no counter columns".into(),
+                ))
+            }
+        };
+        let ks = self.session_keyspace(&b.keyspace);
+        let mut statements = Vec::new();
+        for q in b.queries {
+            let (parsed, stmt_ks) = match q.subject {
+                BatchQuerySubj::QueryString(s) => (crate::exec::parse(&s)?, ks.clone()),
+                BatchQuerySubj::PreparedId(id) => {
+                    let id = id.into_bytes().unwrap_or_default();
+                    let p = self.node.prepared.lock().expect("lock").get(&id).cloned();
+                    let Some(p) = p else {
+                        return Err(CqlError::Unprepared(id));
+                    };
+                    (p.parsed.clone(), p.keyspace.clone().or_else(|| ks.clone()))
+                }
+            };
+            let mut params = Params {
+                consistency: b.consistency,
+                serial_consistency: b.serial_consistency,
+                timestamp: b.timestamp,
+                ..Params::default()
+            };
+            set_values(&mut params, Some(q.values))?;
+            if stmt_ks != ks {
+                // A prepared statement's keyspace is its own; qualify via the parse.
+                statements.push((qualify(parsed, &stmt_ks), params));
+            } else {
+                statements.push((parsed, params));
+            }
+        }
+        let out = self
+            .node
+            .batch(&ks, &statements, b.consistency, b.timestamp, kind)
+            .await?;
+        Ok((Opcode::Result, self.outcome(out, version)))
+    }
+
+    fn session_keyspace(&self, per_request: &Option<String>) -> Option<String> {
+        per_request
+            .clone()
+            .or_else(|| self.keyspace.lock().expect("lock").clone())
+    }
+
+    fn outcome(&self, out: Outcome, version: Version) -> Vec<u8> {
+        let body = match out {
+            Outcome::Void => ResResultBody::Void,
+            Outcome::SetKeyspace(k) => {
+                *self.keyspace.lock().expect("lock") = Some(k.clone());
+                ResResultBody::SetKeyspace(BodyResResultSetKeyspace { body: k })
+            }
+            Outcome::SchemaChange(ev) => ResResultBody::SchemaChange(schema_change(&ev)),
+            Outcome::Rows(rows) => ResResultBody::Rows(rows_body(rows, version)),
+        };
+        encode(&body, version)
+    }
+
+    fn register_schema_events(self: &Arc<Self>, version: Version) {
+        let mut registered = self.registered.lock().expect("lock");
+        if *registered {
+            return;
+        }
+        *registered = true;
+        let mut rx = self.node.events.subscribe();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(conn) = weak.upgrade() else {
+                    return;
+                };
+                let body = ServerEvent::SchemaChange(schema_change(&ev));
+                let mut buf = Vec::new();
+                serialize_event(&body, &mut buf, version);
+                if conn.out.is_closed() {
+                    return;
+                }
+                conn.send(version, -1, Opcode::Event, buf).await;
+            }
+        });
+    }
+}
+
+/// Prefixes a statement's unqualified table with `keyspace`.
+fn qualify(mut p: parser::Parsed, keyspace: &Option<String>) -> parser::Parsed {
+    use parser::Statement as S;
+    if let S::Insert { table, .. } | S::Update { table, .. } | S::Delete { table, .. } =
+        &mut p.statement
+    {
+        if table.keyspace.is_none() {
+            table.keyspace = keyspace.clone();
+        }
+    }
+    p
+}
+
+fn serialize_event(ev: &ServerEvent, buf: &mut Vec<u8>, version: Version) {
+    let mut c = Cursor::new(buf);
+    ev.serialize(&mut c, version);
+}
+
+fn encode<T: Serialize>(body: &T, version: Version) -> Vec<u8> {
+    let mut buf = Vec::new();
+    body.serialize(&mut Cursor::new(&mut buf), version);
+    buf
+}
+
+fn supported() -> Vec<u8> {
+    let map: [(&str, &[&str]); 3] = [
+        ("CQL_VERSION", &[crate::system::CQL_VERSION]),
+        ("COMPRESSION", &["lz4"]),
+        ("PROTOCOL_VERSIONS", &["3/v3", "4/v4"]),
+    ];
+    let mut b = Vec::new();
+    b.extend_from_slice(&(map.len() as u16).to_be_bytes());
+    let s = |b: &mut Vec<u8>, x: &str| {
+        b.extend_from_slice(&(x.len() as u16).to_be_bytes());
+        b.extend_from_slice(x.as_bytes());
+    };
+    for (k, vs) in map {
+        s(&mut b, k);
+        b.extend_from_slice(&(vs.len() as u16).to_be_bytes());
+        for v in vs {
+            s(&mut b, v);
+        }
+    }
+    b
+}
+
+fn schema_change(ev: &SchemaEvent) -> SchemaChange {
+    SchemaChange {
+        change_type: match ev.change {
+            "CREATED" => SchemaChangeType::Created,
+            "DROPPED" => SchemaChangeType::Dropped,
+            _ => SchemaChangeType::Updated,
+        },
+        target: if ev.table.is_some() {
+            SchemaChangeTarget::Table
+        } else {
+            SchemaChangeTarget::Keyspace
+        },
+        options: match &ev.table {
+            Some(t) => SchemaChangeOptions::TableType(ev.keyspace.clone(), t.clone()),
+            None => SchemaChangeOptions::Keyspace(ev.keyspace.clone()),
+        },
+    }
+}
+
+fn bound(v: Value) -> Bound {
+    match v {
+        Value::Some(b) => Bound::Value(b),
+        Value::Null => Bound::Null,
+        Value::NotSet => Bound::Unset,
+    }
+}
+
+fn set_values(p: &mut Params, values: Option<QueryValues>) -> Result<(), CqlError> {
+    match values {
+        None => {}
+        Some(QueryValues::SimpleValues(v)) => p.values = v.into_iter().map(bound).collect(),
+        Some(QueryValues::NamedValues(m)) => {
+            p.named = Some(
+                m.into_iter()
+                    .map(|(k, v)| (k.to_lowercase(), bound(v)))
+                    .collect::<HashMap<_, _>>(),
+            )
+        }
+    }
+    Ok(())
+}
+
+fn params(q: &QueryParams) -> Result<Params, CqlError> {
+    let mut p = Params {
+        consistency: q.consistency,
+        serial_consistency: q.serial_consistency,
+        page_size: q.page_size,
+        paging_state: q.paging_state.clone().and_then(|s| s.into_bytes()),
+        timestamp: q.timestamp,
+        ..Params::default()
+    };
+    set_values(&mut p, q.values.clone())?;
+    Ok(p)
+}
+
+fn col_type(ty: &CqlType) -> ColTypeOption {
+    let simple = |id: ColType| ColTypeOption { id, value: None };
+    match ty {
+        CqlType::Ascii => simple(ColType::Ascii),
+        CqlType::Text => simple(ColType::Varchar),
+        CqlType::Int => simple(ColType::Int),
+        CqlType::Bigint => simple(ColType::Bigint),
+        CqlType::Smallint => simple(ColType::Smallint),
+        CqlType::Tinyint => simple(ColType::Tinyint),
+        CqlType::Boolean => simple(ColType::Boolean),
+        CqlType::Double => simple(ColType::Double),
+        CqlType::Float => simple(ColType::Float),
+        CqlType::Uuid => simple(ColType::Uuid),
+        CqlType::Timeuuid => simple(ColType::Timeuuid),
+        CqlType::Timestamp => simple(ColType::Timestamp),
+        CqlType::Date => simple(ColType::Date),
+        CqlType::Time => simple(ColType::Time),
+        CqlType::Blob => simple(ColType::Blob),
+        CqlType::Decimal => simple(ColType::Decimal),
+        CqlType::Varint => simple(ColType::Varint),
+        CqlType::Inet => simple(ColType::Inet),
+        CqlType::Duration => simple(ColType::Duration),
+        CqlType::List(e) => ColTypeOption {
+            id: ColType::List,
+            value: Some(ColTypeOptionValue::CList(Box::new(col_type(e)))),
+        },
+        CqlType::Set(e) => ColTypeOption {
+            id: ColType::Set,
+            value: Some(ColTypeOptionValue::CSet(Box::new(col_type(e)))),
+        },
+        CqlType::Map(k, v) => ColTypeOption {
+            id: ColType::Map,
+            value: Some(ColTypeOptionValue::CMap(
+                Box::new(col_type(k)),
+                Box::new(col_type(v)),
+            )),
+        },
+        CqlType::Frozen(inner) => col_type(inner),
+    }
+}
+
+fn col_spec(c: &ColumnSpec) -> ColSpec {
+    ColSpec {
+        table_spec: Some(TableSpec {
+            ks_name: c.keyspace.clone(),
+            table_name: c.table.clone(),
+        }),
+        name: c.name.clone(),
+        col_type: col_type(&c.ty),
+    }
+}
+
+fn rows_metadata(cols: &[ColumnSpec], paging_state: Option<Vec<u8>>) -> RowsMetadata {
+    let mut flags = RowsMetadataFlags::empty();
+    if paging_state.is_some() {
+        flags |= RowsMetadataFlags::HAS_MORE_PAGES;
+    }
+    RowsMetadata {
+        flags,
+        columns_count: cols.len() as i32,
+        paging_state: paging_state.map(CBytes::new),
+        new_metadata_id: None,
+        global_table_spec: None,
+        col_specs: cols.iter().map(col_spec).collect(),
+    }
+}
+
+fn rows_body(rows: Rows, version: Version) -> BodyResResultRows {
+    let metadata = rows_metadata(&rows.columns, rows.paging_state);
+    BodyResResultRows {
+        metadata,
+        rows_count: rows.rows.len() as i32,
+        rows_content: rows
+            .rows
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|v| match v {
+                        Some(b) => CBytes::new(b),
+                        None => CBytes::new_null(),
+                    })
+                    .collect()
+            })
+            .collect(),
+        protocol_version: version,
+    }
+}
+
+/// An error frame body (for tests and tools that speak the protocol).
+pub fn error_body(e: &CqlError, version: Version) -> Vec<u8> {
+    encode::<ErrorBody>(&e.body(), version)
+}

@@ -1,0 +1,164 @@
+//! The native protocol over a real socket: the handshake, version
+//! negotiation, and frames that are malformed in every way a proptest can
+//! think of, each answered with an error while the connection keeps serving.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cassandra_protocol::frame::{Envelope, Opcode, Version};
+use proptest::prelude::*;
+
+use crate::local;
+
+/// A server on a loopback port, on its own runtime.
+fn server() -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<()>,
+    tempfile::TempDir,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (dtx, drx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = local();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            dtx.send(l.dir).unwrap();
+            keel_cql::serve(listener, l.node).await;
+        });
+    });
+    (rx.recv().unwrap(), h, drx.recv().unwrap())
+}
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads one frame: (version byte, stream, opcode, body).
+fn read_frame(s: &mut TcpStream) -> (u8, i16, u8, Vec<u8>) {
+    let mut h = [0u8; 9];
+    s.read_exact(&mut h).unwrap();
+    let len = i32::from_be_bytes(h[5..9].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (h[0], i16::from_be_bytes([h[2], h[3]]), h[4], body)
+}
+
+fn send(s: &mut TcpStream, env: Envelope) {
+    s.write_all(
+        &env.encode_with(cassandra_protocol::compression::Compression::None)
+            .unwrap(),
+    )
+    .unwrap();
+}
+
+fn error_message(body: &[u8]) -> (i32, String) {
+    let code = i32::from_be_bytes(body[..4].try_into().unwrap());
+    let len = u16::from_be_bytes([body[4], body[5]]) as usize;
+    (code, String::from_utf8_lossy(&body[6..6 + len]).to_string())
+}
+
+fn started(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = connect(addr);
+    send(&mut s, Envelope::new_req_startup(None, Version::V4));
+    let (_, _, op, _) = read_frame(&mut s);
+    assert_eq!(op, u8::from(Opcode::Ready));
+    s
+}
+
+fn query(q: &str) -> Envelope {
+    Envelope::new_req_query(
+        q.to_string(),
+        cassandra_protocol::consistency::Consistency::One,
+        None,
+        false,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        cassandra_protocol::frame::Flags::empty(),
+        Version::V4,
+    )
+}
+
+#[test]
+fn the_handshake_and_version_negotiation_go_as_with_cassandra() {
+    let (addr, _h, _d) = server();
+    let mut s = connect(addr);
+    send(&mut s, Envelope::new_req_options(Version::V4));
+    let (v, _, op, body) = read_frame(&mut s);
+    assert_eq!((v, op), (0x84, u8::from(Opcode::Supported)));
+    assert!(String::from_utf8_lossy(&body).contains("lz4"));
+    // Before STARTUP only OPTIONS and STARTUP are answered.
+    send(&mut s, query("SELECT * FROM system.local"));
+    let (_, _, op, body) = read_frame(&mut s);
+    assert_eq!(op, u8::from(Opcode::Error));
+    assert_eq!(error_message(&body).0, 0x000A);
+    let mut s = started(addr);
+    send(
+        &mut s,
+        query("SELECT release_version, partitioner FROM system.local WHERE key = 'local'"),
+    );
+    let (_, _, op, body) = read_frame(&mut s);
+    assert_eq!(op, u8::from(Opcode::Result));
+    assert!(String::from_utf8_lossy(&body).contains("Murmur3Partitioner"));
+    // A v5 client is told which versions to use, in a v4 frame, as drivers expect.
+    let mut s = connect(addr);
+    send(&mut s, Envelope::new_req_options(Version::V5));
+    let (v, _, op, body) = read_frame(&mut s);
+    assert_eq!((v, op), (0x84, u8::from(Opcode::Error)));
+    let (code, msg) = error_message(&body);
+    assert_eq!(code, 0x000A);
+    assert!(
+        msg.contains("Invalid or unsupported protocol version (5)"),
+        "{msg}"
+    );
+    // An absurd length closes the connection after a ProtocolError.
+    let mut s = connect(addr);
+    s.write_all(&[0x04, 0, 0, 1, 0x05, 0x7f, 0xff, 0xff, 0xff])
+        .unwrap();
+    let (_, _, op, body) = read_frame(&mut s);
+    assert_eq!(op, u8::from(Opcode::Error));
+    assert!(error_message(&body).1.contains("Request is too big"));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #[test]
+    fn malformed_bodies_get_errors_and_the_connection_keeps_serving(
+        opcode in prop::sample::select(vec![0x01u8, 0x05, 0x07, 0x09, 0x0A, 0x0B, 0x0D, 0x0F, 0x02, 0x42]),
+        flags in prop::sample::select(vec![0u8, 0x02, 0x08]),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        prefix in prop::sample::select(vec![vec![], vec![0, 0, 0, 3, b'a', b'b', b'c'], vec![0x7f, 0xff, 0xff, 0xff], vec![0xff, 0xff]]),
+    ) {
+        thread_local! {
+            static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
+                let (a, h, d) = server();
+                std::mem::forget(h);
+                (a, d)
+            };
+        }
+        let addr = SERVER.with(|s| s.0);
+        let mut s = started(addr);
+        let mut b = prefix.clone();
+        b.extend_from_slice(&body);
+        let mut frame = vec![0x04, flags, 0, 9, opcode];
+        frame.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        frame.extend_from_slice(&b);
+        s.write_all(&frame).unwrap();
+        let (_, stream, op, _) = read_frame(&mut s);
+        prop_assert_eq!(stream, 9);
+        prop_assert!(op == u8::from(Opcode::Error) || op == u8::from(Opcode::Result) || op == u8::from(Opcode::Ready) || op == u8::from(Opcode::Supported));
+        send(&mut s, Envelope::new_req_options(Version::V4));
+        let (_, _, op, _) = read_frame(&mut s);
+        prop_assert_eq!(op, u8::from(Opcode::Supported));
+    }
+}
