@@ -63,11 +63,11 @@ def wait_until(cond, timeout=15.0, what="condition"):
 
 
 class Node:
-    def __init__(self, data_dir, port=None, extra=(), etcd_port=None):
+    def __init__(self, data_dir, port=None, extra=(), etcd_port=None, cql_port=None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.etcd_port = etcd_port or free_port()
-        self.cql_port = free_port()
+        self.cql_port = cql_port or free_port()
         self.extra = list(extra)
         self.proc = None
         self.stopped = False

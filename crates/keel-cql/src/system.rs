@@ -336,6 +336,7 @@ fn text_set(items: &[String]) -> Vec<u8> {
 /// The rows of a system table now.
 pub fn rows(node: &Node, t: &TableSchema) -> Vec<Row> {
     let img = node.image();
+    let system = system_tables();
     let values: Vec<Values> = match (t.keyspace.as_str(), t.name.as_str()) {
         ("system", "local") => vec![local(node, &img)],
         ("system_schema", "keyspaces") => keyspaces(&img)
@@ -347,10 +348,16 @@ pub fn rows(node: &Node, t: &TableSchema) -> Vec<Row> {
                 ])
             })
             .collect(),
-        ("system_schema", "tables") => tables(&img)
+        ("system_schema", "tables") => system
+            .iter()
+            .map(|(k, n, t)| (k.clone(), n.clone(), t))
+            .chain(tables(&img))
             .map(|(ks, name, tbl)| table_row(&ks, &name, tbl))
             .collect(),
-        ("system_schema", "columns") => tables(&img)
+        ("system_schema", "columns") => system
+            .iter()
+            .map(|(k, n, t)| (k.clone(), n.clone(), t))
+            .chain(tables(&img))
             .flat_map(|(ks, name, tbl)| {
                 tbl.columns
                     .iter()
@@ -466,6 +473,57 @@ fn tables(img: &Image) -> impl Iterator<Item = (String, String, &keel_meta::Tabl
             .iter()
             .map(move |(n, t)| (k.clone(), n.clone(), t))
     })
+}
+
+/// The `system` and `system_schema` tables as schema records, so that
+/// `system_schema.tables`/`columns` list them as Cassandra does: the drivers
+/// build their metadata from those rows, and cqlsh refuses a SELECT on a
+/// table its driver's metadata does not know.
+fn system_tables() -> Vec<(String, String, keel_meta::Table)> {
+    TABLES
+        .iter()
+        .filter(|(k, _, _)| matches!(*k, "system" | "system_schema"))
+        .map(|(k, n, cols)| {
+            let mut positions = [0i32; 3];
+            let columns = cols
+                .iter()
+                .enumerate()
+                .map(|(i, (name, ty, kind))| {
+                    let kind = *kind as usize;
+                    let position = positions[kind];
+                    positions[kind] += 1;
+                    keel_meta::Column {
+                        name: name.to_string(),
+                        cql_type: ty.to_string(),
+                        kind: match kind {
+                            0 => ColumnKind::PartitionKey,
+                            1 => ColumnKind::Clustering,
+                            _ => ColumnKind::Regular,
+                        } as i32,
+                        position: if kind == 2 { 0 } else { position },
+                        reversed: false,
+                        id: keel_table::cell::FIRST_COLUMN_ID + i as u32,
+                    }
+                })
+                .collect();
+            // A fixed id per table, as Cassandra's system tables have.
+            let name = format!("{k}.{n}");
+            let fnv = |seed: u64| {
+                name.bytes().fold(seed, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+                })
+            };
+            let mut id = fnv(0xcbf2_9ce4_8422_2325).to_be_bytes().to_vec();
+            id.extend_from_slice(&fnv(0x6c62_272e_07bb_0142).to_be_bytes());
+            let table = keel_meta::Table {
+                id,
+                columns,
+                options: Default::default(),
+                next_column_id: 0,
+            };
+            (k.to_string(), n.to_string(), table)
+        })
+        .collect()
 }
 
 fn uuid_of(id: &[u8]) -> Vec<u8> {
@@ -789,6 +847,21 @@ pub fn describe(node: &Node, keyspace: &Option<String>, d: &Describe) -> Result<
                 }
                 None if q.keyspace.is_none() && img.keyspaces.contains_key(&q.name) => {
                     element(keyspace_elements(&q.name, &img.keyspaces[&q.name]))
+                }
+                None if is_system_keyspace(&ks) => {
+                    let system = system_tables();
+                    let (_, _, t) = system
+                        .iter()
+                        .find(|(k, n, _)| *k == ks && *n == q.name)
+                        .ok_or_else(|| {
+                            CqlError::Invalid(format!("Table '{ks}.{}' not found", q.name))
+                        })?;
+                    element(vec![[
+                        ks.clone(),
+                        "table".into(),
+                        q.name.clone(),
+                        table_cql(&ks, &q.name, t),
+                    ]])
                 }
                 None => return Err(CqlError::Invalid(format!("'{ks}' not found in keyspaces"))),
             }

@@ -264,8 +264,8 @@ pub fn from_cursor_string_list(cursor: &mut Cursor<&[u8]>) -> CDRSResult<Vec<Str
     cursor.read_exact(&mut buff)?;
 
     let len = i16::from_be_bytes(buff);
-    let mut list = Vec::with_capacity(len.max(0) as usize); // keel patch
-    for _ in 0..len {
+    let mut list = Vec::with_capacity((len as u16).min(1024) as usize); // keel patch: [short] is unsigned
+    for _ in 0..(len as u16) {
         list.push(from_cursor_str(cursor)?.to_string());
     }
 

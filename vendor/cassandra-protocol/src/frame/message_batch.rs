@@ -84,8 +84,8 @@ impl FromCursor for BodyReqBatch {
         let batch_type = BatchType::try_from(batch_type[0])?;
         let len = CIntShort::from_cursor(cursor, version)?;
 
-        let mut queries = Vec::with_capacity(len.max(0) as usize); // keel patch: a negative count no longer overflows
-        for _ in 0..len {
+        let mut queries = Vec::with_capacity((len as u16).min(1024) as usize); // keel patch: [short] is unsigned
+        for _ in 0..(len as u16) {
             queries.push(BatchQuery::from_cursor(cursor, version)?);
         }
 
@@ -222,8 +222,8 @@ impl FromCursor for BatchQuery {
 
         // assuming names are not present due to
         // https://issues.apache.org/jira/browse/CASSANDRA-10246
-        let mut values = Vec::with_capacity(len.max(0) as usize); // keel patch: a negative count no longer overflows
-        for _ in 0..len {
+        let mut values = Vec::with_capacity((len as u16).min(1024) as usize); // keel patch: [short] is unsigned
+        for _ in 0..(len as u16) {
             values.push(Value::from_cursor(cursor, version)?);
         }
 

@@ -50,8 +50,8 @@ impl FromCursor for BodyReqStartup {
     fn from_cursor(cursor: &mut Cursor<&[u8]>, version: Version) -> error::Result<Self> {
         let num = CIntShort::from_cursor(cursor, version)?;
 
-        let mut map = HashMap::with_capacity(num.max(0) as usize); // keel patch
-        for _ in 0..num {
+        let mut map = HashMap::with_capacity((num as u16).min(1024) as usize); // keel patch: [short] is unsigned
+        for _ in 0..(num as u16) {
             map.insert(
                 from_cursor_str(cursor)?.to_string(),
                 from_cursor_str(cursor)?.to_string(),

@@ -129,8 +129,8 @@ impl FromCursor for QueryParams {
             let number_of_values = CIntShort::from_cursor(cursor, version)?;
 
             if flags.contains(QueryFlags::WITH_NAMES_FOR_VALUES) {
-                let mut map = HashMap::with_capacity(number_of_values.max(0) as usize); // keel patch: a negative count no longer overflows
-                for _ in 0..number_of_values {
+                let mut map = HashMap::with_capacity((number_of_values as u16).min(1024) as usize); // keel patch: [short] is unsigned
+                for _ in 0..(number_of_values as u16) {
                     map.insert(
                         from_cursor_str(cursor)?.to_string(),
                         Value::from_cursor(cursor, version)?,
@@ -138,8 +138,8 @@ impl FromCursor for QueryParams {
                 }
                 Some(QueryValues::NamedValues(map))
             } else {
-                let mut vec = Vec::with_capacity(number_of_values.max(0) as usize); // keel patch
-                for _ in 0..number_of_values {
+                let mut vec = Vec::with_capacity((number_of_values as u16).min(1024) as usize); // keel patch: [short] is unsigned
+                for _ in 0..(number_of_values as u16) {
                     vec.push(Value::from_cursor(cursor, version)?);
                 }
                 Some(QueryValues::SimpleValues(vec))
