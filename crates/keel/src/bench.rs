@@ -35,6 +35,8 @@ pub enum BenchCommand {
     Compact(crate::bench_compact::CompactArgs),
     /// Puts, ranges or txns against any etcd v3 API server (Keel's or etcd's).
     Kv(crate::bench_kv::KvArgs),
+    /// Inserts or reads over CQL with prepared statements, against any CQL server.
+    Table(crate::bench_table::TableArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +113,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Consume(a) => consume(a).await,
         BenchCommand::Group(a) => crate::bench_group::run(a).await,
         BenchCommand::Kv(a) => crate::bench_kv::run(a).await,
+        BenchCommand::Table(a) => crate::bench_table::run(a).await,
         BenchCommand::Compact(a) => {
             tokio::task::spawn_blocking(move || crate::bench_compact::run(a)).await?
         }

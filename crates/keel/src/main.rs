@@ -5,6 +5,7 @@ mod bench;
 mod bench_compact;
 mod bench_group;
 mod bench_kv;
+mod bench_table;
 mod cli;
 mod cluster;
 mod dev_tls;

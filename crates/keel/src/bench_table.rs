@@ -1,0 +1,227 @@
+//! `keel bench table`: inserts or reads over the CQL native protocol against
+//! any CQL server (Keel's tables face, or a Cassandra where one can run), in
+//! the manner of `cassandra-stress write|read`: prepared statements, each
+//! client on its own connection awaiting its request before the next.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cassandra_protocol::compression::Compression;
+use cassandra_protocol::consistency::Consistency;
+use cassandra_protocol::frame::message_response::ResponseBody;
+use cassandra_protocol::frame::message_result::ResResultBody;
+use cassandra_protocol::frame::{Envelope, Flags, Version};
+use cassandra_protocol::query::{QueryParams, QueryValues};
+use cassandra_protocol::types::value::Value;
+use cassandra_protocol::types::CBytesShort;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::bench::Latencies;
+
+#[derive(clap::Args, Clone)]
+pub struct TableArgs {
+    /// CQL address of the node.
+    #[arg(long, default_value = "127.0.0.1:9042")]
+    cql: String,
+    /// What each request does: insert (one row), select (one row by key).
+    #[arg(long, default_value = "insert", value_parser = ["insert", "select"])]
+    op: String,
+    /// The consistency level of every request (ONE, QUORUM, ALL, ...).
+    #[arg(long, default_value = "ONE")]
+    consistency: String,
+    /// Requests in all.
+    #[arg(long, default_value_t = 50_000)]
+    total: u64,
+    /// Concurrent clients, each on its own connection.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    clients: u64,
+    /// Bytes per value (a blob column).
+    #[arg(long, default_value_t = 100)]
+    val_size: usize,
+    /// Distinct partition keys written or read.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    key_space: u64,
+}
+
+const SETUP: &[&str] = &[
+    "CREATE KEYSPACE IF NOT EXISTS keel_bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    "CREATE TABLE IF NOT EXISTS keel_bench.kv (k bigint PRIMARY KEY, v blob)",
+];
+
+/// One connection, one request at a time.
+struct Conn {
+    sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn> {
+        let sock = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to CQL at {addr}"))?;
+        sock.set_nodelay(true)?;
+        let mut c = Conn {
+            sock,
+            buf: Vec::new(),
+        };
+        match c.call(Envelope::new_req_startup(None, Version::V4)).await? {
+            ResponseBody::Ready => Ok(c),
+            other => bail!("STARTUP answered {other:?}"),
+        }
+    }
+
+    async fn call(&mut self, env: Envelope) -> Result<ResponseBody> {
+        let bytes = env.encode_with(Compression::None)?;
+        self.sock.write_all(&bytes).await?;
+        let mut head = [0u8; 9];
+        self.sock.read_exact(&mut head).await?;
+        let len = i32::from_be_bytes([head[5], head[6], head[7], head[8]]);
+        if !(0..=256 << 20).contains(&len) {
+            bail!("a reply claims {len} bytes");
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&head);
+        self.buf.resize(9 + len as usize, 0);
+        self.sock.read_exact(&mut self.buf[9..]).await?;
+        let parsed = Envelope::from_buffer(&self.buf, Compression::None)
+            .map_err(|e| anyhow::anyhow!("bad reply frame: {e}"))?;
+        match parsed.envelope.response_body()? {
+            ResponseBody::Error(e) => bail!("{:?}: {}", e.ty, e.message),
+            body => Ok(body),
+        }
+    }
+
+    async fn query(&mut self, cql: &str) -> Result<ResponseBody> {
+        let params = QueryParams {
+            consistency: Consistency::One,
+            ..Default::default()
+        };
+        let env = Envelope::new_req_query(
+            cql.to_string(),
+            params.consistency,
+            None,
+            false,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Flags::empty(),
+            Version::V4,
+        );
+        self.call(env).await
+    }
+
+    async fn prepare(&mut self, cql: &str) -> Result<CBytesShort> {
+        let env = Envelope::new_req_prepare(cql.to_string(), None, Flags::empty(), Version::V4);
+        match self.call(env).await? {
+            ResponseBody::Result(ResResultBody::Prepared(p)) => Ok(p.id),
+            other => bail!("PREPARE answered {other:?}"),
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        id: &CBytesShort,
+        cl: Consistency,
+        values: Vec<Value>,
+    ) -> Result<ResponseBody> {
+        let params = QueryParams {
+            consistency: cl,
+            values: Some(QueryValues::SimpleValues(values)),
+            ..Default::default()
+        };
+        let env = Envelope::new_req_execute(id, None, &params, Flags::empty(), Version::V4);
+        self.call(env).await
+    }
+}
+
+pub async fn run(a: TableArgs) -> Result<()> {
+    let cl = match a.consistency.to_uppercase().as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        other => bail!("--consistency {other}: not a consistency level (ONE, QUORUM, ALL, ...)"),
+    };
+    let mut setup = Conn::open(&a.cql).await?;
+    for s in SETUP {
+        setup.query(s).await.with_context(|| s.to_string())?;
+    }
+    let cql = if a.op == "insert" {
+        "INSERT INTO keel_bench.kv (k, v) VALUES (?, ?)"
+    } else {
+        "SELECT v FROM keel_bench.kv WHERE k = ?"
+    };
+    let value = vec![b'v'; a.val_size];
+    let per = a.total / a.clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..a.clients {
+        let a = a.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(&a.cql).await?;
+            let id = c.prepare(cql).await?;
+            let mut lat = Vec::with_capacity(per as usize);
+            let mut rows = 0u64;
+            for n in 0..per {
+                let k = ((w * per + n).wrapping_mul(2_654_435_761) % a.key_space) as i64;
+                let mut values = vec![Value::Some(k.to_be_bytes().to_vec())];
+                if a.op == "insert" {
+                    values.push(Value::Some(value.clone()));
+                }
+                let t = Instant::now();
+                let reply = c.execute(&id, cl, values).await?;
+                lat.push((t.elapsed(), 1));
+                if let ResponseBody::Result(ResResultBody::Rows(r)) = reply {
+                    rows += r.rows_count as u64;
+                }
+            }
+            anyhow::Ok((lat, rows))
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut rows = 0;
+    for t in tasks {
+        let (l, r) = t.await??;
+        lat.extend(l);
+        rows += r;
+    }
+    let elapsed = started.elapsed();
+    lat.sort_unstable();
+    let l = Latencies(lat);
+    let done = l.0.len() as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "table {} at {}: {} requests in {:.2} s from {} clients to {}{}",
+        a.op,
+        a.consistency.to_uppercase(),
+        done,
+        elapsed.as_secs_f64(),
+        a.clients,
+        a.cql,
+        if a.op == "select" {
+            format!(" ({rows} rows found)")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  {:.0} req/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms   (8 B keys, {} B values)",
+        done / elapsed.as_secs_f64(),
+        ms(l.percentile(0.5)),
+        ms(l.percentile(0.9)),
+        ms(l.percentile(0.99)),
+        ms(l.percentile(1.0)),
+        a.val_size
+    );
+    Ok(())
+}
