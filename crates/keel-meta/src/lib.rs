@@ -30,6 +30,7 @@
 //!   `PartitionReassignmentReplicas`, `PartitionChangeBuilder`).
 
 mod place;
+pub mod ring;
 pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
