@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Measures the tables face against this machine's limits in one run, for docs/perf.md:
+#   1. fio: 4 KiB writes each followed by fdatasync (the disk's fsyncs per second:
+#      the ceiling for one client whose every write waits for its own fsync).
+#   2. keel bench table over CQL on a fresh node with the default commit log
+#      (batch: acknowledged after fsync, one fsync per group): inserts from 1 and
+#      64 clients, then reads of what was written.
+#   3. The same inserts with --commitlog-sync periodic (acknowledged before fsync).
+# Each step runs ROUNDS times (default 3). Needs fio (apt-get install fio).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+TOTAL=${TOTAL:-100000}
+KEEL=${KEEL:-target/release/keel}
+work=$(mktemp -d "${TMPDIR:-/tmp}/keel-bench-table.XXXXXX")
+node=""
+stop() { [ -n "$node" ] && kill "$node" 2>/dev/null && wait "$node" 2>/dev/null; node=""; }
+cleanup() { stop; rm -rf "$work"; }
+trap cleanup EXIT
+cargo build --release --locked -q
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { # data dir, extra flags...
+  local dir=$1; shift
+  cql=$(free_port)
+  "$KEEL" dev --data-dir "$dir" --kafka-addr "127.0.0.1:$(free_port)" --etcd-addr "127.0.0.1:$(free_port)" \
+    --peer-addr "127.0.0.1:$(free_port)" --admin-addr 127.0.0.1:0 --cql-addr "127.0.0.1:$cql" "$@" \
+    >/dev/null 2>"$dir.log" &
+  node=$!
+  python3 - "$cql" <<'PY'
+import socket, sys, time
+deadline = time.time() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5).close(); break
+    except OSError:
+        if time.time() > deadline: raise
+        time.sleep(0.05)
+PY
+}
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+for r in $(seq "$ROUNDS"); do
+  fio --name=sync --directory="$work" --rw=write --bs=4k --size=16m --ioengine=psync --fdatasync=1 --output-format=terse \
+    | awk -F';' '{printf "fio write bs=4k --fdatasync=1: %d fdatasyncs/s\n", $49}'
+  rm -f "$work"/sync*
+done
+for r in $(seq "$ROUNDS"); do
+  start "$work/batch-$r"
+  echo "--- round $r, commitlog batch"
+  "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 1 --total $((TOTAL / 10)) | tail -1 | sed 's/^/insert  1 client : /'
+  "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 64 --total "$TOTAL" | tail -1 | sed 's/^/insert 64 clients: /'
+  "$KEEL" bench table --cql "127.0.0.1:$cql" --op select --clients 64 --total "$TOTAL" | tail -1 | sed 's/^/select 64 clients: /'
+  stop
+  start "$work/periodic-$r" --commitlog-sync periodic
+  echo "--- round $r, commitlog periodic"
+  "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 1 --total $((TOTAL / 10)) | tail -1 | sed 's/^/insert  1 client : /'
+  "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 64 --total "$TOTAL" | tail -1 | sed 's/^/insert 64 clients: /'
+  stop
+done
