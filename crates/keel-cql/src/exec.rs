@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cassandra_protocol::consistency::Consistency;
+use cassandra_protocol::frame::message_error::WriteType;
 use keel_meta::{record::Kind, Applied, ColumnKind, Image, MetaError, Record};
 use keel_table::cell::{self, Cell};
 use keel_table::types::{self, CqlType, Literal};
@@ -103,7 +104,6 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct LocalInfo {
     pub node_id: i32,
-    pub host_id: [u8; 16],
     pub cql_host: String,
     pub cql_port: i32,
     pub datacenter: String,
@@ -123,6 +123,12 @@ pub struct Node {
     pub events: broadcast::Sender<SchemaEvent>,
     /// Compare-and-set on one node runs one at a time per partition stripe.
     lwt: Vec<tokio::sync::Mutex<()>>,
+    /// Links to the other nodes, for the coordinator.
+    pub(crate) peers: Arc<crate::internode::Peers>,
+    /// The ring of the image last seen (its applied index).
+    pub(crate) ring_cache: Mutex<(u64, Option<Arc<keel_meta::ring::Ring>>)>,
+    /// Cells sent to replicas by read repair.
+    pub read_repairs: std::sync::atomic::AtomicU64,
     /// For `uuid()` and timeuuids' node part.
     clock_seq: u16,
     node_bits: [u8; 6],
@@ -172,6 +178,9 @@ impl Node {
             prepared: Mutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
             lwt: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            peers: Arc::default(),
+            ring_cache: Mutex::new((0, None)),
+            read_repairs: Default::default(),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
             node_bits: [r[2] | 1, r[3], r[4], r[5], r[6], r[7]],
         }
@@ -501,7 +510,7 @@ impl Node {
         statements: &[(Parsed, Params)],
         consistency: Consistency,
         timestamp: Option<i64>,
-        _logged: BatchKind,
+        logged: BatchKind,
     ) -> Result<Outcome, CqlError> {
         let mut mutation = Mutation::new();
         for (p, params) in statements {
@@ -517,98 +526,31 @@ impl Node {
             let ts = self.timestamp(&Using::default(), &binds, &params)?;
             self.mutation(keyspace, &p.statement, &binds, ts, &mut mutation)?;
         }
-        self.write(mutation, consistency).await?;
+        // A logged batch is not yet written to a batchlog first: its cells on
+        // one replica set are one commit-log record, but a coordinator that
+        // dies between replica sets leaves the others to repair.
+        let write_type = match logged {
+            BatchKind::Logged => WriteType::Batch,
+            BatchKind::Unlogged => WriteType::UnloggedBatch,
+        };
+        self.write_as(mutation, consistency, write_type).await?;
         Ok(Outcome::Void)
     }
 
-    /// Replicas of a keyspace that must answer for `cl`, and how many are
-    /// alive. One node holds every replica it owns.
-    fn check_available(&self, cl: Consistency, keyspace: &str) -> Result<(), CqlError> {
-        let rf = self.replication_factor(keyspace);
-        let alive = rf.min(1);
-        let required = match cl {
-            Consistency::Any | Consistency::One | Consistency::LocalOne => 1,
-            Consistency::Two => 2,
-            Consistency::Three => 3,
-            Consistency::Quorum
-            | Consistency::LocalQuorum
-            | Consistency::EachQuorum
-            | Consistency::Serial
-            | Consistency::LocalSerial => rf / 2 + 1,
-            Consistency::All => rf,
-            _ => 1,
-        };
-        if required > alive {
-            return Err(CqlError::Unavailable {
-                cl,
-                required,
-                alive,
-            });
-        }
-        Ok(())
-    }
-
-    fn replication_factor(&self, keyspace: &str) -> i32 {
-        let img = self.image();
-        let Some(k) = img.keyspaces.get(keyspace) else {
-            return 1;
-        };
-        let live_nodes = 1;
-        let rf: i32 = if k
-            .replication
-            .get("class")
-            .is_some_and(|c| c.ends_with("NetworkTopologyStrategy"))
-        {
-            k.replication
-                .iter()
-                .filter(|(key, _)| key.as_str() != "class" && key.as_str() != "replication_factor")
-                .filter_map(|(_, v)| v.parse::<i32>().ok())
-                .sum()
-        } else {
-            k.replication
-                .get("replication_factor")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1)
-        };
-        let _ = live_nodes;
-        rf.max(1)
-    }
-
-    pub(crate) async fn write(&self, m: Mutation, cl: Consistency) -> Result<(), CqlError> {
-        if m.is_empty() {
-            return Ok(());
-        }
-        // Every cell of a mutation belongs to one keyspace's tables or another's;
-        // the availability check uses the first cell's keyspace.
-        if let Some(ks) = self.keyspace_of(&m[0].0) {
-            self.check_available(cl, &ks)?;
-        }
-        match self.engine.write(m).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(CqlError::Server(format!("write failed: {e}"))),
-            Err(_) => Err(CqlError::Server("the table engine stopped".into())),
-        }
-    }
-
-    fn keyspace_of(&self, key: &[u8]) -> Option<String> {
-        let table = key.get(..16)?;
-        let img = self.image();
-        img.keyspaces
-            .iter()
-            .find(|(_, k)| k.tables.values().any(|t| t.id == table))
-            .map(|(n, _)| n.clone())
-    }
-
+    /// Levels a read cannot use. Whether enough replicas are up is checked
+    /// per token range as the read goes (`coordinator`).
     pub(crate) fn read_check(&self, cl: Consistency, keyspace: &str) -> Result<(), CqlError> {
-        if cl == Consistency::Any {
-            return Err(CqlError::Invalid(
+        match cl {
+            Consistency::Any => Err(CqlError::Invalid(
                 "ANY ConsistencyLevel is only supported for writes".into(),
-            ));
+            )),
+            Consistency::EachQuorum if !crate::system::is_system_keyspace(keyspace) => {
+                Err(CqlError::Invalid(
+                    "EACH_QUORUM ConsistencyLevel is only supported for writes".into(),
+                ))
+            }
+            _ => Ok(()),
         }
-        if crate::system::is_system_keyspace(keyspace) {
-            return Ok(());
-        }
-        self.check_available(cl, keyspace)
     }
 
     fn timestamp(
@@ -1069,25 +1011,43 @@ impl Node {
         &self.lwt[h as usize % self.lwt.len()]
     }
 
-    async fn truncate(&self, t: &TableSchema, params: &Params) -> Result<(), CqlError> {
-        // A partition tombstone for every partition present now.
+    async fn truncate(&self, t: &TableSchema, _params: &Params) -> Result<(), CqlError> {
+        // A partition tombstone for every partition present now, read from
+        // and written to every replica (Cassandra's TRUNCATE needs every
+        // node up too).
         let mut m = Mutation::new();
         let ts = self.hlc.now();
         let now_secs = ts / 1_000_000;
         let mut last: Vec<u8> = Vec::new();
-        for r in self.engine.scan(&t.id, &cell::prefix_end(&t.id), None) {
-            let (k, _) = r.map_err(|e| CqlError::Server(e.to_string()))?;
-            if let Some(p) = cell::partition_prefix_len(&k) {
-                if k[..p] != last[..] {
-                    last = k[..p].to_vec();
-                    m.push((
-                        cell::partition_deletion_key(&last),
-                        Cell::tombstone(ts, now_secs),
-                    ));
+        let end = cell::prefix_end(&t.id);
+        let mut start = t.id.to_vec();
+        loop {
+            let (cells, resume) = self
+                .read_cells(
+                    &start,
+                    &end,
+                    None,
+                    Consistency::All,
+                    crate::coordinator::CHUNK_MAX,
+                )
+                .await?;
+            for (k, _) in cells {
+                if let Some(p) = cell::partition_prefix_len(&k) {
+                    if k[..p] != last[..] {
+                        last = k[..p].to_vec();
+                        m.push((
+                            cell::partition_deletion_key(&last),
+                            Cell::tombstone(ts, now_secs),
+                        ));
+                    }
                 }
             }
+            match resume {
+                Some(next) if next < end => start = next,
+                _ => break,
+            }
         }
-        self.write(m, params.consistency).await
+        self.write(m, Consistency::All).await
     }
 
     /// Prepares a statement: its bind markers' types and the partition key's

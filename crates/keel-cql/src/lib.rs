@@ -1,10 +1,13 @@
 //! Keel's tables face on the wire: Cassandra's native protocol (v4, and v3
 //! for old clients) so cqlsh and Cassandra's drivers work unchanged; a CQL
-//! parser; statements run against the schema on the metadata quorum and the
-//! node's table engine ([`keel_table`]).
+//! parser; statements run against the schema on the metadata quorum, and the
+//! coordinator sends them to the replicas the ring names (this node's table
+//! engine, [`keel_table`], or a peer's over [`internode`]).
 
+pub mod coordinator;
 pub mod error;
 pub mod exec;
+pub mod internode;
 pub mod parser;
 pub mod read;
 pub mod server;

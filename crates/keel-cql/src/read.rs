@@ -279,10 +279,11 @@ pub async fn select(
     } else if reverse || sort_in_memory {
         let mut rows = Vec::new();
         for r in &plan.ranges {
-            read_range(node, &t, r, now, &mut |row| {
+            read_range(node, &t, r, now, params.consistency, &mut |row| {
                 rows.push(row);
                 true
-            })?;
+            })
+            .await?;
         }
         if sort_in_memory {
             rows.sort_by(|a, b| a.key[a.partition.len()..].cmp(&b.key[b.partition.len()..]));
@@ -319,13 +320,14 @@ pub async fn select(
                 }
             }
             let mut full = false;
-            read_range(node, &t, &r, now, &mut |row| {
+            read_range(node, &t, &r, now, params.consistency, &mut |row| {
                 if accept(row, &mut state, &mut out) == Some(false) {
                     full = true;
                     return false;
                 }
                 true
-            })?;
+            })
+            .await?;
             if full {
                 more = true;
                 break;
@@ -778,57 +780,70 @@ fn cmp_op(op: Op, o: std::cmp::Ordering) -> bool {
     }
 }
 
-/// Reads the live rows of one key range, in key order, handing each to
-/// `f` until it returns false.
-fn read_range(
+/// Reads the live rows of one key range at `cl`, in key order, handing each
+/// to `f` until it returns false. The coordinator reads the range from its
+/// replicas chunk by chunk; the rows are assembled here.
+async fn read_range(
     node: &Node,
     t: &TableSchema,
     r: &Range,
     now: i64,
-    f: &mut dyn FnMut(Row) -> bool,
+    cl: Consistency,
+    f: &mut (dyn FnMut(Row) -> bool + Send),
 ) -> Result<(), CqlError> {
     let hint =
         partition_of(&r.start).filter(|p| r.end.starts_with(p) || cell::prefix_end(p) == r.end);
     let mut asm = Assembler::default();
-    for item in node.engine.scan(&r.start, &r.end, hint.as_deref()) {
-        let (k, c) = item.map_err(|e| CqlError::Server(format!("read failed: {e}")))?;
-        let Some(parts) = cell::split_key(&k) else {
-            continue;
-        };
-        let plen = k.len() - parts.clustering.len() - 5;
-        if k[..plen] != asm.partition[..] {
-            if let Some(row) = asm.finish(t, now) {
-                if !f(row) {
-                    return Ok(());
-                }
-            }
-            asm.partition = k[..plen].to_vec();
-            asm.pk = t.split_partition(parts.pk);
-            asm.token = parts.token;
-            // A range that starts inside the partition has not seen its deletion.
-            asm.partition_del = if r.start.as_slice() > asm.partition.as_slice() {
-                partition_deletion(node, &asm.partition)?
-            } else {
-                i64::MIN
+    let mut start = r.start.clone();
+    let mut chunk = crate::coordinator::FIRST_CHUNK;
+    loop {
+        let (cells, resume) = node
+            .read_cells(&start, &r.end, hint.as_deref(), cl, chunk)
+            .await?;
+        chunk = chunk.saturating_mul(4).min(crate::coordinator::CHUNK_MAX);
+        for (k, c) in cells {
+            let Some(parts) = cell::split_key(&k) else {
+                continue;
             };
-        }
-        if parts.kind == cell::KIND_PARTITION {
-            if c.kind == CellKind::Tombstone {
-                asm.partition_del = asm.partition_del.max(c.ts);
-            }
-            continue;
-        }
-        let rlen = k.len() - 4;
-        if k[..rlen] != asm.row[..] {
-            if let Some(row) = asm.finish(t, now) {
-                if !f(row) {
-                    return Ok(());
+            let plen = k.len() - parts.clustering.len() - 5;
+            if k[..plen] != asm.partition[..] {
+                if let Some(row) = asm.finish(t, now) {
+                    if !f(row) {
+                        return Ok(());
+                    }
                 }
+                asm.partition = k[..plen].to_vec();
+                asm.pk = t.split_partition(parts.pk);
+                asm.token = parts.token;
+                // A range that starts inside the partition has not seen its deletion.
+                asm.partition_del = if r.start.as_slice() > asm.partition.as_slice() {
+                    partition_deletion(node, &asm.partition, cl).await?
+                } else {
+                    i64::MIN
+                };
             }
-            asm.row = k[..rlen].to_vec();
-            asm.ck = parts.clustering.to_vec();
+            if parts.kind == cell::KIND_PARTITION {
+                if c.kind == CellKind::Tombstone {
+                    asm.partition_del = asm.partition_del.max(c.ts);
+                }
+                continue;
+            }
+            let rlen = k.len() - 4;
+            if k[..rlen] != asm.row[..] {
+                if let Some(row) = asm.finish(t, now) {
+                    if !f(row) {
+                        return Ok(());
+                    }
+                }
+                asm.row = k[..rlen].to_vec();
+                asm.ck = parts.clustering.to_vec();
+            }
+            asm.cells.push((parts.column, c));
         }
-        asm.cells.push((parts.column, c));
+        match resume {
+            Some(next) if r.end.is_empty() || next < r.end => start = next,
+            _ => break,
+        }
     }
     if let Some(row) = asm.finish(t, now) {
         f(row);
@@ -842,17 +857,29 @@ fn partition_of(key: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The timestamp of a partition's deletion (i64::MIN: none).
-fn partition_deletion(node: &Node, partition: &[u8]) -> Result<i64, CqlError> {
+async fn partition_deletion(
+    node: &Node,
+    partition: &[u8],
+    cl: Consistency,
+) -> Result<i64, CqlError> {
     let k = cell::partition_deletion_key(partition);
     let mut end = k.clone();
     end.push(0);
-    for item in node.engine.scan(&k, &end, Some(partition)) {
-        let (_, c) = item.map_err(|e| CqlError::Server(format!("read failed: {e}")))?;
-        if c.kind == CellKind::Tombstone {
-            return Ok(c.ts);
-        }
-    }
-    Ok(i64::MIN)
+    let (cells, _) = node
+        .read_cells(
+            &k,
+            &end,
+            Some(partition),
+            cl,
+            crate::coordinator::FIRST_CHUNK,
+        )
+        .await?;
+    Ok(cells
+        .iter()
+        .filter(|(_, c)| c.kind == CellKind::Tombstone)
+        .map(|(_, c)| c.ts)
+        .max()
+        .unwrap_or(i64::MIN))
 }
 
 /// Gathers one row's cells.
@@ -951,11 +978,12 @@ impl PagingState {
 }
 
 /// Reads one row by its full primary key (for conditions).
-fn read_row(
+async fn read_row(
     node: &Node,
     t: &TableSchema,
     pk: &[Vec<u8>],
     ck: &[Vec<u8>],
+    cl: Consistency,
 ) -> Result<Option<Row>, CqlError> {
     let prefix = t.partition_prefix(&t.partition_bytes(pk));
     let base = cell::row_prefix(&prefix, &t.clustering_bytes(ck));
@@ -965,13 +993,14 @@ fn read_row(
     };
     let now = node.hlc.now() / 1_000_000;
     let mut found = None;
-    read_range(node, t, &r, now, &mut |row| {
+    read_range(node, t, &r, now, cl, &mut |row| {
         if row.ck.len() == ck.len() || ck.is_empty() {
             found = Some(row);
             return false;
         }
         true
-    })?;
+    })
+    .await?;
     Ok(found)
 }
 
@@ -1049,7 +1078,16 @@ pub async fn compare_and_set(
     }
     let partition = t.partition_prefix(&t.partition_bytes(&pk));
     let _guard = node.lwt_lock(&partition).lock().await;
-    let current = read_row(node, t, &pk, &ck)?;
+    // The condition is read at QUORUM (LOCAL_QUORUM for LOCAL_SERIAL) under
+    // this node's lock: linearizable while one coordinator serves a
+    // partition's conditional writes; Paxos across coordinators is not built
+    // yet (ARCHITECTURE.md).
+    let read_cl = if serial == Consistency::LocalSerial {
+        Consistency::LocalQuorum
+    } else {
+        Consistency::Quorum
+    };
+    let current = read_row(node, t, &pk, &ck, read_cl).await?;
     let bool_col = |applied: bool| Some(vec![applied as u8]);
     let applied_spec = ColumnSpec {
         keyspace: t.keyspace.clone(),

@@ -76,6 +76,21 @@ struct Conn {
 }
 
 async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    // Another node's coordinator opens with the internode magic; a CQL
+    // client's first byte is a protocol version.
+    let mut first = [0u8; 1];
+    if sock.peek(&mut first).await? == 1 && first[0] == crate::internode::MAGIC[0] {
+        let mut sock = sock;
+        let mut magic = [0u8; 8];
+        sock.read_exact(&mut magic).await?;
+        if &magic != crate::internode::MAGIC {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "neither a CQL frame nor Keel's internode magic",
+            ));
+        }
+        return crate::internode::serve(sock, node).await;
+    }
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move {

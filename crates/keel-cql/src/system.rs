@@ -339,6 +339,8 @@ pub fn rows(node: &Node, t: &TableSchema) -> Vec<Row> {
     let system = system_tables();
     let values: Vec<Values> = match (t.keyspace.as_str(), t.name.as_str()) {
         ("system", "local") => vec![local(node, &img)],
+        ("system", "peers") => peers(node, &img, false),
+        ("system", "peers_v2") => peers(node, &img, true),
         ("system_schema", "keyspaces") => keyspaces(&img)
             .map(|(name, replication, durable)| {
                 Values::from([
@@ -414,7 +416,7 @@ fn local(node: &Node, img: &Image) -> Values {
         ("cql_version", text(CQL_VERSION)),
         ("data_center", text(&l.datacenter)),
         ("gossip_generation", int(1)),
-        ("host_id", l.host_id.to_vec()),
+        ("host_id", host_id(&img.cluster_id, l.node_id).to_vec()),
         ("listen_address", inet(&l.cql_host)),
         ("listen_port", int(7000)),
         ("native_protocol_version", text("4")),
@@ -424,9 +426,62 @@ fn local(node: &Node, img: &Image) -> Values {
         ("rpc_address", inet(&l.cql_host)),
         ("rpc_port", int(l.cql_port)),
         ("schema_version", img.schema_version().to_vec()),
-        // One node owns the whole ring until the ring is built.
-        ("tokens", text_set(&[i64::MIN.to_string()])),
+        ("tokens", text_set(&tokens_of(img, l.node_id))),
     ])
+}
+
+/// A node's host id (a version 4 UUID's shape), the same wherever it is
+/// computed: from the cluster id and the node id.
+pub fn host_id(cluster_id: &str, node_id: i32) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    for (i, b) in format!("{cluster_id}/{node_id}").bytes().enumerate() {
+        id[i % 16] = id[i % 16].wrapping_mul(31).wrapping_add(b);
+    }
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+/// A node's tokens as drivers read them (one covering the ring while the
+/// node has none yet, so a lone node still owns everything).
+fn tokens_of(img: &Image, node: i32) -> Vec<String> {
+    match img.nodes.get(&node) {
+        Some(n) if !n.tokens.is_empty() => n.tokens.iter().map(|t| t.to_string()).collect(),
+        _ => vec![i64::MIN.to_string()],
+    }
+}
+
+/// The other nodes serving CQL, for `system.peers` and `peers_v2` (down ones
+/// too: drivers learn who is down by trying them).
+fn peers(node: &Node, img: &Image, v2: bool) -> Vec<Values> {
+    img.nodes
+        .values()
+        .filter(|n| n.id != node.local.node_id && n.cql_port > 0 && !n.tokens.is_empty())
+        .map(|n| {
+            let mut v = Values::from([
+                ("peer", inet(&n.cql_host)),
+                ("data_center", text(&n.datacenter)),
+                ("host_id", host_id(&img.cluster_id, n.id).to_vec()),
+                ("preferred_ip", inet(&n.cql_host)),
+                (
+                    "rack",
+                    text(if n.rack.is_empty() { "rack1" } else { &n.rack }),
+                ),
+                ("release_version", text(RELEASE_VERSION)),
+                ("schema_version", img.schema_version().to_vec()),
+                ("tokens", text_set(&tokens_of(img, n.id))),
+            ]);
+            if v2 {
+                v.insert("peer_port", int(7000));
+                v.insert("native_address", inet(&n.cql_host));
+                v.insert("native_port", int(n.cql_port));
+                v.insert("preferred_port", int(7000));
+            } else {
+                v.insert("rpc_address", inet(&n.cql_host));
+            }
+            v
+        })
+        .collect()
 }
 
 /// Every keyspace, the system's first: name, replication, durable_writes.

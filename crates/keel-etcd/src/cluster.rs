@@ -55,6 +55,9 @@ pub struct Registration {
     /// Where CQL clients reach it (empty, 0: no CQL listener).
     pub cql_host: String,
     pub cql_port: i32,
+    /// The tables face's datacenter and tokens to take on first joining.
+    pub datacenter: String,
+    pub num_tokens: u32,
 }
 
 /// This node's part in the cluster metadata, for as long as it runs.
@@ -81,6 +84,8 @@ impl Membership {
                 cluster_id: reg.cluster_id,
                 cql_host: reg.cql_host,
                 cql_port: reg.cql_port,
+                datacenter: reg.datacenter,
+                num_tokens: reg.num_tokens,
             },
         }
     }

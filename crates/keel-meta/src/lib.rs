@@ -119,6 +119,13 @@ pub struct RegisterNode {
     pub cql_host: String,
     #[prost(int32, tag = "8")]
     pub cql_port: i32,
+    /// The tables face's datacenter (`--datacenter`; empty: `datacenter1`).
+    #[prost(string, tag = "9")]
+    pub datacenter: String,
+    /// Tokens a node serving CQL takes on its first registration
+    /// (Cassandra's `num_tokens`; 0: [`ring::DEFAULT_NUM_TOKENS`]).
+    #[prost(uint32, tag = "10")]
+    pub num_tokens: u32,
 }
 
 /// Fence or unfence a node, if its epoch is still `epoch` (so a decision about
@@ -290,6 +297,13 @@ pub struct Node {
     pub cql_host: String,
     #[prost(int32, tag = "10")]
     pub cql_port: i32,
+    /// Its datacenter on the tables face's ring.
+    #[prost(string, tag = "11")]
+    pub datacenter: String,
+    /// Its tokens on the ring, allocated at its first registration with a CQL
+    /// address and kept across restarts (empty: it owns no data).
+    #[prost(int64, repeated, tag = "12")]
+    pub tokens: Vec<i64>,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -471,6 +485,30 @@ pub enum Applied {
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 impl Image {
+    /// The tables face's ring: every node with tokens, fenced or not (a node
+    /// that is down still owns its ranges; the coordinator skips it).
+    pub fn ring(&self) -> ring::Ring {
+        ring::Ring::new(
+            self.nodes
+                .values()
+                .filter(|n| !n.tokens.is_empty())
+                .map(|n| {
+                    (
+                        n.id,
+                        ring::Place {
+                            datacenter: datacenter(&n.datacenter),
+                            rack: if n.rack.is_empty() {
+                                "rack1".into()
+                            } else {
+                                n.rack.clone()
+                            },
+                        },
+                        n.tokens.clone(),
+                    )
+                }),
+        )
+    }
+
     /// Decodes a stored or snapshotted image; empty bytes are the empty image.
     pub fn decode_from(bytes: &[u8]) -> Result<Image, MetaError> {
         Image::decode(bytes).map_err(|e| MetaError::Decode(e.to_string()))
@@ -542,6 +580,22 @@ impl Image {
         out
     }
 
+    /// `count` tokens (0: the default) for `node`, taken evenly from the
+    /// other nodes' ([`ring::allocate`]).
+    fn allocate_tokens(&self, node: i32, count: u32) -> Vec<i64> {
+        let taken: Vec<(i64, i32)> = self
+            .nodes
+            .values()
+            .filter(|n| n.id != node)
+            .flat_map(|n| n.tokens.iter().map(|t| (*t, n.id)))
+            .collect();
+        let count = match count {
+            0 => ring::DEFAULT_NUM_TOKENS,
+            c => (c as usize).min(ring::MAX_NUM_TOKENS),
+        };
+        ring::allocate(&taken, count)
+    }
+
     fn register(&mut self, index: u64, r: RegisterNode) -> Result<Applied, MetaError> {
         if r.node_id < 0 {
             return Err(MetaError::Invalid(format!("node id {} < 0", r.node_id)));
@@ -561,9 +615,17 @@ impl Image {
                 n.rack = r.rack;
                 n.cql_host = r.cql_host;
                 n.cql_port = r.cql_port;
+                n.datacenter = datacenter(&r.datacenter);
+                let epoch = n.epoch;
+                if n.tokens.is_empty() && n.cql_port > 0 {
+                    let tokens = self.allocate_tokens(r.node_id, r.num_tokens);
+                    if let Some(n) = self.nodes.get_mut(&r.node_id) {
+                        n.tokens = tokens;
+                    }
+                }
                 return Ok(Applied::Registered {
                     node_id: r.node_id,
-                    epoch: n.epoch,
+                    epoch,
                 });
             }
             // A restart: the old incarnation is fenced first, so the partitions
@@ -580,6 +642,18 @@ impl Image {
         if self.cluster_id.is_empty() {
             self.cluster_id = r.cluster_id;
         }
+        // A node keeps its tokens across restarts; one serving CQL for the
+        // first time takes its share of the ring now, at apply, so every
+        // replica of the metadata gives it the same tokens and ring ownership
+        // changes take their place in one order with schema changes.
+        let mut tokens = self
+            .nodes
+            .get(&r.node_id)
+            .map(|n| n.tokens.clone())
+            .unwrap_or_default();
+        if tokens.is_empty() && r.cql_port > 0 {
+            tokens = self.allocate_tokens(r.node_id, r.num_tokens);
+        }
         let node = Node {
             id: r.node_id,
             epoch: index,
@@ -591,6 +665,8 @@ impl Image {
             shut_down: false,
             cql_host: r.cql_host,
             cql_port: r.cql_port,
+            datacenter: datacenter(&r.datacenter),
+            tokens,
         };
         self.nodes.insert(node.id, node);
         // A registered node serves: partitions that were offline waiting for it lead again.
@@ -965,6 +1041,15 @@ fn first_live(nodes: &BTreeMap<i32, Node>, replicas: &[i32], isr: &[i32]) -> i32
 
 fn is_live(nodes: &BTreeMap<i32, Node>, id: i32) -> bool {
     nodes.get(&id).is_some_and(|n| !n.fenced)
+}
+
+/// A node's datacenter: Cassandra's default name when none is given.
+fn datacenter(dc: &str) -> String {
+    if dc.is_empty() {
+        "datacenter1".into()
+    } else {
+        dc.into()
+    }
 }
 
 fn check_replicas(nodes: &BTreeMap<i32, Node>, replicas: &[i32]) -> Result<(), String> {

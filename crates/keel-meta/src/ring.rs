@@ -6,16 +6,17 @@
 //! previous token on the ring (exclusive) to its own (inclusive), wrapping
 //! past the largest token to the smallest.
 //!
-//! Not wired yet: nodes do not register tokens, and each node still serves
-//! only its own data (see ARCHITECTURE.md, "The tables face"). This module
-//! is the deterministic part the registry will run at apply: token
-//! allocation, and replica placement as Cassandra's SimpleStrategy and
-//! NetworkTopologyStrategy place them.
+//! The registry runs [`allocate`] at the apply of a node's first registration
+//! with a CQL address ([`crate::Image::ring`] gives the ring), so every node
+//! agrees on the ring; `keel-cql`'s coordinator places replicas with
+//! [`Ring::replicas`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Cassandra 4's default `num_tokens`.
 pub const DEFAULT_NUM_TOKENS: usize = 16;
+/// Most tokens a node may take (Cassandra allows 1536).
+pub const MAX_NUM_TOKENS: usize = 1536;
 
 /// New tokens for a node joining a ring whose tokens and owners are `taken`.
 /// The newcomer should end with a fair share, `1/(n+1)` of the ring, taken
@@ -207,6 +208,19 @@ impl Ring {
         } else {
             i
         }
+    }
+
+    /// The last token of the range holding `token`: its owner's token, or
+    /// `i64::MAX` in the range that wraps past the largest token (None on an
+    /// empty ring).
+    pub fn range_end(&self, token: i64) -> Option<i64> {
+        let (t, _) = self.tokens.get(self.owner_index(token))?;
+        Some(if *t < token { i64::MAX } else { *t })
+    }
+
+    /// Every node on the ring with its place.
+    pub fn places(&self) -> &BTreeMap<i32, Place> {
+        &self.places
     }
 
     /// The replicas of `token`, in ring order from its owner.

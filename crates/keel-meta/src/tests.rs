@@ -645,3 +645,70 @@ proptest! {
         }
     }
 }
+
+fn reg_cql(id: i32, inc: u64, dc: &str, rack: &str) -> Record {
+    Record::new(record::Kind::RegisterNode(RegisterNode {
+        node_id: id,
+        incarnation: inc,
+        kafka_host: "127.0.0.1".into(),
+        kafka_port: 9091 + id,
+        rack: rack.into(),
+        cql_host: format!("127.0.0.{id}"),
+        cql_port: 9042,
+        datacenter: dc.into(),
+        ..Default::default()
+    }))
+}
+
+#[test]
+fn a_cql_node_takes_tokens_once_and_keeps_them_across_restarts() {
+    let mut img = Image::default();
+    // A node without CQL owns nothing.
+    img.apply(1, reg(9, 1, "")).unwrap();
+    assert!(img.nodes[&9].tokens.is_empty());
+    for id in 1..=3 {
+        img.apply(id as u64 + 1, reg_cql(id, 1, "", "r1")).unwrap();
+        assert_eq!(img.nodes[&id].tokens.len(), ring::DEFAULT_NUM_TOKENS);
+        assert_eq!(img.nodes[&id].datacenter, "datacenter1");
+    }
+    let before = img.nodes[&2].tokens.clone();
+    // A retry and a restart keep the tokens.
+    img.apply(10, reg_cql(2, 1, "", "r1")).unwrap();
+    img.apply(11, reg_cql(2, 2, "", "r1")).unwrap();
+    assert_eq!(img.nodes[&2].tokens, before);
+    assert_eq!(img.nodes[&2].epoch, 11);
+    // No token is held twice, and ownership is near a third each.
+    let ring = img.ring();
+    assert_eq!(ring.tokens().len(), 3 * ring::DEFAULT_NUM_TOKENS);
+    let own = ring.ownership(&ring::Strategy::Simple { rf: 1 });
+    for id in 1..=3 {
+        assert!((own[&id] - 1.0 / 3.0).abs() < 0.05, "{own:?}");
+    }
+    // Every replica of the metadata computes the same tokens.
+    let mut again = Image::default();
+    again.apply(1, reg(9, 1, "")).unwrap();
+    for id in 1..=3 {
+        again
+            .apply(id as u64 + 1, reg_cql(id, 1, "", "r1"))
+            .unwrap();
+    }
+    for id in 1..=3 {
+        assert_eq!(again.nodes[&id].tokens, img.nodes[&id].tokens);
+    }
+    // A fenced node stays on the ring (it still owns its ranges).
+    img.apply(12, fence(1, img.nodes[&1].epoch)).unwrap();
+    assert!(img.nodes[&1].fenced);
+    assert_eq!(img.ring().tokens().len(), 3 * ring::DEFAULT_NUM_TOKENS);
+}
+
+#[test]
+fn num_tokens_and_datacenter_come_from_the_registration() {
+    let mut img = Image::default();
+    let mut r = reg_cql(1, 1, "east", "r1");
+    if let Some(record::Kind::RegisterNode(n)) = &mut r.kind {
+        n.num_tokens = 4;
+    }
+    img.apply(1, r).unwrap();
+    assert_eq!(img.nodes[&1].tokens.len(), 4);
+    assert_eq!(img.nodes[&1].datacenter, "east");
+}

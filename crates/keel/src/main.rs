@@ -158,6 +158,14 @@ struct DevArgs {
     /// different racks first.
     #[arg(long, default_value = "")]
     rack: String,
+    /// This node's datacenter on the tables face's ring (Cassandra's
+    /// GossipingPropertyFileSnitch `dc`), for NetworkTopologyStrategy.
+    #[arg(long, default_value = "datacenter1")]
+    datacenter: String,
+    /// Tokens this node takes on the ring when it first joins (Cassandra's
+    /// num_tokens); kept across restarts.
+    #[arg(long, default_value_t = keel_meta::ring::DEFAULT_NUM_TOKENS as u32, value_parser = clap::value_parser!(u32).range(1..=keel_meta::ring::MAX_NUM_TOKENS as i64))]
+    num_tokens: u32,
     /// Which replica serves consumers (Kafka's replica.selector.class):
     /// `leader`, or `rack-aware`, where a leader sends a consumer that names
     /// its rack (client.rack) to an in-sync replica in that rack (KIP-392).
@@ -585,6 +593,8 @@ async fn dev(args: DevArgs) -> Result<()> {
             cluster_id: broker.cluster_id().to_string(),
             cql_host: cql_advertised.0.clone(),
             cql_port: cql_advertised.1,
+            datacenter: args.datacenter.clone(),
+            num_tokens: args.num_tokens,
         },
     );
     let membership_task = tokio::spawn(membership.clone().run(
@@ -654,23 +664,15 @@ async fn dev(args: DevArgs) -> Result<()> {
         membership.watch(),
     ));
     let cql_server = cql_listener.map(|l| {
-        let mut host_id = [0u8; 16];
-        let id = format!("{}/{}", broker.cluster_id(), broker.node_id());
-        for (i, b) in id.bytes().enumerate() {
-            host_id[i % 16] = host_id[i % 16].wrapping_mul(31).wrapping_add(b);
-        }
-        host_id[6] = (host_id[6] & 0x0f) | 0x40;
-        host_id[8] = (host_id[8] & 0x3f) | 0x80;
         let node = Arc::new(keel_cql::Node::new(
             table_engine.clone(),
             membership.watch(),
             cluster::proposer(quorum.server.clone()),
             keel_cql::LocalInfo {
                 node_id: broker.node_id(),
-                host_id,
                 cql_host: cql_advertised.0.clone(),
                 cql_port: cql_advertised.1,
-                datacenter: "datacenter1".into(),
+                datacenter: args.datacenter.clone(),
                 rack: if args.rack.is_empty() {
                     "rack1".into()
                 } else {

@@ -46,7 +46,6 @@ pub fn local() -> Local {
         propose,
         LocalInfo {
             node_id: 1,
-            host_id: [7; 16],
             cql_host: "127.0.0.1".into(),
             cql_port: 9042,
             datacenter: "datacenter1".into(),

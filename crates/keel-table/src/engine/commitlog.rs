@@ -62,6 +62,18 @@ pub fn encode_record(m: &Mutation) -> Vec<u8> {
     out
 }
 
+/// Decodes one record made by [`encode_record`], checking its length and
+/// CRC (None if it is short, corrupt or has bytes left over).
+pub fn decode_record(rec: &[u8]) -> Option<Mutation> {
+    let len = u32::from_be_bytes(rec.get(..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_be_bytes(rec.get(4..8)?.try_into().ok()?);
+    let payload = rec.get(8..)?;
+    if payload.len() != len || crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    decode_payload(payload)
+}
+
 fn decode_payload(mut p: &[u8]) -> Option<Mutation> {
     let take = |p: &mut &[u8], n: usize| -> Option<Vec<u8>> {
         if p.len() < n {

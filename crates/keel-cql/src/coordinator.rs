@@ -1,0 +1,656 @@
+//! The coordinator: any node that receives a statement sends its mutations
+//! and reads to the replicas the ring names for each partition, and answers
+//! when as many of them as the consistency level needs have.
+//!
+//! - **Availability first**: a level that the replicas believed up cannot
+//!   meet gets Unavailable (`required`, `alive`) at once, before anything is
+//!   written, as Cassandra's `AbstractWriteResponseHandler.assureSufficientLiveNodes`.
+//!   Up means registered and not fenced on the quorum, and not marked down by
+//!   a failed link ([`crate::internode`]).
+//! - **Writes** go to every replica believed up; the answer comes when the
+//!   level is met, the rest finish in the background. No reply in time:
+//!   WriteTimeout with `received`/`block_for`.
+//! - **Reads** ask the fewest replicas that meet the level (this node first
+//!   when it is one), merge their cells last-write-wins, and repair every
+//!   replica that answered with an older or missing cell before answering
+//!   (Cassandra's blocking read repair). Full data from each replica, not
+//!   digests: simpler, more bytes on the wire.
+//! - Key ranges spanning several token ranges (full scans) are read one
+//!   token range at a time, each from its own replicas; long ranges come in
+//!   chunks of at most [`CHUNK_MAX`] bytes per replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cassandra_protocol::consistency::Consistency;
+use cassandra_protocol::frame::message_error::WriteType;
+use keel_meta::ring::{Ring, Strategy};
+use keel_meta::Image;
+use keel_table::cell::{self, TABLE_ID_LEN};
+use keel_table::{Cell, Mutation};
+use tokio::sync::mpsc;
+
+use crate::error::CqlError;
+use crate::exec::Node;
+use crate::internode::{LinkError, Reply, Request};
+
+/// How long a coordinator waits for write acknowledgements (Cassandra's
+/// `write_request_timeout`, 2 s).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long it waits for read replies (Cassandra's `read_request_timeout`, 5 s).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes of cells one replica returns for one chunk of a read.
+pub const CHUNK_MAX: u32 = 4 << 20;
+/// The first chunk of a local read: small, so LIMIT 1 reads little.
+pub const FIRST_CHUNK: u32 = 64 << 10;
+
+/// Cells read and where the read stopped short (None: it did not).
+type Chunk = (Mutation, Option<Vec<u8>>);
+
+/// What a consistency level needs: per datacenter (None: any), how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockFor {
+    need: Vec<(Option<String>, usize)>,
+}
+
+impl BlockFor {
+    /// The acknowledgements `cl` needs from the replicas of a keyspace
+    /// replicated by `strategy`, seen from `local_dc`.
+    pub fn new(cl: Consistency, strategy: &Strategy, local_dc: &str) -> BlockFor {
+        let (total, per_dc): (usize, BTreeMap<String, usize>) = match strategy {
+            Strategy::Simple { rf } => (*rf, BTreeMap::from([(local_dc.to_string(), *rf)])),
+            Strategy::Network { per_dc } => (per_dc.values().sum(), per_dc.clone()),
+        };
+        let local_rf = per_dc.get(local_dc).copied().unwrap_or(0);
+        let local = |n: usize| vec![(Some(local_dc.to_string()), n)];
+        let need = match cl {
+            Consistency::Any | Consistency::One => vec![(None, 1)],
+            Consistency::Two => vec![(None, 2)],
+            Consistency::Three => vec![(None, 3)],
+            Consistency::All => vec![(None, total)],
+            Consistency::LocalOne => local(1),
+            Consistency::LocalQuorum | Consistency::LocalSerial => local(local_rf / 2 + 1),
+            Consistency::EachQuorum if matches!(strategy, Strategy::Network { .. }) => per_dc
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(dc, n)| (Some(dc.clone()), n / 2 + 1))
+                .collect(),
+            _ => vec![(None, total / 2 + 1)],
+        };
+        BlockFor { need }
+    }
+
+    /// How many acknowledgements in all.
+    pub fn required(&self) -> i32 {
+        self.need.iter().map(|(_, n)| *n as i32).sum()
+    }
+
+    /// Whether `nodes` (each with its datacenter) meet the level.
+    pub fn met<'a>(&self, nodes: impl Iterator<Item = &'a str> + Clone) -> bool {
+        self.need.iter().all(|(dc, n)| {
+            nodes
+                .clone()
+                .filter(|d| dc.as_deref().is_none_or(|want| want == *d))
+                .count()
+                >= *n
+        })
+    }
+
+    /// Of `nodes`, how many count towards the level.
+    pub fn counted<'a>(&self, nodes: impl Iterator<Item = &'a str> + Clone) -> i32 {
+        if self.need.iter().any(|(dc, _)| dc.is_none()) {
+            return nodes.count() as i32;
+        }
+        nodes
+            .filter(|d| self.need.iter().any(|(dc, _)| dc.as_deref() == Some(*d)))
+            .count() as i32
+    }
+}
+
+/// Where the replicas of one partition are, for one request.
+struct Placement {
+    /// Every replica, in ring order.
+    replicas: Vec<i32>,
+    /// Each replica's datacenter.
+    dcs: BTreeMap<i32, String>,
+    block: BlockFor,
+}
+
+impl Placement {
+    fn dcs_of<'a>(&'a self, nodes: &'a [i32]) -> impl Iterator<Item = &'a str> + Clone + 'a {
+        nodes
+            .iter()
+            .map(|n| self.dcs.get(n).map(String::as_str).unwrap_or_default())
+    }
+}
+
+/// The token a cell key's partition has (keys start with the table id and
+/// the token).
+fn key_token(key: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = key.get(TABLE_ID_LEN..TABLE_ID_LEN + 8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
+/// The smallest key above `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+impl Node {
+    /// The ring of the image, rebuilt only when the image changes.
+    pub(crate) fn ring(&self, img: &Image) -> Arc<Ring> {
+        let mut cached = self.ring_cache.lock().expect("ring lock");
+        if cached.0 != img.applied || cached.1.is_none() {
+            *cached = (img.applied, Some(Arc::new(img.ring())));
+        }
+        cached.1.clone().expect("ring just built")
+    }
+
+    /// The keyspace of a table id and its replication.
+    fn strategy_of(&self, img: &Image, table: &[u8]) -> Result<(String, Strategy), CqlError> {
+        let (name, ks) = img
+            .keyspaces
+            .iter()
+            .find(|(_, k)| k.tables.values().any(|t| t.id == table))
+            .ok_or_else(|| CqlError::Invalid("the table was dropped".into()))?;
+        let strategy = Strategy::from_replication(&ks.replication).map_err(CqlError::Config)?;
+        Ok((name.clone(), strategy))
+    }
+
+    fn placement(
+        &self,
+        ring: &Ring,
+        strategy: &Strategy,
+        token: i64,
+        cl: Consistency,
+    ) -> Placement {
+        let mut replicas = ring.replicas(token, strategy);
+        if ring.tokens().is_empty() {
+            // No node has tokens yet (this one has not registered): it holds
+            // what it is sent, as a single node does.
+            replicas = vec![self.local.node_id];
+        }
+        let dcs = replicas
+            .iter()
+            .map(|n| {
+                let dc = ring
+                    .places()
+                    .get(n)
+                    .map(|p| p.datacenter.clone())
+                    .unwrap_or_else(|| self.local.datacenter.clone());
+                (*n, dc)
+            })
+            .collect();
+        Placement {
+            replicas,
+            dcs,
+            block: BlockFor::new(cl, strategy, &self.local.datacenter),
+        }
+    }
+
+    /// Whether the coordinator believes `node` is up.
+    pub(crate) fn is_up(&self, img: &Image, node: i32) -> bool {
+        if node == self.local.node_id {
+            return true;
+        }
+        img.nodes
+            .get(&node)
+            .is_some_and(|n| !n.fenced && n.cql_port > 0)
+            && self.peers.is_up(node)
+    }
+
+    fn addr_of(img: &Image, node: i32) -> Option<String> {
+        let n = img.nodes.get(&node)?;
+        Some(format!("{}:{}", n.cql_host, n.cql_port))
+    }
+
+    /// Replicas up, or Unavailable if they cannot meet the level.
+    fn alive(&self, img: &Image, p: &Placement, cl: Consistency) -> Result<Vec<i32>, CqlError> {
+        let alive: Vec<i32> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|n| self.is_up(img, *n))
+            .collect();
+        if !p.block.met(p.dcs_of(&alive)) {
+            return Err(CqlError::Unavailable {
+                cl,
+                required: p.block.required(),
+                alive: p.block.counted(p.dcs_of(&alive)),
+            });
+        }
+        Ok(alive)
+    }
+
+    /// Writes `m` at `cl` as a single statement's write.
+    pub(crate) async fn write(&self, m: Mutation, cl: Consistency) -> Result<(), CqlError> {
+        self.write_as(m, cl, WriteType::Simple).await
+    }
+
+    /// Writes `m` to the replicas of each of its partitions and waits until
+    /// each partition's level is met.
+    pub(crate) async fn write_as(
+        &self,
+        m: Mutation,
+        cl: Consistency,
+        write_type: WriteType,
+    ) -> Result<(), CqlError> {
+        if m.is_empty() {
+            return Ok(());
+        }
+        let img = self.image();
+        let ring = self.ring(&img);
+        // Cells grouped by the replicas they go to (and the level's needs).
+        let mut groups: Vec<(Placement, Vec<i32>, Mutation)> = Vec::new();
+        let mut strategies: BTreeMap<Vec<u8>, Strategy> = BTreeMap::new();
+        for (k, c) in m {
+            let (Some(table), Some(token)) = (k.get(..TABLE_ID_LEN), key_token(&k)) else {
+                return Err(CqlError::Server("a cell key without a partition".into()));
+            };
+            let strategy = match strategies.get(table) {
+                Some(s) => s.clone(),
+                None => {
+                    let (_, s) = self.strategy_of(&img, table)?;
+                    strategies.insert(table.to_vec(), s.clone());
+                    s
+                }
+            };
+            let p = self.placement(&ring, &strategy, token, cl);
+            match groups
+                .iter_mut()
+                .find(|(g, _, _)| g.replicas == p.replicas && g.block == p.block)
+            {
+                Some((_, _, cells)) => cells.push((k, c)),
+                None => {
+                    let alive = self.alive(&img, &p, cl)?;
+                    groups.push((p, alive, vec![(k, c)]));
+                }
+            }
+        }
+        // Every group is available: send them all, then wait for each.
+        let mut waits = Vec::with_capacity(groups.len());
+        for (p, alive, cells) in groups {
+            let (tx, rx) = mpsc::channel(alive.len().max(1));
+            for n in &alive {
+                self.send_mutation(&img, *n, cells.clone(), WRITE_TIMEOUT, tx.clone());
+            }
+            waits.push((p, rx, alive.len()));
+        }
+        for (p, mut rx, expected) in waits {
+            let mut acked: Vec<i32> = Vec::new();
+            let mut failed = 0;
+            let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+            while !p.block.met(p.dcs_of(&acked)) {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some((n, Ok(())))) => acked.push(n),
+                    Ok(Some((n, Err(e)))) => {
+                        tracing::debug!(node = n, "table write to a replica failed: {e}");
+                        failed += 1;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+                if acked.len() + failed >= expected {
+                    break;
+                }
+            }
+            if !p.block.met(p.dcs_of(&acked)) {
+                return Err(CqlError::WriteTimeout {
+                    cl,
+                    received: p.block.counted(p.dcs_of(&acked)),
+                    block_for: p.block.required(),
+                    write_type,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends cells to one replica (this node's engine or a peer); the result
+    /// goes to `tx` whenever it comes, so writes beyond the level finish
+    /// after the answer.
+    fn send_mutation(
+        &self,
+        img: &Image,
+        node: i32,
+        cells: Mutation,
+        timeout: Duration,
+        tx: mpsc::Sender<(i32, Result<(), String>)>,
+    ) {
+        if node == self.local.node_id {
+            let rx = self.engine.write(cells);
+            tokio::spawn(async move {
+                let r = match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("write failed: {e}")),
+                    Err(_) => Err("the table engine stopped".into()),
+                };
+                let _ = tx.send((node, r)).await;
+            });
+            return;
+        }
+        let Some(addr) = Self::addr_of(img, node) else {
+            let _ = tx.try_send((node, Err("not registered".into())));
+            return;
+        };
+        let peers = self.peers.clone();
+        tokio::spawn(async move {
+            let r = match peers
+                .call(node, &addr, &Request::Mutate(cells), timeout)
+                .await
+            {
+                Ok(Reply::Done) => Ok(()),
+                Ok(Reply::Failed(why)) => Err(why),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(LinkError::Timeout) => Err("timed out".into()),
+                Err(LinkError::Unreachable(why)) => Err(why),
+            };
+            let _ = tx.send((node, r)).await;
+        });
+    }
+
+    /// What this node answers a coordinator.
+    pub(crate) async fn replica_request(&self, req: Request) -> Reply {
+        match req {
+            Request::Ping => Reply::Done,
+            Request::Mutate(m) => {
+                // Keep the clock ahead of what replicas are sent, so a write
+                // this node coordinates next does not lose to it.
+                if let Some(ts) = m.iter().map(|(_, c)| c.ts).max() {
+                    self.hlc.observe(ts);
+                }
+                match self.engine.write(m).await {
+                    Ok(Ok(())) => Reply::Done,
+                    Ok(Err(e)) => Reply::Failed(format!("write failed: {e}")),
+                    Err(_) => Reply::Failed("the table engine stopped".into()),
+                }
+            }
+            Request::Read {
+                start,
+                end,
+                partition,
+                max_bytes,
+            } => match self.read_local(&start, &end, partition.as_deref(), max_bytes) {
+                Ok((cells, resume)) => Reply::Cells { cells, resume },
+                Err(e) => Reply::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// This node's cells in `[start, end)`, at most about `max_bytes` of them.
+    fn read_local(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        partition: Option<&[u8]>,
+        max_bytes: u32,
+    ) -> Result<(Mutation, Option<Vec<u8>>), CqlError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.engine.scan(start, end, partition) {
+            let (k, c) = item.map_err(|e| CqlError::Server(format!("read failed: {e}")))?;
+            if bytes >= max_bytes as usize {
+                let resume = out.last().map(|(k, _): &(Vec<u8>, Cell)| successor(k));
+                return Ok((out, resume));
+            }
+            bytes += k.len() + c.encoded_len();
+            out.push((k, c));
+        }
+        Ok((out, None))
+    }
+
+    /// The cells of `[start, end)` at `cl`, merged across the replicas read
+    /// and repaired on those behind, and where to resume (None: the range is
+    /// done). One call reads one token range's replicas, one chunk of it.
+    pub(crate) async fn read_cells(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        partition: Option<&[u8]>,
+        cl: Consistency,
+        chunk: u32,
+    ) -> Result<(Mutation, Option<Vec<u8>>), CqlError> {
+        let img = self.image();
+        let ring = self.ring(&img);
+        let table = start
+            .get(..TABLE_ID_LEN)
+            .ok_or_else(|| CqlError::Server("a read without a table".into()))?;
+        let (_, strategy) = self.strategy_of(&img, table)?;
+        let token = key_token(start).unwrap_or(i64::MIN);
+        // A read crossing token ranges stops at this one's end.
+        let mut sub_end = end.to_vec();
+        if partition.is_none() && ring.places().len() > 1 {
+            if let Some(last) = ring.range_end(token) {
+                let limit = if last == i64::MAX {
+                    cell::prefix_end(table)
+                } else {
+                    let mut k = table.to_vec();
+                    k.extend_from_slice(&cell::token_key(last + 1));
+                    k
+                };
+                if end.is_empty() || limit.as_slice() < end {
+                    sub_end = limit;
+                }
+            }
+        }
+        let ranged_resume = (sub_end.as_slice() != end).then(|| sub_end.clone());
+        let p = self.placement(&ring, &strategy, token, cl);
+        let alive = self.alive(&img, &p, cl)?;
+        // This node first, then the others in ring order: the fewest that
+        // meet the level.
+        let mut order: Vec<i32> = alive
+            .iter()
+            .copied()
+            .filter(|n| *n == self.local.node_id)
+            .collect();
+        order.extend(alive.iter().copied().filter(|n| *n != self.local.node_id));
+        let mut chosen: Vec<i32> = Vec::new();
+        for n in &order {
+            if p.block.met(p.dcs_of(&chosen)) {
+                break;
+            }
+            chosen.push(*n);
+        }
+        let mut spare = order[chosen.len()..].iter().copied();
+        if chosen == [self.local.node_id] {
+            let (cells, resume) = self.read_local(start, &sub_end, partition, chunk)?;
+            return Ok((cells, resume.or(ranged_resume)));
+        }
+        let req = Request::Read {
+            start: start.to_vec(),
+            end: sub_end.clone(),
+            partition: partition.map(<[u8]>::to_vec),
+            max_bytes: chunk,
+        };
+        let (tx, mut rx) = mpsc::channel(order.len().max(1));
+        for n in &chosen {
+            self.send_read(&img, *n, &req, tx.clone());
+        }
+        let mut outstanding = chosen.len();
+        let mut replies: Vec<(i32, Mutation, Option<Vec<u8>>)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+        let answered = |r: &[(i32, Mutation, Option<Vec<u8>>)]| -> Vec<i32> {
+            r.iter().map(|(n, _, _)| *n).collect()
+        };
+        while outstanding > 0 && !p.block.met(p.dcs_of(&answered(&replies))) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((n, Ok((cells, resume))))) => {
+                    outstanding -= 1;
+                    replies.push((n, cells, resume));
+                }
+                Ok(Some((n, Err(why)))) => {
+                    outstanding -= 1;
+                    tracing::debug!(node = n, "table read from a replica failed: {why}");
+                    // Another replica believed up takes its place.
+                    if let Some(next) = spare.next() {
+                        self.send_read(&img, next, &req, tx.clone());
+                        outstanding += 1;
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let got = answered(&replies);
+        if !p.block.met(p.dcs_of(&got)) {
+            return Err(CqlError::ReadTimeout {
+                cl,
+                received: p.block.counted(p.dcs_of(&got)),
+                block_for: p.block.required(),
+                data_present: !replies.is_empty(),
+            });
+        }
+        // Every reply is complete below the lowest place one stopped.
+        let cut = replies.iter().filter_map(|(_, _, r)| r.clone()).min();
+        let mut merged: BTreeMap<Vec<u8>, Cell> = BTreeMap::new();
+        for (_, cells, _) in &replies {
+            for (k, c) in cells {
+                if cut.as_ref().is_some_and(|cut| k >= cut) {
+                    break;
+                }
+                match merged.get(k) {
+                    Some(have) if !c.wins_over(have) => {}
+                    _ => {
+                        merged.insert(k.clone(), c.clone());
+                    }
+                }
+            }
+        }
+        self.read_repair(&img, &merged, &replies, cut.as_deref())
+            .await;
+        let resume = cut.or(ranged_resume);
+        Ok((merged.into_iter().collect(), resume))
+    }
+
+    fn send_read(
+        &self,
+        img: &Image,
+        node: i32,
+        req: &Request,
+        tx: mpsc::Sender<(i32, Result<Chunk, String>)>,
+    ) {
+        if node == self.local.node_id {
+            let Request::Read {
+                start,
+                end,
+                partition,
+                max_bytes,
+            } = req
+            else {
+                return;
+            };
+            let r = self
+                .read_local(start, end, partition.as_deref(), *max_bytes)
+                .map_err(|e| e.to_string());
+            let _ = tx.try_send((node, r));
+            return;
+        }
+        let Some(addr) = Self::addr_of(img, node) else {
+            let _ = tx.try_send((node, Err("not registered".into())));
+            return;
+        };
+        let (peers, req) = (self.peers.clone(), req.clone());
+        tokio::spawn(async move {
+            let r = match peers.call(node, &addr, &req, READ_TIMEOUT).await {
+                Ok(Reply::Cells { cells, resume }) => Ok((cells, resume)),
+                Ok(Reply::Failed(why)) => Err(why),
+                Ok(other) => Err(format!("unexpected reply {other:?}")),
+                Err(LinkError::Timeout) => Err("timed out".into()),
+                Err(LinkError::Unreachable(why)) => Err(why),
+            };
+            let _ = tx.send((node, r)).await;
+        });
+    }
+
+    /// Sends each replica that answered the cells it lacks or holds older,
+    /// and waits for them (up to the write timeout): a read that returned a
+    /// value makes the replicas it read hold it (Cassandra's blocking read
+    /// repair, so two reads in a row never go back in time).
+    async fn read_repair(
+        &self,
+        img: &Image,
+        merged: &BTreeMap<Vec<u8>, Cell>,
+        replies: &[(i32, Mutation, Option<Vec<u8>>)],
+        cut: Option<&[u8]>,
+    ) {
+        let (tx, mut rx) = mpsc::channel(replies.len().max(1));
+        let mut sent = 0;
+        for (n, cells, _) in replies {
+            let have: BTreeMap<&[u8], &Cell> = cells
+                .iter()
+                .filter(|(k, _)| cut.is_none_or(|c| k.as_slice() < c))
+                .map(|(k, c)| (k.as_slice(), c))
+                .collect();
+            let diff: Mutation = merged
+                .iter()
+                .filter(|(k, w)| have.get(k.as_slice()).is_none_or(|h| w.wins_over(h)))
+                .map(|(k, c)| (k.clone(), c.clone()))
+                .collect();
+            if diff.is_empty() {
+                continue;
+            }
+            self.read_repairs
+                .fetch_add(diff.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.send_mutation(img, *n, diff, WRITE_TIMEOUT, tx.clone());
+            sent += 1;
+        }
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        for _ in 0..sent {
+            if tokio::time::timeout_at(deadline, rx.recv()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_count_replicas_where_they_must() {
+        let simple = Strategy::Simple { rf: 3 };
+        let q = BlockFor::new(Consistency::Quorum, &simple, "dc1");
+        assert_eq!(q.required(), 2);
+        assert!(!q.met(["dc1"].into_iter()));
+        assert!(q.met(["dc1", "dc1"].into_iter()));
+        assert_eq!(
+            BlockFor::new(Consistency::All, &simple, "dc1").required(),
+            3
+        );
+        assert_eq!(
+            BlockFor::new(Consistency::One, &simple, "dc1").required(),
+            1
+        );
+        let nts = Strategy::Network {
+            per_dc: BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 2)]),
+        };
+        let lq = BlockFor::new(Consistency::LocalQuorum, &nts, "a");
+        assert_eq!(lq.required(), 2);
+        // Replicas in another datacenter do not count for a LOCAL level.
+        assert!(!lq.met(["a", "b", "b"].into_iter()));
+        assert!(lq.met(["a", "a", "b"].into_iter()));
+        assert_eq!(lq.counted(["a", "b", "b"].into_iter()), 1);
+        let each = BlockFor::new(Consistency::EachQuorum, &nts, "a");
+        assert_eq!(each.required(), 4);
+        assert!(!each.met(["a", "a", "a", "b"].into_iter()));
+        assert!(each.met(["a", "a", "b", "b"].into_iter()));
+        let q = BlockFor::new(Consistency::Quorum, &nts, "a");
+        assert_eq!(q.required(), 3);
+        assert!(q.met(["b", "b", "a"].into_iter()));
+        let lo = BlockFor::new(Consistency::LocalOne, &nts, "b");
+        assert!(!lo.met(["a", "a"].into_iter()));
+        assert!(lo.met(["b"].into_iter()));
+    }
+
+    #[test]
+    fn key_tokens_come_back_from_keys() {
+        for t in [i64::MIN, -5, 0, 7, i64::MAX] {
+            let k = cell::partition_prefix(&[3; TABLE_ID_LEN], t, b"pk");
+            assert_eq!(key_token(&k), Some(t));
+        }
+        assert_eq!(key_token(&[1, 2]), None);
+    }
+}

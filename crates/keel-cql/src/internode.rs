@@ -1,0 +1,503 @@
+//! The tables face between nodes: what a coordinator sends the replicas of a
+//! partition (mutations, reads of a key range, pings), on each node's CQL
+//! port. A connection that opens with [`MAGIC`] instead of a CQL frame
+//! header (whose first byte is a protocol version, 3 to 5) speaks this
+//! protocol, so the registry's CQL address is all a node needs to reach
+//! another; Cassandra 4 tells its internode connections apart by a magic
+//! number too.
+//!
+//! Frames are `length u32 BE | id u64 | kind u8 | body`; replies carry their
+//! request's id, so one connection per peer carries many requests at once.
+//! Cells travel as commit-log records (length, CRC32C, cells), so a corrupt
+//! body is refused, never applied.
+//!
+//! A link that fails (refused, reset, a request that times out) marks its
+//! node down; a prober pings it every [`PROBE_EVERY`] and marks it up when
+//! it answers. With the registry's fencing this is the coordinator's view of
+//! who is up (a phi-accrual gossip detector is the plan, ARCHITECTURE.md).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_table::engine::commitlog;
+use keel_table::Mutation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::exec::Node;
+
+/// What an internode connection opens with.
+pub const MAGIC: &[u8; 8] = b"KEELTBL1";
+/// The largest frame either side accepts.
+pub const FRAME_MAX: usize = 64 << 20;
+/// How often a node marked down is pinged.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+const KIND_MUTATE: u8 = 1;
+const KIND_READ: u8 = 2;
+const KIND_PING: u8 = 3;
+const KIND_DONE: u8 = 0x81;
+const KIND_CELLS: u8 = 0x82;
+const KIND_FAILED: u8 = 0xff;
+
+/// A request to a replica.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Apply these cells (answered after the commit log holds them).
+    Mutate(Mutation),
+    /// The cells with keys in `[start, end)` (`end` empty: to the last), at
+    /// most about `max_bytes` of them.
+    Read {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        partition: Option<Vec<u8>>,
+        max_bytes: u32,
+    },
+    Ping,
+}
+
+/// A replica's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done,
+    /// Cells in key order; `resume` is where a cut-short read stops (every
+    /// key below it was sent).
+    Cells {
+        cells: Mutation,
+        resume: Option<Vec<u8>>,
+    },
+    Failed(String),
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn take_bytes(p: &mut &[u8]) -> Option<Vec<u8>> {
+    let n = u32::from_be_bytes(p.get(..4)?.try_into().ok()?) as usize;
+    let b = p.get(4..4usize.checked_add(n)?)?.to_vec();
+    *p = &p[4 + n..];
+    Some(b)
+}
+
+fn frame(id: u64, kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + body.len());
+    out.extend_from_slice(&((9 + body.len()) as u32).to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+impl Request {
+    pub fn encode(&self, id: u64) -> Vec<u8> {
+        match self {
+            Request::Mutate(m) => frame(id, KIND_MUTATE, &commitlog::encode_record(m)),
+            Request::Read {
+                start,
+                end,
+                partition,
+                max_bytes,
+            } => {
+                let mut b = Vec::new();
+                put_bytes(&mut b, start);
+                put_bytes(&mut b, end);
+                match partition {
+                    Some(p) => {
+                        b.push(1);
+                        put_bytes(&mut b, p);
+                    }
+                    None => b.push(0),
+                }
+                b.extend_from_slice(&max_bytes.to_be_bytes());
+                frame(id, KIND_READ, &b)
+            }
+            Request::Ping => frame(id, KIND_PING, &[]),
+        }
+    }
+
+    pub fn decode(kind: u8, mut b: &[u8]) -> Option<Request> {
+        match kind {
+            KIND_MUTATE => commitlog::decode_record(b).map(Request::Mutate),
+            KIND_READ => {
+                let start = take_bytes(&mut b)?;
+                let end = take_bytes(&mut b)?;
+                let partition = match b.first()? {
+                    0 => {
+                        b = &b[1..];
+                        None
+                    }
+                    1 => {
+                        b = &b[1..];
+                        Some(take_bytes(&mut b)?)
+                    }
+                    _ => return None,
+                };
+                let max_bytes = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
+                (b.len() == 4).then_some(Request::Read {
+                    start,
+                    end,
+                    partition,
+                    max_bytes,
+                })
+            }
+            KIND_PING => b.is_empty().then_some(Request::Ping),
+            _ => None,
+        }
+    }
+}
+
+impl Reply {
+    pub fn encode(&self, id: u64) -> Vec<u8> {
+        match self {
+            Reply::Done => frame(id, KIND_DONE, &[]),
+            Reply::Cells { cells, resume } => {
+                let mut b = Vec::new();
+                match resume {
+                    Some(r) => {
+                        b.push(1);
+                        put_bytes(&mut b, r);
+                    }
+                    None => b.push(0),
+                }
+                b.extend_from_slice(&commitlog::encode_record(cells));
+                frame(id, KIND_CELLS, &b)
+            }
+            Reply::Failed(why) => frame(id, KIND_FAILED, why.as_bytes()),
+        }
+    }
+
+    pub fn decode(kind: u8, mut b: &[u8]) -> Option<Reply> {
+        match kind {
+            KIND_DONE => b.is_empty().then_some(Reply::Done),
+            KIND_CELLS => {
+                let resume = match b.first()? {
+                    0 => {
+                        b = &b[1..];
+                        None
+                    }
+                    1 => {
+                        b = &b[1..];
+                        Some(take_bytes(&mut b)?)
+                    }
+                    _ => return None,
+                };
+                Some(Reply::Cells {
+                    cells: commitlog::decode_record(b)?,
+                    resume,
+                })
+            }
+            KIND_FAILED => Some(Reply::Failed(String::from_utf8_lossy(b).into_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// Reads one frame: `(id, kind, body)`; None at a clean end of stream.
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    rd: &mut R,
+) -> std::io::Result<Option<(u64, u8, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if !(9..=FRAME_MAX).contains(&len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("internode frame of {len} bytes (9 to {FRAME_MAX} allowed)"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    rd.read_exact(&mut buf).await?;
+    let id = u64::from_be_bytes(buf[..8].try_into().expect("8 bytes"));
+    let kind = buf[8];
+    buf.drain(..9);
+    Ok(Some((id, kind, buf)))
+}
+
+/// Serves one internode connection (its magic already read).
+pub async fn serve(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        let (id, kind, body) = match read_frame(&mut rd).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let Some(req) = Request::decode(kind, &body) else {
+            // A frame this side cannot read: answer it, keep the link.
+            let _ = tx
+                .send(
+                    Reply::Failed(format!("malformed internode request (kind {kind})")).encode(id),
+                )
+                .await;
+            continue;
+        };
+        let node = node.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let reply = node.replica_request(req).await;
+            let _ = tx.send(reply.encode(id)).await;
+        });
+    };
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+/// Why a request to a replica got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    Unreachable(String),
+    Timeout,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
+
+struct Conn {
+    tx: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    dead: Arc<AtomicBool>,
+}
+
+/// One peer: its address, its connection and whether it is believed up.
+struct Link {
+    addr: Mutex<String>,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    down: AtomicBool,
+    probing: AtomicBool,
+}
+
+/// Links to every peer a coordinator talks to.
+#[derive(Default)]
+pub struct Peers {
+    links: Mutex<HashMap<i32, Arc<Link>>>,
+    next_id: AtomicU64,
+}
+
+impl Peers {
+    fn link(&self, node: i32, addr: &str) -> Arc<Link> {
+        let mut links = self.links.lock().expect("links lock");
+        let l = links.entry(node).or_insert_with(|| {
+            Arc::new(Link {
+                addr: Mutex::new(addr.to_string()),
+                conn: tokio::sync::Mutex::new(None),
+                down: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
+            })
+        });
+        let mut a = l.addr.lock().expect("addr lock");
+        if *a != addr {
+            *a = addr.to_string();
+        }
+        drop(a);
+        l.clone()
+    }
+
+    /// False once a request to `node` failed, until a ping gets through.
+    pub fn is_up(&self, node: i32) -> bool {
+        self.links
+            .lock()
+            .expect("links lock")
+            .get(&node)
+            .is_none_or(|l| !l.down.load(Ordering::Acquire))
+    }
+
+    /// Sends `req` to `node` at `addr` and waits up to `timeout` for its reply.
+    pub async fn call(
+        self: &Arc<Self>,
+        node: i32,
+        addr: &str,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, LinkError> {
+        let link = self.link(node, addr);
+        let r = self.call_link(&link, req, timeout).await;
+        if r.is_err() {
+            self.mark_down(node, link);
+        }
+        r
+    }
+
+    async fn call_link(
+        &self,
+        link: &Arc<Link>,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, LinkError> {
+        let conn = connect(link).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().expect("pending lock").insert(id, tx);
+        if conn.dead.load(Ordering::Acquire) || conn.tx.send(req.encode(id)).await.is_err() {
+            conn.pending.lock().expect("pending lock").remove(&id);
+            return Err(LinkError::Unreachable("connection closed".into()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(LinkError::Unreachable("connection closed".into())),
+            Err(_) => {
+                conn.pending.lock().expect("pending lock").remove(&id);
+                Err(LinkError::Timeout)
+            }
+        }
+    }
+
+    fn mark_down(self: &Arc<Self>, node: i32, link: Arc<Link>) {
+        link.down.store(true, Ordering::Release);
+        if link.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(node, "table replica marked down; probing it");
+        let peers = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if let Ok(Reply::Done) = peers
+                    .call_link(&link, &Request::Ping, PROBE_EVERY.max(CONNECT_TIMEOUT))
+                    .await
+                {
+                    link.down.store(false, Ordering::Release);
+                    link.probing.store(false, Ordering::Release);
+                    tracing::info!(node, "table replica up again");
+                    return;
+                }
+                // A link whose node left the registry is dropped by `forget`.
+                if Arc::strong_count(&link) == 1 {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The link's connection, opened if there is none.
+async fn connect(link: &Arc<Link>) -> Result<Arc<Conn>, LinkError> {
+    let mut slot = link.conn.lock().await;
+    if let Some(c) = slot.as_ref() {
+        if !c.dead.load(Ordering::Acquire) {
+            return Ok(c.clone());
+        }
+    }
+    let addr = link.addr.lock().expect("addr lock").clone();
+    let mut sock = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(LinkError::Unreachable(format!("{addr}: {e}"))),
+        Err(_) => return Err(LinkError::Unreachable(format!("{addr}: connect timed out"))),
+    };
+    let _ = sock.set_nodelay(true);
+    sock.write_all(MAGIC)
+        .await
+        .map_err(|e| LinkError::Unreachable(format!("{addr}: {e}")))?;
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+    let pending: Pending = Arc::default();
+    let dead = Arc::new(AtomicBool::new(false));
+    let d = dead.clone();
+    tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        d.store(true, Ordering::Release);
+    });
+    let (p, d) = (pending.clone(), dead.clone());
+    tokio::spawn(async move {
+        while let Ok(Some((id, kind, body))) = read_frame(&mut rd).await {
+            let waiter = p.lock().expect("pending lock").remove(&id);
+            if let Some(w) = waiter {
+                let reply = Reply::decode(kind, &body).unwrap_or_else(|| {
+                    Reply::Failed(format!("malformed internode reply (kind {kind})"))
+                });
+                let _ = w.send(reply);
+            }
+        }
+        d.store(true, Ordering::Release);
+        // Dropping the waiters tells each its connection closed.
+        p.lock().expect("pending lock").clear();
+    });
+    let conn = Arc::new(Conn { tx, pending, dead });
+    *slot = Some(conn.clone());
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_table::Cell;
+
+    #[test]
+    fn requests_and_replies_round_trip_and_bad_bodies_are_refused() {
+        let m: Mutation = vec![
+            (vec![1, 2, 3], Cell::live(5, b"v".to_vec())),
+            (vec![4], Cell::tombstone(6, 7)),
+        ];
+        let reqs = [
+            Request::Mutate(m.clone()),
+            Request::Read {
+                start: vec![1],
+                end: vec![],
+                partition: Some(vec![9, 9]),
+                max_bytes: 1 << 20,
+            },
+            Request::Read {
+                start: vec![],
+                end: vec![2],
+                partition: None,
+                max_bytes: 7,
+            },
+            Request::Ping,
+        ];
+        for r in reqs {
+            let f = r.encode(42);
+            assert_eq!(
+                u32::from_be_bytes(f[..4].try_into().unwrap()) as usize,
+                f.len() - 4
+            );
+            assert_eq!(u64::from_be_bytes(f[4..12].try_into().unwrap()), 42);
+            assert_eq!(Request::decode(f[12], &f[13..]), Some(r.clone()));
+            // Any cut or flipped byte in a body is refused, never misread.
+            for cut in 0..f.len() - 13 {
+                let _ = Request::decode(f[12], &f[13..13 + cut]);
+            }
+        }
+        let f = Request::Mutate(m.clone()).encode(1);
+        let mut bad = f[13..].to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert_eq!(Request::decode(KIND_MUTATE, &bad), None);
+        for r in [
+            Reply::Done,
+            Reply::Cells {
+                cells: m.clone(),
+                resume: Some(vec![8]),
+            },
+            Reply::Cells {
+                cells: Vec::new(),
+                resume: None,
+            },
+            Reply::Failed("disk full".into()),
+        ] {
+            let f = r.encode(3);
+            assert_eq!(Reply::decode(f[12], &f[13..]), Some(r.clone()));
+        }
+        assert_eq!(Request::decode(99, &[]), None);
+    }
+}
