@@ -54,6 +54,9 @@ class ClusterNode:
         self.kafka_port = free_port()
         self.admin_port = free_port()
         self.cql_port = free_port()
+        # The tables face's tests give each node its own loopback address and
+        # one port, as Cassandra's drivers expect of a cluster.
+        self.cql_host = "127.0.0.1"
         self.extra = list(extra)
         self.existing = existing
         self.proc = None
@@ -74,7 +77,7 @@ class ClusterNode:
             [str(KEEL), "start", "--node-id", str(self.id), "--data-dir", str(self.dir),
              "--etcd-addr", self.endpoint, "--peer-addr", self.peer,
              "--kafka-addr", f"127.0.0.1:{self.kafka_port}", "--admin-addr", f"127.0.0.1:{self.admin_port}",
-             "--cql-addr", f"127.0.0.1:{self.cql_port}", "--initial-cluster", initial,
+             "--cql-addr", f"{self.cql_host}:{self.cql_port}", "--initial-cluster", initial,
              "--initial-cluster-state", "existing" if self.existing else "new", *self.extra],
             stdout=subprocess.DEVNULL, stderr=logf,
         )

@@ -40,6 +40,9 @@ use crate::internode::{LinkError, Reply, Request};
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long it waits for read replies (Cassandra's `read_request_timeout`, 5 s).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A read still short of its level this long after it was sent asks one
+/// more replica (Cassandra's `speculative_retry`, there a latency percentile).
+pub const SPECULATE_AFTER: Duration = Duration::from_millis(100);
 /// Most bytes of cells one replica returns for one chunk of a read.
 pub const CHUNK_MAX: u32 = 4 << 20;
 /// The first chunk of a local read: small, so LIMIT 1 reads little.
@@ -474,8 +477,21 @@ impl Node {
         let answered = |r: &[(i32, Mutation, Option<Vec<u8>>)]| -> Vec<i32> {
             r.iter().map(|(n, _, _)| *n).collect()
         };
+        // A replica slow to answer (paused, overloaded, dead but not yet
+        // known) is covered by one more, as Cassandra's speculative_retry.
+        let mut speculate_at = Some(tokio::time::Instant::now() + SPECULATE_AFTER);
         while outstanding > 0 && !p.block.met(p.dcs_of(&answered(&replies))) {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            let wait_until = speculate_at.map_or(deadline, |s| s.min(deadline));
+            let got = tokio::time::timeout_at(wait_until, rx.recv()).await;
+            if got.is_err() && speculate_at.is_some() && wait_until < deadline {
+                speculate_at = None;
+                if let Some(next) = spare.next() {
+                    self.send_read(&img, next, &req, tx.clone());
+                    outstanding += 1;
+                }
+                continue;
+            }
+            match got {
                 Ok(Some((n, Ok((cells, resume))))) => {
                     outstanding -= 1;
                     replies.push((n, cells, resume));

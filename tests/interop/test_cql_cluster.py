@@ -1,0 +1,270 @@
+"""The tables face on three nodes with DataStax's Python driver
+(cassandra-driver), unchanged: the ring's tokens on the quorum, token-aware
+routing from system.peers, replication factor 3 with every consistency level,
+Unavailable while a replica is down (kill -9), read repair after it returns,
+and QUORUM reads that never miss a QUORUM write acknowledged before them
+while a replica is killed or paused (SIGSTOP)."""
+
+import threading
+import time
+
+import pytest
+from cassandra import ConsistencyLevel as CL
+from cassandra import ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.metadata import Murmur3Token
+from cassandra.policies import (FallthroughRetryPolicy, RoundRobinPolicy, TokenAwarePolicy,
+                                WhiteListRoundRobinPolicy)
+from cassandra.query import SimpleStatement
+
+from conftest import free_port, wait_until
+from etcd_cluster import Cluster as KeelCluster
+
+SESSION_MS = 3000
+
+
+@pytest.fixture
+def three(tmp_path):
+    c = KeelCluster(tmp_path, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS)])
+    port = free_port()
+    for i, n in c.nodes.items():
+        n.cql_host = f"127.0.0.{20 + i}"
+        n.cql_port = port
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def connect(c, hosts=None):
+    """A driver session; `hosts`: only these coordinators, else token-aware
+    over all. Errors come back as the server sent them (no retries)."""
+    any_node = next(iter(c.nodes.values()))
+    if hosts:
+        policy = WhiteListRoundRobinPolicy([c.nodes[h].cql_host for h in hosts])
+    else:
+        policy = TokenAwarePolicy(RoundRobinPolicy())
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=20,
+                               retry_policy=FallthroughRetryPolicy())
+    contact = [c.nodes[h].cql_host for h in hosts] if hosts else [any_node.cql_host]
+    cluster = Cluster(contact, port=any_node.cql_port, protocol_version=4,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+    return cluster, cluster.connect()
+
+
+def st(q, cl):
+    return SimpleStatement(q, consistency_level=cl)
+
+
+def ring_is_whole(c):
+    """Every node lists its own 16 tokens and its two peers' (a node serves
+    CQL a moment before its own registration is applied)."""
+    for i in c.nodes:
+        cluster, s = connect(c, hosts=[i])
+        try:
+            local = s.execute("SELECT tokens FROM system.local").one().tokens
+            peers = [r.tokens for r in s.execute("SELECT tokens FROM system.peers")]
+            if len(local) != 16 or sorted(len(p) for p in peers) != [16, 16]:
+                return False
+        finally:
+            cluster.shutdown()
+    return True
+
+
+def test_rf3_every_level_token_aware_a_dead_replica_and_read_repair(three):
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c)
+    try:
+        hosts = cluster.metadata.all_hosts()
+        assert sorted(h.address for h in hosts) == sorted(n.cql_host for n in c.nodes.values())
+        # 16 virtual nodes each, as the driver reads them from system.local/peers.
+        assert len(cluster.metadata.token_map.ring) == 48
+        s.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+        s.execute("CREATE KEYSPACE one WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute("CREATE TABLE ks.kv (k int PRIMARY KEY, v text)")
+        s.execute("CREATE TABLE one.kv (k int PRIMARY KEY, v text)")
+        ins = s.prepare("INSERT INTO ks.kv (k, v) VALUES (?, ?)")
+        levels = [CL.ANY, CL.ONE, CL.TWO, CL.THREE, CL.QUORUM, CL.ALL, CL.LOCAL_ONE, CL.LOCAL_QUORUM,
+                  CL.EACH_QUORUM]
+        for i in range(90):
+            ins.consistency_level = levels[i % len(levels)]
+            s.execute(ins, (i, f"v{i}"))
+        # RF 1: each key on exactly the node the driver's ring names.
+        ins1 = s.prepare("INSERT INTO one.kv (k, v) VALUES (?, ?)")
+        for i in range(60):
+            s.execute(ins1, (i, f"w{i}"))
+        for lvl in [CL.ONE, CL.TWO, CL.THREE, CL.QUORUM, CL.ALL, CL.LOCAL_ONE, CL.LOCAL_QUORUM]:
+            rows = s.execute(st("SELECT k, v FROM ks.kv", lvl)).all()
+            assert sorted(r.k for r in rows) == list(range(90)), lvl
+    finally:
+        cluster.shutdown()
+    # Every node holds every RF-3 row: each answers them at ONE by itself.
+    # With RF 1 the three nodes' own rows split the keys with none twice.
+    owned = {}
+    for i, n in c.nodes.items():
+        cl_, s1 = connect(c, hosts=[i])
+        try:
+            assert s1.execute(st("SELECT count(*) FROM ks.kv", CL.ONE)).one()[0] == 90
+            # A full scan at ONE covers every range, from whichever replica holds it.
+            assert s1.execute(st("SELECT count(*) FROM one.kv", CL.ONE)).one()[0] == 60
+            tok = cl_.metadata.token_map
+            mine = [k for k in range(60)
+                    if next(iter(tok.get_replicas("one", Murmur3Token.from_key(k.to_bytes(4, "big"))))).address
+                    == n.cql_host]
+            owned[i] = mine
+        finally:
+            cl_.shutdown()
+    assert sorted(k for ks in owned.values() for k in ks) == list(range(60))
+    assert all(owned.values()), owned
+
+    # Node 3 dies: ALL cannot be met (Unavailable with Cassandra's fields, or a
+    # WriteTimeout for a request sent before the link saw it go), QUORUM and
+    # ONE go on.
+    c.nodes[3].kill9()
+    cluster, s = connect(c, hosts=[1])
+    try:
+        timed_out = []
+
+        def all_unavailable():
+            try:
+                s.execute(st("INSERT INTO ks.kv (k, v) VALUES (1000, 'x')", CL.ALL))
+            except Unavailable as e:
+                assert (e.required_replicas, e.alive_replicas) == (3, 2), e
+                return True
+            except WriteTimeout as e:
+                assert e.required_responses == 3 and e.received_responses == 2, e
+                timed_out.append(e)  # applied where it was acknowledged, as in Cassandra
+            return False
+        wait_until(all_unavailable, timeout=10, what="ALL to be Unavailable")
+        with pytest.raises(Unavailable):
+            s.execute(st("SELECT v FROM ks.kv WHERE k = 1", CL.ALL))
+        for i in range(100, 150):
+            s.execute(st("INSERT INTO ks.kv (k, v) VALUES (%s, %s)", CL.QUORUM), (i, f"v{i}"))
+        want = 141 if timed_out else 140
+        for lvl in [CL.ONE, CL.TWO, CL.QUORUM]:
+            assert s.execute(st("SELECT count(*) FROM ks.kv", lvl)).one()[0] == want
+        # RF 1 keys whose only replica is dead: Unavailable, the rest answer.
+        dead = owned[3][0]
+        with pytest.raises(Unavailable):
+            s.execute(st("SELECT v FROM one.kv WHERE k = %s", CL.ONE), (dead,))
+        alive_key = owned[1][0]
+        assert s.execute(st("SELECT v FROM one.kv WHERE k = %s", CL.ONE), (alive_key,)).one().v == f"w{alive_key}"
+    finally:
+        cluster.shutdown()
+
+    # Node 3 returns without the 50 rows written meanwhile; a read at ALL
+    # repairs it, so afterwards it answers them alone at ONE.
+    c.nodes[3].start()
+    cluster, s = connect(c, hosts=[1])
+    try:
+        def all_works():
+            try:
+                s.execute(st("SELECT v FROM ks.kv WHERE k = 1", CL.ALL))
+                return True
+            except (Unavailable, ReadTimeout):
+                return False
+        wait_until(all_works, timeout=20, what="ALL to answer again")
+        cl3, s3 = connect(c, hosts=[3])
+        try:
+            missing = [i for i in range(100, 150)
+                       if s3.execute(st("SELECT v FROM ks.kv WHERE k = %s", CL.ONE), (i,)).one() is None]
+            assert missing, "node 3 should have missed the writes made while it was dead"
+            assert s.execute(st("SELECT count(*) FROM ks.kv", CL.ALL)).one()[0] == want
+            still = [i for i in range(100, 150)
+                     if s3.execute(st("SELECT v FROM ks.kv WHERE k = %s", CL.ONE), (i,)).one() is None]
+            assert still == [], f"read repair left {still} missing on node 3"
+        finally:
+            cl3.shutdown()
+    finally:
+        cluster.shutdown()
+
+
+def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
+    """A writer raises each key's value at QUORUM through one coordinator,
+    readers read at QUORUM through the others, while node 3 is killed,
+    restarted and paused. A read must return at least the value of the last
+    write acknowledged before the read began (checked over the recorded
+    history), and never one nobody wrote."""
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    s.execute("CREATE KEYSPACE h WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    s.execute("CREATE TABLE h.reg (k int PRIMARY KEY, v int)")
+    cluster.shutdown()
+    keys = range(8)
+    acked = {k: [] for k in keys}  # (ack time, value)
+    reads = []  # (key, start, value)
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        cl_, w = connect(c, hosts=[1])
+        ins = w.prepare("INSERT INTO h.reg (k, v) VALUES (?, ?)")
+        ins.consistency_level = CL.QUORUM
+        v = 0
+        try:
+            while not stop.is_set():
+                v += 1
+                for k in keys:
+                    try:
+                        w.execute(ins, (k, v))
+                        acked[k].append((time.monotonic(), v))
+                    except (Unavailable, WriteTimeout):
+                        pass
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            cl_.shutdown()
+
+    def reader(host):
+        cl_, r = connect(c, hosts=[host])
+        sel = r.prepare("SELECT v FROM h.reg WHERE k = ?")
+        sel.consistency_level = CL.QUORUM
+        try:
+            while not stop.is_set():
+                for k in keys:
+                    t0 = time.monotonic()
+                    try:
+                        row = r.execute(sel, (k,)).one()
+                    except (Unavailable, ReadTimeout):
+                        continue
+                    reads.append((k, t0, row.v if row else 0))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            cl_.shutdown()
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(h,)) for h in (2, 1)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)  # load before the faults: the history needs writes to check
+        c.nodes[3].kill9()
+        wait_until(lambda: sum(len(a) for a in acked.values()) > 400, timeout=30, what="writes with node 3 dead")
+        c.nodes[3].start()
+        n_before = sum(len(a) for a in acked.values())
+        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 400, timeout=30,
+                   what="writes with node 3 back")
+        c.nodes[3].pause()
+        n_before = sum(len(a) for a in acked.values())
+        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 200, timeout=60,
+                   what="writes with node 3 paused")
+        c.nodes[3].resume()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    assert len(reads) > 500, len(reads)
+    stale = []
+    for k, t0, v in reads:
+        before = [val for (t, val) in acked[k] if t < t0]
+        floor = max(before) if before else 0
+        if v < floor:
+            stale.append((k, v, floor))
+        highest = max((val for _, val in acked[k]), default=0)
+        # Anything read was written (an unacknowledged write may show: Cassandra's too).
+        assert v <= highest + 1, (k, v, highest)
+    assert stale == [], f"{len(stale)} QUORUM reads missed an acknowledged QUORUM write: {stale[:10]}"
