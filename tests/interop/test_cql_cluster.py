@@ -118,6 +118,18 @@ def test_rf3_every_level_token_aware_a_dead_replica_and_read_repair(three):
             cl_.shutdown()
     assert sorted(k for ks in owned.values() for k in ks) == list(range(60))
     assert all(owned.values()), owned
+    # `keel table locate` places keys where the driver's ring does.
+    for i, keys in owned.items():
+        for k in keys[:3]:
+            loc = c.nodes[1].cli("table", "locate", "one", "kv", str(k))
+            assert [r["node"] for r in loc["replicas"]] == [i], (k, loc)
+    assert sorted(r["node"] for r in c.nodes[2].cli("table", "locate", "ks", "7")["replicas"]) == [1, 2, 3]
+    status = c.nodes[1].cli("table", "status", "ks")
+    assert [(n["node"], n["up"], n["tokens"]) for n in status] == [(1, True, 16), (2, True, 16), (3, True, 16)]
+    assert all(abs(n["owns"] - 1.0) < 1e-9 for n in status), status
+    raw = c.nodes[1].cli("table", "status")
+    assert abs(sum(n["owns"] for n in raw) - 1.0) < 1e-9 and all(0.2 < n["owns"] < 0.45 for n in raw), raw
+    assert len(c.nodes[1].cli("table", "ring")) == 48
 
     # Node 3 dies: ALL cannot be met (Unavailable with Cassandra's fields, or a
     # WriteTimeout for a request sent before the link saw it go), QUORUM and
@@ -151,6 +163,9 @@ def test_rf3_every_level_token_aware_a_dead_replica_and_read_repair(three):
             s.execute(st("SELECT v FROM one.kv WHERE k = %s", CL.ONE), (dead,))
         alive_key = owned[1][0]
         assert s.execute(st("SELECT v FROM one.kv WHERE k = %s", CL.ONE), (alive_key,)).one().v == f"w{alive_key}"
+        # The quorum fences it after the session timeout: `keel table status` shows it down.
+        wait_until(lambda: [n["up"] for n in c.nodes[1].cli("table", "status")] == [True, True, False],
+                   timeout=SESSION_MS / 1000 + 10, what="node 3 shown down")
     finally:
         cluster.shutdown()
 

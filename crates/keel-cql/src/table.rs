@@ -90,16 +90,7 @@ impl TableSchema {
     /// The partition key's bytes (Cassandra's serialised key: the value for
     /// one column; for several, each as length, bytes, 0).
     pub fn partition_bytes(&self, values: &[Vec<u8>]) -> Vec<u8> {
-        if values.len() == 1 {
-            return values[0].clone();
-        }
-        let mut out = Vec::new();
-        for v in values {
-            out.extend_from_slice(&(v.len() as u16).to_be_bytes());
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+        partition_key_bytes(values)
     }
 
     /// The partition key's column values from its bytes.
@@ -164,6 +155,21 @@ pub fn push_clustering(c: &Col, v: &[u8], out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(&k);
     }
+}
+
+/// A partition key's bytes as Cassandra hashes them: the one value, or a
+/// composite of several (`len u16 | value | 0` each).
+pub fn partition_key_bytes(values: &[Vec<u8>]) -> Vec<u8> {
+    if values.len() == 1 {
+        return values[0].clone();
+    }
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
 }
 
 /// Cassandra's Murmur3Partitioner token of a partition key.

@@ -356,6 +356,8 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
             serde_json::json!({
                 "id": n.id, "epoch": n.epoch, "host": n.kafka_host, "port": n.kafka_port,
                 "rack": n.rack, "fenced": n.fenced, "shut_down": n.shut_down,
+                "cql_host": n.cql_host, "cql_port": n.cql_port,
+                "datacenter": n.datacenter, "tokens": n.tokens,
             })
         })
         .collect();
@@ -389,7 +391,32 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
             (name.clone(), serde_json::Value::Array(parts))
         })
         .collect();
+    // The tables face: each keyspace's replication and each table's
+    // partition key (what `keel table locate` needs to place a key).
+    let keyspaces: serde_json::Map<String, serde_json::Value> = image
+        .keyspaces
+        .iter()
+        .map(|(name, k)| {
+            let tables: serde_json::Map<String, serde_json::Value> = k
+                .tables
+                .iter()
+                .map(|(t, table)| {
+                    let pk: Vec<_> = table
+                        .columns_of(keel_meta::ColumnKind::PartitionKey)
+                        .iter()
+                        .map(|c| serde_json::json!({"name": c.name, "type": c.cql_type}))
+                        .collect();
+                    (t.clone(), serde_json::json!({ "partition_key": pk }))
+                })
+                .collect();
+            (
+                name.clone(),
+                serde_json::json!({ "replication": k.replication, "tables": tables }),
+            )
+        })
+        .collect();
     serde_json::json!({
+        "keyspaces": keyspaces,
         "controller": leader,
         "cluster_id": image.cluster_id,
         "metadata_index": image.applied,

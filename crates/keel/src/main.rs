@@ -76,6 +76,14 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::ClusterCommand,
     },
+    /// The tables face's ring: tokens, node states, where a key's replicas are
+    /// (nodetool's ring, status and getendpoints), read from --admin.
+    Table {
+        #[command(flatten)]
+        common: cli::Common,
+        #[command(subcommand)]
+        cmd: cli::TableCommand,
+    },
     /// Restore the etcd face from a backup (`etcdctl snapshot save` against Keel).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -400,6 +408,7 @@ fn run() -> Result<()> {
         Command::Consume { common, args } => rt.block_on(cli::consume::run(args, &common)),
         Command::Group { common, cmd } => rt.block_on(cli::group::run(cmd, &common)),
         Command::Cluster { common, cmd } => rt.block_on(cli::cluster(cmd, &common)),
+        Command::Table { common, cmd } => rt.block_on(cli::table::run(cmd, &common)),
         Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => {
             let s = keel_etcd::backup::stage_restore(&file, &data_dir)
                 .map_err(anyhow::Error::msg)

@@ -6,6 +6,7 @@ pub mod client;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod table;
 pub mod topic;
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use serde_json::Value;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
+pub use table::TableCommand;
 pub use topic::TopicCommand;
 
 use client::Cluster;
