@@ -240,13 +240,13 @@ def test_keel_bench_table_writes_then_reads_back_every_key(node):
     base = cmd + ["--total", "400", "--clients", "4"]
     w = subprocess.run(base + ["--op", "insert"], capture_output=True, text=True, timeout=60)
     assert w.returncode == 0, w.stderr
-    assert "table insert at ONE: 400 requests" in w.stdout, w.stdout
+    assert "table insert at ONE (replication factor 1): 400 requests" in w.stdout, w.stdout
     r = subprocess.run(base + ["--op", "select"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "(400 rows found)" in r.stdout, r.stdout
     # The bench's keyspace has replication_factor 1, so ALL is this node alone.
     one = subprocess.run(cmd + ["--consistency", "ALL", "--total", "1", "--clients", "1"],
                          capture_output=True, text=True, timeout=60)
-    assert one.returncode == 0 and "table insert at ALL: 1 requests" in one.stdout, one.stderr
+    assert one.returncode == 0 and "table insert at ALL (replication factor 1): 1 requests" in one.stdout, one.stderr
     bad = subprocess.run(base + ["--consistency", "SERIALISH"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "not a consistency level" in bad.stderr, bad.stderr

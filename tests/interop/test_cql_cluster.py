@@ -283,3 +283,32 @@ def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
         # Anything read was written (an unacknowledged write may show: Cassandra's too).
         assert v <= highest + 1, (k, v, highest)
     assert stale == [], f"{len(stale)} QUORUM reads missed an acknowledged QUORUM write: {stale[:10]}"
+
+
+def test_keel_bench_table_at_quorum_across_three_nodes(three):
+    """`keel bench table` spreads its clients over the nodes and writes at
+    QUORUM with replication factor 3; every key is then on every node."""
+    import subprocess
+    from conftest import KEEL
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    nodes = ",".join(f"{n.cql_host}:{n.cql_port}" for n in c.nodes.values())
+    cmd = [str(KEEL), "bench", "table", "--cql", nodes, "--replication-factor", "3", "--consistency", "QUORUM",
+           "--total", "600", "--clients", "6", "--key-space", "600"]
+    w = subprocess.run(cmd + ["--op", "insert"], capture_output=True, text=True, timeout=120)
+    assert w.returncode == 0 and "table insert at QUORUM (replication factor 3): 600 requests" in w.stdout, \
+        w.stdout + w.stderr
+    r = subprocess.run(cmd + ["--op", "select"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "(600 rows found)" in r.stdout, r.stdout + r.stderr
+    # QUORUM wrote two copies at least; a read at ALL repairs the third.
+    cluster, s = connect(c, hosts=[1])
+    try:
+        assert s.execute(st("SELECT count(*) FROM keel_bench_rf3.kv", CL.ALL)).one()[0] == 600
+    finally:
+        cluster.shutdown()
+    for i in c.nodes:
+        cl_, s1 = connect(c, hosts=[i])
+        try:
+            assert s1.execute(st("SELECT count(*) FROM keel_bench_rf3.kv", CL.ONE)).one()[0] == 600, i
+        finally:
+            cl_.shutdown()

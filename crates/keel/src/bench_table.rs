@@ -21,9 +21,14 @@ use crate::bench::Latencies;
 
 #[derive(clap::Args, Clone)]
 pub struct TableArgs {
-    /// CQL address of the node.
+    /// CQL addresses of the nodes, HOST:PORT[,HOST:PORT...]: clients are
+    /// spread over them (each node coordinates its clients' requests).
     #[arg(long, default_value = "127.0.0.1:9042")]
     cql: String,
+    /// The bench keyspace's replication factor (SimpleStrategy); each factor
+    /// has its own keyspace, keel_bench or keel_bench_rfN.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    replication_factor: u32,
     /// What each request does: insert (one row), select (one row by key).
     #[arg(long, default_value = "insert", value_parser = ["insert", "select"])]
     op: String,
@@ -44,10 +49,20 @@ pub struct TableArgs {
     key_space: u64,
 }
 
-const SETUP: &[&str] = &[
-    "CREATE KEYSPACE IF NOT EXISTS keel_bench WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-    "CREATE TABLE IF NOT EXISTS keel_bench.kv (k bigint PRIMARY KEY, v blob)",
-];
+/// The bench keyspace for a replication factor, and the statements that
+/// create it and its table.
+fn setup(rf: u32) -> (String, [String; 2]) {
+    let ks = if rf == 1 {
+        "keel_bench".to_string()
+    } else {
+        format!("keel_bench_rf{rf}")
+    };
+    let create = [
+        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"),
+        format!("CREATE TABLE IF NOT EXISTS {ks}.kv (k bigint PRIMARY KEY, v blob)"),
+    ];
+    (ks, create)
+}
 
 /// One connection, one request at a time.
 struct Conn {
@@ -151,14 +166,24 @@ pub async fn run(a: TableArgs) -> Result<()> {
         "LOCAL_ONE" => Consistency::LocalOne,
         other => bail!("--consistency {other}: not a consistency level (ONE, QUORUM, ALL, ...)"),
     };
-    let mut setup = Conn::open(&a.cql).await?;
-    for s in SETUP {
-        setup.query(s).await.with_context(|| s.to_string())?;
+    let nodes: Vec<String> = a
+        .cql
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if nodes.is_empty() {
+        bail!("--cql names no node");
+    }
+    let (ks, create) = setup(a.replication_factor);
+    let mut first = Conn::open(&nodes[0]).await?;
+    for s in &create {
+        first.query(s).await.with_context(|| s.clone())?;
     }
     let cql = if a.op == "insert" {
-        "INSERT INTO keel_bench.kv (k, v) VALUES (?, ?)"
+        format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)")
     } else {
-        "SELECT v FROM keel_bench.kv WHERE k = ?"
+        format!("SELECT v FROM {ks}.kv WHERE k = ?")
     };
     let value = vec![b'v'; a.val_size];
     let per = a.total / a.clients;
@@ -167,9 +192,10 @@ pub async fn run(a: TableArgs) -> Result<()> {
     for w in 0..a.clients {
         let a = a.clone();
         let value = value.clone();
+        let (node, cql) = (nodes[w as usize % nodes.len()].clone(), cql.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open(&a.cql).await?;
-            let id = c.prepare(cql).await?;
+            let mut c = Conn::open(&node).await?;
+            let id = c.prepare(&cql).await?;
             let mut lat = Vec::with_capacity(per as usize);
             let mut rows = 0u64;
             for n in 0..per {
@@ -201,9 +227,10 @@ pub async fn run(a: TableArgs) -> Result<()> {
     let done = l.0.len() as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "table {} at {}: {} requests in {:.2} s from {} clients to {}{}",
+        "table {} at {} (replication factor {}): {} requests in {:.2} s from {} clients to {}{}",
         a.op,
         a.consistency.to_uppercase(),
+        a.replication_factor,
         done,
         elapsed.as_secs_f64(),
         a.clients,
