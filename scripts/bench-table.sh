@@ -6,6 +6,9 @@
 #      (batch: acknowledged after fsync, one fsync per group): inserts from 1 and
 #      64 clients, then reads of what was written.
 #   3. The same inserts with --commitlog-sync periodic (acknowledged before fsync).
+#   4. Three nodes (`keel dev --nodes 3`: CQL on 127.0.0.1-3:9042, so those ports
+#      must be free), replication factor 3, 64 clients spread over the nodes:
+#      inserts at ONE, QUORUM and ALL, reads at ONE and QUORUM.
 # Each step runs ROUNDS times (default 3). Needs fio (apt-get install fio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +17,10 @@ TOTAL=${TOTAL:-100000}
 KEEL=${KEEL:-target/release/keel}
 work=$(mktemp -d "${TMPDIR:-/tmp}/keel-bench-table.XXXXXX")
 node=""
+dev=""
 stop() { [ -n "$node" ] && kill "$node" 2>/dev/null && wait "$node" 2>/dev/null; node=""; }
-cleanup() { stop; rm -rf "$work"; }
+stop_dev() { [ -n "$dev" ] && kill "$dev" 2>/dev/null && wait "$dev" 2>/dev/null; dev=""; }
+cleanup() { stop; stop_dev; rm -rf "$work"; }
 trap cleanup EXIT
 cargo build --release --locked -q
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -55,4 +60,32 @@ for r in $(seq "$ROUNDS"); do
   "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 1 --total $((TOTAL / 10)) | tail -1 | sed 's/^/insert  1 client : /'
   "$KEEL" bench table --cql "127.0.0.1:$cql" --op insert --clients 64 --total "$TOTAL" | tail -1 | sed 's/^/insert 64 clients: /'
   stop
+done
+keel_abs=$(realpath "$KEEL")
+three="127.0.0.1:9042,127.0.0.2:9042,127.0.0.3:9042"
+for r in $(seq "$ROUNDS"); do
+  mkdir -p "$work/three-$r"
+  (cd "$work/three-$r" && exec "$keel_abs" dev --nodes 3 >/dev/null 2>dev.log) &
+  dev=$!
+  python3 - <<'PY'
+import socket, time
+deadline = time.time() + 60
+for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+    while True:
+        try:
+            socket.create_connection((host, 9042), timeout=0.5).close(); break
+        except OSError:
+            if time.time() > deadline: raise
+            time.sleep(0.05)
+PY
+  echo "--- round $r, three nodes, replication factor 3, commitlog batch"
+  for cl in ONE QUORUM ALL; do
+    "$KEEL" bench table --cql "$three" --replication-factor 3 --consistency $cl --op insert --clients 64 --total "$TOTAL" \
+      | tail -1 | sed "s/^/insert $cl 64 clients: /"
+  done
+  for cl in ONE QUORUM; do
+    "$KEEL" bench table --cql "$three" --replication-factor 3 --consistency $cl --op select --clients 64 --total "$TOTAL" \
+      | tail -1 | sed "s/^/select $cl 64 clients: /"
+  done
+  stop_dev
 done

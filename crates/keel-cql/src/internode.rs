@@ -223,17 +223,31 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
     Ok(Some((id, kind, buf)))
 }
 
-/// Serves one internode connection (its magic already read).
-pub async fn serve(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
-    let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-    let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if wr.write_all(&buf).await.is_err() {
-                break;
+/// Writes queued frames until the queue closes or the socket fails, every
+/// frame waiting at the time in one write (one syscall for many requests
+/// under load, none held back when idle).
+async fn write_frames(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut out = Vec::with_capacity(64 << 10);
+    while let Some(buf) = rx.recv().await {
+        out.clear();
+        out.extend_from_slice(&buf);
+        while out.len() < (1 << 20) {
+            match rx.try_recv() {
+                Ok(more) => out.extend_from_slice(&more),
+                Err(_) => break,
             }
         }
-    });
+        if wr.write_all(&out).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Serves one internode connection (its magic already read).
+pub async fn serve(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
+    let (mut rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(write_frames(wr, rx));
     let result = loop {
         let (id, kind, body) = match read_frame(&mut rd).await {
             Ok(Some(f)) => f,
@@ -405,17 +419,13 @@ async fn connect(link: &Arc<Link>) -> Result<Arc<Conn>, LinkError> {
     sock.write_all(MAGIC)
         .await
         .map_err(|e| LinkError::Unreachable(format!("{addr}: {e}")))?;
-    let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (mut rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
     let pending: Pending = Arc::default();
     let dead = Arc::new(AtomicBool::new(false));
     let d = dead.clone();
     tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if wr.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
+        write_frames(wr, rx).await;
         d.store(true, Ordering::Release);
     });
     let (p, d) = (pending.clone(), dead.clone());
