@@ -312,3 +312,108 @@ def test_keel_bench_table_at_quorum_across_three_nodes(three):
             assert s1.execute(st("SELECT count(*) FROM keel_bench_rf3.kv", CL.ONE)).one()[0] == 600, i
         finally:
             cl_.shutdown()
+
+
+def test_reads_at_one_can_be_stale_and_the_test_measures_how_often_and_how_long(three):
+    """The price of PA/EL, measured: a writer at ONE through node 1 sweeps
+    50 keys, a reader at ONE through node 3 (which answers from its own
+    replica). Node 3 is killed for 2 s and restarted; it missed the writes
+    of that time (no hints yet), so it answers older values until a key is
+    written again or read at a stronger level. The writer holds still
+    while the reader's first sweep after the restart, so that sweep is
+    certainly stale, then goes on for 3 s. Checked: every value read was
+    written, reads before the restart are never stale, and a read at ALL
+    ends the staleness; printed: how many reads were stale and how long."""
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    s.execute("CREATE KEYSPACE p WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    s.execute("CREATE TABLE p.reg (k int PRIMARY KEY, v int)")
+    cluster.shutdown()
+    keys = range(50)
+    acked = {k: [] for k in keys}  # (ack time, value), in order
+    reads = []  # (key, start, value)
+    stop, hold, swept = threading.Event(), threading.Event(), threading.Event()
+    errors = []
+
+    def writer():
+        cl_, w = connect(c, hosts=[1])
+        ins = w.prepare("INSERT INTO p.reg (k, v) VALUES (?, ?)")
+        ins.consistency_level = CL.ONE
+        v = 0
+        try:
+            while not stop.is_set():
+                if hold.is_set():
+                    swept.wait(timeout=30)
+                v += 1
+                for k in keys:
+                    w.execute(ins, (k, v))
+                    acked[k].append((time.monotonic(), v))
+                    time.sleep(0.005)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            cl_.shutdown()
+
+    def reader():
+        cl_, r = connect(c, hosts=[3])
+        sel = r.prepare("SELECT v FROM p.reg WHERE k = ?")
+        sel.consistency_level = CL.ONE
+        try:
+            while not stop.is_set():
+                for k in keys:
+                    t0 = time.monotonic()
+                    row = r.execute(sel, (k,)).one()
+                    reads.append((k, t0, row.v if row else 0))
+                swept.set()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            cl_.shutdown()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    wait_until(lambda: all(acked[k] for k in keys), timeout=20, what="a first sweep of writes")
+    c.nodes[3].kill9()
+    time.sleep(2.0)  # writes node 3 misses
+    hold.set()
+    c.nodes[3].start()
+    restarted = time.monotonic()
+    rd = threading.Thread(target=reader)
+    rd.start()
+    wait_until(swept.is_set, timeout=30, what="the reader's first sweep")
+    time.sleep(3.0)
+    stop.set()
+    w.join(timeout=30)
+    rd.join(timeout=30)
+    assert not errors, errors
+    stale = []
+    for k, t0, v in reads:
+        assert t0 > restarted
+        written = [val for _, val in acked[k]]
+        assert v == 0 or v in written, (k, v)  # 0: a write in flight at the kill never reached it
+        before = [(t, val) for (t, val) in acked[k] if t < t0]
+        if v < before[-1][1]:
+            # Stale since the first acknowledged write newer than what was read.
+            since = next(t for (t, val) in before if val > v)
+            stale.append((k, t0 - since))
+    share = len(stale) / len(reads)
+    ages = sorted(a for _, a in stale)
+    print(f"\nreads at ONE from node 3 in the {time.monotonic() - restarted:.1f} s after its restart: "
+          f"{len(reads)}, stale {len(stale)} ({share:.1%}); staleness median {ages[len(ages) // 2] * 1000:.0f} ms, "
+          f"max {ages[-1] * 1000:.0f} ms")
+    assert len(stale) >= len(keys), "the first sweep after the restart must be stale"
+    # A read at ALL repairs node 3: afterwards it answers every key's newest value alone.
+    newest = {k: acked[k][-1][1] for k in keys}
+    cluster, s = connect(c, hosts=[1])
+    try:
+        for k in keys:
+            assert s.execute(st("SELECT v FROM p.reg WHERE k = %s", CL.ALL), (k,)).one().v == newest[k]
+    finally:
+        cluster.shutdown()
+    cl3, s3 = connect(c, hosts=[3])
+    try:
+        for k, v in newest.items():
+            assert s3.execute(st("SELECT v FROM p.reg WHERE k = %s", CL.ONE), (k,)).one().v == v, k
+    finally:
+        cl3.shutdown()

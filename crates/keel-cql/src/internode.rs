@@ -392,10 +392,6 @@ impl Peers {
                     tracing::info!(node, "table replica up again");
                     return;
                 }
-                // A link whose node left the registry is dropped by `forget`.
-                if Arc::strong_count(&link) == 1 {
-                    return;
-                }
             }
         });
     }
