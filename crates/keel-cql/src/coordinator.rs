@@ -15,6 +15,8 @@
 //!   replica that answered with an older or missing cell before answering
 //!   (Cassandra's blocking read repair). Full data from each replica, not
 //!   digests: simpler, more bytes on the wire.
+//! - **Hints**: a replica believed down, or one that did not acknowledge,
+//!   gets the write later from [`crate::hints`]; ANY is met by a hint alone.
 //! - Key ranges spanning several token ranges (full scans) are read one
 //!   token range at a time, each from its own replicas; long ranges come in
 //!   chunks of at most [`CHUNK_MAX`] bytes per replica.
@@ -40,6 +42,9 @@ use crate::internode::{LinkError, Reply, Request};
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long it waits for read replies (Cassandra's `read_request_timeout`, 5 s).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a schema change waits for the other nodes to apply it
+/// (drivers' `max_schema_agreement_wait`, 10 s).
+pub const SCHEMA_AGREEMENT_WAIT: Duration = Duration::from_secs(10);
 /// A read still short of its level this long after it was sent asks one
 /// more replica (Cassandra's `speculative_retry`, there a latency percentile).
 pub const SPECULATE_AFTER: Duration = Duration::from_millis(100);
@@ -194,6 +199,10 @@ impl Node {
         }
     }
 
+    fn hints_off(&self) -> bool {
+        self.local.max_hint_window.is_zero()
+    }
+
     /// Whether the coordinator believes `node` is up.
     pub(crate) fn is_up(&self, img: &Image, node: i32) -> bool {
         if node == self.local.node_id {
@@ -268,7 +277,15 @@ impl Node {
             {
                 Some((_, _, cells)) => cells.push((k, c)),
                 None => {
-                    let alive = self.alive(&img, &p, cl)?;
+                    // ANY is met by a hint when no replica is up.
+                    let alive = match self.alive(&img, &p, cl) {
+                        Err(CqlError::Unavailable { .. })
+                            if cl == Consistency::Any && !self.hints_off() =>
+                        {
+                            Vec::new()
+                        }
+                        other => other?,
+                    };
                     groups.push((p, alive, vec![(k, c)]));
                 }
             }
@@ -276,6 +293,22 @@ impl Node {
         // Every group is available: send them all, then wait for each.
         let mut waits = Vec::with_capacity(groups.len());
         for (p, alive, cells) in groups {
+            // Replicas believed down get hints, replayed when they are up.
+            let mut hinted = false;
+            for n in p.replicas.iter().filter(|n| !alive.contains(n)) {
+                hinted |= self.hints.store(*n, cells.clone());
+            }
+            if alive.is_empty() {
+                // Only ANY gets here (the check above refused the others).
+                if !hinted {
+                    return Err(CqlError::Unavailable {
+                        cl,
+                        required: 1,
+                        alive: 0,
+                    });
+                }
+                continue;
+            }
             let (tx, rx) = mpsc::channel(alive.len().max(1));
             for n in &alive {
                 self.send_mutation(&img, *n, cells.clone(), WRITE_TIMEOUT, tx.clone());
@@ -338,26 +371,78 @@ impl Node {
             let _ = tx.try_send((node, Err("not registered".into())));
             return;
         };
-        let peers = self.peers.clone();
+        let (peers, hints) = (self.peers.clone(), self.hints.clone());
         tokio::spawn(async move {
-            let r = match peers
-                .call(node, &addr, &Request::Mutate(cells), timeout)
-                .await
-            {
+            let req = Request::Mutate(cells);
+            let r = match peers.call(node, &addr, &req, timeout).await {
                 Ok(Reply::Done) => Ok(()),
                 Ok(Reply::Failed(why)) => Err(why),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(LinkError::Timeout) => Err("timed out".into()),
                 Err(LinkError::Unreachable(why)) => Err(why),
             };
+            if r.is_err() {
+                // Not acknowledged (it may still have been applied: a
+                // replay is idempotent, cells reconcile by timestamp).
+                if let Request::Mutate(cells) = req {
+                    hints.store(node, cells);
+                }
+            }
             let _ = tx.send((node, r)).await;
         });
+    }
+
+    /// Waits (up to [`SCHEMA_AGREEMENT_WAIT`]) until every other node believed
+    /// up has applied the metadata up to `index`.
+    pub(crate) async fn schema_agreement(&self, index: u64) {
+        let img = self.image();
+        let mut waits = Vec::new();
+        for n in img.nodes.values() {
+            if n.id == self.local.node_id || n.cql_port <= 0 || !self.is_up(&img, n.id) {
+                continue;
+            }
+            let (peers, id, addr) = (
+                self.peers.clone(),
+                n.id,
+                format!("{}:{}", n.cql_host, n.cql_port),
+            );
+            waits.push(tokio::spawn(async move {
+                let r = peers
+                    .call(
+                        id,
+                        &addr,
+                        &Request::Applied(index),
+                        SCHEMA_AGREEMENT_WAIT + Duration::from_secs(1),
+                    )
+                    .await;
+                if !matches!(r, Ok(Reply::Done)) {
+                    tracing::info!(node = id, "no schema agreement at index {index}: {r:?}");
+                }
+            }));
+        }
+        for w in waits {
+            let _ = w.await;
+        }
     }
 
     /// What this node answers a coordinator.
     pub(crate) async fn replica_request(&self, req: Request) -> Reply {
         match req {
             Request::Ping => Reply::Done,
+            Request::Applied(index) => {
+                let mut rx = self.image.clone();
+                let applied = tokio::time::timeout(
+                    SCHEMA_AGREEMENT_WAIT,
+                    rx.wait_for(|i| i.applied >= index),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                if applied {
+                    Reply::Done
+                } else {
+                    Reply::Failed(format!("metadata not applied to index {index} yet"))
+                }
+            }
             Request::Mutate(m) => {
                 // Keep the clock ahead of what replicas are sent, so a write
                 // this node coordinates next does not lose to it.

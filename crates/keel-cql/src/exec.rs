@@ -109,6 +109,9 @@ pub struct LocalInfo {
     pub datacenter: String,
     pub rack: String,
     pub cluster_name: String,
+    /// How long into a replica's outage its missed writes are kept as hints
+    /// (Cassandra's `max_hint_window`; zero turns hinted handoff off).
+    pub max_hint_window: std::time::Duration,
 }
 
 /// What every connection of this node shares.
@@ -129,6 +132,8 @@ pub struct Node {
     pub(crate) ring_cache: Mutex<(u64, Option<Arc<keel_meta::ring::Ring>>)>,
     /// Cells sent to replicas by read repair.
     pub read_repairs: std::sync::atomic::AtomicU64,
+    /// Writes kept for replicas that were down.
+    pub hints: Arc<crate::hints::Hints>,
     /// For `uuid()` and timeuuids' node part.
     clock_seq: u16,
     node_bits: [u8; 6],
@@ -169,6 +174,7 @@ impl Node {
         local: LocalInfo,
     ) -> Node {
         let r: [u8; 8] = random_bytes();
+        let window = local.max_hint_window;
         Node {
             engine,
             image,
@@ -181,6 +187,7 @@ impl Node {
             peers: Arc::default(),
             ring_cache: Mutex::new((0, None)),
             read_repairs: Default::default(),
+            hints: Arc::new(crate::hints::Hints::new(window)),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
             node_bits: [r[2] | 1, r[3], r[4], r[5], r[6], r[7]],
         }
@@ -241,6 +248,11 @@ impl Node {
     async fn wait_image(&self, pred: impl Fn(&Image) -> bool) {
         let mut rx = self.image.clone();
         let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|i| pred(i))).await;
+        // Schema agreement: the other nodes up apply it too before the client
+        // hears of it, so a statement sent next to any node finds the table
+        // (Cassandra leaves this wait to drivers, which compare the
+        // schema_version of system.local and system.peers).
+        self.schema_agreement(self.image().applied).await;
     }
 
     fn schema_event(&self, ev: SchemaEvent) -> Outcome {

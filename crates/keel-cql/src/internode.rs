@@ -40,6 +40,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const KIND_MUTATE: u8 = 1;
 const KIND_READ: u8 = 2;
 const KIND_PING: u8 = 3;
+const KIND_APPLIED: u8 = 4;
 const KIND_DONE: u8 = 0x81;
 const KIND_CELLS: u8 = 0x82;
 const KIND_FAILED: u8 = 0xff;
@@ -58,6 +59,9 @@ pub enum Request {
         max_bytes: u32,
     },
     Ping,
+    /// Answer once this node's metadata image has applied `index` (schema
+    /// agreement after a schema change).
+    Applied(u64),
 }
 
 /// A replica's answer.
@@ -118,6 +122,7 @@ impl Request {
                 frame(id, KIND_READ, &b)
             }
             Request::Ping => frame(id, KIND_PING, &[]),
+            Request::Applied(index) => frame(id, KIND_APPLIED, &index.to_be_bytes()),
         }
     }
 
@@ -147,6 +152,7 @@ impl Request {
                 })
             }
             KIND_PING => b.is_empty().then_some(Request::Ping),
+            KIND_APPLIED => Some(Request::Applied(u64::from_be_bytes(b.try_into().ok()?))),
             _ => None,
         }
     }
@@ -470,6 +476,7 @@ mod tests {
                 max_bytes: 7,
             },
             Request::Ping,
+            Request::Applied(77),
         ];
         for r in reqs {
             let f = r.encode(42);

@@ -46,6 +46,9 @@ const HEADER: usize = 9;
 
 /// Serves CQL on `listener` until the runtime stops.
 pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    // This node's hints go out from here while it serves.
+    let replay = tokio::spawn(crate::hints::replay(node.clone()));
+    let _stop_replay = AbortOnDrop(replay);
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -62,6 +65,15 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
                 tracing::debug!("cql connection {peer}: {e}");
             }
         });
+    }
+}
+
+/// Aborts a task when dropped (when `serve` is cancelled, so is the replay).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

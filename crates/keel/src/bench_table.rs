@@ -185,6 +185,22 @@ pub async fn run(a: TableArgs) -> Result<()> {
     } else {
         format!("SELECT v FROM {ks}.kv WHERE k = ?")
     };
+    // Schema agreement, as drivers wait for it after DDL: every node must
+    // know the table before its clients prepare statements on it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in &nodes {
+        let mut c = Conn::open(n).await?;
+        loop {
+            match c.prepare(&cql).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("{n} does not know {ks}.kv yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.context(format!("{n} never learned {ks}.kv"))),
+            }
+        }
+    }
     let value = vec![b'v'; a.val_size];
     let per = a.total / a.clients;
     let started = Instant::now();

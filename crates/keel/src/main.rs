@@ -170,6 +170,11 @@ struct DevArgs {
     /// GossipingPropertyFileSnitch `dc`), for NetworkTopologyStrategy.
     #[arg(long, default_value = "datacenter1")]
     datacenter: String,
+    /// How long into a replica's outage a coordinator keeps the writes it
+    /// missed, to send when it is back (Cassandra's max_hint_window, 3 h);
+    /// 0 turns hinted handoff off.
+    #[arg(long, default_value_t = 3 * 3600 * 1000, value_parser = clap::value_parser!(u64).range(0..=7 * 24 * 3600 * 1000))]
+    max_hint_window_ms: u64,
     /// Tokens this node takes on the ring when it first joins (Cassandra's
     /// num_tokens); kept across restarts.
     #[arg(long, default_value_t = keel_meta::ring::DEFAULT_NUM_TOKENS as u32, value_parser = clap::value_parser!(u32).range(1..=keel_meta::ring::MAX_NUM_TOKENS as i64))]
@@ -688,6 +693,7 @@ async fn dev(args: DevArgs) -> Result<()> {
                     args.rack.clone()
                 },
                 cluster_name: "Keel".into(),
+                max_hint_window: Duration::from_millis(args.max_hint_window_ms),
             },
         ));
         tokio::spawn(keel_cql::serve(l, node))

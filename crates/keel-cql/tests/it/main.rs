@@ -51,6 +51,7 @@ pub fn local() -> Local {
             datacenter: "datacenter1".into(),
             rack: "rack1".into(),
             cluster_name: "Test".into(),
+            max_hint_window: std::time::Duration::from_secs(3 * 3600),
         },
     ));
     Local {
