@@ -89,6 +89,28 @@ fn take_bytes(p: &mut &[u8]) -> Option<Vec<u8>> {
     Some(b)
 }
 
+/// `0`, or `1` and the bytes.
+fn put_opt_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            out.push(1);
+            put_bytes(out, b);
+        }
+        None => out.push(0),
+    }
+}
+
+/// What [`put_opt_bytes`] wrote: Some(None) for absent, None if malformed.
+fn take_opt_bytes(p: &mut &[u8]) -> Option<Option<Vec<u8>>> {
+    let (flag, rest) = p.split_first()?;
+    *p = rest;
+    match flag {
+        0 => Some(None),
+        1 => Some(Some(take_bytes(p)?)),
+        _ => None,
+    }
+}
+
 fn frame(id: u64, kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(13 + body.len());
     out.extend_from_slice(&((9 + body.len()) as u32).to_be_bytes());
@@ -111,13 +133,7 @@ impl Request {
                 let mut b = Vec::new();
                 put_bytes(&mut b, start);
                 put_bytes(&mut b, end);
-                match partition {
-                    Some(p) => {
-                        b.push(1);
-                        put_bytes(&mut b, p);
-                    }
-                    None => b.push(0),
-                }
+                put_opt_bytes(&mut b, partition.as_deref());
                 b.extend_from_slice(&max_bytes.to_be_bytes());
                 frame(id, KIND_READ, &b)
             }
@@ -132,17 +148,7 @@ impl Request {
             KIND_READ => {
                 let start = take_bytes(&mut b)?;
                 let end = take_bytes(&mut b)?;
-                let partition = match b.first()? {
-                    0 => {
-                        b = &b[1..];
-                        None
-                    }
-                    1 => {
-                        b = &b[1..];
-                        Some(take_bytes(&mut b)?)
-                    }
-                    _ => return None,
-                };
+                let partition = take_opt_bytes(&mut b)?;
                 let max_bytes = u32::from_be_bytes(b.get(..4)?.try_into().ok()?);
                 (b.len() == 4).then_some(Request::Read {
                     start,
@@ -164,13 +170,7 @@ impl Reply {
             Reply::Done => frame(id, KIND_DONE, &[]),
             Reply::Cells { cells, resume } => {
                 let mut b = Vec::new();
-                match resume {
-                    Some(r) => {
-                        b.push(1);
-                        put_bytes(&mut b, r);
-                    }
-                    None => b.push(0),
-                }
+                put_opt_bytes(&mut b, resume.as_deref());
                 b.extend_from_slice(&commitlog::encode_record(cells));
                 frame(id, KIND_CELLS, &b)
             }
@@ -182,17 +182,7 @@ impl Reply {
         match kind {
             KIND_DONE => b.is_empty().then_some(Reply::Done),
             KIND_CELLS => {
-                let resume = match b.first()? {
-                    0 => {
-                        b = &b[1..];
-                        None
-                    }
-                    1 => {
-                        b = &b[1..];
-                        Some(take_bytes(&mut b)?)
-                    }
-                    _ => return None,
-                };
+                let resume = take_opt_bytes(&mut b)?;
                 Some(Reply::Cells {
                     cells: commitlog::decode_record(b)?,
                     resume,
