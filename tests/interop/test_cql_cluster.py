@@ -2,16 +2,19 @@
 (cassandra-driver), unchanged: the ring's tokens on the quorum, token-aware
 routing from system.peers, replication factor 3 with every consistency level,
 Unavailable while a replica is down (kill -9), read repair after it returns,
-and QUORUM reads that never miss a QUORUM write acknowledged before them
-while a replica is killed or paused (SIGSTOP)."""
+QUORUM reads that never miss a QUORUM write acknowledged before them, and
+linearizable lightweight transactions across coordinators, while a replica
+is killed or paused (SIGSTOP)."""
 
+import random
 import threading
 import time
 
 import pytest
 from cassandra import ConsistencyLevel as CL
-from cassandra import ReadTimeout, Unavailable, WriteTimeout
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import ConnectionException
 from cassandra.metadata import Murmur3Token
 from cassandra.policies import (FallthroughRetryPolicy, RoundRobinPolicy, TokenAwarePolicy,
                                 WhiteListRoundRobinPolicy)
@@ -19,6 +22,7 @@ from cassandra.query import SimpleStatement
 
 from conftest import free_port, wait_until
 from etcd_cluster import Cluster as KeelCluster
+from etcd_cluster import check_register
 
 SESSION_MS = 3000
 
@@ -479,3 +483,100 @@ def test_hinted_handoff_brings_a_returning_replica_the_writes_it_missed(three):
             assert s3.execute(st("SELECT v FROM h1.kv WHERE k = %s", CL.ONE), (k,)).one().v == f"a{k}"
     finally:
         cl3.shutdown()
+
+
+def test_lightweight_transactions_are_linearizable_across_coordinators(three):
+    """Three clients, each on its own coordinator, run compare-and-set
+    (`UPDATE ... IF v = ?`) and SERIAL reads on a few registers while node 3
+    is killed and restarted and node 2 paused: each register's recorded
+    history must be linearizable (the etcd face's checker). Outcomes a client
+    never learned (timeouts) may or may not have happened; Unavailable and
+    refused connections happen before anything is proposed."""
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    s.execute("CREATE KEYSPACE lin WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    s.execute("CREATE TABLE lin.reg (k int PRIMARY KEY, v int)")
+    keys = range(3)
+    for k in keys:
+        assert s.execute(st("INSERT INTO lin.reg (k, v) VALUES (%s, 0) IF NOT EXISTS", CL.QUORUM), (k,)).one()[0]
+    # Another coordinator sees them taken.
+    cl2, s2 = connect(c, hosts=[2])
+    row = s2.execute("INSERT INTO lin.reg (k, v) VALUES (0, 9) IF NOT EXISTS").one()
+    assert not row[0] and row.v == 0, row
+    cl2.shutdown()
+    cluster.shutdown()
+
+    history = {k: [] for k in keys}
+    stop = threading.Event()
+    errors = []
+    lock = threading.Lock()
+
+    def client(host, seed):
+        rng = random.Random(seed)
+        cluster_, sess = connect(c, hosts=[host])
+        cas = sess.prepare("UPDATE lin.reg SET v = ? WHERE k = ? IF v = ?")
+        cas.serial_consistency_level = CL.SERIAL
+        cas.consistency_level = CL.QUORUM
+        read = sess.prepare("SELECT v FROM lin.reg WHERE k = ?")
+        read.consistency_level = CL.SERIAL
+        try:
+            while not stop.is_set():
+                k = rng.choice(keys)
+                t0 = time.monotonic()
+                if rng.random() < 0.3:
+                    op = {"f": "read", "call": t0}
+                    try:
+                        r = sess.execute(read, (k,), timeout=8).one()
+                        op.update(value=r.v if r else None, ret=time.monotonic())
+                    except (Unavailable, ReadTimeout, WriteTimeout, OperationTimedOut, NoHostAvailable,
+                            ConnectionException):
+                        continue  # reads that did not answer constrain nothing
+                else:
+                    old, new = rng.randrange(4), rng.randrange(4)
+                    op = {"f": "cas", "call": t0, "old": old, "new": new}
+                    try:
+                        r = sess.execute(cas, (new, k, old), timeout=8).one()
+                        op.update(ok=bool(r[0]), ret=time.monotonic())
+                    except (Unavailable, NoHostAvailable):
+                        continue  # refused before any proposal
+                    except (WriteTimeout, OperationTimedOut, ConnectionException):
+                        op.update(ok=None, ret=float("inf"))  # it may yet take effect
+                with lock:
+                    history[k].append(op)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            cluster_.shutdown()
+
+    def ops():
+        with lock:
+            return sum(len(h) for h in history.values())
+
+    threads = [threading.Thread(target=client, args=(h, h)) for h in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: ops() > 60, timeout=30, what="conditional writes before the faults")
+        c.nodes[3].kill9()
+        n = ops()
+        wait_until(lambda: ops() > n + 60, timeout=30, what="conditional writes with node 3 dead")
+        c.nodes[3].start()
+        n = ops()
+        wait_until(lambda: ops() > n + 60, timeout=30, what="conditional writes with node 3 back")
+        c.nodes[2].pause()
+        n = ops()
+        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes with node 2 paused")
+        c.nodes[2].resume()
+        n = ops()
+        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes after node 2 resumed")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors
+    for k, h in history.items():
+        applied = [o for o in h if o["f"] == "cas" and o["ok"]]
+        assert applied, f"register {k}: no compare-and-set applied in {len(h)} ops"
+        bad = check_register(h, initial=0)
+        assert bad is None, f"register {k}: {bad}"

@@ -117,16 +117,19 @@ impl BlockFor {
 }
 
 /// Where the replicas of one partition are, for one request.
-struct Placement {
+pub(crate) struct Placement {
     /// Every replica, in ring order.
-    replicas: Vec<i32>,
+    pub(crate) replicas: Vec<i32>,
     /// Each replica's datacenter.
     dcs: BTreeMap<i32, String>,
-    block: BlockFor,
+    pub(crate) block: BlockFor,
 }
 
 impl Placement {
-    fn dcs_of<'a>(&'a self, nodes: &'a [i32]) -> impl Iterator<Item = &'a str> + Clone + 'a {
+    pub(crate) fn dcs_of<'a>(
+        &'a self,
+        nodes: &'a [i32],
+    ) -> impl Iterator<Item = &'a str> + Clone + 'a {
         nodes
             .iter()
             .map(|n| self.dcs.get(n).map(String::as_str).unwrap_or_default())
@@ -136,8 +139,7 @@ impl Placement {
 /// The token a cell key's partition has (keys start with the table id and
 /// the token).
 fn key_token(key: &[u8]) -> Option<i64> {
-    let b: [u8; 8] = key.get(TABLE_ID_LEN..TABLE_ID_LEN + 8)?.try_into().ok()?;
-    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+    cell::split_token(key)
 }
 
 /// The smallest key above `key`.
@@ -158,7 +160,11 @@ impl Node {
     }
 
     /// The keyspace of a table id and its replication.
-    fn strategy_of(&self, img: &Image, table: &[u8]) -> Result<(String, Strategy), CqlError> {
+    pub(crate) fn strategy_of(
+        &self,
+        img: &Image,
+        table: &[u8],
+    ) -> Result<(String, Strategy), CqlError> {
         let (name, ks) = img
             .keyspaces
             .iter()
@@ -168,7 +174,7 @@ impl Node {
         Ok((name.clone(), strategy))
     }
 
-    fn placement(
+    pub(crate) fn placement(
         &self,
         ring: &Ring,
         strategy: &Strategy,
@@ -214,13 +220,18 @@ impl Node {
             && self.peers.is_up(node)
     }
 
-    fn addr_of(img: &Image, node: i32) -> Option<String> {
+    pub(crate) fn addr_of(img: &Image, node: i32) -> Option<String> {
         let n = img.nodes.get(&node)?;
         Some(format!("{}:{}", n.cql_host, n.cql_port))
     }
 
     /// Replicas up, or Unavailable if they cannot meet the level.
-    fn alive(&self, img: &Image, p: &Placement, cl: Consistency) -> Result<Vec<i32>, CqlError> {
+    pub(crate) fn alive(
+        &self,
+        img: &Image,
+        p: &Placement,
+        cl: Consistency,
+    ) -> Result<Vec<i32>, CqlError> {
         let alive: Vec<i32> = p
             .replicas
             .iter()
@@ -455,6 +466,17 @@ impl Node {
                     Err(_) => Reply::Failed("the table engine stopped".into()),
                 }
             }
+            Request::Prepare { partition, ballot } => self.paxos_prepare(&partition, ballot).await,
+            Request::Propose {
+                partition,
+                ballot,
+                cells,
+            } => self.paxos_propose(&partition, ballot, cells).await,
+            Request::Commit {
+                partition,
+                ballot,
+                cells,
+            } => self.paxos_commit(&partition, ballot, cells).await,
             Request::Read {
                 start,
                 end,

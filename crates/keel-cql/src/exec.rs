@@ -124,8 +124,11 @@ pub struct Node {
     pub prepared: Mutex<HashMap<Vec<u8>, Arc<Prepared>>>,
     /// Schema changes, for connections that REGISTERed for them.
     pub events: broadcast::Sender<SchemaEvent>,
-    /// Compare-and-set on one node runs one at a time per partition stripe.
+    /// This node's conditional writes run one at a time per partition
+    /// stripe (fewer ballots lost to each other).
     lwt: Vec<tokio::sync::Mutex<()>>,
+    /// A replica's Paxos state changes one at a time per partition stripe.
+    pub(crate) paxos: Vec<tokio::sync::Mutex<()>>,
     /// Links to the other nodes, for the coordinator.
     pub(crate) peers: Arc<crate::internode::Peers>,
     /// The ring of the image last seen (its applied index).
@@ -151,6 +154,17 @@ pub struct Prepared {
     pub pk_indexes: Vec<i16>,
     /// A SELECT's result columns.
     pub result: Option<Vec<ColumnSpec>>,
+}
+
+/// The lock of `key`'s stripe.
+pub(crate) fn stripe<'a>(
+    locks: &'a [tokio::sync::Mutex<()>],
+    key: &[u8],
+) -> &'a tokio::sync::Mutex<()> {
+    let h = key
+        .iter()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(*b as u32));
+    &locks[h as usize % locks.len()]
 }
 
 /// Statements a prepared-statement cache holds at most (Cassandra bounds its
@@ -184,6 +198,7 @@ impl Node {
             prepared: Mutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
             lwt: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+            paxos: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             peers: Arc::default(),
             ring_cache: Mutex::new((0, None)),
             read_repairs: Default::default(),
@@ -1017,10 +1032,7 @@ impl Node {
     }
 
     pub(crate) fn lwt_lock(&self, partition: &[u8]) -> &tokio::sync::Mutex<()> {
-        let h = partition
-            .iter()
-            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(*b as u32));
-        &self.lwt[h as usize % self.lwt.len()]
+        stripe(&self.lwt, partition)
     }
 
     async fn truncate(&self, t: &TableSchema, _params: &Params) -> Result<(), CqlError> {

@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exec::Node;
+use crate::paxos::{Ballot, PaxosState};
 
 /// What an internode connection opens with.
 pub const MAGIC: &[u8; 8] = b"KEELTBL1";
@@ -41,8 +42,13 @@ const KIND_MUTATE: u8 = 1;
 const KIND_READ: u8 = 2;
 const KIND_PING: u8 = 3;
 const KIND_APPLIED: u8 = 4;
+const KIND_PREPARE: u8 = 5;
+const KIND_PROPOSE: u8 = 6;
+const KIND_COMMIT: u8 = 7;
 const KIND_DONE: u8 = 0x81;
 const KIND_CELLS: u8 = 0x82;
+const KIND_PROMISE: u8 = 0x83;
+const KIND_ACCEPTED: u8 = 0x84;
 const KIND_FAILED: u8 = 0xff;
 
 /// A request to a replica.
@@ -62,6 +68,24 @@ pub enum Request {
     /// Answer once this node's metadata image has applied `index` (schema
     /// agreement after a schema change).
     Applied(u64),
+    /// Paxos phase 1 for one partition (its key prefix): promise to accept
+    /// nothing below `ballot` ([`crate::paxos`]).
+    Prepare {
+        partition: Vec<u8>,
+        ballot: Ballot,
+    },
+    /// Paxos phase 2: accept `cells` as the partition's proposal at `ballot`.
+    Propose {
+        partition: Vec<u8>,
+        ballot: Ballot,
+        cells: Mutation,
+    },
+    /// Paxos commit: apply `cells`, the proposal chosen at `ballot`.
+    Commit {
+        partition: Vec<u8>,
+        ballot: Ballot,
+        cells: Mutation,
+    },
 }
 
 /// A replica's answer.
@@ -74,15 +98,24 @@ pub enum Reply {
         cells: Mutation,
         resume: Option<Vec<u8>>,
     },
+    /// The answer to a Prepare: whether the ballot was promised, and the
+    /// replica's Paxos state for the partition (with the higher ballot it
+    /// promised when it refused).
+    Promise {
+        ok: bool,
+        state: PaxosState,
+    },
+    /// The answer to a Propose.
+    Accepted(bool),
     Failed(String),
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
 }
 
-fn take_bytes(p: &mut &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn take_bytes(p: &mut &[u8]) -> Option<Vec<u8>> {
     let n = u32::from_be_bytes(p.get(..4)?.try_into().ok()?) as usize;
     let b = p.get(4..4usize.checked_add(n)?)?.to_vec();
     *p = &p[4 + n..];
@@ -139,6 +172,32 @@ impl Request {
             }
             Request::Ping => frame(id, KIND_PING, &[]),
             Request::Applied(index) => frame(id, KIND_APPLIED, &index.to_be_bytes()),
+            Request::Prepare { partition, ballot } => {
+                let mut b = Vec::new();
+                put_bytes(&mut b, partition);
+                ballot.put(&mut b);
+                frame(id, KIND_PREPARE, &b)
+            }
+            Request::Propose {
+                partition,
+                ballot,
+                cells,
+            }
+            | Request::Commit {
+                partition,
+                ballot,
+                cells,
+            } => {
+                let mut b = Vec::new();
+                put_bytes(&mut b, partition);
+                ballot.put(&mut b);
+                b.extend_from_slice(&commitlog::encode_record(cells));
+                let kind = match self {
+                    Request::Propose { .. } => KIND_PROPOSE,
+                    _ => KIND_COMMIT,
+                };
+                frame(id, kind, &b)
+            }
         }
     }
 
@@ -159,6 +218,30 @@ impl Request {
             }
             KIND_PING => b.is_empty().then_some(Request::Ping),
             KIND_APPLIED => Some(Request::Applied(u64::from_be_bytes(b.try_into().ok()?))),
+            KIND_PREPARE => {
+                let partition = take_bytes(&mut b)?;
+                let ballot = Ballot::take(&mut b)?;
+                b.is_empty()
+                    .then_some(Request::Prepare { partition, ballot })
+            }
+            KIND_PROPOSE | KIND_COMMIT => {
+                let partition = take_bytes(&mut b)?;
+                let ballot = Ballot::take(&mut b)?;
+                let cells = commitlog::decode_record(b)?;
+                Some(if kind == KIND_PROPOSE {
+                    Request::Propose {
+                        partition,
+                        ballot,
+                        cells,
+                    }
+                } else {
+                    Request::Commit {
+                        partition,
+                        ballot,
+                        cells,
+                    }
+                })
+            }
             _ => None,
         }
     }
@@ -174,6 +257,12 @@ impl Reply {
                 b.extend_from_slice(&commitlog::encode_record(cells));
                 frame(id, KIND_CELLS, &b)
             }
+            Reply::Promise { ok, state } => {
+                let mut b = vec![*ok as u8];
+                state.encode(&mut b);
+                frame(id, KIND_PROMISE, &b)
+            }
+            Reply::Accepted(ok) => frame(id, KIND_ACCEPTED, &[*ok as u8]),
             Reply::Failed(why) => frame(id, KIND_FAILED, why.as_bytes()),
         }
     }
@@ -188,6 +277,18 @@ impl Reply {
                     resume,
                 })
             }
+            KIND_PROMISE => {
+                let (ok, mut rest) = b.split_first()?;
+                let state = PaxosState::decode(&mut rest)?;
+                (*ok <= 1 && rest.is_empty()).then_some(Reply::Promise {
+                    ok: *ok == 1,
+                    state,
+                })
+            }
+            KIND_ACCEPTED => match b {
+                [ok @ (0 | 1)] => Some(Reply::Accepted(*ok == 1)),
+                _ => None,
+            },
             KIND_FAILED => Some(Reply::Failed(String::from_utf8_lossy(b).into_owned())),
             _ => None,
         }
@@ -467,6 +568,20 @@ mod tests {
             },
             Request::Ping,
             Request::Applied(77),
+            Request::Prepare {
+                partition: vec![3; 40],
+                ballot: Ballot::new(123, 2),
+            },
+            Request::Propose {
+                partition: vec![3; 40],
+                ballot: Ballot::new(124, -1),
+                cells: m.clone(),
+            },
+            Request::Commit {
+                partition: vec![],
+                ballot: Ballot::new(i64::MIN, i32::MAX),
+                cells: Vec::new(),
+            },
         ];
         for r in reqs {
             let f = r.encode(42);
@@ -497,10 +612,28 @@ mod tests {
                 resume: None,
             },
             Reply::Failed("disk full".into()),
+            Reply::Accepted(true),
+            Reply::Accepted(false),
+            Reply::Promise {
+                ok: false,
+                state: PaxosState::default(),
+            },
+            Reply::Promise {
+                ok: true,
+                state: PaxosState {
+                    promised: Ballot::new(9, 1),
+                    accepted: Some((Ballot::new(8, 2), m.clone())),
+                    committed: Some((Ballot::new(7, 3), Vec::new())),
+                },
+            },
         ] {
             let f = r.encode(3);
             assert_eq!(Reply::decode(f[12], &f[13..]), Some(r.clone()));
+            for cut in 0..f.len() - 13 {
+                let _ = Reply::decode(f[12], &f[13..13 + cut]);
+            }
         }
+        assert_eq!(Reply::decode(KIND_ACCEPTED, &[2]), None);
         assert_eq!(Request::decode(99, &[]), None);
     }
 }

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod hints;
 pub mod internode;
 pub mod parser;
+pub mod paxos;
 pub mod read;
 pub mod server;
 pub mod system;

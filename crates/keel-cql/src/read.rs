@@ -211,6 +211,13 @@ pub async fn select(
             "SELECT DISTINCT with WHERE clause only supports restriction by partition key and/or static columns.".into(),
         ));
     }
+    if matches!(
+        params.consistency,
+        Consistency::Serial | Consistency::LocalSerial
+    ) && !crate::system::is_system_keyspace(&t.keyspace)
+    {
+        serial_read_barrier(node, &plan.ranges, params.consistency).await?;
+    }
     let sort_in_memory = !order.is_empty() && plan.multi_partition_in;
     let page_size = params
         .page_size
@@ -1004,10 +1011,60 @@ async fn read_row(
     Ok(found)
 }
 
-/// A conditional write (lightweight transaction) on one node: the row is
-/// read and the write applied under the partition's lock, so no other
-/// conditional write to it interleaves. Answers `[applied]` and, when not
-/// applied, the values the condition saw.
+/// A read at SERIAL or LOCAL_SERIAL first runs a Paxos prepare on its
+/// partition, which finishes any conditional write in flight there, so the
+/// quorum read after it sees every write a serial operation could have seen
+/// (Cassandra's `readWithPaxos`). One partition only, as Cassandra.
+async fn serial_read_barrier(
+    node: &Node,
+    ranges: &[Range],
+    cl: Consistency,
+) -> Result<(), CqlError> {
+    let one = |r: &Range| {
+        let p = cell::partition_prefix_len(&r.start)?;
+        let part = &r.start[..p];
+        (r.end.starts_with(part) || r.end == cell::prefix_end(part)).then(|| part.to_vec())
+    };
+    let mut partition: Option<Vec<u8>> = None;
+    for r in ranges {
+        match (one(r), &partition) {
+            (Some(p), None) => partition = Some(p),
+            (Some(p), Some(q)) if p == *q => {}
+            _ => return Err(CqlError::Invalid(
+                "SERIAL/LOCAL_SERIAL consistency may only be requested for one partition at a time"
+                    .into(),
+            )),
+        }
+    }
+    let Some(partition) = partition else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + crate::paxos::CAS_CONTENTION_TIMEOUT;
+    node.paxos_begin(&partition, cl, deadline)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            // Cassandra answers a serial read that could not finish its
+            // round with ReadTimeout.
+            CqlError::WriteTimeout {
+                cl,
+                received,
+                block_for,
+                ..
+            } => CqlError::ReadTimeout {
+                cl,
+                received,
+                block_for,
+                data_present: false,
+            },
+            e => e,
+        })
+}
+
+/// A conditional write (lightweight transaction): Paxos rounds on the
+/// partition ([`crate::paxos`]) read the row at (local) quorum, evaluate the
+/// condition and, if it holds, propose and commit the write. Answers
+/// `[applied]` and, when not applied, the values the condition saw.
 #[allow(clippy::too_many_arguments)]
 pub async fn compare_and_set(
     node: &Node,
@@ -1077,17 +1134,39 @@ pub async fn compare_and_set(
         ));
     }
     let partition = t.partition_prefix(&t.partition_bytes(&pk));
+    // One round at a time from this node per partition (its own statements
+    // would only pre-empt each other's ballots); Paxos orders them across
+    // coordinators.
     let _guard = node.lwt_lock(&partition).lock().await;
-    // The condition is read at QUORUM (LOCAL_QUORUM for LOCAL_SERIAL) under
-    // this node's lock: linearizable while one coordinator serves a
-    // partition's conditional writes; Paxos across coordinators is not built
-    // yet (ARCHITECTURE.md).
-    let read_cl = if serial == Consistency::LocalSerial {
-        Consistency::LocalQuorum
-    } else {
-        Consistency::Quorum
-    };
-    let current = read_row(node, t, &pk, &ck, read_cl).await?;
+    node.cas(&partition, serial, params.consistency, || async {
+        // At (local) quorum: SERIAL's and LOCAL_SERIAL's levels count so.
+        let current = read_row(node, t, &pk, &ck, serial).await?;
+        let (applied, columns, row) = evaluate(node, t, condition, binds, &current)?;
+        let cells = applied.then(|| m.clone());
+        Ok((
+            cells,
+            Outcome::Rows(Rows {
+                columns,
+                rows: vec![row],
+                paging_state: None,
+            }),
+        ))
+    })
+    .await
+}
+
+/// One result row's values.
+type RowValues = Vec<Option<Vec<u8>>>;
+
+/// Whether `condition` holds on `current`: `[applied]`, and (not applied)
+/// the values it saw, as Cassandra answers.
+fn evaluate(
+    node: &Node,
+    t: &TableSchema,
+    condition: &Condition,
+    binds: &Binds<'_>,
+    current: &Option<Row>,
+) -> Result<(bool, Vec<ColumnSpec>, RowValues), CqlError> {
     let bool_col = |applied: bool| Some(vec![applied as u8]);
     let applied_spec = ColumnSpec {
         keyspace: t.keyspace.clone(),
@@ -1160,26 +1239,6 @@ pub async fn compare_and_set(
     if applied {
         columns.truncate(1);
         row.truncate(1);
-        // The write's timestamp must follow every cell it read, whatever
-        // timestamp the client sent (Cassandra uses the Paxos ballot's).
-        if let Some(r) = &current {
-            if let Some(max) = r.cells.values().map(|c| c.ts).max() {
-                node.hlc.observe(max);
-            }
-        }
-        let ts = node.hlc.now();
-        let m: Mutation = m
-            .into_iter()
-            .map(|(k, mut c)| {
-                c.ts = ts;
-                (k, c)
-            })
-            .collect();
-        node.write(m, params.consistency).await?;
     }
-    Ok(Outcome::Rows(Rows {
-        columns,
-        rows: vec![row],
-        paging_state: None,
-    }))
+    Ok((applied, columns, row))
 }

@@ -173,6 +173,12 @@ pub fn token_key(token: i64) -> [u8; 8] {
     ((token as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The token of the partition a key (or partition prefix) is in.
+pub fn split_token(key: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = key.get(TABLE_ID_LEN..PK_LEN_AT)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+}
+
 /// The length of the partition prefix at the start of `key`.
 pub fn partition_prefix_len(key: &[u8]) -> Option<usize> {
     let len = u32::from_be_bytes(key.get(PK_LEN_AT..PARTITION_HEADER)?.try_into().ok()?) as usize;
