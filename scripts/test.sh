@@ -49,4 +49,4 @@ step "cargo test (unit, property, integration)"
 cargo test --workspace --release --locked
 
 step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python, KafkaJS, etcdctl, etcd3, etcd3gw, etcd 3.4 side by side, cqlsh and cassandra-driver"
-KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/interop
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider --durations=15 -W ignore::DeprecationWarning tests/interop

@@ -7,6 +7,7 @@ linearizable lightweight transactions across coordinators, while a replica
 is killed or paused (SIGSTOP)."""
 
 import random
+import subprocess
 import threading
 import time
 
@@ -20,7 +21,7 @@ from cassandra.policies import (FallthroughRetryPolicy, RoundRobinPolicy, TokenA
                                 WhiteListRoundRobinPolicy)
 from cassandra.query import SimpleStatement
 
-from conftest import free_port, wait_until
+from conftest import KEEL, free_port, wait_until
 from etcd_cluster import Cluster as KeelCluster
 from etcd_cluster import check_register
 
@@ -483,6 +484,9 @@ def test_hinted_handoff_brings_a_returning_replica_the_writes_it_missed(three):
             assert s3.execute(st("SELECT v FROM h1.kv WHERE k = %s", CL.ONE), (k,)).one().v == f"a{k}"
     finally:
         cl3.shutdown()
+    # The hints left nothing for repair: every range's Merkle trees agree.
+    r = c.nodes[1].cli("table", "repair", "h3")
+    assert r["ranges"] in (48, 49) and r["ranges_differed"] == 0 and r["cells_streamed"] == 0, r
 
 
 def test_lightweight_transactions_are_linearizable_across_coordinators(three):
@@ -580,3 +584,70 @@ def test_lightweight_transactions_are_linearizable_across_coordinators(three):
         assert applied, f"register {k}: no compare-and-set applied in {len(h)} ops"
         bad = check_register(h, initial=0)
         assert bad is None, f"register {k}: {bad}"
+
+
+def test_repair_compares_merkle_trees_and_streams_only_what_differs(three_no_hints):
+    """With hints off, node 3 misses the writes and deletions made while it
+    was dead. `keel table repair` finds the ranges whose Merkle trees differ,
+    streams node 3 what it lacks (and only that), and leaves every range's
+    trees equal: node 3 then answers every acknowledged write alone at ONE,
+    and a second repair finds nothing. A replica that is down fails its
+    ranges, and the command says so."""
+    c = three_no_hints
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    try:
+        s.execute("CREATE KEYSPACE rp WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+        s.execute("CREATE TABLE rp.kv (k int PRIMARY KEY, v text)")
+        ins = s.prepare("INSERT INTO rp.kv (k, v) VALUES (?, ?)")
+        ins.consistency_level = CL.ALL
+        for i in range(300):
+            s.execute(ins, (i, "x" * 100))
+        # 48 token ranges (16 per node); the one that wraps past the largest
+        # token is compared as two slices.
+        first = c.nodes[1].cli("table", "repair", "rp")
+        assert first["ranges"] in (48, 49) and first["ranges_differed"] == 0, first
+        c.nodes[3].kill9()
+        ins.consistency_level = CL.QUORUM
+        for i in range(300, 400):
+            s.execute(ins, (i, "y" * 100))
+        for i in range(0, 20):
+            s.execute(st("DELETE FROM rp.kv WHERE k = %s", CL.QUORUM), (i,))
+    finally:
+        cluster.shutdown()
+    c.nodes[3].start()
+    wait_until(lambda: c.nodes[1].cli("table", "status")[2]["up"], timeout=20, what="node 3 up")
+    cl3, s3 = connect(c, hosts=[3])
+    try:
+        # Node 3's own replica, read alone: the 300 rows it had, none of the rest.
+        assert s3.execute(st("SELECT count(*) FROM rp.kv", CL.ONE)).one()[0] == 300
+    finally:
+        cl3.shutdown()
+
+    def repaired():
+        try:
+            return c.nodes[1].cli("table", "repair", "rp")
+        except AssertionError:
+            return None  # node 3's links are still coming up
+    r = wait_until(repaired, timeout=20, what="a repair with every replica up")
+    assert r["failures"] == [] and r["ranges_still_differing"] == 0, r
+    assert 0 < r["ranges_differed"] <= r["ranges"], r
+    # What moved: the 100 rows' cells (row marker and value) and the 20
+    # deletions, to node 3 alone; nothing it already had.
+    assert list(r["bytes_streamed_to"]) == ["3"], r
+    assert 120 <= r["cells_streamed"] <= 100 * 2 + 20 + 10, r
+    total = 400 * 100
+    assert r["bytes_streamed"] < total, r
+    cl3, s3 = connect(c, hosts=[3])
+    try:
+        rows = {row.k for row in s3.execute(st("SELECT k FROM rp.kv", CL.ONE))}
+        assert rows == set(range(20, 400)), (len(rows), sorted(set(range(20, 400)) ^ rows)[:10])
+    finally:
+        cl3.shutdown()
+    again = c.nodes[1].cli("table", "repair", "rp")
+    assert again["ranges_differed"] == 0 and again["cells_streamed"] == 0, again
+
+    c.nodes[2].kill9()
+    p = subprocess.run([str(KEEL), "table", "repair", "rp", "-o", "json"], capture_output=True, text=True,
+                       timeout=120, env={"KEEL_ADMIN": f"127.0.0.1:{c.nodes[1].admin_port}", "PATH": "/usr/bin:/bin"})
+    assert p.returncode != 0 and "could not be repaired" in p.stderr, (p.returncode, p.stderr)

@@ -291,6 +291,12 @@ def one_way_loss(c):
 
 
 FAULTS = [kill_leader, pause_leader, partition_leader, split_majority_minority, one_way_loss]
+# Five nodes and TLS add nothing to a crash or a pause that three plain nodes
+# do not show; they run the faults where their difference matters (a cut
+# that leaves several nodes on each side, a lost direction; TLS links torn
+# by a crash and by a cut), which keeps the whole suite under 30 minutes.
+FIVE_NODE_FAULTS = [partition_leader, split_majority_minority, one_way_loss]
+TLS_FAULTS = [kill_leader, partition_leader]
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
@@ -298,12 +304,12 @@ def test_three_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 3, fault)
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
+@pytest.mark.parametrize("fault", FIVE_NODE_FAULTS, ids=[f.__name__ for f in FIVE_NODE_FAULTS])
 def test_five_nodes_under_faults(tmp_path, fault):
     run_with_faults(tmp_path, 5, fault)
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=[f.__name__ for f in FAULTS])
+@pytest.mark.parametrize("fault", TLS_FAULTS, ids=[f.__name__ for f in TLS_FAULTS])
 def test_three_nodes_under_faults_with_mutual_tls_and_auth(tmp_path, fault):
     """The same checks with mutual TLS on the client and peer ports (Raft's
     links, the clients and a follower's forwarding all run over TLS) and auth

@@ -467,6 +467,15 @@ impl Node {
                 }
             }
             Request::Prepare { partition, ballot } => self.paxos_prepare(&partition, ballot).await,
+            Request::Merkle {
+                table,
+                first,
+                last,
+                leaves,
+            } => match self.merkle_leaves(&table, first, last, leaves) {
+                Ok(h) => Reply::Hashes(h),
+                Err(e) => Reply::Failed(e),
+            },
             Request::Propose {
                 partition,
                 ballot,

@@ -45,10 +45,12 @@ const KIND_APPLIED: u8 = 4;
 const KIND_PREPARE: u8 = 5;
 const KIND_PROPOSE: u8 = 6;
 const KIND_COMMIT: u8 = 7;
+const KIND_MERKLE: u8 = 8;
 const KIND_DONE: u8 = 0x81;
 const KIND_CELLS: u8 = 0x82;
 const KIND_PROMISE: u8 = 0x83;
 const KIND_ACCEPTED: u8 = 0x84;
+const KIND_HASHES: u8 = 0x85;
 const KIND_FAILED: u8 = 0xff;
 
 /// A request to a replica.
@@ -86,6 +88,14 @@ pub enum Request {
         ballot: Ballot,
         cells: Mutation,
     },
+    /// The Merkle tree leaves of a table's tokens `first..=last`
+    /// ([`crate::repair`]).
+    Merkle {
+        table: Vec<u8>,
+        first: i64,
+        last: i64,
+        leaves: u32,
+    },
 }
 
 /// A replica's answer.
@@ -107,6 +117,8 @@ pub enum Reply {
     },
     /// The answer to a Propose.
     Accepted(bool),
+    /// The answer to a Merkle request: each leaf's hash.
+    Hashes(Vec<crate::repair::Hash>),
     Failed(String),
 }
 
@@ -198,6 +210,19 @@ impl Request {
                 };
                 frame(id, kind, &b)
             }
+            Request::Merkle {
+                table,
+                first,
+                last,
+                leaves,
+            } => {
+                let mut b = Vec::new();
+                put_bytes(&mut b, table);
+                b.extend_from_slice(&first.to_be_bytes());
+                b.extend_from_slice(&last.to_be_bytes());
+                b.extend_from_slice(&leaves.to_be_bytes());
+                frame(id, KIND_MERKLE, &b)
+            }
         }
     }
 
@@ -242,6 +267,18 @@ impl Request {
                     }
                 })
             }
+            KIND_MERKLE => {
+                let table = take_bytes(&mut b)?;
+                let first = i64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+                let last = i64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+                let leaves = u32::from_be_bytes(b.get(16..20)?.try_into().ok()?);
+                (b.len() == 20).then_some(Request::Merkle {
+                    table,
+                    first,
+                    last,
+                    leaves,
+                })
+            }
             _ => None,
         }
     }
@@ -263,6 +300,7 @@ impl Reply {
                 frame(id, KIND_PROMISE, &b)
             }
             Reply::Accepted(ok) => frame(id, KIND_ACCEPTED, &[*ok as u8]),
+            Reply::Hashes(h) => frame(id, KIND_HASHES, &h.concat()),
             Reply::Failed(why) => frame(id, KIND_FAILED, why.as_bytes()),
         }
     }
@@ -289,6 +327,11 @@ impl Reply {
                 [ok @ (0 | 1)] => Some(Reply::Accepted(*ok == 1)),
                 _ => None,
             },
+            KIND_HASHES if b.len().is_multiple_of(32) => Some(Reply::Hashes(
+                b.chunks_exact(32)
+                    .map(|c| c.try_into().expect("32 bytes"))
+                    .collect(),
+            )),
             KIND_FAILED => Some(Reply::Failed(String::from_utf8_lossy(b).into_owned())),
             _ => None,
         }
@@ -582,6 +625,12 @@ mod tests {
                 ballot: Ballot::new(i64::MIN, i32::MAX),
                 cells: Vec::new(),
             },
+            Request::Merkle {
+                table: vec![1; 16],
+                first: i64::MIN,
+                last: 5,
+                leaves: 64,
+            },
         ];
         for r in reqs {
             let f = r.encode(42);
@@ -614,6 +663,8 @@ mod tests {
             Reply::Failed("disk full".into()),
             Reply::Accepted(true),
             Reply::Accepted(false),
+            Reply::Hashes(vec![[7; 32], [0; 32]]),
+            Reply::Hashes(Vec::new()),
             Reply::Promise {
                 ok: false,
                 state: PaxosState::default(),
@@ -634,6 +685,7 @@ mod tests {
             }
         }
         assert_eq!(Reply::decode(KIND_ACCEPTED, &[2]), None);
+        assert_eq!(Reply::decode(KIND_HASHES, &[0; 33]), None);
         assert_eq!(Request::decode(99, &[]), None);
     }
 }

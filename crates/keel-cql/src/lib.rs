@@ -12,6 +12,7 @@ pub mod internode;
 pub mod parser;
 pub mod paxos;
 pub mod read;
+pub mod repair;
 pub mod server;
 pub mod system;
 pub mod table;

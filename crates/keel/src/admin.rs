@@ -406,7 +406,11 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
                         .iter()
                         .map(|c| serde_json::json!({"name": c.name, "type": c.cql_type}))
                         .collect();
-                    (t.clone(), serde_json::json!({ "partition_key": pk }))
+                    let id: String = table.id.iter().map(|b| format!("{b:02x}")).collect();
+                    (
+                        t.clone(),
+                        serde_json::json!({ "id": id, "partition_key": pk }),
+                    )
                 })
                 .collect();
             (

@@ -1,8 +1,10 @@
-//! `keel table ring|status|locate`: the tables face's ring as the quorum
-//! holds it, shown as `nodetool ring`, `nodetool status` and `nodetool
-//! getendpoints` show Cassandra's. Read from a node's admin `/cluster`
-//! (its applied metadata image); replicas are placed by the same code the
-//! coordinator runs (`keel_meta::ring`).
+//! `keel table ring|status|locate|repair`: the tables face's ring as the
+//! quorum holds it, shown as `nodetool ring`, `nodetool status` and
+//! `nodetool getendpoints` show Cassandra's, and anti-entropy repair as
+//! `nodetool repair` runs it. Read from a node's admin `/cluster` (its
+//! applied metadata image); replicas are placed by the same code the
+//! coordinator runs (`keel_meta::ring`), and repair talks to the replicas
+//! over the internode protocol (`keel_cql::repair`).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +31,15 @@ pub enum TableCommand {
         keyspace: String,
         #[arg(num_args = 1..=2, value_names = ["TABLE", "KEY"])]
         rest: Vec<String>,
+    },
+    /// Anti-entropy repair (`nodetool repair`, full): the replicas of every
+    /// token range compare Merkle trees and are sent the cells they lack.
+    /// Every keyspace, or one, or one table. Reports how many ranges
+    /// differed and how much was streamed; exits non-zero if a range could
+    /// not be repaired (a replica down).
+    Repair {
+        keyspace: Option<String>,
+        table: Option<String>,
     },
 }
 
@@ -237,7 +248,102 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
                 &out,
             )
         }
+        TableCommand::Repair { keyspace, table } => {
+            let targets = repair_targets(&view, keyspace.as_deref(), table.as_deref())?;
+            let addrs: BTreeMap<i32, String> =
+                nodes.iter().map(|n| (n.id, n.address.clone())).collect();
+            let peers = std::sync::Arc::new(keel_cql::internode::Peers::default());
+            let started = std::time::Instant::now();
+            let r = keel_cql::repair::repair(&peers, &addrs, &ring, &targets).await;
+            let streamed: serde_json::Map<String, Value> = r
+                .streamed_to
+                .iter()
+                .map(|(n, b)| (n.to_string(), json!(b)))
+                .collect();
+            let out = json!({
+                "tables": targets.len(), "ranges": r.ranges, "ranges_differed": r.ranges_differed,
+                "leaves_differed": r.leaves_differed, "cells_streamed": r.cells_streamed,
+                "bytes_streamed": r.bytes_streamed, "bytes_streamed_to": streamed,
+                "ranges_still_differing": r.ranges_still_differing, "failures": r.failures,
+                "seconds": started.elapsed().as_secs_f64(),
+            });
+            let table = vec![
+                vec![
+                    "TABLES".to_string(),
+                    "RANGES".into(),
+                    "DIFFERED".into(),
+                    "CELLS STREAMED".into(),
+                    "BYTES STREAMED".into(),
+                    "STILL DIFFERING".into(),
+                    "FAILED".into(),
+                ],
+                vec![
+                    targets.len().to_string(),
+                    r.ranges.to_string(),
+                    r.ranges_differed.to_string(),
+                    r.cells_streamed.to_string(),
+                    r.bytes_streamed.to_string(),
+                    r.ranges_still_differing.to_string(),
+                    r.failures.len().to_string(),
+                ],
+            ];
+            common.print(&out, &table)?;
+            if !r.failures.is_empty() {
+                for f in r.failures.iter().take(5) {
+                    eprintln!("repair failed: {f}");
+                }
+                bail!("{} range(s) could not be repaired", r.failures.len());
+            }
+            Ok(())
+        }
     }
+}
+
+/// The tables `keel table repair` names: every table of every keyspace, of
+/// one keyspace, or one.
+fn repair_targets(
+    view: &Value,
+    keyspace: Option<&str>,
+    table: Option<&str>,
+) -> Result<Vec<keel_cql::repair::Target>> {
+    let all = view["keyspaces"].as_object().cloned().unwrap_or_default();
+    if let Some(k) = keyspace {
+        if !all.contains_key(k) {
+            bail!("keyspace {k} does not exist");
+        }
+    }
+    let mut out = Vec::new();
+    for (ks, v) in &all {
+        if keyspace.is_some_and(|k| k != ks) {
+            continue;
+        }
+        let tables = v["tables"].as_object().cloned().unwrap_or_default();
+        if let Some(t) = table {
+            if !tables.contains_key(t) {
+                bail!("table {ks}.{t} does not exist");
+            }
+        }
+        let s = strategy(view, ks)?;
+        for (name, t) in tables {
+            if table.is_some_and(|want| want != name) {
+                continue;
+            }
+            let hex = t["id"].as_str().unwrap_or_default();
+            let id = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .ok()
+                .filter(|id| id.len() == keel_table::cell::TABLE_ID_LEN)
+                .ok_or_else(|| anyhow!("the node lists no id for {ks}.{name}"))?;
+            out.push(keel_cql::repair::Target {
+                keyspace: ks.clone(),
+                table: name,
+                id,
+                strategy: s.clone(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A key value typed on the command line: text as it is, anything else as
