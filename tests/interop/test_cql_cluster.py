@@ -28,8 +28,8 @@ from etcd_cluster import check_register
 SESSION_MS = 3000
 
 
-def three_nodes(base, extra=()):
-    c = KeelCluster(base, 3, extra=["--broker-session-timeout-ms", str(SESSION_MS), *extra])
+def three_nodes(base, extra=(), session_ms=SESSION_MS):
+    c = KeelCluster(base, 3, extra=["--broker-session-timeout-ms", str(session_ms), *extra])
     port = free_port()
     for i, n in c.nodes.items():
         n.cql_host = f"127.0.0.{20 + i}"
@@ -651,3 +651,57 @@ def test_repair_compares_merkle_trees_and_streams_only_what_differs(three_no_hin
     p = subprocess.run([str(KEEL), "table", "repair", "rp", "-o", "json"], capture_output=True, text=True,
                        timeout=120, env={"KEEL_ADMIN": f"127.0.0.1:{c.nodes[1].admin_port}", "PATH": "/usr/bin:/bin"})
     assert p.returncode != 0 and "could not be repaired" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
+    """The quorum's session timeout is set long (60 s) so only the tables
+    face's own detector can see a node go: a paused node (SIGSTOP) stops
+    heartbeating and node 1's phi for it climbs past phi_convict_threshold
+    (8), so `keel table status` shows it DN and ALL is Unavailable at once;
+    resumed, it is UN again. A node stopped cleanly announces LEAVING and is
+    shown down at once."""
+    c = three_nodes(tmp_path, session_ms=60000).start()
+    try:
+        wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+
+        def status():
+            return {n["node"]: n for n in c.nodes[1].cli("table", "status")}
+        wait_until(lambda: all(n["state"] == "UN" for n in status().values()), timeout=10,
+                   what="every node UN by gossip")
+        s3 = status()[3]
+        assert s3["status"] == "NORMAL" and s3["phi"] is not None and s3["phi"] < 8, s3
+        cluster, s = connect(c, hosts=[1])
+        try:
+            s.execute("CREATE KEYSPACE g WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+            s.execute("CREATE TABLE g.kv (k int PRIMARY KEY, v int)")
+            c.nodes[3].pause()
+            t0 = time.monotonic()
+            wait_until(lambda: status()[3]["state"] == "DN", timeout=15, what="node 3 convicted")
+            convicted_after = time.monotonic() - t0
+            down = status()[3]
+            assert down["phi"] >= 8, down
+            # Not the quorum's doing: its 60 s session timeout has not passed.
+            assert convicted_after < 30, convicted_after
+            t1 = time.monotonic()
+            with pytest.raises(Unavailable) as e:
+                s.execute(st("INSERT INTO g.kv (k, v) VALUES (1, 1)", CL.ALL))
+            assert time.monotonic() - t1 < 1.0, "Unavailable must come at once, not after a timeout"
+            assert (e.value.required_replicas, e.value.alive_replicas) == (3, 2)
+            s.execute(st("INSERT INTO g.kv (k, v) VALUES (1, 1)", CL.QUORUM))
+            c.nodes[3].resume()
+            wait_until(lambda: status()[3]["state"] == "UN", timeout=15, what="node 3 up again")
+
+            def all_works():
+                try:
+                    s.execute(st("INSERT INTO g.kv (k, v) VALUES (2, 2)", CL.ALL))
+                    return True
+                except (Unavailable, WriteTimeout):
+                    return False
+            wait_until(all_works, timeout=15, what="ALL to answer again")
+        finally:
+            cluster.shutdown()
+        c.nodes[2].stop()
+        left = status()[2]
+        assert left["status"] == "LEAVING" and left["state"] == "DL", left
+    finally:
+        c.stop()

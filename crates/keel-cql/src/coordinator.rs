@@ -5,8 +5,9 @@
 //! - **Availability first**: a level that the replicas believed up cannot
 //!   meet gets Unavailable (`required`, `alive`) at once, before anything is
 //!   written, as Cassandra's `AbstractWriteResponseHandler.assureSufficientLiveNodes`.
-//!   Up means registered and not fenced on the quorum, and not marked down by
-//!   a failed link ([`crate::internode`]).
+//!   Up means registered and not fenced on the quorum, not convicted by the
+//!   gossip's phi-accrual detector nor leaving ([`crate::gossip`]), and not
+//!   marked down by a failed link ([`crate::internode`]).
 //! - **Writes** go to every replica believed up; the answer comes when the
 //!   level is met, the rest finish in the background. No reply in time:
 //!   WriteTimeout with `received`/`block_for`.
@@ -218,6 +219,7 @@ impl Node {
             .get(&node)
             .is_some_and(|n| !n.fenced && n.cql_port > 0)
             && self.peers.is_up(node)
+            && self.gossip.alive(node)
     }
 
     pub(crate) fn addr_of(img: &Image, node: i32) -> Option<String> {
@@ -467,6 +469,7 @@ impl Node {
                 }
             }
             Request::Prepare { partition, ballot } => self.paxos_prepare(&partition, ballot).await,
+            Request::Gossip(view) => self.gossip_exchange(&view),
             Request::Merkle {
                 table,
                 first,

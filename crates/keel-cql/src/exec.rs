@@ -112,6 +112,10 @@ pub struct LocalInfo {
     /// How long into a replica's outage its missed writes are kept as hints
     /// (Cassandra's `max_hint_window`; zero turns hinted handoff off).
     pub max_hint_window: std::time::Duration,
+    /// How often this node gossips, and the suspicion at which it convicts
+    /// a peer (Cassandra's `phi_convict_threshold`).
+    pub gossip_interval: std::time::Duration,
+    pub phi_convict_threshold: f64,
 }
 
 /// What every connection of this node shares.
@@ -130,13 +134,15 @@ pub struct Node {
     /// A replica's Paxos state changes one at a time per partition stripe.
     pub(crate) paxos: Vec<tokio::sync::Mutex<()>>,
     /// Links to the other nodes, for the coordinator.
-    pub(crate) peers: Arc<crate::internode::Peers>,
+    pub peers: Arc<crate::internode::Peers>,
     /// The ring of the image last seen (its applied index).
     pub(crate) ring_cache: Mutex<(u64, Option<Arc<keel_meta::ring::Ring>>)>,
     /// Cells sent to replicas by read repair.
     pub read_repairs: std::sync::atomic::AtomicU64,
     /// Writes kept for replicas that were down.
     pub hints: Arc<crate::hints::Hints>,
+    /// Heartbeats and the failure detector.
+    pub gossip: Arc<crate::gossip::Gossip>,
     /// For `uuid()` and timeuuids' node part.
     clock_seq: u16,
     node_bits: [u8; 6],
@@ -189,6 +195,11 @@ impl Node {
     ) -> Node {
         let r: [u8; 8] = random_bytes();
         let window = local.max_hint_window;
+        let gossip = Arc::new(crate::gossip::Gossip::new(
+            local.node_id,
+            local.gossip_interval,
+            local.phi_convict_threshold,
+        ));
         Node {
             engine,
             image,
@@ -203,6 +214,7 @@ impl Node {
             ring_cache: Mutex::new((0, None)),
             read_repairs: Default::default(),
             hints: Arc::new(crate::hints::Hints::new(window)),
+            gossip,
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
             node_bits: [r[2] | 1, r[3], r[4], r[5], r[6], r[7]],
         }

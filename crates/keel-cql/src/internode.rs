@@ -13,8 +13,8 @@
 //!
 //! A link that fails (refused, reset, a request that times out) marks its
 //! node down; a prober pings it every [`PROBE_EVERY`] and marks it up when
-//! it answers. With the registry's fencing this is the coordinator's view of
-//! who is up (a phi-accrual gossip detector is the plan, ARCHITECTURE.md).
+//! it answers. With the registry's fencing and gossip's phi-accrual detector
+//! ([`crate::gossip`]) this is the coordinator's view of who is up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::exec::Node;
+use crate::gossip::{decode_view, encode_view, Heartbeat};
 use crate::paxos::{Ballot, PaxosState};
 
 /// What an internode connection opens with.
@@ -46,11 +47,13 @@ const KIND_PREPARE: u8 = 5;
 const KIND_PROPOSE: u8 = 6;
 const KIND_COMMIT: u8 = 7;
 const KIND_MERKLE: u8 = 8;
+const KIND_GOSSIP: u8 = 9;
 const KIND_DONE: u8 = 0x81;
 const KIND_CELLS: u8 = 0x82;
 const KIND_PROMISE: u8 = 0x83;
 const KIND_ACCEPTED: u8 = 0x84;
 const KIND_HASHES: u8 = 0x85;
+const KIND_GOSSIP_ACK: u8 = 0x86;
 const KIND_FAILED: u8 = 0xff;
 
 /// A request to a replica.
@@ -96,6 +99,9 @@ pub enum Request {
         last: i64,
         leaves: u32,
     },
+    /// A gossip round: the sender's view of every node's heartbeat
+    /// ([`crate::gossip`]), answered with the receiver's.
+    Gossip(Vec<Heartbeat>),
 }
 
 /// A replica's answer.
@@ -119,6 +125,8 @@ pub enum Reply {
     Accepted(bool),
     /// The answer to a Merkle request: each leaf's hash.
     Hashes(Vec<crate::repair::Hash>),
+    /// The answer to gossip: the receiver's view.
+    Gossip(Vec<Heartbeat>),
     Failed(String),
 }
 
@@ -223,6 +231,11 @@ impl Request {
                 b.extend_from_slice(&leaves.to_be_bytes());
                 frame(id, KIND_MERKLE, &b)
             }
+            Request::Gossip(view) => {
+                let mut b = Vec::new();
+                encode_view(view, &mut b);
+                frame(id, KIND_GOSSIP, &b)
+            }
         }
     }
 
@@ -279,6 +292,7 @@ impl Request {
                     leaves,
                 })
             }
+            KIND_GOSSIP => decode_view(b).map(Request::Gossip),
             _ => None,
         }
     }
@@ -301,6 +315,11 @@ impl Reply {
             }
             Reply::Accepted(ok) => frame(id, KIND_ACCEPTED, &[*ok as u8]),
             Reply::Hashes(h) => frame(id, KIND_HASHES, &h.concat()),
+            Reply::Gossip(view) => {
+                let mut b = Vec::new();
+                encode_view(view, &mut b);
+                frame(id, KIND_GOSSIP_ACK, &b)
+            }
             Reply::Failed(why) => frame(id, KIND_FAILED, why.as_bytes()),
         }
     }
@@ -332,6 +351,7 @@ impl Reply {
                     .map(|c| c.try_into().expect("32 bytes"))
                     .collect(),
             )),
+            KIND_GOSSIP_ACK => decode_view(b).map(Reply::Gossip),
             KIND_FAILED => Some(Reply::Failed(String::from_utf8_lossy(b).into_owned())),
             _ => None,
         }
@@ -432,24 +452,45 @@ struct Conn {
 
 /// One peer: its address, its connection and whether it is believed up.
 struct Link {
+    node: i32,
     addr: Mutex<String>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     down: AtomicBool,
     probing: AtomicBool,
 }
 
+/// Which peers an injected fault cuts this node off from (`keel lab`).
+pub type Cut = Arc<dyn Fn(i32) -> bool + Send + Sync>;
+
 /// Links to every peer a coordinator talks to.
 #[derive(Default)]
 pub struct Peers {
     links: Mutex<HashMap<i32, Arc<Link>>>,
     next_id: AtomicU64,
+    cut: std::sync::RwLock<Option<Cut>>,
 }
 
 impl Peers {
+    /// Requests to the peers `cut` names go unanswered, as across a network
+    /// partition: they time out (the lab's faults, applied to the tables
+    /// face's links as to Raft's).
+    pub fn set_cut(&self, cut: Cut) {
+        *self.cut.write().expect("cut lock") = Some(cut);
+    }
+
+    fn is_cut(&self, node: i32) -> bool {
+        self.cut
+            .read()
+            .expect("cut lock")
+            .as_ref()
+            .is_some_and(|c| c(node))
+    }
+
     fn link(&self, node: i32, addr: &str) -> Arc<Link> {
         let mut links = self.links.lock().expect("links lock");
         let l = links.entry(node).or_insert_with(|| {
             Arc::new(Link {
+                node,
                 addr: Mutex::new(addr.to_string()),
                 conn: tokio::sync::Mutex::new(None),
                 down: AtomicBool::new(false),
@@ -495,6 +536,10 @@ impl Peers {
         req: &Request,
         timeout: Duration,
     ) -> Result<Reply, LinkError> {
+        if self.is_cut(link.node) {
+            tokio::time::sleep(timeout).await;
+            return Err(LinkError::Timeout);
+        }
         let conn = connect(link).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -631,6 +676,12 @@ mod tests {
                 last: 5,
                 leaves: 64,
             },
+            Request::Gossip(vec![Heartbeat {
+                node: 2,
+                generation: 1_700_000_000,
+                version: 42,
+                state: crate::gossip::State::Normal,
+            }]),
         ];
         for r in reqs {
             let f = r.encode(42);
@@ -665,6 +716,7 @@ mod tests {
             Reply::Accepted(false),
             Reply::Hashes(vec![[7; 32], [0; 32]]),
             Reply::Hashes(Vec::new()),
+            Reply::Gossip(Vec::new()),
             Reply::Promise {
                 ok: false,
                 state: PaxosState::default(),

@@ -7,6 +7,7 @@
 pub mod coordinator;
 pub mod error;
 pub mod exec;
+pub mod gossip;
 pub mod hints;
 pub mod internode;
 pub mod parser;

@@ -49,6 +49,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
     // This node's hints go out from here while it serves.
     let replay = tokio::spawn(crate::hints::replay(node.clone()));
     let _stop_replay = AbortOnDrop(replay);
+    let _stop_gossip = AbortOnDrop(tokio::spawn(crate::gossip::run(node.clone())));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,

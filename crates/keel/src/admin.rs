@@ -248,6 +248,9 @@ impl StateGauges {
 pub struct Lab {
     pub server: keel_etcd::server::EtcdServer,
     pub faults: Arc<keel_raft::Faults>,
+    /// The tables face's gossip (when this node serves CQL): each node's
+    /// state and this node's suspicion of it, for `keel table status`.
+    pub gossip: Option<Arc<keel_cql::gossip::Gossip>>,
 }
 
 struct Admin {
@@ -338,6 +341,24 @@ impl Admin {
     }
 }
 
+/// What this node's gossip says of `node` (null when it does not serve CQL
+/// or has not heard of it).
+fn gossip_json(lab: &Lab, node: i32) -> serde_json::Value {
+    let Some(g) = &lab.gossip else {
+        return serde_json::Value::Null;
+    };
+    if node == g.node() {
+        return serde_json::json!({"up": true, "state": g.state().name(), "phi": 0.0});
+    }
+    match g.peers().into_iter().find(|p| p.node == node) {
+        Some(p) => serde_json::json!({
+            "up": p.up, "state": p.state.name(), "phi": p.phi,
+            "generation": p.generation, "heartbeat": p.version,
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
 /// `/cluster`: this node's view of the cluster metadata (the image it has
 /// applied): the controller, every registered node, every topic's partitions.
 fn cluster_json(lab: &Lab) -> serde_json::Value {
@@ -358,6 +379,7 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
                 "rack": n.rack, "fenced": n.fenced, "shut_down": n.shut_down,
                 "cql_host": n.cql_host, "cql_port": n.cql_port,
                 "datacenter": n.datacenter, "tokens": n.tokens,
+                "gossip": gossip_json(lab, n.id),
             })
         })
         .collect();

@@ -175,6 +175,15 @@ struct DevArgs {
     /// 0 turns hinted handoff off.
     #[arg(long, default_value_t = 3 * 3600 * 1000, value_parser = clap::value_parser!(u64).range(0..=7 * 24 * 3600 * 1000))]
     max_hint_window_ms: u64,
+    /// How often this node gossips its heartbeat to a peer on the tables
+    /// face (Cassandra: 1 s).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    gossip_interval_ms: u64,
+    /// The suspicion (phi) at which the failure detector convicts a silent
+    /// node (Cassandra's phi_convict_threshold, 8): higher waits longer
+    /// before calling a node down, lower calls it sooner.
+    #[arg(long, default_value_t = 8.0, value_parser = phi_threshold)]
+    phi_convict_threshold: f64,
     /// Tokens this node takes on the ring when it first joins (Cassandra's
     /// num_tokens); kept across restarts.
     #[arg(long, default_value_t = keel_meta::ring::DEFAULT_NUM_TOKENS as u32, value_parser = clap::value_parser!(u32).range(1..=keel_meta::ring::MAX_NUM_TOKENS as i64))]
@@ -663,22 +672,8 @@ async fn dev(args: DevArgs) -> Result<()> {
         connections_max: args.connections_max,
         ..ServerConfig::default()
     };
-    let admin = tokio::spawn(admin::serve(
-        admin_listener,
-        broker.clone(),
-        Some(admin::Lab {
-            server: quorum.server.clone(),
-            faults: quorum.faults.clone(),
-        }),
-        stop_rx.clone(),
-    ));
-    let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
-    let schema_follower = tokio::spawn(keel_cql::follow_schema(
-        table_engine.clone(),
-        membership.watch(),
-    ));
-    let cql_server = cql_listener.map(|l| {
-        let node = Arc::new(keel_cql::Node::new(
+    let cql_node = cql_listener.as_ref().map(|_| {
+        Arc::new(keel_cql::Node::new(
             table_engine.clone(),
             membership.watch(),
             cluster::proposer(quorum.server.clone()),
@@ -694,10 +689,38 @@ async fn dev(args: DevArgs) -> Result<()> {
                 },
                 cluster_name: "Keel".into(),
                 max_hint_window: Duration::from_millis(args.max_hint_window_ms),
+                gossip_interval: Duration::from_millis(args.gossip_interval_ms),
+                phi_convict_threshold: args.phi_convict_threshold,
             },
-        ));
-        tokio::spawn(keel_cql::serve(l, node))
+        ))
     });
+    if let Some(node) = &cql_node {
+        // `keel lab isolate` cuts the tables face's links too, as a real
+        // partition would.
+        let faults = quorum.faults.clone();
+        node.peers.set_cut(Arc::new(move |peer| {
+            u64::try_from(peer)
+                .is_ok_and(|p| faults.drop_to.read().expect("faults lock").contains(&p))
+        }));
+    }
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        broker.clone(),
+        Some(admin::Lab {
+            server: quorum.server.clone(),
+            faults: quorum.faults.clone(),
+            gossip: cql_node.as_ref().map(|n| n.gossip.clone()),
+        }),
+        stop_rx.clone(),
+    ));
+    let server = tokio::spawn(keel_kafka::serve(listener, handler, server_config, stop_rx));
+    let schema_follower = tokio::spawn(keel_cql::follow_schema(
+        table_engine.clone(),
+        membership.watch(),
+    ));
+    let cql_server = cql_listener
+        .zip(cql_node.clone())
+        .map(|(l, node)| tokio::spawn(keel_cql::serve(l, node)));
     let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     let topics = broker.topics().len();
     println!(
@@ -731,6 +754,10 @@ async fn dev(args: DevArgs) -> Result<()> {
 
     wait_for_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
+    if let Some(node) = &cql_node {
+        // Coordinators stop sending to this node now, not at conviction.
+        node.announce_leaving().await;
+    }
     membership.shut_down().await;
     let _ = stop_tx.send(true);
     let _ = membership_task.await;
@@ -755,6 +782,13 @@ async fn dev(args: DevArgs) -> Result<()> {
         .context("close logs")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+fn phi_threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a phi between 1 and 100")),
+    }
 }
 
 /// `keel dev --nodes N`: N `keel start` processes on local ports, stopped together.

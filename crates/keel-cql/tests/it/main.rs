@@ -52,6 +52,8 @@ pub fn local() -> Local {
             rack: "rack1".into(),
             cluster_name: "Test".into(),
             max_hint_window: std::time::Duration::from_secs(3 * 3600),
+            gossip_interval: keel_cql::gossip::DEFAULT_INTERVAL,
+            phi_convict_threshold: keel_cql::gossip::DEFAULT_PHI_CONVICT,
         },
     ));
     Local {

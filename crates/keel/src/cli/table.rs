@@ -50,6 +50,10 @@ struct NodeView {
     datacenter: String,
     rack: String,
     up: bool,
+    /// JOINING, NORMAL or LEAVING, as the node gossips it.
+    state: String,
+    /// The suspicion the node asked has of it (None: itself, or not heard).
+    phi: Option<f64>,
     tokens: Vec<i64>,
 }
 
@@ -68,6 +72,11 @@ fn nodes(view: &Value) -> Vec<NodeView> {
                 return None;
             }
             let rack = n["rack"].as_str().unwrap_or_default();
+            let gossip = &n["gossip"];
+            // Down if the quorum fenced it or the asked node's failure
+            // detector convicted it.
+            let up =
+                !n["fenced"].as_bool().unwrap_or(false) && gossip["up"].as_bool().unwrap_or(true);
             Some(NodeView {
                 id: n["id"].as_i64()? as i32,
                 address: format!(
@@ -77,7 +86,9 @@ fn nodes(view: &Value) -> Vec<NodeView> {
                 ),
                 datacenter: n["datacenter"].as_str().unwrap_or("datacenter1").into(),
                 rack: if rack.is_empty() { "rack1" } else { rack }.into(),
-                up: !n["fenced"].as_bool().unwrap_or(false),
+                up,
+                state: gossip["state"].as_str().unwrap_or("NORMAL").into(),
+                phi: gossip["phi"].as_f64(),
                 tokens,
             })
         })
@@ -170,10 +181,15 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
             ]];
             let mut rows = Vec::new();
             for n in &nodes {
-                let state = if n.up { "UN" } else { "DN" };
+                // nodetool's two letters: Up/Down, then Normal/Joining/Leaving.
+                let state = format!(
+                    "{}{}",
+                    if n.up { "U" } else { "D" },
+                    n.state.chars().next().unwrap_or('N')
+                );
                 let share = own.get(&n.id).copied().unwrap_or(0.0);
                 table.push(vec![
-                    state.into(),
+                    state.clone(),
                     n.id.to_string(),
                     n.address.clone(),
                     n.tokens.len().to_string(),
@@ -182,7 +198,8 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
                     n.rack.clone(),
                 ]);
                 rows.push(
-                    json!({"node": n.id, "state": state, "up": n.up, "address": n.address,
+                    json!({"node": n.id, "state": state, "up": n.up, "status": n.state,
+                                 "phi": n.phi, "address": n.address,
                                  "tokens": n.tokens.len(), "owns": share,
                                  "datacenter": n.datacenter, "rack": n.rack}),
                 );
