@@ -78,14 +78,14 @@ def st(q, cl):
 
 
 def ring_is_whole(c):
-    """Every node lists its own 16 tokens and its two peers' (a node serves
+    """Every node lists its own 16 tokens and every peer's (a node serves
     CQL a moment before its own registration is applied)."""
     for i in c.nodes:
         cluster, s = connect(c, hosts=[i])
         try:
             local = s.execute("SELECT tokens FROM system.local").one().tokens
             peers = [r.tokens for r in s.execute("SELECT tokens FROM system.peers")]
-            if len(local) != 16 or sorted(len(p) for p in peers) != [16, 16]:
+            if len(local) != 16 or sorted(len(p) for p in peers) != [16] * (len(c.nodes) - 1):
                 return False
         finally:
             cluster.shutdown()
@@ -703,5 +703,120 @@ def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
         c.nodes[2].stop()
         left = status()[2]
         assert left["status"] == "LEAVING" and left["state"] == "DL", left
+    finally:
+        c.stop()
+
+
+def test_five_nodes_partitioned_one_answers_on_both_sides_and_the_heal_converges(tmp_path):
+    """Five nodes, RF 3, cut into {1, 2, 3} and {4, 5} (Raft's links and the
+    tables face's alike, `keel lab isolate`). On each side writes and reads
+    at ONE go on for every key with a replica there, and ALL is Unavailable.
+    After the heal, hinted handoff and `keel table repair` leave every
+    range's Merkle trees equal and every acknowledged write readable at ALL."""
+    c = KeelCluster(tmp_path, 5, extra=["--broker-session-timeout-ms", str(SESSION_MS)])
+    port = free_port()
+    for i, n in c.nodes.items():
+        n.cql_host = f"127.0.0.{20 + i}"
+        n.cql_port = port
+    c.start()
+    majority, minority = [1, 2, 3], [4, 5]
+    try:
+        wait_until(lambda: ring_is_whole(c), timeout=30, what="every node on the ring")
+        cluster, s = connect(c, hosts=[1])
+        try:
+            s.execute("CREATE KEYSPACE p WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+            s.execute("CREATE TABLE p.kv (k int PRIMARY KEY, v text)")
+            tok = cluster.metadata.token_map
+            by_host = {n.cql_host: i for i, n in c.nodes.items()}
+            replicas = {k: {by_host[h.address] for h in tok.get_replicas("p", Murmur3Token.from_key(k.to_bytes(4, "big")))}
+                        for k in range(400)}
+        finally:
+            cluster.shutdown()
+        assert all(len(r) == 3 for r in replicas.values())
+        for i in minority:
+            c.nodes[i].lab("isolate?peers=" + ",".join(map(str, majority)))
+        for i in majority:
+            c.nodes[i].lab("isolate?peers=" + ",".join(map(str, minority)))
+
+        acked = {}
+        sides = {1: [k for k in range(200)],  # every key has a replica among three of five
+                 4: [k for k in range(200, 400) if replicas[k] & set(minority)]}
+        assert len(sides[4]) > 50, len(sides[4])
+        for coord, keys in sides.items():
+            cl_, sess = connect(c, hosts=[coord])
+            try:
+                ins = sess.prepare("INSERT INTO p.kv (k, v) VALUES (?, ?)")
+                ins.consistency_level = CL.ONE
+
+                # Until the coordinator sees the other side gone, a write may
+                # wait on it and time out; then ONE answers from this side.
+                def one_answers():
+                    try:
+                        sess.execute(ins, (keys[0], f"from{coord}"))
+                        return True
+                    except WriteTimeout:
+                        return False
+                wait_until(one_answers, timeout=20, what=f"ONE to answer on node {coord}'s side")
+                for k in keys:
+                    sess.execute(ins, (k, f"from{coord}"))
+                    acked[k] = f"from{coord}"
+                sel = sess.prepare("SELECT v FROM p.kv WHERE k = ?")
+                sel.consistency_level = CL.ONE
+                for k in keys:
+                    assert sess.execute(sel, (k,)).one().v == acked[k], (coord, k)
+
+                # A key with a replica across the cut.
+                here = set(majority if coord in majority else minority)
+                across = next(k for k in keys if replicas[k] - here)
+
+                def all_unavailable():
+                    try:
+                        sess.execute(st("INSERT INTO p.kv (k, v) VALUES (%s, 'x')", CL.ALL), (across,))
+                    except Unavailable:
+                        return True
+                    except WriteTimeout:
+                        pass
+                    return False
+                wait_until(all_unavailable, timeout=20, what=f"ALL Unavailable on node {coord}'s side")
+            finally:
+                cl_.shutdown()
+        c.heal()
+
+        def everyone_up():
+            return all(n["state"] == "UN" for i in c.nodes for n in c.nodes[i].cli("table", "status"))
+        wait_until(everyone_up, timeout=30, what="every node UN as every node sees it")
+
+        def repaired():
+            try:
+                r = c.nodes[1].cli("table", "repair", "p")
+            except AssertionError:
+                return None
+            return r if r["ranges_still_differing"] == 0 else None
+        wait_until(repaired, timeout=30, what="a repair that leaves every range agreeing")
+        again = c.nodes[2].cli("table", "repair", "p")
+        assert again["ranges_differed"] == 0 and again["cells_streamed"] == 0, again
+        cluster, s = connect(c, hosts=[5])
+        try:
+            sel = s.prepare("SELECT v FROM p.kv WHERE k = ?")
+            sel.consistency_level = CL.ALL
+
+            def lost_writes():
+                try:
+                    return [k for k, v in acked.items() if (r := s.execute(sel, (k,)).one()) is None or r.v != v]
+                except (Unavailable, ReadTimeout):
+                    return None
+            # A request still waiting on a link cut before the heal can mark
+            # its peer down once more when it times out; the link's probe
+            # brings it back.
+            checked = {}
+
+            def every_key_answered():
+                checked["lost"] = lost_writes()
+                return checked["lost"] is not None
+            wait_until(every_key_answered, timeout=20, what="ALL to answer every key on node 5")
+            lost = checked["lost"]
+            assert lost == [], f"{len(lost)} acknowledged writes lost: {lost[:10]}"
+        finally:
+            cluster.shutdown()
     finally:
         c.stop()

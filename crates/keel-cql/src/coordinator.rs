@@ -596,17 +596,21 @@ impl Node {
         let answered = |r: &[(i32, Mutation, Option<Vec<u8>>)]| -> Vec<i32> {
             r.iter().map(|(n, _, _)| *n).collect()
         };
-        // A replica slow to answer (paused, overloaded, dead but not yet
-        // known) is covered by one more, as Cassandra's speculative_retry.
+        // A replica slow to answer (paused, overloaded, dead or cut off but
+        // not yet known) is covered by one more, as Cassandra's
+        // speculative_retry.
         let mut speculate_at = Some(tokio::time::Instant::now() + SPECULATE_AFTER);
         while outstanding > 0 && !p.block.met(p.dcs_of(&answered(&replies))) {
             let wait_until = speculate_at.map_or(deadline, |s| s.min(deadline));
             let got = tokio::time::timeout_at(wait_until, rx.recv()).await;
             if got.is_err() && speculate_at.is_some() && wait_until < deadline {
+                // One more replica each time the ones asked stay silent
+                // this long, while there are others to ask.
                 speculate_at = None;
                 if let Some(next) = spare.next() {
                     self.send_read(&img, next, &req, tx.clone());
                     outstanding += 1;
+                    speculate_at = Some(tokio::time::Instant::now() + SPECULATE_AFTER);
                 }
                 continue;
             }

@@ -248,9 +248,9 @@ impl StateGauges {
 pub struct Lab {
     pub server: keel_etcd::server::EtcdServer,
     pub faults: Arc<keel_raft::Faults>,
-    /// The tables face's gossip (when this node serves CQL): each node's
-    /// state and this node's suspicion of it, for `keel table status`.
-    pub gossip: Option<Arc<keel_cql::gossip::Gossip>>,
+    /// The tables face (when this node serves CQL): each node's gossiped
+    /// state and whether this node believes it up, for `keel table status`.
+    pub cql: Option<Arc<keel_cql::Node>>,
 }
 
 struct Admin {
@@ -341,18 +341,20 @@ impl Admin {
     }
 }
 
-/// What this node's gossip says of `node` (null when it does not serve CQL
-/// or has not heard of it).
+/// What this node's gossip and links say of `node` (null when it does not
+/// serve CQL or has not heard of it).
 fn gossip_json(lab: &Lab, node: i32) -> serde_json::Value {
-    let Some(g) = &lab.gossip else {
+    let Some(cql) = &lab.cql else {
         return serde_json::Value::Null;
     };
+    let g = &cql.gossip;
     if node == g.node() {
         return serde_json::json!({"up": true, "state": g.state().name(), "phi": 0.0});
     }
     match g.peers().into_iter().find(|p| p.node == node) {
+        // Up as the coordinator sees it: gossip's verdict and the link's.
         Some(p) => serde_json::json!({
-            "up": p.up, "state": p.state.name(), "phi": p.phi,
+            "up": p.up && cql.peers.is_up(node), "state": p.state.name(), "phi": p.phi,
             "generation": p.generation, "heartbeat": p.version,
         }),
         None => serde_json::Value::Null,

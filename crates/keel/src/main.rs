@@ -709,7 +709,7 @@ async fn dev(args: DevArgs) -> Result<()> {
         Some(admin::Lab {
             server: quorum.server.clone(),
             faults: quorum.faults.clone(),
-            gossip: cql_node.as_ref().map(|n| n.gossip.clone()),
+            cql: cql_node.clone(),
         }),
         stop_rx.clone(),
     ));
