@@ -320,6 +320,16 @@ def test_keel_bench_table_at_quorum_across_three_nodes(three):
         w.stdout + w.stderr
     r = subprocess.run(cmd + ["--op", "select"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "(600 rows found)" in r.stdout, r.stdout + r.stderr
+    # cassandra-stress's mixed load, once per level in one run, reads and
+    # writes timed apart.
+    mixed = [str(KEEL), "bench", "table", "--cql", nodes, "--replication-factor", "3", "--total", "600",
+             "--clients", "6", "--key-space", "600", "--op", "mixed", "--consistency", "ONE,QUORUM,ALL"]
+    m = subprocess.run(mixed, capture_output=True, text=True, timeout=120)
+    assert m.returncode == 0, m.stdout + m.stderr
+    for level in ["ONE", "QUORUM", "ALL"]:
+        assert f"table mixed at {level} (replication factor 3): 600 requests" in m.stdout, m.stdout
+    assert m.stdout.count("  insert: ") == 3 and m.stdout.count("  select: ") == 3, m.stdout
+    assert "(300 rows found)" in m.stdout, m.stdout  # every key read was written before
     # QUORUM wrote two copies at least; a read at ALL repairs the third.
     cluster, s = connect(c, hosts=[1])
     try:

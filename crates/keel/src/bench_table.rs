@@ -1,7 +1,8 @@
-//! `keel bench table`: inserts or reads over the CQL native protocol against
-//! any CQL server (Keel's tables face, or a Cassandra where one can run), in
-//! the manner of `cassandra-stress write|read`: prepared statements, each
-//! client on its own connection awaiting its request before the next.
+//! `keel bench table`: inserts, reads or both over the CQL native protocol
+//! against any CQL server (Keel's tables face, or a Cassandra where one can
+//! run), in the manner of `cassandra-stress write|read|mixed`: prepared
+//! statements, each client on its own connection awaiting its request
+//! before the next; one run per consistency level named.
 
 use std::time::{Duration, Instant};
 
@@ -29,10 +30,13 @@ pub struct TableArgs {
     /// has its own keyspace, keel_bench or keel_bench_rfN.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     replication_factor: u32,
-    /// What each request does: insert (one row), select (one row by key).
-    #[arg(long, default_value = "insert", value_parser = ["insert", "select"])]
+    /// What each request does: insert (one row), select (one row by key),
+    /// or mixed (half of each, as cassandra-stress's `mixed
+    /// ratio(write=1,read=1)`, each timed on its own).
+    #[arg(long, default_value = "insert", value_parser = ["insert", "select", "mixed"])]
     op: String,
-    /// The consistency level of every request (ONE, QUORUM, ALL, ...).
+    /// The consistency level of every request (ONE, QUORUM, ALL, ...); a
+    /// comma-separated list runs the load once per level, one after another.
     #[arg(long, default_value = "ONE")]
     consistency: String,
     /// Requests in all.
@@ -153,8 +157,8 @@ impl Conn {
     }
 }
 
-pub async fn run(a: TableArgs) -> Result<()> {
-    let cl = match a.consistency.to_uppercase().as_str() {
+fn level(name: &str) -> Result<Consistency> {
+    Ok(match name.trim().to_uppercase().as_str() {
         "ANY" => Consistency::Any,
         "ONE" => Consistency::One,
         "TWO" => Consistency::Two,
@@ -165,7 +169,27 @@ pub async fn run(a: TableArgs) -> Result<()> {
         "EACH_QUORUM" => Consistency::EachQuorum,
         "LOCAL_ONE" => Consistency::LocalOne,
         other => bail!("--consistency {other}: not a consistency level (ONE, QUORUM, ALL, ...)"),
-    };
+    })
+}
+
+/// Each kind of request's latencies (with a count of 1 each).
+#[derive(Default)]
+struct Timings {
+    insert: Vec<(Duration, u64)>,
+    select: Vec<(Duration, u64)>,
+    rows: u64,
+}
+
+pub async fn run(a: TableArgs) -> Result<()> {
+    let levels = a
+        .consistency
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Ok((s.trim().to_uppercase(), level(s)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if levels.is_empty() {
+        bail!("--consistency names no level");
+    }
     let nodes: Vec<String> = a
         .cql
         .split(',')
@@ -180,18 +204,15 @@ pub async fn run(a: TableArgs) -> Result<()> {
     for s in &create {
         first.query(s).await.with_context(|| s.clone())?;
     }
-    let cql = if a.op == "insert" {
-        format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)")
-    } else {
-        format!("SELECT v FROM {ks}.kv WHERE k = ?")
-    };
+    let insert = format!("INSERT INTO {ks}.kv (k, v) VALUES (?, ?)");
+    let select = format!("SELECT v FROM {ks}.kv WHERE k = ?");
     // Schema agreement, as drivers wait for it after DDL: every node must
     // know the table before its clients prepare statements on it.
     let deadline = Instant::now() + Duration::from_secs(30);
     for n in &nodes {
         let mut c = Conn::open(n).await?;
         loop {
-            match c.prepare(&cql).await {
+            match c.prepare(&insert).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < deadline => {
                     tracing::debug!("{n} does not know {ks}.kv yet: {e}");
@@ -201,6 +222,21 @@ pub async fn run(a: TableArgs) -> Result<()> {
             }
         }
     }
+    for (name, cl) in levels {
+        let t = load(&a, &nodes, &insert, &select, cl).await?;
+        report(&a, &name, t)?;
+    }
+    Ok(())
+}
+
+/// One run of the load at one level.
+async fn load(
+    a: &TableArgs,
+    nodes: &[String],
+    insert: &str,
+    select: &str,
+    cl: Consistency,
+) -> Result<(Duration, Timings)> {
     let value = vec![b'v'; a.val_size];
     let per = a.total / a.clients;
     let started = Instant::now();
@@ -208,63 +244,90 @@ pub async fn run(a: TableArgs) -> Result<()> {
     for w in 0..a.clients {
         let a = a.clone();
         let value = value.clone();
-        let (node, cql) = (nodes[w as usize % nodes.len()].clone(), cql.clone());
+        let node = nodes[w as usize % nodes.len()].clone();
+        let (insert, select) = (insert.to_string(), select.to_string());
         tasks.push(tokio::spawn(async move {
             let mut c = Conn::open(&node).await?;
-            let id = c.prepare(&cql).await?;
-            let mut lat = Vec::with_capacity(per as usize);
-            let mut rows = 0u64;
+            let ins = c.prepare(&insert).await?;
+            let sel = c.prepare(&select).await?;
+            let mut t = Timings::default();
             for n in 0..per {
-                let k = ((w * per + n).wrapping_mul(2_654_435_761) % a.key_space) as i64;
+                let i = w * per + n;
+                let k = (i.wrapping_mul(2_654_435_761) % a.key_space) as i64;
+                let write = match a.op.as_str() {
+                    "insert" => true,
+                    "select" => false,
+                    _ => i % 2 == 0,
+                };
                 let mut values = vec![Value::Some(k.to_be_bytes().to_vec())];
-                if a.op == "insert" {
+                if write {
                     values.push(Value::Some(value.clone()));
                 }
-                let t = Instant::now();
-                let reply = c.execute(&id, cl, values).await?;
-                lat.push((t.elapsed(), 1));
+                let start = Instant::now();
+                let reply = c
+                    .execute(if write { &ins } else { &sel }, cl, values)
+                    .await?;
+                let took = (start.elapsed(), 1);
+                if write {
+                    t.insert.push(took);
+                } else {
+                    t.select.push(took);
+                }
                 if let ResponseBody::Result(ResResultBody::Rows(r)) = reply {
-                    rows += r.rows_count as u64;
+                    t.rows += r.rows_count as u64;
                 }
             }
-            anyhow::Ok((lat, rows))
+            anyhow::Ok(t)
         }));
     }
-    let mut lat = Vec::new();
-    let mut rows = 0;
-    for t in tasks {
-        let (l, r) = t.await??;
-        lat.extend(l);
-        rows += r;
+    let mut all = Timings::default();
+    for task in tasks {
+        let t = task.await??;
+        all.insert.extend(t.insert);
+        all.select.extend(t.select);
+        all.rows += t.rows;
     }
-    let elapsed = started.elapsed();
-    lat.sort_unstable();
-    let l = Latencies(lat);
-    let done = l.0.len() as f64;
+    Ok((started.elapsed(), all))
+}
+
+fn report(a: &TableArgs, level: &str, (elapsed, t): (Duration, Timings)) -> Result<()> {
+    let done = (t.insert.len() + t.select.len()) as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "table {} at {} (replication factor {}): {} requests in {:.2} s from {} clients to {}{}",
         a.op,
-        a.consistency.to_uppercase(),
+        level,
         a.replication_factor,
         done,
         elapsed.as_secs_f64(),
         a.clients,
         a.cql,
-        if a.op == "select" {
-            format!(" ({rows} rows found)")
-        } else {
+        if t.select.is_empty() {
             String::new()
+        } else {
+            format!(" ({} rows found)", t.rows)
         }
     );
     println!(
-        "  {:.0} req/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms   (8 B keys, {} B values)",
+        "  {:.0} req/s in all   (8 B keys, {} B values)",
         done / elapsed.as_secs_f64(),
-        ms(l.percentile(0.5)),
-        ms(l.percentile(0.9)),
-        ms(l.percentile(0.99)),
-        ms(l.percentile(1.0)),
         a.val_size
     );
+    for (what, mut lat) in [("insert", t.insert), ("select", t.select)] {
+        if lat.is_empty() {
+            continue;
+        }
+        let n = lat.len() as f64;
+        lat.sort_unstable();
+        let l = Latencies(lat);
+        println!(
+            "  {what}: {:.0} req/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            n / elapsed.as_secs_f64(),
+            ms(l.percentile(0.5)),
+            ms(l.percentile(0.9)),
+            ms(l.percentile(0.99)),
+            ms(l.percentile(1.0)),
+        );
+    }
     Ok(())
 }
