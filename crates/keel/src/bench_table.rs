@@ -257,7 +257,7 @@ async fn load(
                 let write = match a.op.as_str() {
                     "insert" => true,
                     "select" => false,
-                    _ => i % 2 == 0,
+                    _ => i.is_multiple_of(2),
                 };
                 let mut values = vec![Value::Some(k.to_be_bytes().to_vec())];
                 if write {
