@@ -307,7 +307,11 @@ impl Conn {
             RequestBody::Options(_) => Ok((Opcode::Supported, supported())),
             RequestBody::Startup(s) => {
                 if let Some(v) = s.map.get("CQL_VERSION") {
-                    if !v.starts_with("3.") {
+                    // Cassandra refuses only versions below 3 (its
+                    // StartupMessage compares with 2.99.0): drivers send
+                    // their own idea, ScyllaDB's Rust driver "4.0.0".
+                    let major = v.split('.').next().and_then(|m| m.parse::<u32>().ok());
+                    if major.is_none_or(|m| m < 3) {
                         return Err(CqlError::Protocol(format!(
                             "Unsupported CQL version {v}; this server speaks {}",
                             crate::system::CQL_VERSION

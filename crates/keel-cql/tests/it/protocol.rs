@@ -108,6 +108,32 @@ fn the_handshake_and_version_negotiation_go_as_with_cassandra() {
     let (_, _, op, body) = read_frame(&mut s);
     assert_eq!(op, u8::from(Opcode::Result));
     assert!(String::from_utf8_lossy(&body).contains("Murmur3Partitioner"));
+    // CQL versions from 3 on are accepted (ScyllaDB's Rust driver says
+    // 4.0.0), below 3 refused, as Cassandra's StartupMessage does.
+    for (cql, ok) in [
+        ("4.0.0", true),
+        ("3.4.5", true),
+        ("2.0.0", false),
+        ("x", false),
+    ] {
+        let mut body = 1u16.to_be_bytes().to_vec();
+        for part in ["CQL_VERSION", cql] {
+            body.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            body.extend_from_slice(part.as_bytes());
+        }
+        let mut frame = vec![0x04, 0, 0, 1, u8::from(Opcode::Startup)];
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let mut s = connect(addr);
+        s.write_all(&frame).unwrap();
+        let (_, _, op, body) = read_frame(&mut s);
+        if ok {
+            assert_eq!(op, u8::from(Opcode::Ready), "{cql}");
+        } else {
+            assert_eq!(op, u8::from(Opcode::Error), "{cql}");
+            assert_eq!(error_message(&body).0, 0x000A, "{cql}");
+        }
+    }
     // A v5 client is told which versions to use, in a v4 frame, as drivers expect.
     let mut s = connect(addr);
     send(&mut s, Envelope::new_req_options(Version::V5));
