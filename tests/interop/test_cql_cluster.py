@@ -830,3 +830,75 @@ def test_five_nodes_partitioned_one_answers_on_both_sides_and_the_heal_converges
             cluster.shutdown()
     finally:
         c.stop()
+
+
+def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
+    """A fourth node joins three holding 600 rows at replication factor 1:
+    it takes 16 tokens, streams exactly the rows whose ranges it now owns
+    (and nothing else), gossips JOINING then NORMAL, and answers those rows
+    as their only replica."""
+    import json
+    import urllib.request
+    from etcd_cluster import ClusterNode
+    c = three_nodes(tmp_path).start()
+    try:
+        wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+        cluster, s = connect(c, hosts=[1])
+        try:
+            s.execute("CREATE KEYSPACE j WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+            s.execute("CREATE TABLE j.kv (k int PRIMARY KEY, v text)")
+            ins = s.prepare("INSERT INTO j.kv (k, v) VALUES (?, ?)")
+            for k in range(600):
+                s.execute(ins, (k, f"v{k}"))
+        finally:
+            cluster.shutdown()
+        # The fourth node: a Raft learner first (as etcd adds members), then a voter.
+        c.peer_ports[4] = free_port()
+        endpoint = c.nodes[1].endpoint
+        add = subprocess.run(["etcdctl", f"--endpoints={endpoint}", "member", "add", "keel-4",
+                              f"--peer-urls=http://127.0.0.1:{c.peer_ports[4]}", "--learner"],
+                             capture_output=True, text=True, timeout=30)
+        assert add.returncode == 0, add.stderr
+        n4 = ClusterNode(tmp_path, 4, c.peer_ports, existing=True,
+                         extra=["--broker-session-timeout-ms", str(SESSION_MS)])
+        n4.cql_host, n4.cql_port = "127.0.0.24", c.nodes[1].cql_port
+        n4.start()
+        c.nodes[4] = n4
+
+        def promoted():
+            p = subprocess.run(["etcdctl", f"--endpoints={endpoint}", "member", "promote", "4"],
+                               capture_output=True, text=True, timeout=30)
+            return p.returncode == 0
+        wait_until(promoted, timeout=30, what="node 4 promoted")
+
+        def bootstrap():
+            with urllib.request.urlopen(f"http://127.0.0.1:{n4.admin_port}/cluster", timeout=5) as r:
+                b = json.loads(r.read())["table_bootstrap"]
+            return b if b and b["done"] and b["state"] == "NORMAL" else None
+        b = wait_until(bootstrap, timeout=30, what="node 4 to stream its ranges")
+        assert b["failures"] == [], b
+        wait_until(lambda: ring_is_whole(c), timeout=20, what="node 4 on every node's ring")
+        cluster, s = connect(c)
+        try:
+            tok = cluster.metadata.token_map
+            assert len(tok.ring) == 64
+            owned = [k for k in range(600)
+                     if next(iter(tok.get_replicas("j", Murmur3Token.from_key(k.to_bytes(4, "big"))))).address
+                     == n4.cql_host]
+            # Exactly its rows moved: a row is two cells (its marker and v).
+            assert b["cells"] == 2 * len(owned), (b, len(owned))
+            assert 0.1 < len(owned) / 600 < 0.45, len(owned)
+            print(f"node 4 took {len(owned)} of 600 rows ({len(owned) / 600:.1%}), "
+                  f"{b['bytes']} bytes in {b['ranges']} ranges")
+            # Node 4 is their only replica now, and has them.
+            sel = s.prepare("SELECT v FROM j.kv WHERE k = ?")
+            for k in owned:
+                assert s.execute(sel, (k,)).one().v == f"v{k}", k
+        finally:
+            cluster.shutdown()
+        status = {n["node"]: n for n in c.nodes[1].cli("table", "status")}
+        assert sorted(status) == [1, 2, 3, 4] and status[4]["tokens"] == 16, status
+        wait_until(lambda: all(n["state"] == "UN" for n in c.nodes[1].cli("table", "status")), timeout=10,
+                   what="all four UN")
+    finally:
+        c.stop()

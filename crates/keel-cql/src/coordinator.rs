@@ -560,14 +560,15 @@ impl Node {
         let ranged_resume = (sub_end.as_slice() != end).then(|| sub_end.clone());
         let p = self.placement(&ring, &strategy, token, cl);
         let alive = self.alive(&img, &p, cl)?;
-        // This node first, then the others in ring order: the fewest that
-        // meet the level.
+        // This node first, then the others in ring order, a node still
+        // streaming its ranges (JOINING) last: the fewest that meet the level.
         let mut order: Vec<i32> = alive
             .iter()
             .copied()
             .filter(|n| *n == self.local.node_id)
             .collect();
         order.extend(alive.iter().copied().filter(|n| *n != self.local.node_id));
+        order.sort_by_key(|n| self.gossip.is_joining(*n));
         let mut chosen: Vec<i32> = Vec::new();
         for n in &order {
             if p.block.met(p.dcs_of(&chosen)) {

@@ -143,6 +143,8 @@ pub struct Node {
     pub hints: Arc<crate::hints::Hints>,
     /// Heartbeats and the failure detector.
     pub gossip: Arc<crate::gossip::Gossip>,
+    /// What streaming the ranges this node took over when it joined did.
+    pub bootstrap: crate::bootstrap::Stats,
     /// For `uuid()` and timeuuids' node part.
     clock_seq: u16,
     node_bits: [u8; 6],
@@ -215,6 +217,7 @@ impl Node {
             read_repairs: Default::default(),
             hints: Arc::new(crate::hints::Hints::new(window)),
             gossip,
+            bootstrap: Default::default(),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
             node_bits: [r[2] | 1, r[3], r[4], r[5], r[6], r[7]],
         }

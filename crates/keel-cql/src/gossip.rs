@@ -17,8 +17,8 @@
 //! of [`DEFAULT_INTERVAL`], about 18 rounds without news. A paused node
 //! (SIGSTOP) is convicted this way though its connections stay open.
 //!
-//! States, as `nodetool status` shows them: JOINING until the node sees its
-//! own tokens on the ring, NORMAL, and LEAVING from a controlled shutdown
+//! States, as `nodetool status` shows them: JOINING until the node has
+//! streamed the ranges it takes over ([`crate::bootstrap`]), NORMAL, and LEAVING from a controlled shutdown
 //! (announced to every peer before the node stops, so coordinators stop
 //! sending to it at once rather than after conviction). Up or down is the
 //! detector's verdict, never gossiped. The peers to gossip with are the
@@ -267,6 +267,17 @@ impl Gossip {
             .is_none_or(|e| e.state != State::Leaving && self.phi_of(e, now) < self.phi_convict)
     }
 
+    /// Whether `node` says it is still joining (streaming its ranges).
+    pub fn is_joining(&self, node: i32) -> bool {
+        node != self.node
+            && self
+                .endpoints
+                .lock()
+                .expect("gossip lock")
+                .get(&node)
+                .is_some_and(|e| e.state == State::Joining)
+    }
+
     /// Every node heard of, with its suspicion.
     pub fn peers(&self) -> Vec<Peer> {
         let now = Instant::now();
@@ -340,11 +351,6 @@ pub(crate) async fn run(node: Arc<Node>) {
         round += 1;
         let img = node.image();
         let me = node.local.node_id;
-        if node.gossip.state() == State::Joining
-            && img.nodes.get(&me).is_some_and(|n| !n.tokens.is_empty())
-        {
-            node.gossip.set_state(State::Normal);
-        }
         node.gossip.version.fetch_add(1, Ordering::Relaxed);
         let others: Vec<i32> = img
             .nodes

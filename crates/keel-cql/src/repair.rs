@@ -40,7 +40,7 @@ const REPAIR_TIMEOUT: Duration = Duration::from_secs(60);
 pub type Hash = [u8; 32];
 
 /// The key range `[start, end)` of a table's tokens `first..=last`.
-fn key_range(table: &[u8], first: i64, last: i64) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn key_range(table: &[u8], first: i64, last: i64) -> (Vec<u8>, Vec<u8>) {
     let mut start = table.to_vec();
     start.extend_from_slice(&cell::token_key(first));
     let end = if last == i64::MAX {
@@ -190,7 +190,7 @@ async fn trees(
 }
 
 /// Every cell one replica holds in `[start, end)`.
-async fn read_all(
+pub(crate) async fn read_all(
     peers: &Arc<Peers>,
     addrs: &BTreeMap<i32, String>,
     node: i32,

@@ -50,6 +50,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
     let replay = tokio::spawn(crate::hints::replay(node.clone()));
     let _stop_replay = AbortOnDrop(replay);
     let _stop_gossip = AbortOnDrop(tokio::spawn(crate::gossip::run(node.clone())));
+    let _stop_bootstrap = AbortOnDrop(tokio::spawn(crate::bootstrap::run(node.clone())));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,

@@ -488,10 +488,16 @@ impl Image {
     /// The tables face's ring: every node with tokens, fenced or not (a node
     /// that is down still owns its ranges; the coordinator skips it).
     pub fn ring(&self) -> ring::Ring {
+        self.ring_without(None)
+    }
+
+    /// The ring as it would be without `node` (the ring before it joined,
+    /// for the ranges it takes over).
+    pub fn ring_without(&self, node: Option<i32>) -> ring::Ring {
         ring::Ring::new(
             self.nodes
                 .values()
-                .filter(|n| !n.tokens.is_empty())
+                .filter(|n| !n.tokens.is_empty() && Some(n.id) != node)
                 .map(|n| {
                     (
                         n.id,

@@ -443,7 +443,18 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
             )
         })
         .collect();
+    let bootstrap = lab.cql.as_ref().map(|n| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = &n.bootstrap;
+        serde_json::json!({
+            "state": n.gossip.state().name(), "running": b.running.load(Relaxed),
+            "done": b.done.load(Relaxed), "ranges": b.ranges.load(Relaxed),
+            "cells": b.cells.load(Relaxed), "bytes": b.bytes.load(Relaxed),
+            "failures": *b.failures.lock().expect("bootstrap lock"),
+        })
+    });
     serde_json::json!({
+        "table_bootstrap": bootstrap,
         "keyspaces": keyspaces,
         "controller": leader,
         "cluster_id": image.cluster_id,
