@@ -73,6 +73,68 @@ def connect(c, hosts=None):
     return cluster, cluster.connect()
 
 
+def listen_for_events(node, kinds=("STATUS_CHANGE", "TOPOLOGY_CHANGE")):
+    """A raw native-protocol connection REGISTERed for `kinds` on `node`."""
+    import socket
+    import struct
+
+    def strings(*xs):
+        return b"".join(struct.pack(">H", len(x)) + x.encode() for x in xs)
+    sock = socket.create_connection((node.cql_host, node.cql_port), timeout=30)
+    for opcode, body in [(0x01, struct.pack(">H", 1) + strings("CQL_VERSION", "3.0.0")),
+                         (0x0B, struct.pack(">H", len(kinds)) + strings(*kinds))]:
+        sock.sendall(struct.pack(">BBhBI", 0x04, 0, 1, opcode, len(body)) + body)
+        _, op, _ = read_cql_frame(sock)
+        assert op == 0x02, op  # READY
+    return sock
+
+
+def read_cql_frame(sock):
+    import struct
+
+    def exact(n):
+        b = b""
+        while len(b) < n:
+            chunk = sock.recv(n - len(b))
+            if not chunk:
+                raise ConnectionError("closed")
+            b += chunk
+        return b
+    _, _, stream, op, n = struct.unpack(">BBhBI", exact(9))
+    return stream, op, exact(n)
+
+
+def wait_for_event(sock, want, timeout=20):
+    """Reads EVENT frames until one is `want` = (type, change, host, port)."""
+    import struct
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            stream, op, body = read_cql_frame(sock)
+        except TimeoutError:
+            break
+        assert stream == -1 and op == 0x0C, (stream, op)
+
+        def string(b):
+            (n,) = struct.unpack(">H", b[:2])
+            return b[2:2 + n].decode(), b[2 + n:]
+        kind, rest = string(body)
+        change, rest = string(rest)
+        if kind in ("STATUS_CHANGE", "TOPOLOGY_CHANGE"):
+            size = rest[0]
+            host = ".".join(str(x) for x in rest[1:1 + size])
+            (port,) = struct.unpack(">i", rest[1 + size:5 + size])
+            ev = (kind, change, host, port)
+        else:
+            ev = (kind, change)
+        seen.append(ev)
+        if ev == want:
+            return
+    raise AssertionError(f"no {want} within {timeout}s; saw {seen}")
+
+
 def st(q, cl):
     return SimpleStatement(q, consistency_level=cl)
 
@@ -667,8 +729,9 @@ def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
     """The quorum's session timeout is set long (60 s) so only the tables
     face's own detector can see a node go: a paused node (SIGSTOP) stops
     heartbeating and node 1's phi for it climbs past phi_convict_threshold
-    (8), so `keel table status` shows it DN and ALL is Unavailable at once;
-    resumed, it is UN again. A node stopped cleanly announces LEAVING and is
+    (8), so `keel table status` shows it DN, ALL is Unavailable at once and
+    registered connections get STATUS_CHANGE DOWN; resumed, it is UN again
+    (and UP is sent). A node stopped cleanly announces LEAVING and is
     shown down at once."""
     c = three_nodes(tmp_path, session_ms=60000).start()
     try:
@@ -684,12 +747,16 @@ def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
         try:
             s.execute("CREATE KEYSPACE g WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
             s.execute("CREATE TABLE g.kv (k int PRIMARY KEY, v int)")
+            events = listen_for_events(c.nodes[1])
             c.nodes[3].pause()
             t0 = time.monotonic()
             wait_until(lambda: status()[3]["state"] == "DN", timeout=15, what="node 3 convicted")
+            # Drivers registered for STATUS_CHANGE hear of it.
+            wait_for_event(events, ("STATUS_CHANGE", "DOWN", c.nodes[3].cql_host, c.nodes[3].cql_port))
+            # Its link's timeouts may call it down first; the detector's
+            # suspicion keeps rising past the threshold all the same.
+            wait_until(lambda: status()[3]["phi"] >= 8, timeout=15, what="phi past 8")
             convicted_after = time.monotonic() - t0
-            down = status()[3]
-            assert down["phi"] >= 8, down
             # Not the quorum's doing: its 60 s session timeout has not passed.
             assert convicted_after < 30, convicted_after
             t1 = time.monotonic()
@@ -700,6 +767,8 @@ def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
             s.execute(st("INSERT INTO g.kv (k, v) VALUES (1, 1)", CL.QUORUM))
             c.nodes[3].resume()
             wait_until(lambda: status()[3]["state"] == "UN", timeout=15, what="node 3 up again")
+            wait_for_event(events, ("STATUS_CHANGE", "UP", c.nodes[3].cql_host, c.nodes[3].cql_port))
+            events.close()
 
             def all_works():
                 try:
@@ -852,6 +921,7 @@ def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
                 s.execute(ins, (k, f"v{k}"))
         finally:
             cluster.shutdown()
+        events = listen_for_events(c.nodes[1])
         # The fourth node: a Raft learner first (as etcd adds members), then a voter.
         c.peer_ports[4] = free_port()
         endpoint = c.nodes[1].endpoint
@@ -876,6 +946,9 @@ def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
                 b = json.loads(r.read())["table_bootstrap"]
             return b if b and b["done"] and b["state"] == "NORMAL" else None
         b = wait_until(bootstrap, timeout=30, what="node 4 to stream its ranges")
+        # Registered connections hear of the new node (TOPOLOGY_CHANGE).
+        wait_for_event(events, ("TOPOLOGY_CHANGE", "NEW_NODE", n4.cql_host, n4.cql_port))
+        events.close()
         assert b["failures"] == [], b
         wait_until(lambda: ring_is_whole(c), timeout=20, what="node 4 on every node's ring")
         cluster, s = connect(c)

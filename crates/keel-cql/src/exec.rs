@@ -92,6 +92,23 @@ pub struct SchemaEvent {
     pub table: Option<String>,
 }
 
+/// What a connection that REGISTERed hears of (the native protocol's
+/// SCHEMA_CHANGE, TOPOLOGY_CHANGE and STATUS_CHANGE).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Schema(SchemaEvent),
+    /// A node joined (true) or left (false) the ring; its CQL address.
+    Topology {
+        joined: bool,
+        addr: std::net::SocketAddr,
+    },
+    /// A node came to be believed up (true) or down (false).
+    Status {
+        up: bool,
+        addr: std::net::SocketAddr,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Void,
@@ -126,8 +143,9 @@ pub struct Node {
     pub hlc: Hlc,
     pub local: LocalInfo,
     pub prepared: Mutex<HashMap<Vec<u8>, Arc<Prepared>>>,
-    /// Schema changes, for connections that REGISTERed for them.
-    pub events: broadcast::Sender<SchemaEvent>,
+    /// Schema, topology and status changes, for connections that
+    /// REGISTERed for them.
+    pub events: broadcast::Sender<Event>,
     /// This node's conditional writes run one at a time per partition
     /// stripe (fewer ballots lost to each other).
     lwt: Vec<tokio::sync::Mutex<()>>,
@@ -286,7 +304,7 @@ impl Node {
     }
 
     fn schema_event(&self, ev: SchemaEvent) -> Outcome {
-        let _ = self.events.send(ev.clone());
+        let _ = self.events.send(Event::Schema(ev.clone()));
         Outcome::SchemaChange(ev)
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use cassandra_protocol::compression::Compression;
 use cassandra_protocol::frame::events::{
     SchemaChange, SchemaChangeOptions, SchemaChangeTarget, SchemaChangeType, ServerEvent,
-    SimpleServerEvent,
+    SimpleServerEvent, StatusChange, StatusChangeType, TopologyChange, TopologyChangeType,
 };
 use cassandra_protocol::frame::message_batch::{BatchQuerySubj, BatchType, BodyReqBatch};
 use cassandra_protocol::frame::message_error::ErrorBody;
@@ -36,7 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::error::CqlError;
-use crate::exec::{Bound, ColumnSpec, Node, Outcome, Params, Rows, SchemaEvent};
+use crate::exec::{Bound, ColumnSpec, Event, Node, Outcome, Params, Rows, SchemaEvent};
 use crate::parser::{self, BatchKind};
 
 /// The largest frame body accepted (Cassandra 3's default
@@ -51,6 +51,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
     let _stop_replay = AbortOnDrop(replay);
     let _stop_gossip = AbortOnDrop(tokio::spawn(crate::gossip::run(node.clone())));
     let _stop_bootstrap = AbortOnDrop(tokio::spawn(crate::bootstrap::run(node.clone())));
+    let _stop_watch = AbortOnDrop(tokio::spawn(watch_cluster(node.clone())));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -86,7 +87,8 @@ struct Conn {
     compression: Mutex<Compression>,
     started: Mutex<bool>,
     out: mpsc::Sender<Vec<u8>>,
-    registered: Mutex<bool>,
+    /// The events this connection REGISTERed for (None: none yet).
+    registered: Mutex<Option<Vec<SimpleServerEvent>>>,
 }
 
 async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
@@ -120,7 +122,7 @@ async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
         compression: Mutex::new(Compression::None),
         started: Mutex::new(false),
         out: tx,
-        registered: Mutex::new(false),
+        registered: Mutex::new(None),
     });
     let result = read_loop(&mut rd, &conn).await;
     drop(conn);
@@ -336,9 +338,7 @@ impl Conn {
                 "Unexpected AUTH_RESPONSE: this server does not authenticate".into(),
             )),
             RequestBody::Register(r) => {
-                if r.events.contains(&SimpleServerEvent::SchemaChange) {
-                    self.register_schema_events(version);
-                }
+                self.register_events(version, r.events);
                 Ok((Opcode::Ready, Vec::new()))
             }
             RequestBody::Query(q) => {
@@ -460,12 +460,15 @@ impl Conn {
         encode(&body, version)
     }
 
-    fn register_schema_events(self: &Arc<Self>, version: Version) {
+    /// Sends this connection the events it registers for, from now on.
+    fn register_events(self: &Arc<Self>, version: Version, events: Vec<SimpleServerEvent>) {
         let mut registered = self.registered.lock().expect("lock");
-        if *registered {
+        if let Some(have) = registered.as_mut() {
+            have.extend(events);
             return;
         }
-        *registered = true;
+        *registered = Some(events);
+        drop(registered);
         let mut rx = self.node.events.subscribe();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -478,7 +481,43 @@ impl Conn {
                 let Some(conn) = weak.upgrade() else {
                     return;
                 };
-                let body = ServerEvent::SchemaChange(schema_change(&ev));
+                let (kind, body) = match &ev {
+                    Event::Schema(s) => (
+                        SimpleServerEvent::SchemaChange,
+                        ServerEvent::SchemaChange(schema_change(s)),
+                    ),
+                    Event::Topology { joined, addr } => (
+                        SimpleServerEvent::TopologyChange,
+                        ServerEvent::TopologyChange(TopologyChange {
+                            change_type: if *joined {
+                                TopologyChangeType::NewNode
+                            } else {
+                                TopologyChangeType::RemovedNode
+                            },
+                            addr: *addr,
+                        }),
+                    ),
+                    Event::Status { up, addr } => (
+                        SimpleServerEvent::StatusChange,
+                        ServerEvent::StatusChange(StatusChange {
+                            change_type: if *up {
+                                StatusChangeType::Up
+                            } else {
+                                StatusChangeType::Down
+                            },
+                            addr: *addr,
+                        }),
+                    ),
+                };
+                let wanted = conn
+                    .registered
+                    .lock()
+                    .expect("lock")
+                    .as_ref()
+                    .is_some_and(|r| r.contains(&kind));
+                if !wanted {
+                    continue;
+                }
                 let mut buf = Vec::new();
                 serialize_event(&body, &mut buf, version);
                 if conn.out.is_closed() {
@@ -487,6 +526,61 @@ impl Conn {
                 conn.send(version, -1, Opcode::Event, buf).await;
             }
         });
+    }
+}
+
+/// Watches the ring and the coordinator's view of who is up, and tells
+/// registered connections of nodes joining or leaving the ring
+/// (TOPOLOGY_CHANGE) and going down or up (STATUS_CHANGE), as Cassandra's
+/// `Server.EventNotifier` does on gossip's changes; drivers update their
+/// host lists and pools from them.
+async fn watch_cluster(node: Arc<Node>) {
+    let mut known: std::collections::BTreeMap<i32, (std::net::SocketAddr, bool)> =
+        Default::default();
+    let mut first = true;
+    let mut tick = tokio::time::interval(node.gossip.interval);
+    loop {
+        tick.tick().await;
+        let img = node.image();
+        let mut now = std::collections::BTreeMap::new();
+        for n in img.nodes.values() {
+            if n.id == node.local.node_id || n.tokens.is_empty() || n.cql_port <= 0 {
+                continue;
+            }
+            let Ok(addr) = format!("{}:{}", n.cql_host, n.cql_port).parse() else {
+                continue;
+            };
+            now.insert(n.id, (addr, node.is_up(&img, n.id)));
+        }
+        if !first {
+            for (id, (addr, up)) in &now {
+                match known.get(id) {
+                    None => {
+                        let _ = node.events.send(Event::Topology {
+                            joined: true,
+                            addr: *addr,
+                        });
+                    }
+                    Some((_, was)) if was != up => {
+                        let _ = node.events.send(Event::Status {
+                            up: *up,
+                            addr: *addr,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (id, (addr, _)) in &known {
+                if !now.contains_key(id) {
+                    let _ = node.events.send(Event::Topology {
+                        joined: false,
+                        addr: *addr,
+                    });
+                }
+            }
+        }
+        first = false;
+        known = now;
     }
 }
 
