@@ -975,3 +975,33 @@ def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
                    what="all four UN")
     finally:
         c.stop()
+
+
+def test_hints_survive_a_kill_9_of_the_coordinator_holding_them(three):
+    """Node 3 is down while node 1 coordinates QUORUM writes, keeping hints
+    for it; node 1 is killed (-9) and restarted before node 3 returns. Its
+    hints were on disk: node 3 gets the writes from them and answers them
+    alone at ONE."""
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    try:
+        s.execute("CREATE KEYSPACE hd WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+        s.execute("CREATE TABLE hd.kv (k int PRIMARY KEY, v text)")
+        c.nodes[3].kill9()
+        for i in range(40):
+            s.execute(st("INSERT INTO hd.kv (k, v) VALUES (%s, %s)", CL.QUORUM), (i, f"d{i}"))
+    finally:
+        cluster.shutdown()
+    c.nodes[1].kill9()
+    c.nodes[1].start()
+    c.nodes[3].start()
+    cl3, s3 = connect(c, hosts=[3])
+    try:
+        def delivered():
+            return s3.execute(st("SELECT count(*) FROM hd.kv", CL.ONE)).one()[0] == 40
+        wait_until(delivered, timeout=30, what="node 1's hints, read back from disk, delivered to node 3")
+        for i in range(40):
+            assert s3.execute(st("SELECT v FROM hd.kv WHERE k = %s", CL.ONE), (i,)).one().v == f"d{i}"
+    finally:
+        cl3.shutdown()

@@ -215,6 +215,12 @@ impl Node {
     ) -> Node {
         let r: [u8; 8] = random_bytes();
         let window = local.max_hint_window;
+        // Hint files beside the table engine's directory.
+        let hints_dir = engine.dir().with_file_name("hints");
+        let hints = crate::hints::Hints::open(hints_dir.clone(), window).unwrap_or_else(|e| {
+            tracing::warn!("hints kept in memory only: {}: {e}", hints_dir.display());
+            crate::hints::Hints::new(window)
+        });
         let gossip = Arc::new(crate::gossip::Gossip::new(
             local.node_id,
             local.gossip_interval,
@@ -233,7 +239,7 @@ impl Node {
             peers: Arc::default(),
             ring_cache: Mutex::new((0, None)),
             read_repairs: Default::default(),
-            hints: Arc::new(crate::hints::Hints::new(window)),
+            hints: Arc::new(hints),
             gossip,
             bootstrap: Default::default(),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
