@@ -281,7 +281,7 @@ def test_rf3_every_level_token_aware_a_dead_replica_and_read_repair(three_no_hin
 def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
     """A writer raises each key's value at QUORUM through one coordinator,
     readers read at QUORUM through the others, while node 3 is killed,
-    restarted and paused. A read must return at least the value of the last
+    restarted and paused, and node 2 is cut off and healed. A read must return at least the value of the last
     write acknowledged before the read began (checked over the recorded
     history), and never one nobody wrote."""
     c = three
@@ -337,7 +337,9 @@ def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)  # load before the faults: the history needs writes to check
+        # Load before the faults: the history needs writes and reads to check.
+        wait_until(lambda: sum(len(a) for a in acked.values()) > 200 and len(reads) > 200, timeout=30,
+                   what="writes and reads before the faults")
         c.nodes[3].kill9()
         wait_until(lambda: sum(len(a) for a in acked.values()) > 400, timeout=30, what="writes with node 3 dead")
         c.nodes[3].start()
@@ -349,6 +351,16 @@ def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
         wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 200, timeout=60,
                    what="writes with node 3 paused")
         c.nodes[3].resume()
+        # A partition: node 2 (a reader's coordinator and a replica) cut off
+        # from both others, Raft's links and the tables face's; its reads
+        # are refused meanwhile, and must not go back in time after the heal.
+        c.isolate(2)
+        n_before = sum(len(a) for a in acked.values())
+        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 200, timeout=60,
+                   what="writes with node 2 cut off")
+        c.heal()
+        n_reads = len(reads)
+        wait_until(lambda: len(reads) > n_reads + 200, timeout=60, what="reads after the heal")
     finally:
         stop.set()
         for t in threads:
@@ -564,7 +576,7 @@ def test_hinted_handoff_brings_a_returning_replica_the_writes_it_missed(three):
 def test_lightweight_transactions_are_linearizable_across_coordinators(three):
     """Three clients, each on its own coordinator, run compare-and-set
     (`UPDATE ... IF v = ?`) and SERIAL reads on a few registers while node 3
-    is killed and restarted and node 2 paused: each register's recorded
+    is killed and restarted, node 2 paused and node 1 cut off: each register's recorded
     history must be linearizable (the etcd face's checker). Outcomes a client
     never learned (timeouts) may or may not have happened; Unavailable and
     refused connections happen before anything is proposed."""
@@ -616,8 +628,10 @@ def test_lightweight_transactions_are_linearizable_across_coordinators(three):
                         op.update(ok=bool(r[0]), ret=time.monotonic())
                     except (Unavailable, NoHostAvailable):
                         continue  # refused before any proposal
-                    except (WriteTimeout, OperationTimedOut, ConnectionException):
-                        op.update(ok=None, ret=float("inf"))  # it may yet take effect
+                    except (WriteTimeout, ReadTimeout, OperationTimedOut, ConnectionException):
+                        # Unknown (a ReadTimeout comes from the round's read,
+                        # before this op proposed; unknown is the safe reading).
+                        op.update(ok=None, ret=float("inf"))
                 with lock:
                     history[k].append(op)
         except Exception as e:  # noqa: BLE001 - reported below
@@ -646,6 +660,14 @@ def test_lightweight_transactions_are_linearizable_across_coordinators(three):
         c.nodes[2].resume()
         n = ops()
         wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes after node 2 resumed")
+        # A partition: node 1 (a client's coordinator) cut off from both
+        # others; its rounds cannot reach a quorum while the others go on.
+        c.isolate(1)
+        n = ops()
+        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes with node 1 cut off")
+        c.heal()
+        n = ops()
+        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes after the heal")
     finally:
         stop.set()
         for t in threads:
