@@ -327,22 +327,8 @@ impl Node {
             });
         }
         if local {
-            let r = match req {
-                Request::Prepare { partition, ballot } => {
-                    self.paxos_prepare(&partition, ballot).await
-                }
-                Request::Propose {
-                    partition,
-                    ballot,
-                    cells,
-                } => self.paxos_propose(&partition, ballot, cells).await,
-                Request::Commit {
-                    partition,
-                    ballot,
-                    cells,
-                } => self.paxos_commit(&partition, ballot, cells).await,
-                other => Reply::Failed(format!("not a Paxos request: {other:?}")),
-            };
+            // This node's share goes the way a peer's request does.
+            let r = self.replica_request(req).await;
             let _ = tx.try_send((self.local.node_id, Ok(r)));
         }
         rx
