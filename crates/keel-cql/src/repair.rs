@@ -220,7 +220,7 @@ pub(crate) async fn read_all(
 }
 
 /// Repairs one slice of a table's tokens on `replicas`: every replica ends
-/// with every cell's newest version. Returns (cells, bytes) sent per node.
+/// with every cell's newest version; what was sent is added to `report`.
 async fn sync_slice(
     peers: &Arc<Peers>,
     addrs: &BTreeMap<i32, String>,
