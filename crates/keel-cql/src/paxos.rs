@@ -227,14 +227,28 @@ impl Node {
         }
     }
 
-    pub(crate) async fn paxos_prepare(&self, partition: &[u8], ballot: Ballot) -> Reply {
+    /// A partition's Paxos state, read under its stripe's lock (held until
+    /// the guard drops), or the Failed reply for a `what` on a malformed key
+    /// or an unreadable state.
+    async fn paxos_locked(
+        &self,
+        partition: &[u8],
+        what: &str,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, PaxosState, i64), Reply> {
         if !is_partition(partition) {
-            return Reply::Failed("Paxos prepare for a malformed partition key".into());
+            return Err(Reply::Failed(format!(
+                "Paxos {what} for a malformed partition key"
+            )));
         }
-        let _g = self.paxos_lock(partition).lock().await;
-        let (mut state, ts) = match self.paxos_load(partition) {
-            Ok(s) => s,
-            Err(e) => return Reply::Failed(e),
+        let g = self.paxos_lock(partition).lock().await;
+        let (state, ts) = self.paxos_load(partition).map_err(Reply::Failed)?;
+        Ok((g, state, ts))
+    }
+
+    pub(crate) async fn paxos_prepare(&self, partition: &[u8], ballot: Ballot) -> Reply {
+        let (_g, mut state, ts) = match self.paxos_locked(partition, "prepare").await {
+            Ok(x) => x,
+            Err(r) => return r,
         };
         if ballot <= state.promised {
             return Reply::Promise { ok: false, state };
@@ -252,13 +266,9 @@ impl Node {
         ballot: Ballot,
         cells: Mutation,
     ) -> Reply {
-        if !is_partition(partition) {
-            return Reply::Failed("Paxos proposal for a malformed partition key".into());
-        }
-        let _g = self.paxos_lock(partition).lock().await;
-        let (mut state, ts) = match self.paxos_load(partition) {
-            Ok(s) => s,
-            Err(e) => return Reply::Failed(e),
+        let (_g, mut state, ts) = match self.paxos_locked(partition, "proposal").await {
+            Ok(x) => x,
+            Err(r) => return r,
         };
         if ballot < state.promised {
             return Reply::Accepted(false);
@@ -277,17 +287,13 @@ impl Node {
         ballot: Ballot,
         cells: Mutation,
     ) -> Reply {
-        if !is_partition(partition) {
-            return Reply::Failed("Paxos commit for a malformed partition key".into());
-        }
+        let (_g, mut state, ts) = match self.paxos_locked(partition, "commit").await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
         if let Some(ts) = cells.iter().map(|(_, c)| c.ts).max() {
             self.hlc.observe(ts);
         }
-        let _g = self.paxos_lock(partition).lock().await;
-        let (mut state, ts) = match self.paxos_load(partition) {
-            Ok(s) => s,
-            Err(e) => return Reply::Failed(e),
-        };
         if state.committed.as_ref().is_none_or(|(b, _)| *b < ballot) {
             state.committed = Some((ballot, cells.clone()));
         }
