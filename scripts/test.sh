@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it starts and how long the run has taken so far, so a slow CI run shows where its time went.
+START=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - START))" "$*"; }
 
 if ! command -v kcat >/dev/null 2>&1; then
   step "installing kcat (apt)"
@@ -50,3 +52,4 @@ cargo test --workspace --release --locked
 
 step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python, KafkaJS, etcdctl, etcd3, etcd3gw, etcd 3.4 side by side, cqlsh and cassandra-driver"
 KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider --durations=15 -W ignore::DeprecationWarning tests/interop
+step "done"
