@@ -923,11 +923,12 @@ def test_five_nodes_partitioned_one_answers_on_both_sides_and_the_heal_converges
         c.stop()
 
 
-def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
+def test_a_node_joins_and_leaves_streaming_only_the_ranges_that_move(tmp_path):
     """A fourth node joins three holding 600 rows at replication factor 1:
     it takes 16 tokens, streams exactly the rows whose ranges it now owns
     (and nothing else), gossips JOINING then NORMAL, and answers those rows
-    as their only replica."""
+    as their only replica. Then it leaves again (`keel table decommission`,
+    see leave_the_ring)."""
     import json
     import urllib.request
     from etcd_cluster import ClusterNode
@@ -995,8 +996,107 @@ def test_a_joining_node_streams_only_the_ranges_it_takes_over(tmp_path):
         assert sorted(status) == [1, 2, 3, 4] and status[4]["tokens"] == 16, status
         wait_until(lambda: all(n["state"] == "UN" for n in c.nodes[1].cli("table", "status")), timeout=10,
                    what="all four UN")
+        leave_the_ring(c, owned)
     finally:
         c.stop()
+
+
+def keel_cli(node, *args):
+    """`keel ARGS -o json` against `node`, whatever its exit code."""
+    return subprocess.run([str(KEEL), *args, "-o", "json"], capture_output=True, text=True, timeout=300,
+                          env={"KEEL_BROKERS": f"127.0.0.1:{node.kafka_port}",
+                               "KEEL_ADMIN": f"127.0.0.1:{node.admin_port}", "PATH": "/usr/bin:/bin"})
+
+
+def leave_the_ring(c, owned):
+    """Node 4 (of four) leaves while a writer keeps writing at QUORUM to an
+    RF 3 keyspace. A first try with node 3 killed fails and leaves node 4
+    leaving (UL; ALL counts node 3 as a pending replica: required 4); once
+    node 3 is back the command resumes: node 4 streams its ranges to the
+    nodes that gain them and only there, its tokens come off the ring, a
+    REMOVED_NODE event is sent, and once it is killed every row of the RF 1
+    keyspace is on its one replica and every acknowledged QUORUM write reads
+    back at QUORUM."""
+    cluster, s = connect(c, hosts=[1])
+    s.execute("CREATE KEYSPACE d WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    s.execute("CREATE TABLE d.kv (k int PRIMARY KEY, v int)")
+    ins = s.prepare("INSERT INTO d.kv (k, v) VALUES (?, ?)")
+    ins.consistency_level = CL.QUORUM
+    acked, stop, errors = {}, threading.Event(), []
+
+    def writer():
+        i = 0
+        while not stop.is_set() and i < 20000:
+            try:
+                s.execute(ins, (i % 500, i))
+                acked[i % 500] = i
+            except (WriteTimeout, Unavailable, OperationTimedOut) as e:
+                errors.append(repr(e))
+            i += 1
+    # A key node 4 holds whose other replicas are 1 and 2: node 3 gains it.
+    key = next(k for k in range(1000, 2000)
+               if {r["node"] for r in c.nodes[1].cli("table", "locate", "d", "kv", str(k))["replicas"]}
+               == {1, 2, 4})
+    events = listen_for_events(c.nodes[1])
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        wait_until(lambda: len(acked) >= 100, timeout=30, what="writes before the leave")
+        # With node 3 (a node that gains ranges) down, the stream fails: node
+        # 4 stays leaving, on the ring, and writes of its ranges count node 3
+        # as a pending replica on top of the level.
+        c.nodes[3].kill9()
+        failed = keel_cli(c.nodes[4], "table", "decommission")
+        assert failed.returncode != 0 and "still leaving" in failed.stderr, failed.stderr
+        status = {n["node"]: n["state"] for n in c.nodes[1].cli("table", "status")}
+        assert status[4] == "UL", status
+        probe = SimpleStatement("INSERT INTO d.kv (k, v) VALUES (%s, 0)" % key, consistency_level=CL.ALL)
+        with pytest.raises(Unavailable) as e:
+            s.execute(probe)
+        assert (e.value.required_replicas, e.value.alive_replicas) == (4, 3), e.value
+        c.nodes[3].start()
+        # Run again (it resumes) until node 4 can reach node 3 again.
+        r = wait_until(lambda: (lambda p: p if p.returncode == 0 else None)(
+            keel_cli(c.nodes[4], "table", "decommission")), timeout=60, what="the decommission to finish")
+        wait_until(lambda: len(acked) >= 300, timeout=30, what="writes after the leave")
+    finally:
+        stop.set()
+        w.join(timeout=60)
+    d = __import__("json").loads(r.stdout)
+    assert d["left"] and d["failures"] == [], d
+    # Only the staying nodes received anything, and at least the 600-row
+    # keyspace's rows node 4 owned (two cells each) plus its share of d.
+    assert set(d["bytes_streamed_to"]) <= {"1", "2", "3"} and d["bytes_streamed_to"], d
+    assert d["cells_streamed"] >= 2 * len(owned), (d, len(owned))
+    print(f"node 4 left in {d['seconds']:.2f} s: {d['cells_streamed']} cells, {d['bytes_streamed']} bytes "
+          f"in {d['ranges']} ranges to {d['bytes_streamed_to']}; {len(errors)} write errors meanwhile")
+    wait_for_event(events, ("TOPOLOGY_CHANGE", "REMOVED_NODE", c.nodes[4].cql_host, c.nodes[4].cql_port))
+    events.close()
+    cluster.shutdown()
+    status = {n["node"]: n for n in c.nodes[1].cli("table", "status")}
+    assert sorted(status) == [1, 2, 3], status
+    # A node that left takes no tokens again, and the three left cannot lose
+    # one more at RF 3: both refused with a plain message.
+    again = keel_cli(c.nodes[4], "table", "decommission")
+    assert again.returncode != 0 and "already left the ring" in again.stderr, again.stderr
+    three_left = keel_cli(c.nodes[3], "table", "decommission")
+    assert three_left.returncode != 0 and "keyspace d" in three_left.stderr, three_left.stderr
+    c.nodes[4].kill9()
+    del c.nodes[4]
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="three nodes on every node's ring")
+    cluster, s = connect(c)
+    try:
+        sel = s.prepare("SELECT v FROM j.kv WHERE k = ?")
+        sel.consistency_level = CL.ONE
+        for k in range(600):
+            assert s.execute(sel, (k,)).one().v == f"v{k}", k
+        sel = s.prepare("SELECT v FROM d.kv WHERE k = ?")
+        sel.consistency_level = CL.QUORUM
+        for k, v in acked.items():
+            got = s.execute(sel, (k,)).one()
+            assert got is not None and got.v >= v, (k, v, got)
+    finally:
+        cluster.shutdown()
 
 
 def test_hints_survive_a_kill_9_of_the_coordinator_holding_them(three):

@@ -90,6 +90,16 @@ impl BlockFor {
         BlockFor { need }
     }
 
+    /// One more acknowledgement, from a pending replica in `dc`: wherever
+    /// the level counts that datacenter (Cassandra's `blockForWithPending`).
+    pub fn add_pending(&mut self, dc: &str) {
+        for (d, n) in &mut self.need {
+            if d.as_deref().is_none_or(|d| d == dc) {
+                *n += 1;
+            }
+        }
+    }
+
     /// How many acknowledgements in all.
     pub fn required(&self) -> i32 {
         self.need.iter().map(|(_, n)| *n as i32).sum()
@@ -119,14 +129,24 @@ impl BlockFor {
 
 /// Where the replicas of one partition are, for one request.
 pub(crate) struct Placement {
-    /// Every replica, in ring order.
+    /// Every replica, in ring order (for a write, then its pending replicas).
     pub(crate) replicas: Vec<i32>,
     /// Each replica's datacenter.
     dcs: BTreeMap<i32, String>,
     pub(crate) block: BlockFor,
+    /// The datacenter of each pending replica (see [`Node::write_placement`]).
+    pending: Vec<String>,
 }
 
 impl Placement {
+    /// `block` raised by this placement's pending replicas.
+    pub(crate) fn with_pending(&self, mut block: BlockFor) -> BlockFor {
+        for dc in &self.pending {
+            block.add_pending(dc);
+        }
+        block
+    }
+
     pub(crate) fn dcs_of<'a>(
         &'a self,
         nodes: &'a [i32],
@@ -150,14 +170,63 @@ fn successor(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The rings of one metadata image: as it is, and as it will be once the
+/// nodes leaving it have left (None: none is).
+#[derive(Default)]
+pub(crate) struct RingCache {
+    applied: u64,
+    now: Option<Arc<Ring>>,
+    after_leaving: Option<Arc<Ring>>,
+}
+
 impl Node {
+    fn rings(&self, img: &Image) -> std::sync::MutexGuard<'_, RingCache> {
+        let mut cached = self.ring_cache.lock().expect("ring lock");
+        if cached.applied != img.applied || cached.now.is_none() {
+            *cached = RingCache {
+                applied: img.applied,
+                now: Some(Arc::new(img.ring())),
+                after_leaving: img.ring_after_leaving().map(Arc::new),
+            };
+        }
+        cached
+    }
+
     /// The ring of the image, rebuilt only when the image changes.
     pub(crate) fn ring(&self, img: &Image) -> Arc<Ring> {
-        let mut cached = self.ring_cache.lock().expect("ring lock");
-        if cached.0 != img.applied || cached.1.is_none() {
-            *cached = (img.applied, Some(Arc::new(img.ring())));
+        self.rings(img).now.clone().expect("ring just built")
+    }
+
+    /// Where a write of `token` goes: its replicas, and while a node leaves
+    /// the ring, the replicas that gain the range (pending), each counted
+    /// on top of the level, as Cassandra's `blockFor + pending` does, so the
+    /// level still holds among the replicas once the node has left.
+    pub(crate) fn write_placement(
+        &self,
+        img: &Image,
+        ring: &Ring,
+        strategy: &Strategy,
+        token: i64,
+        cl: Consistency,
+    ) -> Placement {
+        let mut p = self.placement(ring, strategy, token, cl);
+        let after = self.rings(img).after_leaving.clone();
+        if let Some(after) = after {
+            for n in after.replicas(token, strategy) {
+                if !p.replicas.contains(&n) {
+                    let dc = after
+                        .places()
+                        .get(&n)
+                        .map(|p| p.datacenter.clone())
+                        .unwrap_or_default();
+                    p.block.add_pending(&dc);
+                    p.replicas.push(n);
+                    p.dcs.insert(n, dc.clone());
+                    p.pending.push(dc);
+                }
+            }
         }
-        cached.1.clone().expect("ring just built")
+        p
     }
 
     /// The keyspace of a table id and its replication.
@@ -203,6 +272,7 @@ impl Node {
             replicas,
             dcs,
             block: BlockFor::new(cl, strategy, &self.local.datacenter),
+            pending: Vec::new(),
         }
     }
 
@@ -283,7 +353,7 @@ impl Node {
                     s
                 }
             };
-            let p = self.placement(&ring, &strategy, token, cl);
+            let p = self.write_placement(&img, &ring, &strategy, token, cl);
             match groups
                 .iter_mut()
                 .find(|(g, _, _)| g.replicas == p.replicas && g.block == p.block)
@@ -502,7 +572,7 @@ impl Node {
     }
 
     /// This node's cells in `[start, end)`, at most about `max_bytes` of them.
-    fn read_local(
+    pub(crate) fn read_local(
         &self,
         start: &[u8],
         end: &[u8],
@@ -783,6 +853,29 @@ mod tests {
         let lo = BlockFor::new(Consistency::LocalOne, &nts, "b");
         assert!(!lo.met(["a", "a"].into_iter()));
         assert!(lo.met(["b"].into_iter()));
+    }
+
+    #[test]
+    fn a_pending_replica_counts_on_top_of_the_level_where_its_datacenter_counts() {
+        let simple = Strategy::Simple { rf: 3 };
+        let mut q = BlockFor::new(Consistency::Quorum, &simple, "dc1");
+        q.add_pending("dc1");
+        assert_eq!(q.required(), 3);
+        assert!(!q.met(["dc1", "dc1"].into_iter()));
+        let nts = Strategy::Network {
+            per_dc: BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 2)]),
+        };
+        // LOCAL_QUORUM in a: a pending replica in b changes nothing, one in a adds one.
+        let mut lq = BlockFor::new(Consistency::LocalQuorum, &nts, "a");
+        lq.add_pending("b");
+        assert_eq!(lq.required(), 2);
+        lq.add_pending("a");
+        assert_eq!(lq.required(), 3);
+        // EACH_QUORUM: only the pending replica's own datacenter needs more.
+        let mut each = BlockFor::new(Consistency::EachQuorum, &nts, "a");
+        each.add_pending("b");
+        assert!(!each.met(["a", "a", "b", "b"].into_iter()));
+        assert!(each.met(["a", "a", "b", "b", "b"].into_iter()));
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub struct Node {
     /// Links to the other nodes, for the coordinator.
     pub peers: Arc<crate::internode::Peers>,
     /// The ring of the image last seen (its applied index).
-    pub(crate) ring_cache: Mutex<(u64, Option<Arc<keel_meta::ring::Ring>>)>,
+    pub(crate) ring_cache: Mutex<crate::coordinator::RingCache>,
     /// Cells sent to replicas by read repair.
     pub read_repairs: std::sync::atomic::AtomicU64,
     /// Writes kept for replicas that were down.
@@ -237,7 +237,7 @@ impl Node {
             lwt: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             paxos: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             peers: Arc::default(),
-            ring_cache: Mutex::new((0, None)),
+            ring_cache: Mutex::new(Default::default()),
             read_repairs: Default::default(),
             hints: Arc::new(hints),
             gossip,
@@ -299,7 +299,7 @@ impl Node {
 
     /// Waits until this node's image satisfies `pred` (a schema change it
     /// proposed is applied here before the client hears of it).
-    async fn wait_image(&self, pred: impl Fn(&Image) -> bool) {
+    pub(crate) async fn wait_image(&self, pred: impl Fn(&Image) -> bool) {
         let mut rx = self.image.clone();
         let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|i| pred(i))).await;
         // Schema agreement: the other nodes up apply it too before the client

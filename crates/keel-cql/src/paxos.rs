@@ -357,7 +357,9 @@ impl Node {
         };
         let (_, strategy) = self.strategy_of(img, table)?;
         let ring = self.ring(img);
-        let p = self.placement(&ring, &strategy, token, serial);
+        // Pending replicas take part too (Cassandra's Paxos counts them), so
+        // a round's quorum still holds among the replicas after a node leaves.
+        let p = self.write_placement(img, &ring, &strategy, token, serial);
         let alive = self.alive(img, &p, serial)?;
         Ok((p, strategy, alive))
     }
@@ -539,7 +541,7 @@ impl Node {
         for n in p.replicas.iter().filter(|n| !round.alive.contains(n)) {
             self.hints.store(*n, cells.clone());
         }
-        let block = BlockFor::new(cl, &round.strategy, &self.local.datacenter);
+        let block = p.with_pending(BlockFor::new(cl, &round.strategy, &self.local.datacenter));
         let req = Request::Commit {
             partition: partition.to_vec(),
             ballot: round.ballot,
@@ -593,8 +595,12 @@ impl Node {
             let round = self.paxos_begin(partition, serial, deadline).await?;
             if commit_cl != Consistency::Any {
                 // The commit must be able to meet its level too.
-                let block = BlockFor::new(commit_cl, &round.strategy, &self.local.datacenter);
                 let p = &round.placement;
+                let block = p.with_pending(BlockFor::new(
+                    commit_cl,
+                    &round.strategy,
+                    &self.local.datacenter,
+                ));
                 if !block.met(p.dcs_of(&round.alive)) {
                     return Err(CqlError::Unavailable {
                         cl: commit_cl,

@@ -260,32 +260,45 @@ async fn sync_slice(
         if missing.is_empty() {
             continue;
         }
-        let mut batch: Mutation = Vec::new();
-        let mut size = 0usize;
-        let mut batches = Vec::new();
-        for (k, c) in missing {
-            size += k.len() + c.encoded_len();
-            batch.push((k, c));
-            if size >= 1 << 20 {
-                batches.push(std::mem::take(&mut batch));
-                size = 0;
-            }
+        send_cells(peers, addrs, *n, missing, report).await?;
+    }
+    Ok(())
+}
+
+/// Sends `cells` to `node` in mutations of about 1 MiB each, adding what
+/// was sent to `report`.
+pub(crate) async fn send_cells(
+    peers: &Arc<Peers>,
+    addrs: &BTreeMap<i32, String>,
+    node: i32,
+    cells: Mutation,
+    report: &mut Report,
+) -> Result<(), String> {
+    let mut batch: Mutation = Vec::new();
+    let mut size = 0usize;
+    let mut batches = Vec::new();
+    for (k, c) in cells {
+        size += k.len() + c.encoded_len();
+        batch.push((k, c));
+        if size >= 1 << 20 {
+            batches.push(std::mem::take(&mut batch));
+            size = 0;
         }
-        batches.push(batch);
-        for b in batches.into_iter().filter(|b| !b.is_empty()) {
-            let bytes: u64 = b
-                .iter()
-                .map(|(k, c)| (k.len() + c.encoded_len()) as u64)
-                .sum();
-            let cells = b.len() as u64;
-            match ask(peers, addrs, *n, &Request::Mutate(b)).await? {
-                Reply::Done => {}
-                other => return Err(format!("unexpected reply to a mutation: {other:?}")),
-            }
-            report.cells_streamed += cells;
-            report.bytes_streamed += bytes;
-            *report.streamed_to.entry(*n).or_default() += bytes;
+    }
+    batches.push(batch);
+    for b in batches.into_iter().filter(|b| !b.is_empty()) {
+        let bytes: u64 = b
+            .iter()
+            .map(|(k, c)| (k.len() + c.encoded_len()) as u64)
+            .sum();
+        let cells = b.len() as u64;
+        match ask(peers, addrs, node, &Request::Mutate(b)).await? {
+            Reply::Done => {}
+            other => return Err(format!("unexpected reply to a mutation: {other:?}")),
         }
+        report.cells_streamed += cells;
+        report.bytes_streamed += bytes;
+        *report.streamed_to.entry(node).or_default() += bytes;
     }
     Ok(())
 }

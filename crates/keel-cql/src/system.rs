@@ -443,10 +443,12 @@ pub fn host_id(cluster_id: &str, node_id: i32) -> [u8; 16] {
 }
 
 /// A node's tokens as drivers read them (one covering the ring while the
-/// node has none yet, so a lone node still owns everything).
+/// node has none yet, so a lone node still owns everything; none once it
+/// has left the ring, so drivers route nothing to it for its tokens).
 fn tokens_of(img: &Image, node: i32) -> Vec<String> {
     match img.nodes.get(&node) {
         Some(n) if !n.tokens.is_empty() => n.tokens.iter().map(|t| t.to_string()).collect(),
+        Some(n) if n.decommissioned => Vec::new(),
         _ => vec![i64::MIN.to_string()],
     }
 }

@@ -50,7 +50,7 @@ pub const NO_LEADER: i32 = -1;
 pub struct Record {
     #[prost(
         oneof = "record::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub kind: Option<record::Kind>,
 }
@@ -91,6 +91,8 @@ pub mod record {
         AlterTable(super::AlterTable),
         #[prost(message, tag = "16")]
         DropTable(super::DropTable),
+        #[prost(message, tag = "17")]
+        LeaveRing(super::LeaveRing),
     }
 }
 
@@ -265,6 +267,18 @@ pub struct Reassign {
     pub target: Option<Replicas>,
 }
 
+/// A node leaves the tables face's ring (`nodetool decommission`) in two
+/// records: `done = false` marks it leaving (coordinators also write its
+/// ranges to the replicas that gain them while it streams its data there),
+/// `done = true` takes its tokens off the ring for good.
+#[derive(Clone, PartialEq, Message)]
+pub struct LeaveRing {
+    #[prost(int32, tag = "1")]
+    pub node_id: i32,
+    #[prost(bool, tag = "2")]
+    pub done: bool,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct RemoveTopic {
     #[prost(string, tag = "1")]
@@ -304,6 +318,12 @@ pub struct Node {
     /// address and kept across restarts (empty: it owns no data).
     #[prost(int64, repeated, tag = "12")]
     pub tokens: Vec<i64>,
+    /// Leaving the ring: streaming its ranges to the replicas that gain them.
+    #[prost(bool, tag = "13")]
+    pub leaving: bool,
+    /// Left the ring: it takes no tokens again, even when it registers again.
+    #[prost(bool, tag = "14")]
+    pub decommissioned: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -479,6 +499,8 @@ pub enum Applied {
     },
     /// A keyspace or table was created, altered or dropped.
     SchemaChanged,
+    /// A node began leaving the ring, or left it.
+    RingChanged,
 }
 
 /// The topic config that allows an out-of-sync replica to lead.
@@ -491,13 +513,27 @@ impl Image {
         self.ring_without(None)
     }
 
+    /// The ring as it will be once every node leaving it has left (None:
+    /// none is leaving). A range's replicas there that are not its replicas
+    /// now are its pending replicas: writes go to them too.
+    pub fn ring_after_leaving(&self) -> Option<ring::Ring> {
+        self.nodes
+            .values()
+            .any(|n| n.leaving)
+            .then(|| self.ring_where(|n| !n.leaving))
+    }
+
     /// The ring as it would be without `node` (the ring before it joined,
-    /// for the ranges it takes over).
+    /// for the ranges it takes over; or after it leaves).
     pub fn ring_without(&self, node: Option<i32>) -> ring::Ring {
+        self.ring_where(|n| Some(n.id) != node)
+    }
+
+    fn ring_where(&self, keep: impl Fn(&Node) -> bool) -> ring::Ring {
         ring::Ring::new(
             self.nodes
                 .values()
-                .filter(|n| !n.tokens.is_empty() && Some(n.id) != node)
+                .filter(|n| !n.tokens.is_empty() && keep(n))
                 .map(|n| {
                     (
                         n.id,
@@ -550,6 +586,7 @@ impl Image {
             Some(Kind::CreateTable(t)) => self.create_table(t),
             Some(Kind::AlterTable(t)) => self.alter_table(t),
             Some(Kind::DropTable(t)) => self.drop_table(t),
+            Some(Kind::LeaveRing(l)) => self.leave_ring(l),
             Some(Kind::ReportLoss(l)) => {
                 let p = usize::try_from(l.partition)
                     .ok()
@@ -602,6 +639,52 @@ impl Image {
         ring::allocate(&taken, count)
     }
 
+    /// A node leaving the ring: marked leaving first, then its tokens go.
+    /// Refused when the nodes left could not hold a keyspace's replicas.
+    fn leave_ring(&mut self, l: LeaveRing) -> Result<Applied, MetaError> {
+        let n = self
+            .nodes
+            .get(&l.node_id)
+            .ok_or(MetaError::UnknownNode(l.node_id))?;
+        if n.tokens.is_empty() {
+            return Err(MetaError::Invalid(format!(
+                "node {} has no tokens on the ring",
+                l.node_id
+            )));
+        }
+        if !l.done {
+            // Every keyspace's replicas must still fit on the nodes staying
+            // (Cassandra's decommission refuses the same way).
+            let after = self.ring_where(|m| m.id != l.node_id && !m.leaving);
+            for (name, ks) in &self.keyspaces {
+                let Ok(strategy) = ring::Strategy::from_replication(&ks.replication) else {
+                    continue;
+                };
+                if !after.holds_replicas(&strategy) {
+                    return Err(MetaError::Invalid(format!(
+                        "node {} cannot leave: the nodes left could not hold keyspace {name}'s \
+                         replicas ({:?}); lower its replication first",
+                        l.node_id, ks.replication
+                    )));
+                }
+            }
+        } else if !n.leaving {
+            return Err(MetaError::Invalid(format!(
+                "node {} is not leaving the ring",
+                l.node_id
+            )));
+        }
+        let n = self.nodes.get_mut(&l.node_id).expect("checked above");
+        if l.done {
+            n.tokens.clear();
+            n.leaving = false;
+            n.decommissioned = true;
+        } else {
+            n.leaving = true;
+        }
+        Ok(Applied::RingChanged)
+    }
+
     fn register(&mut self, index: u64, r: RegisterNode) -> Result<Applied, MetaError> {
         if r.node_id < 0 {
             return Err(MetaError::Invalid(format!("node id {} < 0", r.node_id)));
@@ -623,7 +706,7 @@ impl Image {
                 n.cql_port = r.cql_port;
                 n.datacenter = datacenter(&r.datacenter);
                 let epoch = n.epoch;
-                if n.tokens.is_empty() && n.cql_port > 0 {
+                if n.tokens.is_empty() && n.cql_port > 0 && !n.decommissioned {
                     let tokens = self.allocate_tokens(r.node_id, r.num_tokens);
                     if let Some(n) = self.nodes.get_mut(&r.node_id) {
                         n.tokens = tokens;
@@ -652,12 +735,12 @@ impl Image {
         // first time takes its share of the ring now, at apply, so every
         // replica of the metadata gives it the same tokens and ring ownership
         // changes take their place in one order with schema changes.
-        let mut tokens = self
+        let (mut tokens, leaving, decommissioned) = self
             .nodes
             .get(&r.node_id)
-            .map(|n| n.tokens.clone())
+            .map(|n| (n.tokens.clone(), n.leaving, n.decommissioned))
             .unwrap_or_default();
-        if tokens.is_empty() && r.cql_port > 0 {
+        if tokens.is_empty() && r.cql_port > 0 && !decommissioned {
             tokens = self.allocate_tokens(r.node_id, r.num_tokens);
         }
         let node = Node {
@@ -673,6 +756,8 @@ impl Image {
             cql_port: r.cql_port,
             datacenter: datacenter(&r.datacenter),
             tokens,
+            leaving,
+            decommissioned,
         };
         self.nodes.insert(node.id, node);
         // A registered node serves: partitions that were offline waiting for it lead again.

@@ -300,6 +300,17 @@ impl Ring {
         }
     }
 
+    /// Whether the ring has nodes enough for every replica `strategy` asks
+    /// for (a datacenter's factor needs that many nodes in it).
+    pub fn holds_replicas(&self, strategy: &Strategy) -> bool {
+        match strategy {
+            Strategy::Simple { rf } => *rf == usize::MAX || self.places.len() >= *rf,
+            Strategy::Network { per_dc } => per_dc.iter().all(|(dc, rf)| {
+                self.places.values().filter(|p| p.datacenter == *dc).count() >= *rf
+            }),
+        }
+    }
+
     /// Each node's share of the data under `strategy` (Cassandra's
     /// "effective ownership"): the ring's ranges it is a replica of, as a
     /// fraction of the whole ring.

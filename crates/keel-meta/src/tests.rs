@@ -712,3 +712,54 @@ fn num_tokens_and_datacenter_come_from_the_registration() {
     assert_eq!(img.nodes[&1].tokens.len(), 4);
     assert_eq!(img.nodes[&1].datacenter, "east");
 }
+
+fn keyspace_rf(name: &str, rf: u32) -> Record {
+    Record::new(record::Kind::CreateKeyspace(CreateKeyspace {
+        name: name.into(),
+        replication: [
+            ("class".to_string(), "SimpleStrategy".to_string()),
+            ("replication_factor".to_string(), rf.to_string()),
+        ]
+        .into(),
+        durable_writes: true,
+        alter: false,
+    }))
+}
+
+fn leave(id: i32, done: bool) -> Record {
+    Record::new(record::Kind::LeaveRing(LeaveRing { node_id: id, done }))
+}
+
+#[test]
+fn a_node_leaves_the_ring_in_two_steps_and_never_takes_tokens_again() {
+    let mut img = Image::default();
+    for id in 1..=4 {
+        img.apply(id as u64, reg_cql(id, 1, "", "r1")).unwrap();
+    }
+    img.apply(5, keyspace_rf("ks", 3)).unwrap();
+    assert!(img.ring_after_leaving().is_none());
+    // Done before it began leaving, or an unknown node: refused, nothing changes.
+    let before = img.clone();
+    assert!(img.apply(6, leave(4, true)).is_err());
+    assert!(img.apply(7, leave(8, false)).is_err());
+    assert_eq!(img.nodes, before.nodes);
+    img.apply(8, leave(4, false)).unwrap();
+    assert!(img.nodes[&4].leaving);
+    assert_eq!(img.ring().tokens().len(), 4 * ring::DEFAULT_NUM_TOKENS);
+    let after = img.ring_after_leaving().expect("node 4 is leaving");
+    assert_eq!(after.tokens().len(), 3 * ring::DEFAULT_NUM_TOKENS);
+    assert!(after.tokens().iter().all(|(_, n)| *n != 4));
+    // A third node may not leave now: two could not hold RF 3.
+    let err = img.apply(9, leave(3, false)).unwrap_err().to_string();
+    assert!(err.contains("keyspace ks"), "{err}");
+    img.apply(10, leave(4, true)).unwrap();
+    let n = &img.nodes[&4];
+    assert!(n.tokens.is_empty() && !n.leaving && n.decommissioned);
+    assert!(img.ring_after_leaving().is_none());
+    // A restart (a new incarnation) or a retried registration takes no tokens.
+    img.apply(11, reg_cql(4, 2, "", "r1")).unwrap();
+    img.apply(12, reg_cql(4, 2, "", "r1")).unwrap();
+    assert!(img.nodes[&4].tokens.is_empty());
+    assert!(img.nodes[&4].decommissioned);
+    assert!(img.apply(13, leave(4, false)).is_err());
+}

@@ -276,6 +276,51 @@ impl Admin {
         Ok(out)
     }
 
+    /// `POST /table/decommission`: this node leaves the tables face's ring,
+    /// streaming its ranges first (`keel table decommission`). Answers when
+    /// done, with what was streamed to whom.
+    async fn decommission(&self) -> Response<Full<Bytes>> {
+        let reply = |status: StatusCode, body: String| {
+            let json = status == StatusCode::OK;
+            Response::builder()
+                .status(status)
+                .header(
+                    "content-type",
+                    if json {
+                        "application/json"
+                    } else {
+                        "text/plain"
+                    },
+                )
+                .body(Full::new(Bytes::from(body)))
+                .expect("valid response")
+        };
+        let Some(cql) = self.lab.as_ref().and_then(|l| l.cql.clone()) else {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "this node does not serve CQL (start it with --cql-addr)\n".into(),
+            );
+        };
+        let started = std::time::Instant::now();
+        match keel_cql::bootstrap::decommission(&cql).await {
+            Ok(r) => {
+                let to: serde_json::Map<String, serde_json::Value> = r
+                    .streamed_to
+                    .iter()
+                    .map(|(n, b)| (n.to_string(), serde_json::json!(b)))
+                    .collect();
+                let body = serde_json::json!({
+                    "node": self.broker.node_id(), "left": r.failures.is_empty(),
+                    "ranges": r.ranges, "cells_streamed": r.cells_streamed,
+                    "bytes_streamed": r.bytes_streamed, "bytes_streamed_to": to,
+                    "failures": r.failures, "seconds": started.elapsed().as_secs_f64(),
+                });
+                reply(StatusCode::OK, format!("{body}\n"))
+            }
+            Err(e) => reply(StatusCode::CONFLICT, format!("{e}\n")),
+        }
+    }
+
     fn respond(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let reply = |status: StatusCode, content_type: &str, body: Vec<u8>| {
             Response::builder()
@@ -381,6 +426,7 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
                 "rack": n.rack, "fenced": n.fenced, "shut_down": n.shut_down,
                 "cql_host": n.cql_host, "cql_port": n.cql_port,
                 "datacenter": n.datacenter, "tokens": n.tokens,
+                "leaving": n.leaving, "decommissioned": n.decommissioned,
                 "gossip": gossip_json(lab, n.id),
             })
         })
@@ -556,7 +602,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.respond(&req)) }
+                async move {
+                    if req.method() == Method::POST && req.uri().path() == "/table/decommission" {
+                        return Ok::<_, Infallible>(admin.decommission().await);
+                    }
+                    Ok::<_, Infallible>(admin.respond(&req))
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(sock), service)

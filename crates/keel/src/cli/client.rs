@@ -18,6 +18,23 @@ use keel_kafka::client::Connection;
 
 /// GETs `path` from a Keel node's admin HTTP listener at `addr`, as JSON.
 pub async fn admin_json(addr: &str, path: &str) -> Result<serde_json::Value> {
+    admin_request(
+        addr,
+        hyper::Method::GET,
+        path,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+}
+
+/// Sends `method path` to a Keel node's admin HTTP listener at `addr` and
+/// reads the answer as JSON, waiting at most `wait`.
+pub async fn admin_request(
+    addr: &str,
+    method: hyper::Method,
+    path: &str,
+    wait: std::time::Duration,
+) -> Result<serde_json::Value> {
     use http_body_util::BodyExt;
     let get = async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -26,7 +43,9 @@ pub async fn admin_json(addr: &str, path: &str) -> Result<serde_json::Value> {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = hyper::Request::get(path)
+        let req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(path)
             .header(hyper::header::HOST, addr)
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let resp = send.send_request(req).await?;
@@ -37,10 +56,10 @@ pub async fn admin_json(addr: &str, path: &str) -> Result<serde_json::Value> {
         }
         Ok(serde_json::from_slice(&body)?)
     };
-    tokio::time::timeout(std::time::Duration::from_secs(5), get)
+    tokio::time::timeout(wait, get)
         .await
-        .map_err(|_| anyhow!("no answer in 5 s"))?
-        .with_context(|| format!("GET http://{addr}{path}"))
+        .map_err(|_| anyhow!("no answer in {} s", wait.as_secs()))?
+        .with_context(|| format!("{method} http://{addr}{path}"))
 }
 
 pub fn st(v: &str) -> StrBytes {

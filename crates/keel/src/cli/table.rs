@@ -1,4 +1,4 @@
-//! `keel table ring|status|locate|repair`: the tables face's ring as the
+//! `keel table ring|status|locate|repair|decommission`: the tables face's ring as the
 //! quorum holds it, shown as `nodetool ring`, `nodetool status` and
 //! `nodetool getendpoints` show Cassandra's, and anti-entropy repair as
 //! `nodetool repair` runs it. Read from a node's admin `/cluster` (its
@@ -41,6 +41,12 @@ pub enum TableCommand {
         keyspace: Option<String>,
         table: Option<String>,
     },
+    /// The node --admin names leaves the ring (`nodetool decommission`):
+    /// it streams each of its ranges to the replica that gains it, then its
+    /// tokens come off the ring. Refused when the nodes left could not hold
+    /// a keyspace's replication factor; exits non-zero if a stream failed
+    /// (the node stays leaving; run it again to resume).
+    Decommission,
 }
 
 /// One node as `/cluster` lists it.
@@ -87,7 +93,13 @@ fn nodes(view: &Value) -> Vec<NodeView> {
                 datacenter: n["datacenter"].as_str().unwrap_or("datacenter1").into(),
                 rack: if rack.is_empty() { "rack1" } else { rack }.into(),
                 up,
-                state: gossip["state"].as_str().unwrap_or("NORMAL").into(),
+                // Leaving the ring is the metadata's word; the rest gossip's.
+                state: if n["leaving"].as_bool().unwrap_or(false) {
+                    "LEAVING"
+                } else {
+                    gossip["state"].as_str().unwrap_or("NORMAL")
+                }
+                .into(),
                 phi: gossip["phi"].as_f64(),
                 tokens,
             })
@@ -132,6 +144,51 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
     let by_id: BTreeMap<i32, &NodeView> = nodes.iter().map(|n| (n.id, n)).collect();
     let ring = ring_of(&nodes);
     match cmd {
+        TableCommand::Decommission => {
+            let r = super::client::admin_request(
+                &common.admin,
+                hyper::Method::POST,
+                "/table/decommission",
+                std::time::Duration::from_secs(3600),
+            )
+            .await
+            .context("decommissioning the node --admin names")?;
+            let to = r["bytes_streamed_to"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let mut table = vec![vec![
+                "NODE".to_string(),
+                "LEFT".into(),
+                "RANGES".into(),
+                "CELLS STREAMED".into(),
+                "BYTES STREAMED".into(),
+                "TO".into(),
+            ]];
+            table.push(vec![
+                r["node"].to_string(),
+                r["left"].to_string(),
+                r["ranges"].to_string(),
+                r["cells_streamed"].to_string(),
+                r["bytes_streamed"].to_string(),
+                to.iter()
+                    .map(|(n, b)| format!("{n}:{b}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]);
+            common.print(&r, &table)?;
+            let failures = r["failures"].as_array().cloned().unwrap_or_default();
+            if !failures.is_empty() {
+                for f in failures.iter().take(5) {
+                    eprintln!("stream failed: {}", f.as_str().unwrap_or_default());
+                }
+                bail!(
+                    "{} range(s) not streamed: the node is still leaving; run this again to resume",
+                    failures.len()
+                );
+            }
+            Ok(())
+        }
         TableCommand::Ring => {
             let mut table = vec![vec![
                 "ADDRESS".to_string(),
