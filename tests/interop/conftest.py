@@ -30,7 +30,19 @@ def _ports_outside_the_ephemeral_range():
     return (high + 1, 65535) if high < 64000 else (24000, low)
 
 
-_PORT_LOW, _PORT_HIGH = _ports_outside_the_ephemeral_range()
+def _worker_share(low, high):
+    """Under pytest-xdist each worker hands out ports from its own share of
+    the range (workers do not see each other's handed-out ports)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return low, high
+    i = int(worker[2:])
+    width = (high - low) // count
+    return low + i * width, low + (i + 1) * width
+
+
+_PORT_LOW, _PORT_HIGH = _worker_share(*_ports_outside_the_ephemeral_range())
 _handed_out = set()
 
 
