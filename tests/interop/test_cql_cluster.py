@@ -135,6 +135,14 @@ def wait_for_event(sock, want, timeout=20):
     raise AssertionError(f"no {want} within {timeout}s; saw {seen}")
 
 
+def table_reads(node):
+    """The coordinator's digest read counters, from its admin `/cluster`."""
+    import json
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.admin_port}/cluster", timeout=5) as r:
+        return json.loads(r.read())["table_reads"]
+
+
 def st(q, cl):
     return SimpleStatement(q, consistency_level=cl)
 
@@ -268,10 +276,20 @@ def test_rf3_every_level_token_aware_a_dead_replica_and_read_repair(three_no_hin
             missing = [i for i in range(100, 150)
                        if s3.execute(st("SELECT v FROM ks.kv WHERE k = %s", CL.ONE), (i,)).one() is None]
             assert missing, "node 3 should have missed the writes made while it was dead"
+            # Node 1 reads with digests: node 3's differs, so the read is
+            # done again in full and repairs node 3.
+            before = table_reads(c.nodes[1])
             assert s.execute(st("SELECT count(*) FROM ks.kv", CL.ALL)).one()[0] == want
+            after = table_reads(c.nodes[1])
+            assert after["digest_mismatches"] > before["digest_mismatches"], (before, after)
             still = [i for i in range(100, 150)
                      if s3.execute(st("SELECT v FROM ks.kv WHERE k = %s", CL.ONE), (i,)).one() is None]
             assert still == [], f"read repair left {still} missing on node 3"
+            # Repaired, the replicas' digests agree: no more mismatches.
+            assert s.execute(st("SELECT count(*) FROM ks.kv", CL.ALL)).one()[0] == want
+            again = table_reads(c.nodes[1])
+            assert again["digest_reads"] > after["digest_reads"], (after, again)
+            assert again["digest_mismatches"] == after["digest_mismatches"], (after, again)
         finally:
             cl3.shutdown()
     finally:

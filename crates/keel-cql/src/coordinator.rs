@@ -12,10 +12,11 @@
 //!   level is met, the rest finish in the background. No reply in time:
 //!   WriteTimeout with `received`/`block_for`.
 //! - **Reads** ask the fewest replicas that meet the level (this node first
-//!   when it is one), merge their cells last-write-wins, and repair every
-//!   replica that answered with an older or missing cell before answering
-//!   (Cassandra's blocking read repair). Full data from each replica, not
-//!   digests: simpler, more bytes on the wire.
+//!   when it is one): the first for data, the others for a digest of theirs
+//!   (Cassandra's digest reads). Equal digests answer at once; on a mismatch
+//!   the others send data too, the cells are merged last-write-wins, and
+//!   every replica that answered with an older or missing cell is repaired
+//!   before the answer (Cassandra's blocking read repair).
 //! - **Hints**: a replica believed down, or one that did not acknowledge,
 //!   gets the write later from [`crate::hints`]; ANY is met by a hint alone.
 //! - Key ranges spanning several token ranges (full scans) are read one
@@ -23,6 +24,7 @@
 //!   chunks of at most [`CHUNK_MAX`] bytes per replica.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,8 +56,41 @@ pub const CHUNK_MAX: u32 = 4 << 20;
 /// The first chunk of a local read: small, so LIMIT 1 reads little.
 pub const FIRST_CHUNK: u32 = 64 << 10;
 
-/// Cells read and where the read stopped short (None: it did not).
-type Chunk = (Mutation, Option<Vec<u8>>);
+/// A replica's answer to a read: cells and where they stopped short (None:
+/// they did not), or the hash of that answer.
+#[derive(Debug)]
+enum Answer {
+    Data(Mutation, Option<Vec<u8>>),
+    Digest(Hash),
+}
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The digest of a read's answer: every key and cell (timestamps and TTLs
+/// included) and where it stopped, so two replicas' digests are equal
+/// exactly when their answers are.
+pub fn digest(cells: &Mutation, resume: Option<&[u8]>) -> Hash {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut enc = Vec::new();
+    for (k, c) in cells {
+        enc.clear();
+        c.encode_into(&mut enc);
+        h.update((k.len() as u32).to_be_bytes());
+        h.update(k);
+        h.update((enc.len() as u32).to_be_bytes());
+        h.update(&enc);
+    }
+    match resume {
+        Some(r) => {
+            h.update([1]);
+            h.update(r);
+        }
+        None => h.update([0]),
+    }
+    h.finalize().into()
+}
 
 /// What a consistency level needs: per datacenter (None: any), how many.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,15 +594,26 @@ impl Node {
                 ballot,
                 cells,
             } => self.paxos_commit(&partition, ballot, cells).await,
-            Request::Read {
-                start,
-                end,
-                partition,
-                max_bytes,
-            } => match self.read_local(&start, &end, partition.as_deref(), max_bytes) {
-                Ok((cells, resume)) => Reply::Cells { cells, resume },
-                Err(e) => Reply::Failed(e.to_string()),
-            },
+            read @ Request::Read { .. } => self.replica_read(&read),
+        }
+    }
+
+    /// A replica's answer to a read: the cells, or with `digest` their hash.
+    fn replica_read(&self, req: &Request) -> Reply {
+        let Request::Read {
+            start,
+            end,
+            partition,
+            max_bytes,
+            digest: want_digest,
+        } = req
+        else {
+            return Reply::Failed("not a read".into());
+        };
+        match self.read_local(start, end, partition.as_deref(), *max_bytes) {
+            Ok((cells, resume)) if *want_digest => Reply::Digest(digest(&cells, resume.as_deref())),
+            Ok((cells, resume)) => Reply::Cells { cells, resume },
+            Err(e) => Reply::Failed(e.to_string()),
         }
     }
 
@@ -651,27 +697,39 @@ impl Node {
             let (cells, resume) = self.read_local(start, &sub_end, partition, chunk)?;
             return Ok((cells, resume.or(ranged_resume)));
         }
-        let req = Request::Read {
+        let read = |digest: bool| Request::Read {
             start: start.to_vec(),
             end: sub_end.clone(),
             partition: partition.map(<[u8]>::to_vec),
             max_bytes: chunk,
+            digest,
         };
+        // Digest reads (Cassandra's): the first replica chosen (this node
+        // when it is one) sends the data, the others a hash of theirs; a
+        // replica asked beyond those sends data.
+        self.digest_reads.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel(order.len().max(1));
-        for n in &chosen {
-            self.send_read(&img, *n, &req, tx.clone());
+        for (i, n) in chosen.iter().enumerate() {
+            self.send_read(&img, *n, &read(i > 0), tx.clone());
         }
         let mut outstanding = chosen.len();
         let mut replies: Vec<(i32, Mutation, Option<Vec<u8>>)> = Vec::new();
+        let mut digests: Vec<(i32, Hash)> = Vec::new();
         let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-        let answered = |r: &[(i32, Mutation, Option<Vec<u8>>)]| -> Vec<i32> {
-            r.iter().map(|(n, _, _)| *n).collect()
+        let answered = |r: &[(i32, Mutation, Option<Vec<u8>>)], d: &[(i32, Hash)]| -> Vec<i32> {
+            r.iter()
+                .map(|(n, _, _)| *n)
+                .chain(d.iter().map(|(n, _)| *n))
+                .collect()
         };
         // A replica slow to answer (paused, overloaded, dead or cut off but
         // not yet known) is covered by one more, as Cassandra's
         // speculative_retry.
         let mut speculate_at = Some(tokio::time::Instant::now() + SPECULATE_AFTER);
-        while outstanding > 0 && !p.block.met(p.dcs_of(&answered(&replies))) {
+        // Until the level is met with data among the answers.
+        while outstanding > 0
+            && (replies.is_empty() || !p.block.met(p.dcs_of(&answered(&replies, &digests))))
+        {
             let wait_until = speculate_at.map_or(deadline, |s| s.min(deadline));
             let got = tokio::time::timeout_at(wait_until, rx.recv()).await;
             if got.is_err() && speculate_at.is_some() && wait_until < deadline {
@@ -679,37 +737,89 @@ impl Node {
                 // this long, while there are others to ask.
                 speculate_at = None;
                 if let Some(next) = spare.next() {
-                    self.send_read(&img, next, &req, tx.clone());
+                    self.send_read(&img, next, &read(false), tx.clone());
                     outstanding += 1;
                     speculate_at = Some(tokio::time::Instant::now() + SPECULATE_AFTER);
                 }
                 continue;
             }
             match got {
-                Ok(Some((n, Ok((cells, resume))))) => {
+                Ok(Some((n, Ok(Answer::Data(cells, resume))))) => {
                     outstanding -= 1;
                     replies.push((n, cells, resume));
+                }
+                Ok(Some((n, Ok(Answer::Digest(h))))) => {
+                    outstanding -= 1;
+                    digests.push((n, h));
+                    if outstanding == 0 && replies.is_empty() {
+                        // The data replica failed: one that answered a hash sends data.
+                        self.send_read(&img, n, &read(false), tx.clone());
+                        digests.retain(|(d, _)| *d != n);
+                        outstanding += 1;
+                    }
                 }
                 Ok(Some((n, Err(why)))) => {
                     outstanding -= 1;
                     tracing::debug!(node = n, "table read from a replica failed: {why}");
                     // Another replica believed up takes its place.
                     if let Some(next) = spare.next() {
-                        self.send_read(&img, next, &req, tx.clone());
+                        self.send_read(&img, next, &read(false), tx.clone());
                         outstanding += 1;
+                    } else if outstanding == 0 && replies.is_empty() {
+                        if let Some((d, _)) = digests.pop() {
+                            self.send_read(&img, d, &read(false), tx.clone());
+                            outstanding += 1;
+                        }
                     }
                 }
                 Ok(None) | Err(_) => break,
             }
         }
-        let got = answered(&replies);
-        if !p.block.met(p.dcs_of(&got)) {
+        let got = answered(&replies, &digests);
+        if !p.block.met(p.dcs_of(&got)) || replies.is_empty() {
             return Err(CqlError::ReadTimeout {
                 cl,
                 received: p.block.counted(p.dcs_of(&got)),
                 block_for: p.block.required(),
                 data_present: !replies.is_empty(),
             });
+        }
+        // Every hash equal to the data's: the answer needs no merge or repair.
+        let hashes: Vec<Hash> = replies
+            .iter()
+            .map(|(_, c, r)| digest(c, r.as_deref()))
+            .chain(digests.iter().map(|(_, h)| *h))
+            .collect();
+        if hashes.windows(2).all(|w| w[0] == w[1]) {
+            let (_, cells, resume) = replies.swap_remove(0);
+            return Ok((cells, resume.or(ranged_resume)));
+        }
+        // A digest mismatch: the replicas that sent hashes send data, to
+        // merge and repair (Cassandra's DigestMismatchException path).
+        self.digest_mismatches.fetch_add(1, Ordering::Relaxed);
+        if !digests.is_empty() {
+            let (tx, mut rx) = mpsc::channel(digests.len());
+            for (n, _) in &digests {
+                self.send_read(&img, *n, &read(false), tx.clone());
+            }
+            drop(tx);
+            while let Ok(Some((n, r))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                match r {
+                    Ok(Answer::Data(cells, resume)) => replies.push((n, cells, resume)),
+                    other => {
+                        tracing::debug!(node = n, "a data read after a digest mismatch: {other:?}")
+                    }
+                }
+            }
+            let got: Vec<i32> = replies.iter().map(|(n, _, _)| *n).collect();
+            if !p.block.met(p.dcs_of(&got)) {
+                return Err(CqlError::ReadTimeout {
+                    cl,
+                    received: p.block.counted(p.dcs_of(&got)),
+                    block_for: p.block.required(),
+                    data_present: true,
+                });
+            }
         }
         // Every reply is complete below the lowest place one stopped.
         let cut = replies.iter().filter_map(|(_, _, r)| r.clone()).min();
@@ -738,21 +848,15 @@ impl Node {
         img: &Image,
         node: i32,
         req: &Request,
-        tx: mpsc::Sender<(i32, Result<Chunk, String>)>,
+        tx: mpsc::Sender<(i32, Result<Answer, String>)>,
     ) {
         if node == self.local.node_id {
-            let Request::Read {
-                start,
-                end,
-                partition,
-                max_bytes,
-            } = req
-            else {
-                return;
+            let r = match self.replica_read(req) {
+                Reply::Cells { cells, resume } => Ok(Answer::Data(cells, resume)),
+                Reply::Digest(h) => Ok(Answer::Digest(h)),
+                Reply::Failed(why) => Err(why),
+                other => Err(format!("unexpected reply {other:?}")),
             };
-            let r = self
-                .read_local(start, end, partition.as_deref(), *max_bytes)
-                .map_err(|e| e.to_string());
             let _ = tx.try_send((node, r));
             return;
         }
@@ -763,7 +867,8 @@ impl Node {
         let (peers, req) = (self.peers.clone(), req.clone());
         tokio::spawn(async move {
             let r = match peers.call(node, &addr, &req, READ_TIMEOUT).await {
-                Ok(Reply::Cells { cells, resume }) => Ok((cells, resume)),
+                Ok(Reply::Cells { cells, resume }) => Ok(Answer::Data(cells, resume)),
+                Ok(Reply::Digest(h)) => Ok(Answer::Digest(h)),
                 Ok(Reply::Failed(why)) => Err(why),
                 Ok(other) => Err(format!("unexpected reply {other:?}")),
                 Err(LinkError::Timeout) => Err("timed out".into()),

@@ -163,6 +163,10 @@ pub struct Node {
     pub gossip: Arc<crate::gossip::Gossip>,
     /// What streaming the ranges this node took over when it joined did.
     pub bootstrap: crate::bootstrap::Stats,
+    /// Reads this node coordinated with digests, and those whose digests
+    /// differed (then read in full, merged and repaired).
+    pub digest_reads: std::sync::atomic::AtomicU64,
+    pub digest_mismatches: std::sync::atomic::AtomicU64,
     /// For `uuid()` and timeuuids' node part.
     clock_seq: u16,
     node_bits: [u8; 6],
@@ -242,6 +246,8 @@ impl Node {
             hints: Arc::new(hints),
             gossip,
             bootstrap: Default::default(),
+            digest_reads: Default::default(),
+            digest_mismatches: Default::default(),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
             node_bits: [r[2] | 1, r[3], r[4], r[5], r[6], r[7]],
         }

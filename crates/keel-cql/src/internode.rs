@@ -48,12 +48,14 @@ const KIND_PROPOSE: u8 = 6;
 const KIND_COMMIT: u8 = 7;
 const KIND_MERKLE: u8 = 8;
 const KIND_GOSSIP: u8 = 9;
+const KIND_DIGEST: u8 = 10;
 const KIND_DONE: u8 = 0x81;
 const KIND_CELLS: u8 = 0x82;
 const KIND_PROMISE: u8 = 0x83;
 const KIND_ACCEPTED: u8 = 0x84;
 const KIND_HASHES: u8 = 0x85;
 const KIND_GOSSIP_ACK: u8 = 0x86;
+const KIND_DIGEST_OF: u8 = 0x87;
 const KIND_FAILED: u8 = 0xff;
 
 /// A request to a replica.
@@ -62,12 +64,14 @@ pub enum Request {
     /// Apply these cells (answered after the commit log holds them).
     Mutate(Mutation),
     /// The cells with keys in `[start, end)` (`end` empty: to the last), at
-    /// most about `max_bytes` of them.
+    /// most about `max_bytes` of them; with `digest`, only a hash of that
+    /// answer ([`Reply::Digest`], Cassandra's digest read).
     Read {
         start: Vec<u8>,
         end: Vec<u8>,
         partition: Option<Vec<u8>>,
         max_bytes: u32,
+        digest: bool,
     },
     Ping,
     /// Answer once this node's metadata image has applied `index` (schema
@@ -127,6 +131,9 @@ pub enum Reply {
     Hashes(Vec<crate::repair::Hash>),
     /// The answer to gossip: the receiver's view.
     Gossip(Vec<Heartbeat>),
+    /// The answer to a digest read: the hash of the cells and resume point
+    /// a full read would have answered ([`crate::coordinator::digest`]).
+    Digest([u8; 32]),
     Failed(String),
 }
 
@@ -182,13 +189,14 @@ impl Request {
                 end,
                 partition,
                 max_bytes,
+                digest,
             } => {
                 let mut b = Vec::new();
                 put_bytes(&mut b, start);
                 put_bytes(&mut b, end);
                 put_opt_bytes(&mut b, partition.as_deref());
                 b.extend_from_slice(&max_bytes.to_be_bytes());
-                frame(id, KIND_READ, &b)
+                frame(id, if *digest { KIND_DIGEST } else { KIND_READ }, &b)
             }
             Request::Ping => frame(id, KIND_PING, &[]),
             Request::Applied(index) => frame(id, KIND_APPLIED, &index.to_be_bytes()),
@@ -242,7 +250,7 @@ impl Request {
     pub fn decode(kind: u8, mut b: &[u8]) -> Option<Request> {
         match kind {
             KIND_MUTATE => commitlog::decode_record(b).map(Request::Mutate),
-            KIND_READ => {
+            KIND_READ | KIND_DIGEST => {
                 let start = take_bytes(&mut b)?;
                 let end = take_bytes(&mut b)?;
                 let partition = take_opt_bytes(&mut b)?;
@@ -252,6 +260,7 @@ impl Request {
                     end,
                     partition,
                     max_bytes,
+                    digest: kind == KIND_DIGEST,
                 })
             }
             KIND_PING => b.is_empty().then_some(Request::Ping),
@@ -320,6 +329,7 @@ impl Reply {
                 encode_view(view, &mut b);
                 frame(id, KIND_GOSSIP_ACK, &b)
             }
+            Reply::Digest(h) => frame(id, KIND_DIGEST_OF, h),
             Reply::Failed(why) => frame(id, KIND_FAILED, why.as_bytes()),
         }
     }
@@ -352,6 +362,7 @@ impl Reply {
                     .collect(),
             )),
             KIND_GOSSIP_ACK => decode_view(b).map(Reply::Gossip),
+            KIND_DIGEST_OF => b.try_into().ok().map(Reply::Digest),
             KIND_FAILED => Some(Reply::Failed(String::from_utf8_lossy(b).into_owned())),
             _ => None,
         }
@@ -647,12 +658,14 @@ mod tests {
                 end: vec![],
                 partition: Some(vec![9, 9]),
                 max_bytes: 1 << 20,
+                digest: false,
             },
             Request::Read {
                 start: vec![],
                 end: vec![2],
                 partition: None,
                 max_bytes: 7,
+                digest: true,
             },
             Request::Ping,
             Request::Applied(77),
@@ -716,6 +729,7 @@ mod tests {
             Reply::Accepted(false),
             Reply::Hashes(vec![[7; 32], [0; 32]]),
             Reply::Hashes(Vec::new()),
+            Reply::Digest([3; 32]),
             Reply::Gossip(Vec::new()),
             Reply::Promise {
                 ok: false,

@@ -37,7 +37,7 @@ const READ_CHUNK: u32 = 4 << 20;
 const REPAIR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A leaf's hash; all zeros when the slice holds no cell.
-pub type Hash = [u8; 32];
+pub use crate::coordinator::Hash;
 
 /// The key range `[start, end)` of a table's tokens `first..=last`.
 pub(crate) fn key_range(table: &[u8], first: i64, last: i64) -> (Vec<u8>, Vec<u8>) {
@@ -205,6 +205,7 @@ pub(crate) async fn read_all(
             end: end.to_vec(),
             partition: None,
             max_bytes: READ_CHUNK,
+            digest: false,
         };
         match ask(peers, addrs, node, &req).await? {
             Reply::Cells { cells, resume } => {

@@ -499,8 +499,16 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
             "failures": *b.failures.lock().expect("bootstrap lock"),
         })
     });
+    let reads = lab.cql.as_ref().map(|n| {
+        use std::sync::atomic::Ordering::Relaxed;
+        serde_json::json!({
+            "digest_reads": n.digest_reads.load(Relaxed),
+            "digest_mismatches": n.digest_mismatches.load(Relaxed),
+        })
+    });
     serde_json::json!({
         "table_bootstrap": bootstrap,
+        "table_reads": reads,
         "keyspaces": keyspaces,
         "controller": leader,
         "cluster_id": image.cluster_id,

@@ -32,7 +32,8 @@ pub struct TableArgs {
     replication_factor: u32,
     /// What each request does: insert (one row), select (one row by key),
     /// or mixed (half of each, as cassandra-stress's `mixed
-    /// ratio(write=1,read=1)`, each timed on its own).
+    /// ratio(write=1,read=1)`, each timed on its own; each select reads the
+    /// key its client inserted just before).
     #[arg(long, default_value = "insert", value_parser = ["insert", "select", "mixed"])]
     op: String,
     /// The consistency level of every request (ONE, QUORUM, ALL, ...); a
@@ -253,12 +254,16 @@ async fn load(
             let mut t = Timings::default();
             for n in 0..per {
                 let i = w * per + n;
-                let k = (i.wrapping_mul(2_654_435_761) % a.key_space) as i64;
                 let write = match a.op.as_str() {
                     "insert" => true,
                     "select" => false,
                     _ => i.is_multiple_of(2),
                 };
+                // Mixed: each select reads the key its client wrote just
+                // before, so reads find rows, some still on their way to
+                // the other replicas.
+                let i = if a.op == "mixed" { i & !1 } else { i };
+                let k = (i.wrapping_mul(2_654_435_761) % a.key_space) as i64;
                 let mut values = vec![Value::Some(k.to_be_bytes().to_vec())];
                 if write {
                     values.push(Value::Some(value.clone()));
