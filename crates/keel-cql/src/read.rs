@@ -632,7 +632,15 @@ fn plan(
         for p in &prefixes {
             for combo in &combos {
                 let base = cell::row_prefix(p, combo);
-                let (mut start, mut end) = (base.clone(), cell::prefix_end(&base));
+                // A range from the partition's first row starts at the
+                // partition itself, so the one read brings its deletion too
+                // (read_range reads it apart for a range starting inside).
+                let first = if combo.is_empty() {
+                    p.clone()
+                } else {
+                    base.clone()
+                };
+                let (mut start, mut end) = (first, cell::prefix_end(&base));
                 if let Some((c, bounds)) = &slice {
                     // Loose bounds: the slice's values themselves are let in
                     // and the filters make them exact.
