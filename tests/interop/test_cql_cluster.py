@@ -1145,3 +1145,75 @@ def test_hints_survive_a_kill_9_of_the_coordinator_holding_them(three):
             assert s3.execute(st("SELECT v FROM hd.kv WHERE k = %s", CL.ONE), (i,)).one().v == f"d{i}"
     finally:
         cl3.shutdown()
+
+
+def test_a_logged_batch_its_coordinator_could_not_finish_is_finished_from_the_batchlog(three):
+    """Replication factor 1, a batch across two partitions (one on node 2, one
+    on node 3) through node 1, with node 3 killed (-9). A logged batch fails
+    at the client (Unavailable), yet node 2, which holds it in its batchlog,
+    writes it whole a few seconds later (node 3's part as a hint, delivered
+    when it is back): all or eventually all. An unlogged batch in the same
+    state is never written."""
+    import json
+    import urllib.request
+    c = three
+    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
+    cluster, s = connect(c, hosts=[1])
+    try:
+        s.execute("CREATE KEYSPACE b WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        s.execute("CREATE TABLE b.kv (k int PRIMARY KEY, v text)")
+
+        def owner(k):
+            return c.nodes[1].cli("table", "locate", "b", "kv", str(k))["replicas"][0]["node"]
+        on2 = [k for k in range(200) if owner(k) == 2][:3]
+        on3 = [k for k in range(200) if owner(k) == 3][:3]
+        assert len(on2) == 3 and len(on3) == 3, (on2, on3)
+
+        def batch(kind, k2, k3, v):
+            return SimpleStatement(f"BEGIN {kind}BATCH INSERT INTO b.kv (k, v) VALUES ({k2}, '{v}'); "
+                                   f"INSERT INTO b.kv (k, v) VALUES ({k3}, '{v}'); APPLY BATCH",
+                                   consistency_level=CL.ONE)
+        # Everything up: a logged batch is written and its batchlog entries removed.
+        s.execute(batch("", on2[0], on3[0], "ok"))
+        c.nodes[3].kill9()
+
+        def node3_unavailable():
+            try:
+                s.execute(SimpleStatement(f"INSERT INTO b.kv (k, v) VALUES ({on3[0]}, 'ok')",
+                                          consistency_level=CL.ONE))
+                return False
+            except (Unavailable, WriteTimeout):
+                return True
+        wait_until(node3_unavailable, timeout=20, what="node 1 to see node 3 down")
+        with pytest.raises(Unavailable):
+            s.execute(batch("UNLOGGED ", on2[2], on3[2], "unlogged"))
+        with pytest.raises((Unavailable, WriteTimeout)):
+            s.execute(batch("", on2[1], on3[1], "logged"))
+    finally:
+        cluster.shutdown()
+    # Node 2 replays the batch from its batchlog: its row at once, node 3's
+    # as a hint once node 3 is back.
+    def replayed(i):
+        with urllib.request.urlopen(f"http://127.0.0.1:{c.nodes[i].admin_port}/cluster", timeout=5) as r:
+            return json.loads(r.read())["table_batchlog"]["replayed"]
+    wait_until(lambda: replayed(2) >= 1, timeout=30, what="node 2 to replay the batch")
+    c.nodes[3].start()
+    cluster, s2 = connect(c, hosts=[2])
+    try:
+        def both():
+            try:
+                rows = {k: s2.execute(st("SELECT v FROM b.kv WHERE k = %s", CL.ONE), (k,)).one() for k in
+                        (on2[1], on3[1])}
+            except (Unavailable, ReadTimeout):
+                return None
+            return all(r is not None for r in rows.values()) and rows
+        rows = wait_until(both, timeout=30, what="the logged batch replayed from the batchlog")
+        assert {r.v for r in rows.values()} == {"logged"}, rows
+        # The unlogged batch had no batchlog: neither of its rows exists.
+        for k in (on2[2], on3[2]):
+            assert s2.execute(st("SELECT v FROM b.kv WHERE k = %s", CL.ONE), (k,)).one() is None, k
+        # Node 2 held both logged batches' entries: the first, written whole,
+        # was removed, so it replayed only the second.
+        assert replayed(2) == 1
+    finally:
+        cluster.shutdown()

@@ -465,7 +465,7 @@ impl Node {
     /// Sends cells to one replica (this node's engine or a peer); the result
     /// goes to `tx` whenever it comes, so writes beyond the level finish
     /// after the answer.
-    fn send_mutation(
+    pub(crate) fn send_mutation(
         &self,
         img: &Image,
         node: i32,

@@ -163,6 +163,7 @@ pub struct Node {
     pub gossip: Arc<crate::gossip::Gossip>,
     /// What streaming the ranges this node took over when it joined did.
     pub bootstrap: crate::bootstrap::Stats,
+    pub batchlog: crate::batchlog::Stats,
     /// Reads this node coordinated with digests, and those whose digests
     /// differed (then read in full, merged and repaired).
     pub digest_reads: std::sync::atomic::AtomicU64,
@@ -246,6 +247,7 @@ impl Node {
             hints: Arc::new(hints),
             gossip,
             bootstrap: Default::default(),
+            batchlog: Default::default(),
             digest_reads: Default::default(),
             digest_mismatches: Default::default(),
             clock_seq: u16::from_be_bytes([r[0], r[1]]) & 0x3fff,
@@ -564,8 +566,8 @@ impl Node {
                     let ts = self.timestamp(using, &binds, params)?;
                     self.mutation(keyspace, s, &binds, ts, &mut mutation)?;
                 }
-                let _ = kind;
-                self.write(mutation, params.consistency).await?;
+                self.write_batch(mutation, params.consistency, *kind)
+                    .await?;
                 Ok(Outcome::Void)
             }
             Statement::Select { .. } => {
@@ -598,15 +600,21 @@ impl Node {
             let ts = self.timestamp(&Using::default(), &binds, &params)?;
             self.mutation(keyspace, &p.statement, &binds, ts, &mut mutation)?;
         }
-        // A logged batch is not yet written to a batchlog first: its cells on
-        // one replica set are one commit-log record, but a coordinator that
-        // dies between replica sets leaves the others to repair.
-        let write_type = match logged {
-            BatchKind::Logged => WriteType::Batch,
-            BatchKind::Unlogged => WriteType::UnloggedBatch,
-        };
-        self.write_as(mutation, consistency, write_type).await?;
+        self.write_batch(mutation, consistency, logged).await?;
         Ok(Outcome::Void)
+    }
+
+    /// A batch's cells: logged ones through the batchlog ([`crate::batchlog`]).
+    async fn write_batch(
+        &self,
+        mutation: Mutation,
+        cl: Consistency,
+        kind: BatchKind,
+    ) -> Result<(), CqlError> {
+        match kind {
+            BatchKind::Logged => self.write_logged(mutation, cl).await,
+            BatchKind::Unlogged => self.write_as(mutation, cl, WriteType::UnloggedBatch).await,
+        }
     }
 
     /// Levels a read cannot use. Whether enough replicas are up is checked

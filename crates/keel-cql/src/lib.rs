@@ -4,6 +4,7 @@
 //! coordinator sends them to the replicas the ring names (this node's table
 //! engine, [`keel_table`], or a peer's over [`internode`]).
 
+pub mod batchlog;
 pub mod bootstrap;
 pub mod coordinator;
 pub mod error;

@@ -52,6 +52,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>) {
     let _stop_gossip = AbortOnDrop(tokio::spawn(crate::gossip::run(node.clone())));
     let _stop_bootstrap = AbortOnDrop(tokio::spawn(crate::bootstrap::run(node.clone())));
     let _stop_watch = AbortOnDrop(tokio::spawn(watch_cluster(node.clone())));
+    let _stop_batchlog = AbortOnDrop(tokio::spawn(crate::batchlog::replay(node.clone())));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,

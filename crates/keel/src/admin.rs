@@ -506,8 +506,14 @@ fn cluster_json(lab: &Lab) -> serde_json::Value {
             "digest_mismatches": n.digest_mismatches.load(Relaxed),
         })
     });
+    let batchlog = lab.cql.as_ref().map(|n| {
+        serde_json::json!({
+            "replayed": n.batchlog.replayed.load(std::sync::atomic::Ordering::Relaxed),
+        })
+    });
     serde_json::json!({
         "table_bootstrap": bootstrap,
+        "table_batchlog": batchlog,
         "table_reads": reads,
         "keyspaces": keyspaces,
         "controller": leader,
