@@ -779,7 +779,10 @@ def test_gossip_convicts_a_paused_node_by_phi_and_hears_a_leaving_one(tmp_path):
 
         def status():
             return {n["node"]: n for n in c.nodes[1].cli("table", "status")}
-        wait_until(lambda: all(n["state"] == "UN" for n in status().values()), timeout=10,
+        # A node not heard of by gossip yet counts as up (phi None): wait
+        # until node 1 has heard from every node.
+        wait_until(lambda: all(n["state"] == "UN" and n["phi"] is not None
+                               for n in status().values()), timeout=10,
                    what="every node UN by gossip")
         s3 = status()[3]
         assert s3["status"] == "NORMAL" and s3["phi"] is not None and s3["phi"] < 8, s3

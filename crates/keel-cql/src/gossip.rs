@@ -250,7 +250,13 @@ impl Gossip {
         } else {
             e.intervals.iter().sum::<f64>() / e.intervals.len() as f64
         }
-        .max(1.0);
+        // Never below the round: a node raises its version once a round (and
+        // on a state change), so gaps shorter than that are two paths
+        // delivering successive versions close together, not a faster
+        // rhythm. Without the floor a node heard of a few times in a burst
+        // (just after it joined) was convicted after a few hundred ms of
+        // ordinary silence.
+        .max(self.interval.as_secs_f64() * 1000.0);
         let t = now.saturating_duration_since(e.last).as_secs_f64() * 1000.0;
         PHI_FACTOR * t / mean
     }
@@ -428,6 +434,24 @@ mod tests {
             g.alive(3) && g.alive(1),
             "unknown nodes and this one are up"
         );
+    }
+
+    #[test]
+    fn a_burst_of_arrivals_does_not_shorten_the_silence_that_convicts() {
+        let g = Gossip::new(1, Duration::from_millis(200), 8.0);
+        let t0 = Instant::now();
+        // Three versions 5 ms apart (two paths and a state change).
+        for i in 0..3u64 {
+            g.merge_at(&[hb(2, 5, i)], t0 + Duration::from_millis(5 * i));
+        }
+        let phi = |after_ms: u64| {
+            let eps = g.endpoints.lock().unwrap();
+            g.phi_of(&eps[&2], t0 + Duration::from_millis(10 + after_ms))
+        };
+        // A second of silence is five rounds: not convicted.
+        assert!(phi(1000) < 8.0, "{}", phi(1000));
+        // 19 rounds is.
+        assert!(phi(3800) > 8.0, "{}", phi(3800));
     }
 
     #[test]

@@ -563,6 +563,15 @@ async fn watch_cluster(node: Arc<Node>) {
                         });
                     }
                     Some((_, was)) if was != up => {
+                        // Which of the three sources said so, for the log.
+                        tracing::info!(
+                            node = id,
+                            up,
+                            fenced = img.nodes.get(id).is_some_and(|n| n.fenced),
+                            link_up = node.peers.is_up(*id),
+                            gossip_alive = node.gossip.alive(*id),
+                            "a table replica's state changed"
+                        );
                         let _ = node.events.send(Event::Status {
                             up: *up,
                             addr: *addr,
