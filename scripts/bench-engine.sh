@@ -18,11 +18,7 @@ bin=$PWD/bench/engine-compare/target/release/engine-compare
 work=$(mktemp -d "${TMPDIR:-/tmp}/keel-bench-engine.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ), $(nproc) cores"
-for r in $(seq "$ROUNDS"); do
-  fio --name=sync --directory="$work" --rw=write --bs=4k --size=16m --ioengine=psync --fdatasync=1 --output-format=terse \
-    | awk -F';' '{printf "fio write bs=4k --fdatasync=1: %d fdatasyncs/s\n", $49}'
-  rm -f "$work"/sync*
-done
+scripts/fio-fsync.sh "$work" "$ROUNDS"
 for r in $(seq "$ROUNDS"); do
   echo "--- round $r"
   (cd "$work" && "$bin" "$WRITES" "$READS")

@@ -43,11 +43,7 @@ while True:
 PY
 }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-for r in $(seq "$ROUNDS"); do
-  fio --name=sync --directory="$work" --rw=write --bs=4k --size=16m --ioengine=psync --fdatasync=1 --output-format=terse \
-    | awk -F';' '{printf "fio write bs=4k --fdatasync=1: %d fdatasyncs/s\n", $49}'
-  rm -f "$work"/sync*
-done
+scripts/fio-fsync.sh "$work" "$ROUNDS"
 for r in $(seq "$ROUNDS"); do
   start "$work/batch-$r"
   echo "--- round $r, commitlog batch"

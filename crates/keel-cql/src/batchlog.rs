@@ -84,7 +84,7 @@ impl Node {
             .await?;
         self.write_as(m, cl, WriteType::Batch).await?;
         // Written: the entries can go (a failure here only costs a replay).
-        let gone = vec![(entry_key(&id), Cell::tombstone(self.hlc.now(), now_secs()))];
+        let gone = deletion(self, entry_key(&id));
         let (tx, _rx) = mpsc::channel(endpoints.len().max(1));
         let img = self.image();
         for n in endpoints {
@@ -163,11 +163,11 @@ impl Node {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// A batchlog entry's deletion: a tombstone stamped by the node's clock, its
+/// local deletion time in seconds from the same stamp (as statements' are).
+fn deletion(node: &Node, key: Vec<u8>) -> Mutation {
+    let ts = node.hlc.now();
+    vec![(key, Cell::tombstone(ts, ts / 1_000_000))]
 }
 
 /// What a node's batchlog replay did, for `/cluster`.
@@ -201,8 +201,7 @@ pub(crate) async fn replay(node: Arc<Node>) {
         for (k, m) in due {
             match node.write_as(m, Consistency::Any, WriteType::Batch).await {
                 Ok(()) => {
-                    let gone = vec![(k, Cell::tombstone(node.hlc.now(), now_secs()))];
-                    if let Ok(Ok(())) = node.engine.write(gone).await {
+                    if let Ok(Ok(())) = node.engine.write(deletion(&node, k)).await {
                         node.batchlog.replayed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
