@@ -23,7 +23,7 @@
 //!   token range at a time, each from its own replicas; long ranges come in
 //!   chunks of at most [`CHUNK_MAX`] bytes per replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 use crate::error::CqlError;
 use crate::exec::Node;
 use crate::internode::{LinkError, Reply, Request};
+use crate::table::TableSchema;
 
 /// How long a coordinator waits for write acknowledgements (Cassandra's
 /// `write_request_timeout`, 2 s).
@@ -205,6 +206,17 @@ fn successor(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Table schemas and keyspaces' replication compiled from one metadata
+/// image (its applied index), so a request neither re-parses column types
+/// and replication options nor scans every keyspace for a table id; dropped
+/// wholesale when the image changes, refilled on use.
+#[derive(Default)]
+pub(crate) struct SchemaCache {
+    applied: u64,
+    pub(crate) tables: HashMap<String, HashMap<String, Arc<TableSchema>>>,
+    pub(crate) strategies: HashMap<Vec<u8>, Arc<Strategy>>,
+}
+
 /// The rings of one metadata image: as it is, and as it will be once the
 /// nodes leaving it have left (None: none is).
 #[derive(Default)]
@@ -222,6 +234,17 @@ impl Node {
                 applied: img.applied,
                 now: Some(Arc::new(img.ring())),
                 after_leaving: img.ring_after_leaving().map(Arc::new),
+            };
+        }
+        cached
+    }
+
+    pub(crate) fn schema_cache(&self, img: &Image) -> std::sync::MutexGuard<'_, SchemaCache> {
+        let mut cached = self.schema_cache.lock().expect("schema cache lock");
+        if cached.applied != img.applied {
+            *cached = SchemaCache {
+                applied: img.applied,
+                ..SchemaCache::default()
             };
         }
         cached
@@ -264,19 +287,22 @@ impl Node {
         p
     }
 
-    /// The keyspace of a table id and its replication.
-    pub(crate) fn strategy_of(
-        &self,
-        img: &Image,
-        table: &[u8],
-    ) -> Result<(String, Strategy), CqlError> {
-        let (name, ks) = img
+    /// The replication of a table id's keyspace, parsed once per metadata
+    /// image (see [`SchemaCache`]).
+    pub(crate) fn strategy_of(&self, img: &Image, table: &[u8]) -> Result<Arc<Strategy>, CqlError> {
+        let mut cache = self.schema_cache(img);
+        if let Some(s) = cache.strategies.get(table) {
+            return Ok(s.clone());
+        }
+        let ks = img
             .keyspaces
-            .iter()
-            .find(|(_, k)| k.tables.values().any(|t| t.id == table))
+            .values()
+            .find(|k| k.tables.values().any(|t| t.id == table))
             .ok_or_else(|| CqlError::Invalid("the table was dropped".into()))?;
-        let strategy = Strategy::from_replication(&ks.replication).map_err(CqlError::Config)?;
-        Ok((name.clone(), strategy))
+        let strategy =
+            Arc::new(Strategy::from_replication(&ks.replication).map_err(CqlError::Config)?);
+        cache.strategies.insert(table.to_vec(), strategy.clone());
+        Ok(strategy)
     }
 
     pub(crate) fn placement(
@@ -375,19 +401,11 @@ impl Node {
         let ring = self.ring(&img);
         // Cells grouped by the replicas they go to (and the level's needs).
         let mut groups: Vec<(Placement, Vec<i32>, Mutation)> = Vec::new();
-        let mut strategies: BTreeMap<Vec<u8>, Strategy> = BTreeMap::new();
         for (k, c) in m {
             let (Some(table), Some(token)) = (k.get(..TABLE_ID_LEN), key_token(&k)) else {
                 return Err(CqlError::Server("a cell key without a partition".into()));
             };
-            let strategy = match strategies.get(table) {
-                Some(s) => s.clone(),
-                None => {
-                    let (_, s) = self.strategy_of(&img, table)?;
-                    strategies.insert(table.to_vec(), s.clone());
-                    s
-                }
-            };
+            let strategy = self.strategy_of(&img, table)?;
             let p = self.write_placement(&img, &ring, &strategy, token, cl);
             match groups
                 .iter_mut()
@@ -655,7 +673,7 @@ impl Node {
         let table = start
             .get(..TABLE_ID_LEN)
             .ok_or_else(|| CqlError::Server("a read without a table".into()))?;
-        let (_, strategy) = self.strategy_of(&img, table)?;
+        let strategy = self.strategy_of(&img, table)?;
         let token = key_token(start).unwrap_or(i64::MIN);
         // A read crossing token ranges stops at this one's end.
         let mut sub_end = end.to_vec();

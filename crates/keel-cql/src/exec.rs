@@ -155,6 +155,7 @@ pub struct Node {
     pub peers: Arc<crate::internode::Peers>,
     /// The ring of the image last seen (its applied index).
     pub(crate) ring_cache: Mutex<crate::coordinator::RingCache>,
+    pub(crate) schema_cache: Mutex<crate::coordinator::SchemaCache>,
     /// Cells sent to replicas by read repair.
     pub read_repairs: std::sync::atomic::AtomicU64,
     /// Writes kept for replicas that were down.
@@ -243,6 +244,7 @@ impl Node {
             paxos: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             peers: Arc::default(),
             ring_cache: Mutex::new(Default::default()),
+            schema_cache: Mutex::new(Default::default()),
             read_repairs: Default::default(),
             hints: Arc::new(hints),
             gossip,
@@ -274,16 +276,25 @@ impl Node {
     }
 
     /// The table a statement names, with the session's keyspace as default.
-    pub fn table(&self, ks: &Option<String>, q: &parser::QName) -> Result<TableSchema, CqlError> {
+    /// A table's schema, compiled once per metadata image.
+    pub fn table(
+        &self,
+        ks: &Option<String>,
+        q: &parser::QName,
+    ) -> Result<Arc<TableSchema>, CqlError> {
         let keyspace = q
             .keyspace
             .clone()
             .or_else(|| ks.clone())
             .ok_or_else(|| CqlError::Invalid("No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename".into()))?;
         if let Some(t) = crate::system::table(&keyspace, &q.name) {
-            return Ok(t);
+            return Ok(Arc::new(t));
         }
         let img = self.image();
+        let mut cache = self.schema_cache(&img);
+        if let Some(t) = cache.tables.get(&keyspace).and_then(|ts| ts.get(&q.name)) {
+            return Ok(t.clone());
+        }
         let k = img
             .keyspaces
             .get(&keyspace)
@@ -292,7 +303,13 @@ impl Node {
             .tables
             .get(&q.name)
             .ok_or_else(|| CqlError::Invalid(format!("table {} does not exist", q.name)))?;
-        TableSchema::new(&keyspace, &q.name, t)
+        let t = Arc::new(TableSchema::new(&keyspace, &q.name, t)?);
+        cache
+            .tables
+            .entry(keyspace)
+            .or_default()
+            .insert(q.name.clone(), t.clone());
+        Ok(t)
     }
 
     async fn propose(&self, rec: Record) -> Result<(), CqlError> {
@@ -501,8 +518,8 @@ impl Node {
                 self.wait_image(|i| i.schema_epoch > epoch).await;
                 Ok(self.schema_event(SchemaEvent {
                     change: "UPDATED",
-                    keyspace: t.keyspace,
-                    table: Some(t.name),
+                    keyspace: t.keyspace.clone(),
+                    table: Some(t.name.clone()),
                 }))
             }
             Statement::DropTable { table, if_exists } => {
@@ -531,8 +548,8 @@ impl Node {
                 .await;
                 Ok(self.schema_event(SchemaEvent {
                     change: "DROPPED",
-                    keyspace: t.keyspace,
-                    table: Some(t.name),
+                    keyspace: t.keyspace.clone(),
+                    table: Some(t.name.clone()),
                 }))
             }
             Statement::Truncate(q) => {
@@ -847,7 +864,7 @@ impl Node {
         binds: &Binds<'_>,
         ts: i64,
         m: &mut Mutation,
-    ) -> Result<TableSchema, CqlError> {
+    ) -> Result<Arc<TableSchema>, CqlError> {
         let now_secs = ts.max(0) / 1_000_000;
         let now_secs = now_secs.max(self.hlc.now() / 1_000_000);
         match s {

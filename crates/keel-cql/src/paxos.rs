@@ -33,6 +33,7 @@
 //! id, Cassandra's `system.paxos`), written through the commit log before it
 //! answers, so a promise survives a crash.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cassandra_protocol::consistency::Consistency;
@@ -172,7 +173,7 @@ pub(crate) struct Round {
     pub ballot: Ballot,
     img: std::sync::Arc<Image>,
     placement: Placement,
-    strategy: Strategy,
+    strategy: Arc<Strategy>,
     alive: Vec<i32>,
     serial: Consistency,
 }
@@ -347,7 +348,7 @@ impl Node {
         img: &Image,
         partition: &[u8],
         serial: Consistency,
-    ) -> Result<(Placement, Strategy, Vec<i32>), CqlError> {
+    ) -> Result<(Placement, Arc<Strategy>, Vec<i32>), CqlError> {
         let (Some(table), Some(token)) =
             (partition.get(..TABLE_ID_LEN), cell::split_token(partition))
         else {
@@ -355,7 +356,7 @@ impl Node {
                 "a conditional write without a partition".into(),
             ));
         };
-        let (_, strategy) = self.strategy_of(img, table)?;
+        let strategy = self.strategy_of(img, table)?;
         let ring = self.ring(img);
         // Pending replicas take part too (Cassandra's Paxos counts them), so
         // a round's quorum still holds among the replicas after a node leaves.
