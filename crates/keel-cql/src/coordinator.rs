@@ -103,11 +103,15 @@ impl BlockFor {
     /// The acknowledgements `cl` needs from the replicas of a keyspace
     /// replicated by `strategy`, seen from `local_dc`.
     pub fn new(cl: Consistency, strategy: &Strategy, local_dc: &str) -> BlockFor {
-        let (total, per_dc): (usize, BTreeMap<String, usize>) = match strategy {
-            Strategy::Simple { rf } => (*rf, BTreeMap::from([(local_dc.to_string(), *rf)])),
-            Strategy::Network { per_dc } => (per_dc.values().sum(), per_dc.clone()),
+        // No map built per request: a SimpleStrategy keyspace's every
+        // replica counts as local, as Cassandra's does.
+        let (total, local_rf) = match strategy {
+            Strategy::Simple { rf } => (*rf, *rf),
+            Strategy::Network { per_dc } => (
+                per_dc.values().sum(),
+                per_dc.get(local_dc).copied().unwrap_or(0),
+            ),
         };
-        let local_rf = per_dc.get(local_dc).copied().unwrap_or(0);
         let local = |n: usize| vec![(Some(local_dc.to_string()), n)];
         let need = match cl {
             Consistency::Any | Consistency::One => vec![(None, 1)],
@@ -116,11 +120,14 @@ impl BlockFor {
             Consistency::All => vec![(None, total)],
             Consistency::LocalOne => local(1),
             Consistency::LocalQuorum | Consistency::LocalSerial => local(local_rf / 2 + 1),
-            Consistency::EachQuorum if matches!(strategy, Strategy::Network { .. }) => per_dc
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(dc, n)| (Some(dc.clone()), n / 2 + 1))
-                .collect(),
+            Consistency::EachQuorum => match strategy {
+                Strategy::Network { per_dc } => per_dc
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(dc, n)| (Some(dc.clone()), n / 2 + 1))
+                    .collect(),
+                Strategy::Simple { .. } => vec![(None, total / 2 + 1)],
+            },
             _ => vec![(None, total / 2 + 1)],
         };
         BlockFor { need }

@@ -396,8 +396,12 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
 
 /// Writes queued frames until the queue closes or the socket fails, every
 /// frame waiting at the time in one write (one syscall for many requests
-/// under load, none held back when idle).
-async fn write_frames(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+/// under load, none held back when idle). CQL connections' replies go out
+/// the same way.
+pub(crate) async fn write_frames(
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
     let mut out = Vec::with_capacity(64 << 10);
     while let Some(buf) = rx.recv().await {
         out.clear();
@@ -416,7 +420,8 @@ async fn write_frames(mut wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Rec
 
 /// Serves one internode connection (its magic already read).
 pub async fn serve(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
-    let (mut rd, wr) = sock.into_split();
+    let (rd, wr) = sock.into_split();
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(write_frames(wr, rx));
     let result = loop {
@@ -611,7 +616,8 @@ async fn connect(link: &Arc<Link>) -> Result<Arc<Conn>, LinkError> {
     sock.write_all(MAGIC)
         .await
         .map_err(|e| LinkError::Unreachable(format!("{addr}: {e}")))?;
-    let (mut rd, wr) = sock.into_split();
+    let (rd, wr) = sock.into_split();
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
     let pending: Pending = Arc::default();
     let dead = Arc::new(AtomicBool::new(false));

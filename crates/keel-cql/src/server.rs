@@ -31,7 +31,7 @@ use cassandra_protocol::query::{QueryParams, QueryValues};
 use cassandra_protocol::types::value::Value;
 use cassandra_protocol::types::{CBytes, CBytesShort};
 use keel_table::CqlType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -108,15 +108,12 @@ async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
         }
         return crate::internode::serve(sock, node).await;
     }
-    let (mut rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-    let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if wr.write_all(&buf).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (rd, wr) = sock.into_split();
+    // Buffered: a request's header and body (and under load, the next
+    // requests) in one read, not a syscall for each.
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(crate::internode::write_frames(wr, rx));
     let conn = Arc::new(Conn {
         node,
         keyspace: Mutex::new(None),
@@ -132,7 +129,7 @@ async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
 }
 
 async fn read_loop(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
     conn: &Arc<Conn>,
 ) -> std::io::Result<()> {
     let mut header = [0u8; HEADER];
