@@ -9,6 +9,14 @@ cd "$(dirname "$0")/.."
 START=$SECONDS
 step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - START))" "$*"; }
 
+# make: the jemalloc allocator's C build (tikv-jemalloc-sys) runs configure and make.
+if ! command -v make >/dev/null 2>&1; then
+  step "installing make (apt), for jemalloc's build"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq make >/dev/null
+fi
+
 if ! command -v kcat >/dev/null 2>&1; then
   step "installing kcat (apt)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
