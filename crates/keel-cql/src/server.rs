@@ -113,7 +113,9 @@ async fn connection(sock: TcpStream, node: Arc<Node>) -> std::io::Result<()> {
     // requests) in one read, not a syscall for each.
     let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
-    let writer = tokio::spawn(crate::internode::write_frames(wr, rx));
+    // A driver with one request in flight per connection (as
+    // cassandra-stress) has no second reply to wait for: never held back.
+    let writer = tokio::spawn(crate::internode::write_frames(wr, rx, || false));
     let conn = Arc::new(Conn {
         node,
         keyspace: Mutex::new(None),

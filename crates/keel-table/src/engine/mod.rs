@@ -107,14 +107,15 @@ impl Memtable {
         for (k, c) in m {
             min_ts = min_ts.min(c.ts);
             added += k.len() + c.encoded_len() + 64;
-            match map.get_mut(&k) {
-                Some(old) => {
-                    if c.wins_over(old) {
-                        *old = c;
+            // One descent of the tree whether the key is new or not.
+            match map.entry(k) {
+                std::collections::btree_map::Entry::Occupied(mut old) => {
+                    if c.wins_over(old.get()) {
+                        *old.get_mut() = c;
                     }
                 }
-                None => {
-                    map.insert(k, c);
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(c);
                 }
             }
         }
