@@ -14,13 +14,13 @@ from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, SimpleStatement
 
 
-def session_for(node, **kw):
+def session_for(node, protocol_version=4, **kw):
     # Fallthrough: errors reach the test as the server sent them, not retried
     # on the next host (there is none) and wrapped in NoHostAvailable.
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20,
                                retry_policy=FallthroughRetryPolicy())
     cluster = Cluster(
-        ["127.0.0.1"], port=node.cql_port, protocol_version=4,
+        ["127.0.0.1"], port=node.cql_port, protocol_version=protocol_version,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile}, **kw,
     )
     return cluster, cluster.connect()
@@ -123,6 +123,46 @@ def test_driver_prepares_batches_pages_and_compares_and_sets(cql):
     assert cql.execute("SELECT owner FROM app.locks WHERE name = 'job'").one().owner == "b"
 
 
+@pytest.mark.parametrize("compression", [False, "lz4"])
+def test_protocol_v5_carries_prepared_batches_paging_large_values_and_lwt(node, compression):
+    # Protocol v5's frames (CRC24/CRC32-checked, lz4 per frame when agreed); a
+    # 300 KiB value spans several 128 KiB frames each way.
+    cluster, cql = session_for(node, protocol_version=5, compression=compression)
+    try:
+        assert cluster.protocol_version == 5
+        ks = "v5_lz4" if compression else "v5_plain"
+        cql.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+        cql.execute(f"CREATE TABLE {ks}.blobs (k int, c int, v blob, PRIMARY KEY (k, c))")
+        insert = cql.prepare(f"INSERT INTO {ks}.blobs (k, c, v) VALUES (?, ?, ?)")
+        assert insert.routing_key_indexes == [0]
+        batch = BatchStatement()
+        for c in range(60):
+            batch.add(insert, (1, c, bytes([c]) * 100))
+        cql.execute(batch)
+        big = bytes(range(256)) * 1200
+        cql.execute(insert, (2, 0, big))
+        stmt = SimpleStatement(f"SELECT c, v FROM {ks}.blobs WHERE k = 1", fetch_size=7)
+        result = cql.execute(stmt)
+        assert len(result.current_rows) == 7 and result.has_more_pages
+        rows = list(result)
+        assert [r.c for r in rows] == list(range(60))
+        assert all(r.v == bytes([r.c]) * 100 for r in rows)
+        select = cql.prepare(f"SELECT v FROM {ks}.blobs WHERE k = ? AND c = ?")
+        assert cql.execute(select, (2, 0)).one().v == big
+        first = cql.execute(f"INSERT INTO {ks}.blobs (k, c, v) VALUES (3, 0, 0x01) IF NOT EXISTS").one()
+        second = cql.execute(f"INSERT INTO {ks}.blobs (k, c, v) VALUES (3, 0, 0x02) IF NOT EXISTS").one()
+        assert first.applied is True and second.applied is False and second.v == b"\x01"
+        with pytest.raises(InvalidRequest, match="ALLOW FILTERING"):
+            cql.execute(f"SELECT * FROM {ks}.blobs WHERE v = 0x01")
+        assert cql.execute(select, (3, 0)).one().v == b"\x01"
+    finally:
+        cluster.shutdown()
+    # cqlsh negotiates the highest version the server offers.
+    code, out, err = cqlsh(node, "SHOW VERSION")
+    assert code == 0, err
+    assert "Native protocol v5" in out, out
+
+
 def test_consistency_levels_one_node_can_meet_and_the_ones_it_cannot(cql):
     cql.execute("CREATE KEYSPACE rf3 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
     cql.execute("CREATE TABLE rf3.kv (k text PRIMARY KEY, v int)")
@@ -203,12 +243,12 @@ def read_frame(sock):
 
 def test_malformed_frames_get_protocol_errors_and_the_server_keeps_serving(node, cql):
     startup = struct.pack(">h", 1) + struct.pack(">h", 11) + b"CQL_VERSION" + struct.pack(">h", 5) + b"3.0.0"
-    # Protocol v5 (not offered yet) is refused with the message drivers parse to downgrade.
+    # Protocol v6 (Cassandra's beta) is refused with the message drivers parse to downgrade.
     with socket.create_connection(("127.0.0.1", node.cql_port), timeout=10) as s:
-        s.sendall(frame(5, 0, 0x01, startup))
+        s.sendall(frame(6, 0, 0x01, startup))
         version, _, opcode, body = read_frame(s)
         assert opcode == 0x00 and struct.unpack(">i", body[:4])[0] == 0x000A
-        assert b"Invalid or unsupported protocol version (5)" in body
+        assert b"Invalid or unsupported protocol version (6)" in body
     # A QUERY whose [long string] claims more bytes than the frame has, and one with a
     # negative value count: protocol errors on their stream, the connection goes on.
     with socket.create_connection(("127.0.0.1", node.cql_port), timeout=10) as s:

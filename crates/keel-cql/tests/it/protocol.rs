@@ -71,6 +71,10 @@ fn started(addr: std::net::SocketAddr) -> TcpStream {
 }
 
 fn query(q: &str) -> Envelope {
+    query_v(q, Version::V4)
+}
+
+fn query_v(q: &str, version: Version) -> Envelope {
     Envelope::new_req_query(
         q.to_string(),
         cassandra_protocol::consistency::Consistency::One,
@@ -83,7 +87,7 @@ fn query(q: &str) -> Envelope {
         None,
         None,
         cassandra_protocol::frame::Flags::empty(),
-        Version::V4,
+        version,
     )
 }
 
@@ -134,17 +138,24 @@ fn the_handshake_and_version_negotiation_go_as_with_cassandra() {
             assert_eq!(error_message(&body).0, 0x000A, "{cql}");
         }
     }
-    // A v5 client is told which versions to use, in a v4 frame, as drivers expect.
+    // A v6 client is told which versions to use, in a v4 frame, as drivers
+    // expect; a v5 client's OPTIONS (before STARTUP: a v4-style frame) is
+    // answered in kind.
     let mut s = connect(addr);
-    send(&mut s, Envelope::new_req_options(Version::V5));
+    s.write_all(&[0x06, 0, 0, 1, u8::from(Opcode::Options), 0, 0, 0, 0])
+        .unwrap();
     let (v, _, op, body) = read_frame(&mut s);
     assert_eq!((v, op), (0x84, u8::from(Opcode::Error)));
     let (code, msg) = error_message(&body);
     assert_eq!(code, 0x000A);
     assert!(
-        msg.contains("Invalid or unsupported protocol version (5)"),
+        msg.contains("Invalid or unsupported protocol version (6)") && msg.contains("5/v5"),
         "{msg}"
     );
+    let mut s = connect(addr);
+    send(&mut s, Envelope::new_req_options(Version::V5));
+    let (v, _, op, _) = read_frame(&mut s);
+    assert_eq!((v, op), (0x85, u8::from(Opcode::Supported)));
     // An absurd length closes the connection after a ProtocolError.
     let mut s = connect(addr);
     s.write_all(&[0x04, 0, 0, 1, 0x05, 0x7f, 0xff, 0xff, 0xff])
@@ -154,6 +165,135 @@ fn the_handshake_and_version_negotiation_go_as_with_cassandra() {
     assert!(error_message(&body).1.contains("Request is too big"));
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+}
+
+/// Sends an envelope as protocol v5 frames, built by the crate's encoders:
+/// whole when it fits in one frame, else split over frames.
+fn send_v5(s: &mut TcpStream, env: Envelope, lz4: bool) {
+    use cassandra_protocol::frame::frame_encoder::{
+        FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
+    };
+    let bytes = env
+        .encode_with(cassandra_protocol::compression::Compression::None)
+        .unwrap();
+    let mut enc: Box<dyn FrameEncoder> = if lz4 {
+        Box::new(Lz4FrameEncoder::default())
+    } else {
+        Box::new(UncompressedFrameEncoder::default())
+    };
+    if enc.can_fit(bytes.len()) {
+        enc.add_envelope(bytes);
+        s.write_all(enc.finalize_self_contained()).unwrap();
+        return;
+    }
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        enc.reset();
+        let (n, frame) = enc.finalize_non_self_contained(rest);
+        s.write_all(frame).unwrap();
+        rest = &rest[n..];
+    }
+}
+
+/// Reads v5 frames until the crate's decoder yields an envelope.
+fn read_v5(
+    s: &mut TcpStream,
+    dec: &mut dyn cassandra_protocol::frame::frame_decoder::FrameDecoder,
+) -> Envelope {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed");
+        let mut data = buf[..n].to_vec();
+        let mut got = dec
+            .consume(
+                &mut data,
+                cassandra_protocol::compression::Compression::None,
+            )
+            .unwrap();
+        if !got.is_empty() {
+            assert_eq!(got.len(), 1, "one request in flight, one reply");
+            return got.remove(0);
+        }
+    }
+}
+
+/// Protocol v5: after STARTUP (answered in a v4-style frame) requests and
+/// replies travel in CRC-checked frames, uncompressed or lz4, an envelope
+/// over 128 KiB split over several (a 300 KiB value written and read back
+/// whole), and a frame whose CRC does not match closes the connection.
+#[test]
+fn protocol_v5_frames_carry_envelopes_whole_or_split_and_a_corrupt_one_closes() {
+    use cassandra_protocol::frame::frame_decoder::{
+        FrameDecoder, Lz4FrameDecoder, UncompressedFrameDecoder,
+    };
+    let (addr, _h, _d) = server();
+    let big = "x".repeat(300 << 10);
+    for lz4 in [false, true] {
+        let mut s = connect(addr);
+        let compression = lz4.then(|| "lz4".to_string());
+        send(&mut s, Envelope::new_req_startup(compression, Version::V5));
+        let (v, _, op, _) = read_frame(&mut s);
+        assert_eq!((v, op), (0x85, u8::from(Opcode::Ready)));
+        let mut dec: Box<dyn FrameDecoder> = if lz4 {
+            Box::new(Lz4FrameDecoder::default())
+        } else {
+            Box::new(UncompressedFrameDecoder::default())
+        };
+        let ks = if lz4 { "v5_lz4" } else { "v5_plain" };
+        for q in [
+            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
+            format!("CREATE TABLE {ks}.t (k text PRIMARY KEY, v text)"),
+            format!("INSERT INTO {ks}.t (k, v) VALUES ('big', '{big}')"),
+        ] {
+            send_v5(&mut s, query_v(&q, Version::V5), lz4);
+            let reply = read_v5(&mut s, dec.as_mut());
+            assert_eq!(reply.opcode, Opcode::Result, "{}", &q[..40.min(q.len())]);
+            assert_eq!(reply.version, Version::V5);
+        }
+        send_v5(
+            &mut s,
+            query_v(
+                &format!("SELECT v FROM {ks}.t WHERE k = 'big'"),
+                Version::V5,
+            ),
+            lz4,
+        );
+        let reply = read_v5(&mut s, dec.as_mut());
+        assert_eq!(reply.opcode, Opcode::Result);
+        assert!(
+            reply.body.windows(big.len()).any(|w| w == big.as_bytes()),
+            "the 300 KiB value came back whole ({} bytes of body)",
+            reply.body.len()
+        );
+        // One payload byte flipped: its CRC32 no longer matches.
+        let mut frame = Vec::new();
+        {
+            use cassandra_protocol::frame::frame_encoder::{
+                FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
+            };
+            let mut enc: Box<dyn FrameEncoder> = if lz4 {
+                Box::new(Lz4FrameEncoder::default())
+            } else {
+                Box::new(UncompressedFrameEncoder::default())
+            };
+            enc.add_envelope(
+                query_v("SELECT * FROM system.local", Version::V5)
+                    .encode_with(cassandra_protocol::compression::Compression::None)
+                    .unwrap(),
+            );
+            frame.extend_from_slice(enc.finalize_self_contained());
+        }
+        let at = frame.len() - 6;
+        frame[at] ^= 0x20;
+        s.write_all(&frame).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(
+            s.read_to_end(&mut rest).unwrap(),
+            0,
+            "lz4 {lz4}: closed, nothing answered"
+        );
+    }
 }
 
 proptest! {
