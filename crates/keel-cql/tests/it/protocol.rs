@@ -327,4 +327,68 @@ proptest! {
         let (_, _, op, _) = read_frame(&mut s);
         prop_assert_eq!(op, u8::from(Opcode::Supported));
     }
+
+    /// After a v5 STARTUP: raw garbage, or well-formed frames (CRCs right)
+    /// around a malformed envelope. The connection answers or closes, never
+    /// hangs, and the next connection is served.
+    #[test]
+    fn v5_frames_of_garbage_never_stop_the_server(
+        lz4 in any::<bool>(),
+        framed in any::<bool>(),
+        garbage in prop::collection::vec(any::<u8>(), 0..300),
+        opcode in prop::sample::select(vec![0x01u8, 0x05, 0x07, 0x09, 0x0A, 0x0D, 0x42]),
+        version in prop::sample::select(vec![5u8, 4, 0x85]),
+        claimed in prop::sample::select(vec![0i32, 1, -1, 200, i32::MAX]),
+    ) {
+        use cassandra_protocol::frame::frame_encoder::{
+            FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
+        };
+        thread_local! {
+            static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
+                let (a, h, d) = server();
+                std::mem::forget(h);
+                (a, d)
+            };
+        }
+        let addr = SERVER.with(|s| s.0);
+        let start = |s: &mut TcpStream| {
+            send(s, Envelope::new_req_startup(lz4.then(|| "lz4".to_string()), Version::V5));
+            let (v, _, op, _) = read_frame(s);
+            assert_eq!((v, op), (0x85, u8::from(Opcode::Ready)));
+        };
+        let mut s = connect(addr);
+        start(&mut s);
+        let bytes = if framed {
+            let mut env = vec![version, 0, 0, 9, opcode];
+            env.extend_from_slice(&(garbage.len() as i32).saturating_add(claimed).to_be_bytes());
+            env.extend_from_slice(&garbage);
+            let mut enc: Box<dyn FrameEncoder> = if lz4 {
+                Box::new(Lz4FrameEncoder::default())
+            } else {
+                Box::new(UncompressedFrameEncoder::default())
+            };
+            enc.add_envelope(env);
+            enc.finalize_self_contained().to_vec()
+        } else {
+            garbage.clone()
+        };
+        s.write_all(&bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        if let Err(e) = s.read_to_end(&mut rest) {
+            prop_assert!(
+                !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                "the connection hung: {e}"
+            );
+        }
+        let mut s = connect(addr);
+        start(&mut s);
+        let mut dec: Box<dyn cassandra_protocol::frame::frame_decoder::FrameDecoder> = if lz4 {
+            Box::new(cassandra_protocol::frame::frame_decoder::Lz4FrameDecoder::default())
+        } else {
+            Box::new(cassandra_protocol::frame::frame_decoder::UncompressedFrameDecoder::default())
+        };
+        send_v5(&mut s, query_v("SELECT * FROM system.local", Version::V5), lz4);
+        prop_assert_eq!(read_v5(&mut s, dec.as_mut()).opcode, Opcode::Result);
+    }
 }
