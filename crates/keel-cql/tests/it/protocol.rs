@@ -6,6 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use cassandra_protocol::frame::frame_decoder::{
+    FrameDecoder, Lz4FrameDecoder, UncompressedFrameDecoder,
+};
+use cassandra_protocol::frame::frame_encoder::{
+    FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
+};
 use cassandra_protocol::frame::{Envelope, Opcode, Version};
 use proptest::prelude::*;
 
@@ -167,20 +173,31 @@ fn the_handshake_and_version_negotiation_go_as_with_cassandra() {
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
 }
 
-/// Sends an envelope as protocol v5 frames, built by the crate's encoders:
-/// whole when it fits in one frame, else split over frames.
-fn send_v5(s: &mut TcpStream, env: Envelope, lz4: bool) {
-    use cassandra_protocol::frame::frame_encoder::{
-        FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
-    };
-    let bytes = env
-        .encode_with(cassandra_protocol::compression::Compression::None)
-        .unwrap();
-    let mut enc: Box<dyn FrameEncoder> = if lz4 {
+/// The crate's writer of v5 frames, lz4 or not.
+fn encoder(lz4: bool) -> Box<dyn FrameEncoder> {
+    if lz4 {
         Box::new(Lz4FrameEncoder::default())
     } else {
         Box::new(UncompressedFrameEncoder::default())
-    };
+    }
+}
+
+/// The crate's reader of v5 frames, lz4 or not.
+fn decoder(lz4: bool) -> Box<dyn FrameDecoder> {
+    if lz4 {
+        Box::new(Lz4FrameDecoder::default())
+    } else {
+        Box::new(UncompressedFrameDecoder::default())
+    }
+}
+
+/// Sends an envelope as protocol v5 frames, built by the crate's encoders:
+/// whole when it fits in one frame, else split over frames.
+fn send_v5(s: &mut TcpStream, env: Envelope, lz4: bool) {
+    let bytes = env
+        .encode_with(cassandra_protocol::compression::Compression::None)
+        .unwrap();
+    let mut enc = encoder(lz4);
     if enc.can_fit(bytes.len()) {
         enc.add_envelope(bytes);
         s.write_all(enc.finalize_self_contained()).unwrap();
@@ -196,10 +213,7 @@ fn send_v5(s: &mut TcpStream, env: Envelope, lz4: bool) {
 }
 
 /// Reads v5 frames until the crate's decoder yields an envelope.
-fn read_v5(
-    s: &mut TcpStream,
-    dec: &mut dyn cassandra_protocol::frame::frame_decoder::FrameDecoder,
-) -> Envelope {
+fn read_v5(s: &mut TcpStream, dec: &mut dyn FrameDecoder) -> Envelope {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = s.read(&mut buf).unwrap();
@@ -224,9 +238,6 @@ fn read_v5(
 /// whole), and a frame whose CRC does not match closes the connection.
 #[test]
 fn protocol_v5_frames_carry_envelopes_whole_or_split_and_a_corrupt_one_closes() {
-    use cassandra_protocol::frame::frame_decoder::{
-        FrameDecoder, Lz4FrameDecoder, UncompressedFrameDecoder,
-    };
     let (addr, _h, _d) = server();
     let big = "x".repeat(300 << 10);
     for lz4 in [false, true] {
@@ -235,11 +246,7 @@ fn protocol_v5_frames_carry_envelopes_whole_or_split_and_a_corrupt_one_closes() 
         send(&mut s, Envelope::new_req_startup(compression, Version::V5));
         let (v, _, op, _) = read_frame(&mut s);
         assert_eq!((v, op), (0x85, u8::from(Opcode::Ready)));
-        let mut dec: Box<dyn FrameDecoder> = if lz4 {
-            Box::new(Lz4FrameDecoder::default())
-        } else {
-            Box::new(UncompressedFrameDecoder::default())
-        };
+        let mut dec = decoder(lz4);
         let ks = if lz4 { "v5_lz4" } else { "v5_plain" };
         for q in [
             format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
@@ -269,14 +276,7 @@ fn protocol_v5_frames_carry_envelopes_whole_or_split_and_a_corrupt_one_closes() 
         // One payload byte flipped: its CRC32 no longer matches.
         let mut frame = Vec::new();
         {
-            use cassandra_protocol::frame::frame_encoder::{
-                FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
-            };
-            let mut enc: Box<dyn FrameEncoder> = if lz4 {
-                Box::new(Lz4FrameEncoder::default())
-            } else {
-                Box::new(UncompressedFrameEncoder::default())
-            };
+            let mut enc = encoder(lz4);
             enc.add_envelope(
                 query_v("SELECT * FROM system.local", Version::V5)
                     .encode_with(cassandra_protocol::compression::Compression::None)
@@ -340,9 +340,6 @@ proptest! {
         version in prop::sample::select(vec![5u8, 4, 0x85]),
         claimed in prop::sample::select(vec![0i32, 1, -1, 200, i32::MAX]),
     ) {
-        use cassandra_protocol::frame::frame_encoder::{
-            FrameEncoder, Lz4FrameEncoder, UncompressedFrameEncoder,
-        };
         thread_local! {
             static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
                 let (a, h, d) = server();
@@ -362,11 +359,7 @@ proptest! {
             let mut env = vec![version, 0, 0, 9, opcode];
             env.extend_from_slice(&(garbage.len() as i32).saturating_add(claimed).to_be_bytes());
             env.extend_from_slice(&garbage);
-            let mut enc: Box<dyn FrameEncoder> = if lz4 {
-                Box::new(Lz4FrameEncoder::default())
-            } else {
-                Box::new(UncompressedFrameEncoder::default())
-            };
+            let mut enc = encoder(lz4);
             enc.add_envelope(env);
             enc.finalize_self_contained().to_vec()
         } else {
@@ -383,11 +376,7 @@ proptest! {
         }
         let mut s = connect(addr);
         start(&mut s);
-        let mut dec: Box<dyn cassandra_protocol::frame::frame_decoder::FrameDecoder> = if lz4 {
-            Box::new(cassandra_protocol::frame::frame_decoder::Lz4FrameDecoder::default())
-        } else {
-            Box::new(cassandra_protocol::frame::frame_decoder::UncompressedFrameDecoder::default())
-        };
+        let mut dec = decoder(lz4);
         send_v5(&mut s, query_v("SELECT * FROM system.local", Version::V5), lz4);
         prop_assert_eq!(read_v5(&mut s, dec.as_mut()).opcode, Opcode::Result);
     }
