@@ -113,6 +113,7 @@ impl BlockFor {
             ),
         };
         let local = |n: usize| vec![(Some(local_dc.to_string()), n)];
+        let quorum = || vec![(None, total / 2 + 1)];
         let need = match cl {
             Consistency::Any | Consistency::One => vec![(None, 1)],
             Consistency::Two => vec![(None, 2)],
@@ -126,9 +127,9 @@ impl BlockFor {
                     .filter(|(_, n)| **n > 0)
                     .map(|(dc, n)| (Some(dc.clone()), n / 2 + 1))
                     .collect(),
-                Strategy::Simple { .. } => vec![(None, total / 2 + 1)],
+                Strategy::Simple { .. } => quorum(),
             },
-            _ => vec![(None, total / 2 + 1)],
+            _ => quorum(),
         };
         BlockFor { need }
     }
@@ -213,53 +214,43 @@ fn successor(key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Table schemas and keyspaces' replication compiled from one metadata
-/// image (its applied index), so a request neither re-parses column types
-/// and replication options nor scans every keyspace for a table id; dropped
-/// wholesale when the image changes, refilled on use.
+/// What the coordinator derives from one metadata image (its applied
+/// index): the rings as they are and as they will be once the nodes leaving
+/// have left (None: none is), table schemas, and keyspaces' replication by
+/// table id. Each is built on first use and all are dropped together when
+/// the image changes, so a request neither rebuilds a ring, re-parses column
+/// types and replication options, nor scans every keyspace for a table id.
 #[derive(Default)]
-pub(crate) struct SchemaCache {
+pub(crate) struct ImageCache {
     applied: u64,
+    rings: Option<(Arc<Ring>, Option<Arc<Ring>>)>,
     pub(crate) tables: HashMap<String, HashMap<String, Arc<TableSchema>>>,
     pub(crate) strategies: HashMap<Vec<u8>, Arc<Strategy>>,
 }
 
-/// The rings of one metadata image: as it is, and as it will be once the
-/// nodes leaving it have left (None: none is).
-#[derive(Default)]
-pub(crate) struct RingCache {
-    applied: u64,
-    now: Option<Arc<Ring>>,
-    after_leaving: Option<Arc<Ring>>,
-}
-
 impl Node {
-    fn rings(&self, img: &Image) -> std::sync::MutexGuard<'_, RingCache> {
-        let mut cached = self.ring_cache.lock().expect("ring lock");
-        if cached.applied != img.applied || cached.now.is_none() {
-            *cached = RingCache {
+    /// The cache of `img`, emptied first if it held an older image's.
+    pub(crate) fn image_cache(&self, img: &Image) -> std::sync::MutexGuard<'_, ImageCache> {
+        let mut cached = self.image_cache.lock().expect("image cache lock");
+        if cached.applied != img.applied {
+            *cached = ImageCache {
                 applied: img.applied,
-                now: Some(Arc::new(img.ring())),
-                after_leaving: img.ring_after_leaving().map(Arc::new),
+                ..ImageCache::default()
             };
         }
         cached
     }
 
-    pub(crate) fn schema_cache(&self, img: &Image) -> std::sync::MutexGuard<'_, SchemaCache> {
-        let mut cached = self.schema_cache.lock().expect("schema cache lock");
-        if cached.applied != img.applied {
-            *cached = SchemaCache {
-                applied: img.applied,
-                ..SchemaCache::default()
-            };
-        }
-        cached
+    fn rings(&self, img: &Image) -> (Arc<Ring>, Option<Arc<Ring>>) {
+        self.image_cache(img)
+            .rings
+            .get_or_insert_with(|| (Arc::new(img.ring()), img.ring_after_leaving().map(Arc::new)))
+            .clone()
     }
 
     /// The ring of the image, rebuilt only when the image changes.
     pub(crate) fn ring(&self, img: &Image) -> Arc<Ring> {
-        self.rings(img).now.clone().expect("ring just built")
+        self.rings(img).0
     }
 
     /// Where a write of `token` goes: its replicas, and while a node leaves
@@ -275,7 +266,7 @@ impl Node {
         cl: Consistency,
     ) -> Placement {
         let mut p = self.placement(ring, strategy, token, cl);
-        let after = self.rings(img).after_leaving.clone();
+        let after = self.rings(img).1;
         if let Some(after) = after {
             for n in after.replicas(token, strategy) {
                 if !p.replicas.contains(&n) {
@@ -295,9 +286,9 @@ impl Node {
     }
 
     /// The replication of a table id's keyspace, parsed once per metadata
-    /// image (see [`SchemaCache`]).
+    /// image (see [`ImageCache`]).
     pub(crate) fn strategy_of(&self, img: &Image, table: &[u8]) -> Result<Arc<Strategy>, CqlError> {
-        let mut cache = self.schema_cache(img);
+        let mut cache = self.image_cache(img);
         if let Some(s) = cache.strategies.get(table) {
             return Ok(s.clone());
         }

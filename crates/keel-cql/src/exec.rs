@@ -153,9 +153,8 @@ pub struct Node {
     pub(crate) paxos: Vec<tokio::sync::Mutex<()>>,
     /// Links to the other nodes, for the coordinator.
     pub peers: Arc<crate::internode::Peers>,
-    /// The ring of the image last seen (its applied index).
-    pub(crate) ring_cache: Mutex<crate::coordinator::RingCache>,
-    pub(crate) schema_cache: Mutex<crate::coordinator::SchemaCache>,
+    /// Rings, schemas and replication of the image last seen.
+    pub(crate) image_cache: Mutex<crate::coordinator::ImageCache>,
     /// Cells sent to replicas by read repair.
     pub read_repairs: std::sync::atomic::AtomicU64,
     /// Writes kept for replicas that were down.
@@ -243,8 +242,7 @@ impl Node {
             lwt: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             paxos: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
             peers: Arc::default(),
-            ring_cache: Mutex::new(Default::default()),
-            schema_cache: Mutex::new(Default::default()),
+            image_cache: Mutex::new(Default::default()),
             read_repairs: Default::default(),
             hints: Arc::new(hints),
             gossip,
@@ -275,8 +273,8 @@ impl Node {
         u
     }
 
-    /// The table a statement names, with the session's keyspace as default.
-    /// A table's schema, compiled once per metadata image.
+    /// The table a statement names, with the session's keyspace as default,
+    /// its schema compiled once per metadata image.
     pub fn table(
         &self,
         ks: &Option<String>,
@@ -291,7 +289,7 @@ impl Node {
             return Ok(Arc::new(t));
         }
         let img = self.image();
-        let mut cache = self.schema_cache(&img);
+        let mut cache = self.image_cache(&img);
         if let Some(t) = cache.tables.get(&keyspace).and_then(|ts| ts.get(&q.name)) {
             return Ok(t.clone());
         }

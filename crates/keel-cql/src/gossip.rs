@@ -400,6 +400,12 @@ mod tests {
         }
     }
 
+    /// What `g`'s detector says of `node` at `at`.
+    fn phi_at(g: &Gossip, node: i32, at: Instant) -> f64 {
+        let eps = g.endpoints.lock().unwrap();
+        g.phi_of(&eps[&node], at)
+    }
+
     #[test]
     fn silence_raises_phi_until_conviction_and_news_clears_it() {
         let g = Gossip::new(1, Duration::from_millis(100), 8.0);
@@ -407,10 +413,7 @@ mod tests {
         for i in 0..20u64 {
             g.merge_at(&[hb(2, 5, i)], t0 + Duration::from_millis(100 * i));
         }
-        let e = |g: &Gossip, at: Instant| {
-            let eps = g.endpoints.lock().unwrap();
-            g.phi_of(&eps[&2], at)
-        };
+        let e = |g: &Gossip, at: Instant| phi_at(g, 2, at);
         let last = t0 + Duration::from_millis(1900);
         // A round late: barely suspicious. 1.9 s of silence (19 rounds): phi > 8.
         assert!(e(&g, last + Duration::from_millis(100)) < 1.0);
@@ -444,10 +447,7 @@ mod tests {
         for i in 0..3u64 {
             g.merge_at(&[hb(2, 5, i)], t0 + Duration::from_millis(5 * i));
         }
-        let phi = |after_ms: u64| {
-            let eps = g.endpoints.lock().unwrap();
-            g.phi_of(&eps[&2], t0 + Duration::from_millis(10 + after_ms))
-        };
+        let phi = |after_ms: u64| phi_at(&g, 2, t0 + Duration::from_millis(10 + after_ms));
         // A second of silence is five rounds: not convicted.
         assert!(phi(1000) < 8.0, "{}", phi(1000));
         // 19 rounds is.

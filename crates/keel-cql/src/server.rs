@@ -152,12 +152,8 @@ async fn read_loop(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         }
-        let len = match check_header(&header) {
-            Ok(len) => len,
-            Err((version, stream, e)) => {
-                conn.send_error(version, stream, &e).await;
-                return Ok(());
-            }
+        let Some(len) = conn.checked(check_header(&header)).await else {
+            return Ok(());
         };
         let mut frame = vec![0u8; HEADER + len];
         frame[..HEADER].copy_from_slice(&header);
@@ -184,11 +180,7 @@ async fn read_loop(
 fn check_header(header: &[u8; HEADER]) -> Result<usize, (Version, i16, CqlError)> {
     let stream = i16::from_be_bytes([header[2], header[3]]);
     let raw_version = header[0] & 0x7f;
-    let reply_version = match raw_version {
-        3 => Version::V3,
-        5 => Version::V5,
-        _ => Version::V4,
-    };
+    let reply_version = version_of(header[0]);
     if header[0] & 0x80 != 0 {
         return Err((
             reply_version,
@@ -200,7 +192,7 @@ fn check_header(header: &[u8; HEADER]) -> Result<usize, (Version, i16, CqlError)
     }
     if !(3..=5).contains(&raw_version) {
         return Err((
-            Version::V4,
+            reply_version,
             stream,
             CqlError::Protocol(format!(
                 "Invalid or unsupported protocol version ({raw_version}); supported versions are (3/v3, 4/v4, 5/v5)"
@@ -220,6 +212,16 @@ fn check_header(header: &[u8; HEADER]) -> Result<usize, (Version, i16, CqlError)
     }
 }
 
+/// The version to answer a frame in, from its first byte: its own when
+/// Keel speaks it, else v4 (what drivers parse a version error from).
+fn version_of(first: u8) -> Version {
+    match first & 0x7f {
+        3 => Version::V3,
+        5 => Version::V5,
+        _ => Version::V4,
+    }
+}
+
 /// Serves one request frame (header checked) in a task of its own.
 /// Requests of one connection run concurrently, as Cassandra runs each
 /// stream id independently; replies carry their stream id. A bug that
@@ -229,11 +231,7 @@ fn check_header(header: &[u8; HEADER]) -> Result<usize, (Version, i16, CqlError)
 fn dispatch(conn: &Arc<Conn>, frame: Vec<u8>) -> tokio::task::JoinHandle<()> {
     let conn = conn.clone();
     let stream = i16::from_be_bytes([frame[2], frame[3]]);
-    let version = match frame[0] & 0x7f {
-        3 => Version::V3,
-        5 => Version::V5,
-        _ => Version::V4,
-    };
+    let version = version_of(frame[0]);
     tokio::spawn(async move {
         let work = CatchUnwind(Box::pin(conn.clone().handle(version, stream, frame)));
         if work.await.is_err() {
@@ -283,12 +281,8 @@ async fn read_segments(
                     ));
                 };
                 let header: &[u8; HEADER] = header.try_into().expect("9 bytes");
-                let len = match check_v5_header(header) {
-                    Ok(len) => len,
-                    Err((version, stream, e)) => {
-                        conn.send_error(version, stream, &e).await;
-                        return Ok(());
-                    }
+                let Some(len) = conn.checked(check_v5_header(header)).await else {
+                    return Ok(());
                 };
                 let Some(envelope) = payload.get(at..at + HEADER + len) else {
                     return Err(invalid("a self-contained frame ends inside an envelope"));
@@ -302,12 +296,8 @@ async fn read_segments(
                 continue;
             };
             let header: &[u8; HEADER] = header.try_into().expect("9 bytes");
-            let len = match check_v5_header(header) {
-                Ok(len) => len,
-                Err((version, stream, e)) => {
-                    conn.send_error(version, stream, &e).await;
-                    return Ok(());
-                }
+            let Some(len) = conn.checked(check_v5_header(header)).await else {
+                return Ok(());
             };
             if large.len() > HEADER + len {
                 return Err(invalid(
@@ -489,6 +479,18 @@ impl Conn {
     async fn send_error(&self, version: Version, stream: i16, e: &CqlError) {
         self.send(version, stream, Opcode::Error, encode(&e.body(), version))
             .await;
+    }
+
+    /// A frame header's body length, or None after answering why the header
+    /// is refused (the connection then closes: see [`check_header`]).
+    async fn checked(&self, header: Result<usize, (Version, i16, CqlError)>) -> Option<usize> {
+        match header {
+            Ok(len) => Some(len),
+            Err((version, stream, e)) => {
+                self.send_error(version, stream, &e).await;
+                None
+            }
+        }
     }
 
     async fn handle(self: Arc<Self>, version: Version, stream: i16, frame: Vec<u8>) {

@@ -68,6 +68,18 @@ fn error_message(body: &[u8]) -> (i32, String) {
     (code, String::from_utf8_lossy(&body[6..6 + len]).to_string())
 }
 
+/// One server per test thread, kept for all of a proptest's cases.
+fn shared_server() -> std::net::SocketAddr {
+    thread_local! {
+        static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
+            let (a, h, d) = server();
+            std::mem::forget(h);
+            (a, d)
+        };
+    }
+    SERVER.with(|s| s.0)
+}
+
 fn started(addr: std::net::SocketAddr) -> TcpStream {
     let mut s = connect(addr);
     send(&mut s, Envelope::new_req_startup(None, Version::V4));
@@ -305,14 +317,7 @@ proptest! {
         body in prop::collection::vec(any::<u8>(), 0..64),
         prefix in prop::sample::select(vec![vec![], vec![0, 0, 0, 3, b'a', b'b', b'c'], vec![0x7f, 0xff, 0xff, 0xff], vec![0xff, 0xff]]),
     ) {
-        thread_local! {
-            static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
-                let (a, h, d) = server();
-                std::mem::forget(h);
-                (a, d)
-            };
-        }
-        let addr = SERVER.with(|s| s.0);
+        let addr = shared_server();
         let mut s = started(addr);
         let mut b = prefix.clone();
         b.extend_from_slice(&body);
@@ -340,14 +345,7 @@ proptest! {
         version in prop::sample::select(vec![5u8, 4, 0x85]),
         claimed in prop::sample::select(vec![0i32, 1, -1, 200, i32::MAX]),
     ) {
-        thread_local! {
-            static SERVER: (std::net::SocketAddr, tempfile::TempDir) = {
-                let (a, h, d) = server();
-                std::mem::forget(h);
-                (a, d)
-            };
-        }
-        let addr = SERVER.with(|s| s.0);
+        let addr = shared_server();
         let start = |s: &mut TcpStream| {
             send(s, Envelope::new_req_startup(lz4.then(|| "lz4".to_string()), Version::V5));
             let (v, _, op, _) = read_frame(s);

@@ -22,6 +22,7 @@
 pub mod commitlog;
 pub mod sstable;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::ops::Bound;
@@ -109,12 +110,12 @@ impl Memtable {
             added += k.len() + c.encoded_len() + 64;
             // One descent of the tree whether the key is new or not.
             match map.entry(k) {
-                std::collections::btree_map::Entry::Occupied(mut old) => {
+                Entry::Occupied(mut old) => {
                     if c.wins_over(old.get()) {
                         *old.get_mut() = c;
                     }
                 }
-                std::collections::btree_map::Entry::Vacant(slot) => {
+                Entry::Vacant(slot) => {
                     slot.insert(c);
                 }
             }
