@@ -70,7 +70,10 @@ class ClusterNode:
     def peer(self):
         return f"127.0.0.1:{self.peer_ports[self.id]}"
 
-    def start(self):
+    def start(self, wait=True):
+        """Starts the node; with `wait`, returns once its admin port answers
+        (a node of a cluster whose every member was down needs the others
+        started too before it can: start each with wait=False, then `wait_up`)."""
         initial = ",".join(f"{i}=127.0.0.1:{p}" for i, p in sorted(self.peer_ports.items()))
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
@@ -82,8 +85,12 @@ class ClusterNode:
             stdout=subprocess.DEVNULL, stderr=logf,
         )
         logf.close()
-        wait_until(self._up, timeout=20, what=f"node {self.id} admin port")
+        if wait:
+            self.wait_up()
         return self
+
+    def wait_up(self, timeout=20):
+        wait_until(self._up, timeout=timeout, what=f"node {self.id} admin port")
 
     def _up(self):
         if self.proc.poll() is not None:

@@ -2,6 +2,8 @@
 bootstrap address is configured; everything else is the client's default."""
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+import time
+
 import pytest
 
 from conftest import wait_until
@@ -111,3 +113,96 @@ def test_retention_by_size_deletes_old_segments(tmp_path, make_node):
     got = consume_all(node, "ret", hi - lo, offset=lo)
     assert got[0].offset() == lo
     c.close()
+
+
+def test_a_batch_with_keyless_records_to_a_compacted_topic_names_them(node):
+    """KIP-467: a batch of 100 records, 10 without a key, to a compacted
+    topic fails whole, but the answer names the 10, so librdkafka fails
+    those with INVALID_RECORD and the other 90 with "an invalid record in the
+    same batch" (_INVALID_DIFFERENT_RECORD); Keel failed all 100 alike."""
+    from confluent_kafka import KafkaError
+    a = AdminClient({"bootstrap.servers": node.bootstrap})
+    a.create_topics([NewTopic("kip467", 1, 1, config={"cleanup.policy": "compact"})])["kip467"].result(timeout=15)
+    p = Producer({"bootstrap.servers": node.bootstrap, "linger.ms": 2000, "batch.num.messages": 1000,
+                  "retries": 0, "enable.idempotence": False})
+    out = {}
+    for i in range(100):
+        key = None if i % 10 == 3 else f"k{i}".encode()
+        p.produce("kip467", value=f"v{i}".encode(), key=key,
+                  on_delivery=lambda err, msg, i=i: out.__setitem__(i, err))
+    p.flush(30)
+    assert len(out) == 100
+    keyless = {i for i, err in out.items() if err is not None and err.code() == KafkaError.INVALID_RECORD}
+    others = {i for i, err in out.items() if err is not None and err.code() == KafkaError._INVALID_DIFFERENT_RECORD}
+    assert keyless == {i for i in range(100) if i % 10 == 3}, out
+    assert len(others) == 90
+    # Nothing of the batch was written.
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "kip467", "enable.partition.eof": True})
+    c.assign([TopicPartition("kip467", 0, 0)])
+    m = c.poll(10)
+    assert m is not None and m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF
+    assert m.offset() == 0
+    c.close()
+
+
+def test_compression_type_is_a_topic_config(node):
+    """compression.type through CreateTopics, AlterConfigs and
+    IncrementalAlterConfigs (Keel answered INVALID_CONFIG "unknown topic
+    config"), and records produced under each codec read back intact."""
+    a = AdminClient({"bootstrap.servers": node.bootstrap})
+    a.create_topics([NewTopic("squeezed", 1, 1, config={"compression.type": "zstd"})])["squeezed"].result(timeout=15)
+
+    def described():
+        res = ConfigResource(ConfigResource.Type.TOPIC, "squeezed")
+        return a.describe_configs([res])[res].result(timeout=15)["compression.type"].value
+
+    assert described() == "zstd"
+    sent = []
+    for codec in ["lz4", "gzip"]:
+        res = ConfigResource(ConfigResource.Type.TOPIC, "squeezed",
+                             incremental_configs=[ConfigEntry("compression.type", codec,
+                                                              incremental_operation=AlterConfigOpType.SET)])
+        a.incremental_alter_configs([res])[res].result(timeout=15)
+        assert described() == codec
+        p = Producer({"bootstrap.servers": node.bootstrap, "compression.type": "none", "linger.ms": 5})
+        for i in range(50):
+            v = f"{codec}-{i}-" + "x" * 200
+            p.produce("squeezed", v.encode())
+            sent.append(v)
+        assert p.flush(15) == 0
+    res = ConfigResource(ConfigResource.Type.TOPIC, "squeezed", set_config={"compression.type": "producer"})
+    a.alter_configs([res])[res].result(timeout=15)
+    assert described() == "producer"
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": "squeezed", "auto.offset.reset": "earliest"})
+    c.subscribe(["squeezed"])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert got == sent
+    bad = ConfigResource(ConfigResource.Type.TOPIC, "squeezed", set_config={"compression.type": "brotli"})
+    with pytest.raises(KafkaException):
+        a.alter_configs([bad])[bad].result(timeout=15)
+
+
+def test_authorized_operations_are_answered_when_asked(node):
+    """DescribeTopics and DescribeCluster with include_authorized_operations
+    (KIP-430): Keel returned none. Without an authorizer Kafka answers every
+    operation the resource supports; so does Keel."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+    a = AdminClient({"bootstrap.servers": node.bootstrap})
+    a.create_topics([NewTopic("ops", 1, 1)])["ops"].result(timeout=15)
+    t = a.describe_topics(TopicCollection(["ops"]), include_authorized_operations=True)["ops"].result(timeout=15)
+    assert set(t.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}, t.authorized_operations
+    c = a.describe_cluster(include_authorized_operations=True).result(timeout=15)
+    assert set(c.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CLUSTER_ACTION,
+        AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE}, c.authorized_operations
+    # Not asked, not answered.
+    assert a.describe_cluster().result(timeout=15).authorized_operations is None

@@ -371,3 +371,54 @@ def test_static_member_restart_keeps_its_partitions_without_a_rebalance(node):
     assert after.state.name == "STABLE"
     assert sorted(m.group_instance_id for m in after.members) == ["a", "b"]
     a.close(), b.close()
+
+
+
+def _raw_call(sock, api_key, version, body, correlation=7):
+    """One request of the classic (non-flexible) header, its answer's body."""
+    import socket
+    import struct
+    header = struct.pack(">hhi", api_key, version, correlation) + struct.pack(">h", 4) + b"test"
+    msg = header + body
+    sock.sendall(struct.pack(">i", len(msg)) + msg)
+    size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+    resp = sock.recv(size, socket.MSG_WAITALL)
+    assert struct.unpack(">i", resp[:4])[0] == correlation
+    return resp[4:]
+
+
+def _first_groups_are_fetchable(node, tag):
+    """FindCoordinator (until __consumer_offsets exists), then OffsetFetch at
+    once, for a node's first groups."""
+    import socket
+    import struct
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
+        for g in [f"first-{tag}", f"second-{tag}"]:
+            key = struct.pack(">h", len(g)) + g.encode()
+            deadline = time.monotonic() + 15
+            while True:
+                err = struct.unpack(">h", _raw_call(sock, 10, 0, key)[:2])[0]
+                if err == 0:
+                    break
+                # COORDINATOR_NOT_AVAILABLE while __consumer_offsets is created.
+                assert err == 15 and time.monotonic() < deadline, f"FindCoordinator: error {err}"
+                time.sleep(0.05)
+            # OffsetFetch v2 for every topic (null): a new group has none.
+            r = _raw_call(sock, 9, 2, key + struct.pack(">i", -1))
+            topics, err = struct.unpack(">ih", r[:6])
+            assert (topics, err) == (0, 0), f"OffsetFetch for {g}: error {err}"
+
+
+def test_offset_fetch_right_after_find_coordinator_is_answered_by_that_coordinator(tmp_path):
+    """A client asks FindCoordinator, then sends OffsetFetch to the node it
+    named. On a fresh node the first group creates __consumer_offsets, and
+    the node's logs followed the new metadata a moment after FindCoordinator
+    had answered from it: OffsetFetch got NOT_COORDINATOR. Checked on fresh
+    nodes, over raw sockets so no client retry hides it."""
+    from conftest import Node
+    for i in range(3):
+        n = Node(tmp_path / f"fresh{i}").start()
+        try:
+            _first_groups_are_fetchable(n, i)
+        finally:
+            n.stop()

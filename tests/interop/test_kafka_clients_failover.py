@@ -6,6 +6,7 @@ the log exactly once, and its consumer saw every one.
 (confluent-kafka does the same in test_kafka_replication.py.)
 """
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -22,11 +23,15 @@ PARTITIONS = 3
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with kafka_cluster(tmp_path_factory.mktemp("clients"), 3, [
+def cluster(tmp_path_factory, request):
+    where = tmp_path_factory.mktemp("clients")
+    with kafka_cluster(where, 3, [
             "--broker-session-timeout-ms", str(SESSION_MS), "--replica-lag-time-max-ms", "5000",
             "--leader-imbalance-check-interval-ms", "1000"]) as c:
         yield c
+    # The three brokers' logs take gigabytes: kept only when a test of the module failed.
+    if request.session.testsfailed == 0:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def make_topic(cluster, topic):

@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Producer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from conftest import wait_until
+from kafka_history import History
 from test_kafka_replication import kafka_cluster, partitions, read_all
 
 LAG_MS = 5000
@@ -67,6 +68,7 @@ class Writer:
     def __init__(self, cluster, topic, acks, extra=None):
         self.acked = {}  # value -> (offset, monotonic time of the ack)
         self.errors = []
+        self.history = History()  # the same, for the Kafka history checker
         self.stop = threading.Event()
         conf = {"bootstrap.servers": ",".join(f"127.0.0.1:{n.kafka_port}" for n in cluster.nodes.values()),
                 "acks": acks, "linger.ms": 2, "message.timeout.ms": 60000,
@@ -84,10 +86,13 @@ class Writer:
         def done(err, msg):
             if err is None:
                 self.acked[msg.value().decode()] = (msg.offset(), time.monotonic())
+                self.history.ack(msg.value().decode(), msg.partition(), msg.offset())
             else:
                 self.errors.append(err)
+                self.history.fail(msg.value().decode(), str(err))
         i = 0
         while not self.stop.is_set():
+            self.history.send("w", f"r{i}")
             self.producer.produce(self.topic, value=f"r{i}", partition=0, on_delivery=done)
             self.producer.poll(0)
             i += 1
@@ -194,6 +199,13 @@ def test_acks_1_loses_only_the_unreplicated_tail_and_acks_all_nothing(tmp_path):
                 dups += v in at
                 at.setdefault(v, o)
             lost = {v: a for v, a in w.acked.items() if at.get(v) != a[0]}
+            faults, summary = w.history.check({0: got})
+            if acks == "all":
+                assert not faults, f"acks=all: {summary}: {faults}"
+            else:
+                # Without idempotence a retry may be written twice, and a
+                # write after a lost one sits below it: only those.
+                assert set(faults) <= {"lost", "duplicated", "reordered"}, f"acks=1: {summary}: {faults}"
             lost_ago = [t_kill - t for _, t in lost.values()]
             results[acks] = (len(w.acked), len(lost), max(lost_ago, default=0.0), dups)
     for acks, (n, lost, oldest, dups) in results.items():

@@ -24,7 +24,7 @@ mod coordinator;
 mod replication;
 pub use cluster::LocalTopic;
 pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
-pub use replication::IsrChange;
+pub use replication::{FollowerAppend, IsrChange};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
 pub trait Clock: Send + Sync + 'static {
@@ -128,8 +128,6 @@ struct PartitionState {
     producers_dirty: bool,
     /// This node's role when the cluster metadata replicates the partition.
     repl: Option<replication::Repl>,
-    /// acks=all produces waiting for the high watermark (replicated partitions).
-    hw_waiters: Vec<(i64, oneshot::Sender<Result<()>>)>,
 }
 
 /// One partition of a topic: its log and its high watermark.
@@ -341,6 +339,15 @@ struct Inner {
     stop_cleaning: AtomicBool,
     /// The group coordinator's state. Lock order: groups, then a partition.
     pub(crate) groups: Mutex<Groups>,
+    /// Every topic of the cluster and its partition count, from the last
+    /// metadata image applied (None on a node outside a cluster): what
+    /// exists, whichever nodes hold it. A coordinator accepts offsets for
+    /// any partition of the cluster, not only the ones it holds.
+    cluster_partitions: RwLock<Option<BTreeMap<String, i32>>>,
+    /// Replicated partitions' high watermarks as checkpointed before the
+    /// last stop (`replication-offset-checkpoint`): where each starts when
+    /// it first takes its role, instead of its log end.
+    hw_checkpoint: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// A handle to the node's broker state; cheap to clone.
@@ -385,6 +392,7 @@ impl Broker {
         };
         let (data_version, _) = watch::channel(0u64);
         let group_config = config.group_config;
+        let hw_checkpoint = replication::read_hw_checkpoint(dir);
         let inner = Arc::new(Inner {
             config,
             cluster_id: meta.cluster_id.clone(),
@@ -398,6 +406,8 @@ impl Broker {
             stopped: AtomicBool::new(false),
             stop_cleaning: AtomicBool::new(false),
             groups: Mutex::new(Groups::new(group_config)),
+            cluster_partitions: RwLock::new(None),
+            hw_checkpoint: Mutex::new(hw_checkpoint),
         });
         let broker = Broker { inner };
         for t in &meta.topics {
@@ -515,7 +525,6 @@ impl Broker {
                     producers,
                     producers_dirty: false,
                     repl: None,
-                    hw_waiters: Vec::new(),
                 }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),
@@ -812,7 +821,13 @@ impl Broker {
         }
         let header = batch::validate(records, &limits)?;
         let records_total = i64::from(header.records_count);
-        let mut bytes = records.to_vec();
+        let mut bytes = match effective.compression {
+            // compression.type other than `producer`: stored with the topic's codec.
+            Some(codec) if header.codec()? != codec => {
+                batch::recompress(records, codec, limits.decompressed_bytes_max)?
+            }
+            _ => records.to_vec(),
+        };
         let now = self.now_ms();
         let mut s = p.lock();
         if s.deleted {
@@ -1182,6 +1197,12 @@ impl Broker {
     /// Stops accepting produces, flushes everything, and closes every log cleanly.
     pub fn shutdown(&self) -> Result<()> {
         self.stop_cleaning();
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            tracing::error!("high watermark checkpoint failed: {e}");
+        }
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

@@ -74,6 +74,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "1 (Keel's default): acks=1/all are acknowledged only after fsync, shared by group commit, and consumers see only fsynced data. N>1: acknowledge on write and fsync after N unflushed messages or flush.ms; a machine crash may lose acknowledged records." },
     ConfigDef { name: "flush.ms", kind: ConfigType::Long, default: "9223372036854775807", rule: Rule::Range(0, i64::MAX),
         doc: "With flush.messages > 1: the longest acknowledged data may wait for fsync." },
+    ConfigDef { name: "compression.type", kind: ConfigType::String, default: "producer", rule: Rule::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        doc: "producer: store each batch as the producer compressed it. uncompressed, gzip, snappy, lz4, zstd: the broker stores every batch with that codec, recompressing when the producer used another." },
     ConfigDef { name: "index.interval.bytes", kind: ConfigType::Int, default: "4096", rule: Rule::Range(0, I32),
         doc: "Bytes of log between offset index entries." },
 ];
@@ -136,6 +138,9 @@ pub struct Effective {
     pub compact: bool,
     /// When compaction runs and what it keeps.
     pub cleaner: CleanerConfig,
+    /// `compression.type`: the codec every batch is stored with, or None
+    /// (`producer`) to keep each producer's own.
+    pub compression: Option<keel_storage::compression::Codec>,
 }
 
 impl Effective {
@@ -203,6 +208,9 @@ impl TopicConfigs {
                 max_lag_ms: get("max.compaction.lag.ms"),
                 delete_retention_ms: get("delete.retention.ms"),
             },
+            compression: keel_storage::compression::Codec::from_topic_config(value(
+                "compression.type",
+            )),
         };
         let overrides = overrides
             .into_iter()

@@ -30,6 +30,9 @@ pub enum BrokerError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records of a batch at fault, by their index in it (KIP-467).
+    #[error("invalid record: {why} (records {indexes:?} of the batch)")]
+    InvalidRecords { why: String, indexes: Vec<i32> },
     #[error("producer fenced: {0}")]
     InvalidProducerEpoch(String),
     #[error("out of order sequence: {0}")]
@@ -104,7 +107,7 @@ impl From<keel_storage::StorageError> for BrokerError {
         use keel_storage::StorageError as S;
         match e {
             S::CorruptBatch(why) => BrokerError::CorruptMessage(why),
-            S::InvalidRecord(why) => BrokerError::InvalidRecord(why),
+            S::InvalidRecords { why, indexes } => BrokerError::InvalidRecords { why, indexes },
             S::BatchTooLarge { size, limit } => BrokerError::MessageTooLarge { size, limit },
             S::OffsetOutOfRange { offset, start, end } => {
                 BrokerError::OffsetOutOfRange { offset, start, end }

@@ -16,9 +16,9 @@ mod names;
 pub mod producers;
 
 pub use broker::{
-    is_internal, Broker, BrokerConfig, Clock, Fetched, FetchedOffset, IsrChange, ListedGroup,
-    LocalTopic, OffsetCommit, Partition, PartitionInfo, Produced, SystemClock, Topic, TopicInfo,
-    OFFSETS_TOPIC,
+    is_internal, Broker, BrokerConfig, Clock, Fetched, FetchedOffset, FollowerAppend, IsrChange,
+    ListedGroup, LocalTopic, OffsetCommit, Partition, PartitionInfo, Produced, SystemClock, Topic,
+    TopicInfo, OFFSETS_TOPIC,
 };
 pub use config::{ConfigEntry, ConfigType, Effective, TopicConfigs};
 pub use error::{BrokerError, Result};

@@ -171,12 +171,23 @@ async fn stream(node: &Arc<Node>) {
         }
     }
     let s = stats;
-    tracing::info!(
-        ranges = s.ranges.load(Ordering::Relaxed),
-        cells = s.cells.load(Ordering::Relaxed),
-        bytes = s.bytes.load(Ordering::Relaxed),
-        "bootstrap streamed the ranges this node took over"
+    let ranges = s.ranges.load(Ordering::Relaxed);
+    let (cells, bytes) = (
+        s.cells.load(Ordering::Relaxed),
+        s.bytes.load(Ordering::Relaxed),
     );
+    // A node that took over nothing (every node of a new cluster) has
+    // nothing to say at INFO.
+    if ranges == 0 {
+        tracing::debug!("bootstrap: no ranges to take over");
+    } else {
+        tracing::info!(
+            ranges,
+            cells,
+            bytes,
+            "bootstrap streamed the ranges this node took over"
+        );
+    }
 }
 
 /// Clears [`Stats::leaving`] however a decommission ends.

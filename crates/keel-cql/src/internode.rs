@@ -595,7 +595,8 @@ impl Peers {
         if link.probing.swap(true, Ordering::AcqRel) {
             return;
         }
-        tracing::info!(node, "table replica marked down; probing it");
+        // The coordinator's "state changed" line says it at INFO.
+        tracing::debug!(node, "table replica's link marked down; probing it");
         let peers = self.clone();
         tokio::spawn(async move {
             loop {
@@ -606,7 +607,7 @@ impl Peers {
                 {
                     link.down.store(false, Ordering::Release);
                     link.probing.store(false, Ordering::Release);
-                    tracing::info!(node, "table replica up again");
+                    tracing::debug!(node, "table replica's link up again");
                     return;
                 }
             }

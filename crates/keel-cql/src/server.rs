@@ -435,12 +435,121 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let fut = self.0.as_mut();
+        let _contained = Contained::enter();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
             Err(_) => std::task::Poll::Ready(Err(())),
         }
     }
+}
+
+/// Everything this server does to a client's bytes before a request reaches
+/// a table, applied to `bytes` as one connection's stream: a frame's header
+/// check, the envelope and request-body decoders (lz4-decompressing when
+/// `lz4` is set), the CQL text of QUERY, PREPARE and BATCH, and the bound
+/// values; with `v5`, the stream is first cut into protocol v5's frames
+/// (CRC24 headers, CRC32 payloads) as `read_segments` does. For the fuzz
+/// targets (crates/keel-fuzz): none of it may panic, whatever the bytes.
+#[doc(hidden)]
+pub async fn decode_stream(bytes: &[u8], v5: bool, lz4: bool) {
+    let mut envelopes = Vec::new();
+    if v5 {
+        let mut rd = bytes;
+        while let Ok(Some((_, payload))) = read_segment(&mut rd, lz4).await {
+            let mut at = 0;
+            while let Some(header) = payload.get(at..at + HEADER) {
+                let header: &[u8; HEADER] = header.try_into().expect("9 bytes");
+                let Ok(len) = check_v5_header(header) else {
+                    break;
+                };
+                let Some(envelope) = payload.get(at..at + HEADER + len) else {
+                    break;
+                };
+                envelopes.push(envelope.to_vec());
+                at += HEADER + len;
+            }
+        }
+    } else {
+        let mut at = 0;
+        while let Some(header) = bytes.get(at..at + HEADER) {
+            let header: &[u8; HEADER] = header.try_into().expect("9 bytes");
+            let Ok(len) = check_header(header) else {
+                break;
+            };
+            let Some(frame) = bytes.get(at..at + HEADER + len) else {
+                break;
+            };
+            envelopes.push(frame.to_vec());
+            at += HEADER + len;
+        }
+    }
+    for frame in envelopes {
+        let compression = if frame[1] & 0x01 != 0 && lz4 {
+            Compression::Lz4
+        } else {
+            Compression::None
+        };
+        let Ok(env) = Envelope::from_buffer(&frame, compression) else {
+            continue;
+        };
+        let Ok(body) = env.envelope.request_body() else {
+            continue;
+        };
+        match body {
+            RequestBody::Query(q) => {
+                let _ = crate::exec::parse(&q.query);
+                let _ = params(&q.query_params);
+            }
+            RequestBody::Prepare(p) => {
+                let _ = crate::exec::parse(&p.query);
+            }
+            RequestBody::Execute(e) => {
+                let _ = params(&e.query_parameters);
+            }
+            RequestBody::Batch(b) => {
+                for q in b.queries {
+                    if let BatchQuerySubj::QueryString(text) = &q.subject {
+                        let _ = crate::exec::parse(text);
+                    }
+                    let mut p = Params::default();
+                    let _ = set_values(&mut p, Some(q.values));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+thread_local! {
+    /// How many `CatchUnwind` polls this thread is inside.
+    static CONTAINED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the thread as polling a request whose panic is caught and answered,
+/// for as long as it lives (a guard, so a panic unwinding through it leaves
+/// the count right).
+struct Contained;
+
+impl Contained {
+    fn enter() -> Self {
+        CONTAINED.with(|c| c.set(c.get() + 1));
+        Contained
+    }
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        CONTAINED.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Whether a panic on this thread, now, happens while serving one CQL
+/// request, where it is caught and answered with a server error. A node's
+/// panic hook lets such a panic unwind and takes the process down for any
+/// other (issue 34: a thread that died must not leave a node half alive).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get() > 0)
 }
 
 impl Conn {
@@ -1060,7 +1169,7 @@ pub fn error_body(e: &CqlError, version: Version) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_segment, segments, CatchUnwind};
+    use super::{panic_is_contained, read_segment, segments, CatchUnwind};
 
     /// An envelope written as v5 frames reads back whole: in one
     /// self-contained frame when small, over several that are not when
@@ -1113,10 +1222,18 @@ mod tests {
             }
         }));
         assert!(panics.await.is_err());
+        assert!(
+            !panic_is_contained(),
+            "the mark ends with the poll that panicked"
+        );
         let fine = CatchUnwind(Box::pin(async {
             tokio::task::yield_now().await;
-            7
+            (7, panic_is_contained())
         }));
-        assert_eq!(fine.await, Ok(7));
+        assert_eq!(
+            fine.await,
+            Ok((7, true)),
+            "a value, computed inside the mark"
+        );
     }
 }

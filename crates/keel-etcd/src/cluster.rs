@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_meta::{record::Kind, Applied, MetaError, NodeEpoch, Record, RegisterNode};
+use keel_meta::{duties, record::Kind, Applied, MetaError, NodeEpoch, Record, RegisterNode};
 use tokio::sync::watch;
 
 use crate::server::EtcdServer;
@@ -30,8 +30,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 const ELECT_EVERY: Duration = Duration::from_millis(500);
 /// A gap this long between two checks means this process did not run.
 const STALLED: Duration = Duration::from_secs(2);
-/// A fenced node heard this recently is live again.
-const HEARD_RECENTLY: Duration = Duration::from_secs(1);
 
 /// The controller's timings.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +158,7 @@ impl Membership {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_tick = Instant::now();
         let mut last_elect = Instant::now();
+        let t0 = Instant::now();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -185,45 +184,42 @@ impl Membership {
             };
             let heard = node.last_heard();
             // Only the registry: the whole image is cloned for elections alone.
-            let nodes = self
-                .server
-                .store()
-                .lock()
-                .expect("store lock")
-                .metadata()
-                .nodes
-                .clone();
-            for n in nodes.values() {
-                let id = u64::try_from(n.id).unwrap_or(0);
-                let last = if id == me {
-                    Some(now)
+            let registry = keel_meta::Image {
+                nodes: self
+                    .server
+                    .store()
+                    .lock()
+                    .expect("store lock")
+                    .metadata()
+                    .nodes
+                    .clone(),
+                ..Default::default()
+            };
+            // keel-meta's decisions take milliseconds on one monotonic scale.
+            let ms = |i: Instant| i.saturating_duration_since(t0).as_millis() as i64;
+            let last_heard = |id: i32| {
+                let id = u64::try_from(id).unwrap_or(0);
+                if id == me {
+                    Some(ms(now))
                 } else {
-                    heard.get(&id).copied()
-                };
-                let decision = liveness(n, last, since, now, session_timeout);
-                let Some(fence) = decision else { continue };
-                let epoch = NodeEpoch {
-                    node_id: n.id,
-                    epoch: n.epoch,
-                    shutdown: false,
-                };
-                let rec = Record::new(if fence {
-                    Kind::FenceNode(epoch)
-                } else {
-                    Kind::UnfenceNode(epoch)
-                });
+                    heard.get(&id).map(|i| ms(*i))
+                }
+            };
+            let session = session_timeout.as_millis() as i64;
+            for (id, fence, rec) in
+                duties::liveness_records(&registry, last_heard, ms(since), ms(now), session)
+            {
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(a)) => tracing::warn!(
-                        "controller: node {} {} ({a:?})",
-                        n.id,
+                        "controller: node {id} {} ({a:?})",
                         if fence {
                             "fenced: silent past the session timeout"
                         } else {
                             "unfenced: heard again"
                         }
                     ),
-                    Ok(Err(e)) => tracing::debug!("controller: node {}: {e}", n.id),
-                    Err(e) => tracing::debug!("controller: node {}: {e}", n.id),
+                    Ok(Err(e)) => tracing::debug!("controller: node {id}: {e}"),
+                    Err(e) => tracing::debug!("controller: node {id}: {e}"),
                 }
             }
             if now.duration_since(last_elect) < ELECT_EVERY {
@@ -252,40 +248,21 @@ impl Membership {
     /// replica lacks are lost; the replicas that return report exactly which
     /// (`ReportLoss`). Without the setting the partition stays offline.
     async fn elect_unclean(&self, image: &keel_meta::Image) {
-        for (name, t) in &image.topics {
-            if t.configs
-                .get(keel_meta::UNCLEAN_LEADER_ELECTION)
-                .map(String::as_str)
-                != Some("true")
-            {
-                continue;
-            }
-            for (i, p) in t.partitions.iter().enumerate() {
-                if p.leader != keel_meta::NO_LEADER {
-                    continue;
+        for e in duties::unclean_elections(image) {
+            let (name, i) = (&e.topic, e.partition);
+            match self.server.propose_metadata(&e.record).await {
+                Ok(Ok(_)) => tracing::error!(
+                    topic = %name,
+                    partition = i,
+                    leader = e.to,
+                    isr = ?e.isr,
+                    "controller: UNCLEAN leader election: every in-sync replica is down; \
+                     records only they held are lost if they return"
+                ),
+                Ok(Err(err)) => {
+                    tracing::debug!("controller: unclean election of {name}-{i}: {err}")
                 }
-                let Some(&to) = p
-                    .replicas
-                    .iter()
-                    .find(|r| image.nodes.get(r).is_some_and(|n| !n.fenced))
-                else {
-                    continue;
-                };
-                let rec = Record::elect(name, i as i32, p.partition_epoch, to, true, false);
-                match self.server.propose_metadata(&rec).await {
-                    Ok(Ok(_)) => tracing::error!(
-                        topic = %name,
-                        partition = i,
-                        leader = to,
-                        isr = ?p.isr,
-                        "controller: UNCLEAN leader election: every in-sync replica is down; \
-                         records only they held are lost if they return"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::debug!("controller: unclean election of {name}-{i}: {e}")
-                    }
-                    Err(e) => tracing::debug!("controller: unclean election of {name}-{i}: {e}"),
-                }
+                Err(err) => tracing::debug!("controller: unclean election of {name}-{i}: {err}"),
             }
         }
     }
@@ -296,29 +273,20 @@ impl Membership {
     /// record), so leadership spreads as placement intended after a broker
     /// returns.
     async fn elect_preferred(&self, image: &keel_meta::Image) {
-        for (name, t) in &image.topics {
-            for (i, p) in t.partitions.iter().enumerate() {
-                let Some(&preferred) = p.replicas.first() else {
-                    continue;
-                };
-                let live = image.nodes.get(&preferred).is_some_and(|n| !n.fenced);
-                if p.leader == preferred || !live || !p.isr.contains(&preferred) {
-                    continue;
+        for e in duties::preferred_elections(image) {
+            let (name, i) = (&e.topic, e.partition);
+            match self.server.propose_metadata(&e.record).await {
+                Ok(Ok(_)) => tracing::info!(
+                    topic = %name,
+                    partition = i,
+                    from = e.from,
+                    to = e.to,
+                    "controller: preferred leader elected"
+                ),
+                Ok(Err(err)) => {
+                    tracing::debug!("controller: preferred leader of {name}-{i}: {err}")
                 }
-                let rec = Record::elect(name, i as i32, p.partition_epoch, preferred, false, false);
-                match self.server.propose_metadata(&rec).await {
-                    Ok(Ok(_)) => tracing::info!(
-                        topic = %name,
-                        partition = i,
-                        from = p.leader,
-                        to = preferred,
-                        "controller: preferred leader elected"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::debug!("controller: preferred leader of {name}-{i}: {e}")
-                    }
-                    Err(e) => tracing::debug!("controller: preferred leader of {name}-{i}: {e}"),
-                }
+                Err(err) => tracing::debug!("controller: preferred leader of {name}-{i}: {err}"),
             }
         }
     }
@@ -347,28 +315,6 @@ impl Membership {
     }
 }
 
-/// The controller's decision about one node: `Some(true)` fence it,
-/// `Some(false)` unfence it, `None` leave it. `last` is when it was last
-/// heard, `since` when this controller took over (everyone gets a full
-/// session from then).
-fn liveness(
-    n: &keel_meta::Node,
-    last: Option<Instant>,
-    since: Instant,
-    now: Instant,
-    session: Duration,
-) -> Option<bool> {
-    let last = last.map_or(since, |l| l.max(since));
-    let silent = now.saturating_duration_since(last);
-    if !n.fenced && silent > session {
-        return Some(true);
-    }
-    if n.fenced && !n.shut_down && silent < HEARD_RECENTLY && last > since {
-        return Some(false);
-    }
-    None
-}
-
 impl EtcdServer {
     /// Proposes a cluster metadata record; resolves with what applying it did
     /// (or why it changed nothing) once it is applied on this member.
@@ -383,59 +329,5 @@ impl EtcdServer {
                 "metadata record applied as {other:?}"
             ))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(fenced: bool, shut_down: bool) -> keel_meta::Node {
-        keel_meta::Node {
-            id: 2,
-            fenced,
-            shut_down,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn liveness_fences_after_the_session_and_unfences_when_heard() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(9);
-        let at = |ms| t0 + Duration::from_millis(ms);
-        // Heard 1 s ago: leave it.
-        assert_eq!(
-            liveness(&node(false, false), Some(at(9_000)), t0, at(10_000), s),
-            None
-        );
-        // Silent for 9.5 s: fence.
-        assert_eq!(
-            liveness(&node(false, false), Some(at(500)), t0, at(10_000), s),
-            Some(true)
-        );
-        // Never heard, but this controller took over 2 s ago: a full session first.
-        assert_eq!(
-            liveness(&node(false, false), None, at(8_000), at(10_000), s),
-            None
-        );
-        assert_eq!(
-            liveness(&node(false, false), None, t0, at(9_500), s),
-            Some(true)
-        );
-        // Fenced and heard again just now: unfence; unless it shut down.
-        assert_eq!(
-            liveness(&node(true, false), Some(at(9_900)), t0, at(10_000), s),
-            Some(false)
-        );
-        assert_eq!(
-            liveness(&node(true, true), Some(at(9_900)), t0, at(10_000), s),
-            None
-        );
-        // Fenced and still silent: leave it.
-        assert_eq!(
-            liveness(&node(true, false), Some(at(100)), t0, at(10_000), s),
-            None
-        );
     }
 }

@@ -61,11 +61,17 @@ pub struct Quorum {
 pub fn parse_initial_cluster(s: &str) -> Result<Vec<(u64, String)>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .with_context(|| format!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id.parse().ok().filter(|id| *id > 0).with_context(|| {
-            format!("--initial-cluster: node id {id:?} must be a positive integer")
+        let (name, addr) = part.split_once('=').with_context(|| {
+            format!("--initial-cluster: {part:?} is not ID=HOST:PORT or keel-ID=http://HOST:PORT")
+        })?;
+        // etcd's NAME=URL form, as `etcdctl member add` prints it
+        // (ETCD_INITIAL_CLUSTER): Keel names member ID `keel-ID`.
+        let id_text = name.strip_prefix("keel-").unwrap_or(name);
+        let id: u64 = id_text.parse().ok().filter(|id| *id > 0).with_context(|| {
+            format!(
+                "--initial-cluster: {name:?} is neither a node id (a positive integer) \
+                 nor a member name keel-ID as etcdctl member list shows it"
+            )
         })?;
         let addr = crate::store::strip_scheme(addr).to_string();
         if !addr.contains(':') {
@@ -356,6 +362,33 @@ async fn publish_client_url(server: EtcdServer, url: String, mut stop: watch::Re
             _ = stop.wait_for(|s| *s) => return,
             _ = status.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_initial_cluster;
+
+    #[test]
+    fn initial_cluster_takes_keels_ids_and_etcds_member_add_output() {
+        assert_eq!(
+            parse_initial_cluster("1=127.0.0.1:2380,2=http://127.0.0.1:12380").unwrap(),
+            vec![(1, "127.0.0.1:2380".into()), (2, "127.0.0.1:12380".into())]
+        );
+        // What `etcdctl member add keel-4 ...` prints as ETCD_INITIAL_CLUSTER.
+        assert_eq!(
+            parse_initial_cluster("keel-1=http://127.0.0.1:2380,keel-4=http://127.0.0.1:32380")
+                .unwrap(),
+            vec![(1, "127.0.0.1:2380".into()), (4, "127.0.0.1:32380".into())]
+        );
+        for bad in [
+            "infra1=http://10.0.0.1:2380",
+            "keel-0=h:1",
+            "1=127.0.0.1",
+            "1=a:1,1=b:2",
+        ] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad} accepted");
         }
     }
 }

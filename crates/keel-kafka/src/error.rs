@@ -18,7 +18,7 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::CorruptMessage(_) => E::CorruptMessage,
         BrokerError::MessageTooLarge { .. } => E::MessageTooLarge,
         BrokerError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
-        BrokerError::InvalidRecord(_) => E::InvalidRecord,
+        BrokerError::InvalidRecord(_) | BrokerError::InvalidRecords { .. } => E::InvalidRecord,
         BrokerError::InvalidProducerEpoch(_) => E::InvalidProducerEpoch,
         BrokerError::OutOfOrderSequence(_) => E::OutOfOrderSequenceNumber,
         BrokerError::UnknownProducerId(_) => E::UnknownProducerId,

@@ -26,7 +26,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -211,6 +213,11 @@ impl Handler {
             }
             ApiKey::Fetch => {
                 let r = decode!(FetchRequest);
+                let follower = r.replica_id.0;
+                if follower >= 0 && self.cluster.as_ref().is_some_and(|c| c.is_cut(follower)) {
+                    // As a network partition would: the follower hears nothing.
+                    anyhow::bail!("the lab cut this node off from broker {follower}");
+                }
                 let h = self.clone();
                 Ok(Reply::Deferred(Box::pin(async move {
                     let resp = h.fetch(r, v).await;
@@ -528,7 +535,13 @@ impl Handler {
                             };
                             match created.map(|_| from_image(n.as_str())) {
                                 Ok(Some(e)) => return e,
-                                Ok(None) => Err((
+                                // Kafka answers a topic it is auto-creating
+                                // LEADER_NOT_AVAILABLE, and clients ask again;
+                                // so does a creation the quorum has not taken
+                                // in time (a controller election under way):
+                                // REQUEST_TIMED_OUT here made librdkafka fail
+                                // the records it was about to send.
+                                Ok(None) | Err(BrokerError::Timeout(_)) => Err((
                                     ResponseError::LeaderNotAvailable.code(),
                                     Some(n.clone()),
                                     want.topic_id,
@@ -570,6 +583,35 @@ impl Handler {
                 })
                 .collect(),
         };
+        // Cut off from the controller for a session, this node may no longer
+        // lead what its metadata says it does: it names no leader there, and
+        // leaves itself out of the brokers, so a client whose one connection
+        // is to this node (librdkafka connects only where it must) opens one
+        // to another broker and asks there (see `ClusterView::fresh`).
+        if self.cluster.as_ref().is_some_and(|c| !(c.fresh)()) {
+            let me = self.broker.node_id();
+            if resp.brokers.iter().any(|b| b.node_id.0 != me) {
+                resp.brokers.retain(|b| b.node_id.0 != me);
+            }
+            resp.controller_id = BrokerId(-1);
+            for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                if p.leader_id.0 == me {
+                    p.leader_id = BrokerId(-1);
+                    p.error_code = ResponseError::LeaderNotAvailable.code();
+                }
+            }
+        }
+        // What the caller may do (KIP-430), when asked: Keel has no
+        // authorizer yet, so everything a topic or the cluster supports, as
+        // Kafka answers without one.
+        if r.include_topic_authorized_operations {
+            for t in resp.topics.iter_mut().filter(|t| t.error_code == 0) {
+                t.topic_authorized_operations = TOPIC_OPERATIONS;
+            }
+        }
+        if (8..=10).contains(&v) && r.include_cluster_authorized_operations {
+            resp.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        }
         resp
     }
 
@@ -599,6 +641,17 @@ impl Handler {
                         pr.error_code = code(&e);
                         if v >= 8 {
                             pr.error_message = Some(s(e.to_string()));
+                            // KIP-467: which records of the batch were at fault.
+                            if let BrokerError::InvalidRecords { why, indexes } = &e {
+                                pr.record_errors = indexes
+                                    .iter()
+                                    .map(|i| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(*i)
+                                            .with_batch_index_error_message(Some(s(why.clone())))
+                                    })
+                                    .collect();
+                            }
                         }
                         pr.base_offset = -1;
                     }
@@ -716,7 +769,16 @@ impl Handler {
                     }
                 };
                 match read {
-                    Ok(f) => {
+                    Ok(mut f) => {
+                        // KIP-74: only the response's first batch may pass the
+                        // limits (so a consumer always progresses); after it, a
+                        // partition whose next batch does not fit in what is left
+                        // sends no records this time, as Kafka's readFromLog
+                        // with minOneMessage false. Without this every partition
+                        // added one batch past fetch.max.bytes.
+                        if total > 0 && f.bytes.len() > limit {
+                            f.bytes.clear();
+                        }
                         pd.high_watermark = f.high_watermark;
                         pd.last_stable_offset = f.high_watermark;
                         pd.log_start_offset = f.log_start_offset;
@@ -1140,7 +1202,7 @@ impl Handler {
             return (
                 ResponseError::InvalidRequest.code(),
                 Some(s(
-                    "only topic configs can be altered; broker settings are command-line flags",
+                    "only topic configs can be altered; a broker's settings are its flags, KEEL_* variables or --config-file keys, read at start",
                 )),
             );
         }
@@ -1319,9 +1381,32 @@ impl Handler {
                 resp.brokers.sort_by_key(|b| b.broker_id.0);
             }
         }
+        if r.include_cluster_authorized_operations {
+            resp.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        }
         resp
     }
 }
+
+/// Kafka's AclOperation codes, as a KIP-430 bit field of operations.
+const fn operations(codes: &[u8]) -> i32 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        bits |= 1 << codes[i];
+        i += 1;
+    }
+    bits
+}
+
+/// A topic's operations (Kafka's AclEntry.supportedOperations(TOPIC)): READ 3,
+/// WRITE 4, CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10,
+/// ALTER_CONFIGS 11.
+const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+
+/// The cluster's: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
 
 type FetchPartitionData = fetch_response::PartitionData;
 type IncrementalAlterConfigsResponseResource =

@@ -10,6 +10,8 @@
 //!   latest epoch ends (OffsetsForLeaderEpoch) and truncates what lies
 //!   beyond (KIP-101, KIP-279), so a record the leader does not have is
 //!   never kept, let alone served.
+//! - Every five seconds it checkpoints the high watermarks
+//!   (`replication-offset-checkpoint`), where a restart starts from.
 //! - Every second, as leader, it proposes the ISR changes the broker sees:
 //!   followers not caught up for `replica.lag.time.max.ms` leave the ISR,
 //!   caught-up replicas join it, each through a PartitionChange whose
@@ -18,7 +20,6 @@
 //!   is the metadata's).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -28,7 +29,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use keel_broker::Broker;
+use keel_broker::{Broker, FollowerAppend};
 use keel_meta::{record::Kind, Image, PartitionChange, Record, Replicas, NO_LEADER};
 use tokio::sync::watch;
 
@@ -41,6 +42,8 @@ const FETCH_WAIT_MS: i32 = 500;
 const FETCH_BYTES_MAX: i32 = 16 << 20;
 const PARTITION_FETCH_BYTES_MAX: i32 = 1 << 20;
 const RETRY: Duration = Duration::from_millis(200);
+/// Kafka's replica.high.watermark.checkpoint.interval.ms default.
+const HW_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs the fetchers and the ISR duty until `stop`.
 pub async fn run(
@@ -53,6 +56,9 @@ pub async fn run(
     let mut image = cluster.image.clone();
     let mut fetchers: BTreeMap<i32, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut isr_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut checkpoint_tick = tokio::time::interval(HW_CHECKPOINT_INTERVAL);
+    // Whether this node was cut off from the controller at the last look.
+    let mut was_stale = false;
     loop {
         // One fetcher per broker that leads something this node follows.
         let current = image.borrow_and_update().clone();
@@ -68,8 +74,7 @@ pub async fn run(
             fetchers.entry(id).or_insert_with(|| {
                 tokio::spawn(fetch_from(
                     broker.clone(),
-                    cluster.image.clone(),
-                    cluster.propose.clone(),
+                    cluster.clone(),
                     id,
                     stop.clone(),
                 ))
@@ -79,8 +84,27 @@ pub async fn run(
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             changed = image.changed() => if changed.is_err() { break },
             _ = isr_tick.tick() => {
+                // Cut off for a session: the writes waiting here can never be
+                // acknowledged by this node; answer them now, so producers
+                // move to the new leader instead of waiting out their timeout.
+                let stale = !(cluster.fresh)();
+                if stale && !was_stale {
+                    let n = broker.fail_waiting_writes();
+                    tracing::warn!("no word from the controller for a broker session: acting as leader of nothing; {n} waiting writes answered NOT_LEADER_OR_FOLLOWER");
+                } else if !stale && was_stale {
+                    tracing::info!("in touch with the controller again");
+                }
+                was_stale = stale;
                 let now = cluster.image.borrow().clone();
                 propose_isr_changes(&broker, &now, &cluster.propose, lag_ms).await;
+            }
+            _ = checkpoint_tick.tick() => {
+                let b = broker.clone();
+                match tokio::task::spawn_blocking(move || b.checkpoint_high_watermarks()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("high watermark checkpoint: {e}"),
+                    Err(e) => tracing::warn!("high watermark checkpoint: {e}"),
+                }
             }
         }
     }
@@ -117,11 +141,11 @@ fn partitions_from(image: &Image, me: i32, leader: i32) -> BTreeMap<(String, i32
 /// image says it leads none.
 async fn fetch_from(
     broker: Broker,
-    image: watch::Receiver<Arc<Image>>,
-    propose: Proposer,
+    cluster: ClusterView,
     leader: i32,
     stop: watch::Receiver<bool>,
 ) {
+    let (image, propose) = (&cluster.image, &cluster.propose);
     let me = broker.node_id();
     // The epoch at which each partition last checked its tail against the leader.
     let mut truncated: BTreeMap<(String, i32), i32> = BTreeMap::new();
@@ -140,6 +164,13 @@ async fn fetch_from(
             tokio::time::sleep(RETRY).await;
             continue;
         };
+        if cluster.is_cut(leader) {
+            // The lab cut the link: nothing goes through, the connection
+            // with it (a real partition would time it out).
+            conn = None;
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
         let addr = format!("{}:{}", node.kafka_host, node.kafka_port);
         if conn.as_ref().is_none_or(|(a, _)| *a != addr) {
             match Connection::connect(&addr).await {
@@ -160,12 +191,12 @@ async fn fetch_from(
                 .map(|(k, e)| (k.clone(), *e))
                 .collect();
             if !stale.is_empty() {
-                truncate_by_epoch(&broker, &propose, c, me, &stale).await?;
+                truncate_by_epoch(&broker, propose, c, me, leader, &stale).await?;
                 for (k, e) in stale {
                     truncated.insert(k, e);
                 }
             }
-            fetch_once(&broker, c, me, &parts).await
+            fetch_once(&broker, c, me, leader, &parts).await
         }
         .await;
         if let Err(e) = result {
@@ -176,77 +207,95 @@ async fn fetch_from(
     }
 }
 
+/// Rounds of OffsetsForLeaderEpoch one truncation may take: each round that
+/// does not finish removes at least this replica's latest epoch, so a log
+/// with more epochs than this past the divergence is finished on the next
+/// pass of the fetcher (an error here makes it start over).
+const TRUNCATION_ROUNDS: usize = 64;
+
 /// KIP-279: ask the leader where this replica's latest epoch ends there, and
-/// drop whatever this replica holds past it.
+/// drop whatever this replica holds past it; when the leader never had that
+/// epoch, cut back to this replica's own end of the epoch the leader names
+/// and ask again, until the logs agree (`keel_storage::truncation`).
 async fn truncate_by_epoch(
     broker: &Broker,
     propose: &Proposer,
     c: &Connection,
     me: i32,
+    leader: i32,
     parts: &[((String, i32), i32)],
 ) -> anyhow::Result<()> {
     let epochs: BTreeMap<(String, i32), i32> = parts.iter().cloned().collect();
-    let mut asked = Vec::new();
-    let mut by_topic: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
-    for ((topic, p), epoch) in parts {
-        let b = broker.clone();
-        let (t, i) = (topic.clone(), *p);
-        let (_, latest) = tokio::task::spawn_blocking(move || b.replica_position(&t, i)).await??;
-        let Some(latest) = latest else {
-            continue; // An empty log has nothing to truncate.
-        };
-        asked.push((topic.clone(), *p));
-        by_topic.entry(topic).or_default().push(
-            OffsetForLeaderPartition::default()
-                .with_partition(*p)
-                .with_current_leader_epoch(*epoch)
-                .with_leader_epoch(latest),
-        );
-    }
-    if by_topic.is_empty() {
-        return Ok(());
-    }
-    let req = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(me))
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    OffsetForLeaderTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(t.to_string())))
-                        .with_partitions(ps)
-                })
-                .collect(),
-        );
-    let resp = c.call(&req, 4).await?;
-    for t in resp.topics {
-        for p in t.partitions {
-            if p.error_code != 0 {
-                anyhow::bail!(
-                    "OffsetsForLeaderEpoch {}-{}: {:?}",
-                    t.topic.as_str(),
-                    p.partition,
-                    ResponseError::try_from_code(p.error_code)
-                );
-            }
-            // No epoch at or below ours on the leader: nothing of ours is known
-            // to it, so everything goes.
-            let end = p.end_offset.max(0);
+    let mut pending: Vec<(String, i32)> = parts.iter().map(|(k, _)| k.clone()).collect();
+    for _ in 0..TRUNCATION_ROUNDS {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+        for (topic, p) in &pending {
             let b = broker.clone();
-            let topic = t.topic.to_string();
-            let part = p.partition;
-            let lost = tokio::task::spawn_blocking(move || b.truncate_replica(&topic, part, end))
+            let (t, i) = (topic.clone(), *p);
+            let (_, latest) =
+                tokio::task::spawn_blocking(move || b.replica_position(&t, i)).await??;
+            let Some(latest) = latest else {
+                continue; // An empty log has nothing to truncate.
+            };
+            let epoch = epochs.get(&(topic.clone(), *p)).copied().unwrap_or(-1);
+            by_topic.entry(topic.clone()).or_default().push(
+                OffsetForLeaderPartition::default()
+                    .with_partition(*p)
+                    .with_current_leader_epoch(epoch)
+                    .with_leader_epoch(latest),
+            );
+        }
+        pending.clear();
+        if by_topic.is_empty() {
+            return Ok(());
+        }
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(me))
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetForLeaderTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let resp = c.call(&req, 4).await?;
+        for t in resp.topics {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    anyhow::bail!(
+                        "OffsetsForLeaderEpoch {}-{}: {:?}",
+                        t.topic.as_str(),
+                        p.partition,
+                        ResponseError::try_from_code(p.error_code)
+                    );
+                }
+                let b = broker.clone();
+                let topic = t.topic.to_string();
+                let part = p.partition;
+                let key = (t.topic.to_string(), part);
+                let following = (leader, epochs.get(&key).copied().unwrap_or(-1));
+                let (epoch, end) = (p.leader_epoch, p.end_offset);
+                let (lost, done) = tokio::task::spawn_blocking(move || {
+                    b.truncate_replica(&topic, part, following, epoch, end)
+                })
                 .await??;
-            if let Some((from, to)) = lost {
-                let epoch = epochs
-                    .get(&(t.topic.to_string(), part))
-                    .copied()
-                    .unwrap_or(-1);
-                report_loss(broker, propose, t.topic.as_str(), part, from, to, epoch).await;
+                if let Some((from, to)) = lost {
+                    let epoch = epochs.get(&key).copied().unwrap_or(-1);
+                    report_loss(broker, propose, t.topic.as_str(), part, from, to, epoch).await;
+                }
+                if !done {
+                    pending.push(key);
+                }
             }
         }
     }
-    Ok(())
+    anyhow::bail!("OffsetsForLeaderEpoch: still diverging after {TRUNCATION_ROUNDS} rounds")
 }
 
 /// One Fetch of every partition this fetcher copies; appends what came.
@@ -254,6 +303,7 @@ async fn fetch_once(
     broker: &Broker,
     c: &Connection,
     me: i32,
+    leader: i32,
     parts: &BTreeMap<(String, i32), i32>,
 ) -> anyhow::Result<()> {
     let mut by_topic: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
@@ -310,11 +360,16 @@ async fn fetch_once(
                 ));
                 continue;
             }
+            let key = (t.topic.to_string(), p.partition_index);
+            let (Some(epoch), Some(held)) = (parts.get(&key), asked.get(&key)) else {
+                continue; // Not asked: nothing to take.
+            };
             got.push((
-                t.topic.to_string(),
-                p.partition_index,
+                key,
                 p.records.unwrap_or_default(),
                 p.high_watermark,
+                *epoch,
+                *held,
             ));
         }
     }
@@ -324,7 +379,15 @@ async fn fetch_once(
         let results = tokio::task::spawn_blocking(move || {
             let parts = got
                 .iter()
-                .map(|(t, p, bytes, hw)| (t.clone(), *p, bytes.as_ref(), *hw))
+                .map(|((topic, p), bytes, hw, epoch, held)| FollowerAppend {
+                    topic: topic.clone(),
+                    partition: *p,
+                    records: bytes.as_ref(),
+                    high_watermark: *hw,
+                    leader,
+                    leader_epoch: *epoch,
+                    fetch_offset: *held,
+                })
                 .collect();
             b.append_as_follower_all(parts)
         })
@@ -389,20 +452,37 @@ async fn report_loss(
 /// Proposes the ISR changes this node sees as leader.
 async fn propose_isr_changes(broker: &Broker, image: &Image, propose: &Proposer, lag_ms: i64) {
     let b = broker.clone();
-    let Ok(changes) = tokio::task::spawn_blocking(move || b.isr_changes(lag_ms)).await else {
+    // KIP-903: only a live, unfenced broker may join an ISR.
+    // (The live ids, not the whole image, go to the blocking task.)
+    let live: std::collections::BTreeSet<i32> = image
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| image.is_live(*id))
+        .collect();
+    let Ok(changes) =
+        tokio::task::spawn_blocking(move || b.isr_changes(lag_ms, |id| live.contains(&id))).await
+    else {
         return;
     };
     for ch in changes {
+        let refused = || broker.isr_proposal_refused(&ch.topic, ch.partition);
         let Some(p) = image.partition(&ch.topic, ch.partition) else {
+            refused();
             continue;
         };
         if p.leader_epoch != ch.leader_epoch {
+            refused();
             continue; // The broker has not applied the newest metadata yet.
         }
+        // Based on the partition epoch the broker computed the change from,
+        // not this newer image's: a proposal from an ISR the controller has
+        // changed since must be refused (keel-sim seed 351 showed what
+        // happens otherwise).
         let rec = Record::new(Kind::PartitionChange(PartitionChange {
             topic: ch.topic.clone(),
             partition: ch.partition,
-            partition_epoch: p.partition_epoch,
+            partition_epoch: ch.partition_epoch,
             isr: Some(Replicas {
                 replicas: ch.isr.clone(),
             }),
@@ -427,6 +507,7 @@ async fn propose_isr_changes(broker: &Broker, image: &Image, propose: &Proposer,
                 )
             }
             Ok(Err(e)) => {
+                refused();
                 tracing::debug!(topic = %ch.topic, partition = ch.partition, "ISR change refused: {e}")
             }
             Err(e) => {

@@ -29,6 +29,7 @@
 //!   first target replica that is live and in sync (KRaft's
 //!   `PartitionReassignmentReplicas`, `PartitionChangeBuilder`).
 
+pub mod duties;
 mod place;
 pub mod ring;
 pub mod schema;
@@ -347,6 +348,11 @@ pub struct Partition {
     pub adding: Vec<i32>,
     #[prost(int32, repeated, tag = "8")]
     pub removing: Vec<i32>,
+    /// The leader epoch the last unclean election began (0: none). A
+    /// replica that truncates records of an earlier epoch may have lost
+    /// acknowledged ones; after clean elections only, it cannot have.
+    #[prost(int32, tag = "9")]
+    pub last_unclean_epoch: i32,
 }
 
 impl Partition {
@@ -900,6 +906,7 @@ impl Image {
                 lost: Vec::new(),
                 adding: Vec::new(),
                 removing: Vec::new(),
+                last_unclean_epoch: 0,
             });
         }
         Ok(partitions)
@@ -954,6 +961,7 @@ impl Image {
             ));
         }
         let mut next = p.clone();
+        let mut unclean = false;
         if let Some(isr) = &c.isr {
             if isr.replicas.is_empty() {
                 return Err(MetaError::Invalid("an ISR cannot be empty".into()));
@@ -991,11 +999,15 @@ impl Image {
                     }
                     // The new leader's log is the truth from now on: it is the ISR.
                     next.isr = vec![l];
+                    unclean = true;
                 }
                 next.leader = l;
             }
             if next.leader != p.leader {
                 next.leader_epoch += 1;
+            }
+            if unclean {
+                next.last_unclean_epoch = next.leader_epoch;
             }
         } else if next.leader != NO_LEADER && !next.isr.contains(&next.leader) {
             return Err(MetaError::Invalid(format!(
@@ -1092,6 +1104,11 @@ impl Image {
     /// Unfenced nodes, in id order.
     pub fn live_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.values().filter(|n| !n.fenced)
+    }
+
+    /// Whether node `id` is registered and not fenced: may lead, and join an ISR.
+    pub fn is_live(&self, id: i32) -> bool {
+        is_live(&self.nodes, id)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&Partition> {

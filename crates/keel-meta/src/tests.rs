@@ -349,9 +349,15 @@ fn unclean_election_needs_the_topic_config() {
         })),
     )
     .unwrap();
+    let before = img.partition("t", 0).unwrap().leader_epoch;
+    assert_eq!(img.partition("t", 0).unwrap().last_unclean_epoch, 0);
     img.apply(15, elect(epoch)).unwrap();
     let p = img.partition("t", 0).unwrap();
     assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+    // The epoch it began is kept: a replica that truncates records of an
+    // earlier epoch reports them lost.
+    assert!(p.leader_epoch > before);
+    assert_eq!(p.last_unclean_epoch, p.leader_epoch);
 }
 
 #[test]

@@ -147,12 +147,21 @@ pub struct Node<O> {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     request_timeout: Duration,
     heard: Heard,
+    contact: Contact,
 }
 
 /// When this node last received a Raft message from each peer: the liveness
 /// the controller fences nodes by (every node is a Raft member, so the
 /// leader's heartbeats and their answers are the nodes' heartbeats).
 type Heard = Arc<Mutex<HashMap<u64, Instant>>>;
+
+/// When this node was last in touch with a Raft leader that holds a quorum:
+/// as a follower, when a message from its leader last arrived; as the
+/// leader, its last round (check_quorum steps a leader down within an
+/// election timeout of losing its quorum). A node cut off from the quorum
+/// sees it grow old; through an election it stays as fresh as the last
+/// leader's last message.
+type Contact = Arc<Mutex<Option<Instant>>>;
 
 impl<O: Send + 'static> Node<O> {
     /// Starts the node's thread. `sm` is shared with readers; the node locks it
@@ -248,8 +257,10 @@ impl<O: Send + 'static> Node<O> {
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
         let request_timeout = config.request_timeout;
         let heard = Heard::default();
+        let contact = Contact::default();
         let mut lp = Loop {
             heard: heard.clone(),
+            contact: contact.clone(),
             id: config.id,
             config,
             raw,
@@ -273,6 +284,7 @@ impl<O: Send + 'static> Node<O> {
             thread: Mutex::new(Some(thread)),
             request_timeout,
             heard,
+            contact,
         })
     }
 
@@ -325,6 +337,16 @@ impl<O: Send + 'static> Node<O> {
         self.heard.lock().expect("heard lock").clone()
     }
 
+    /// Whether this node was in touch with a leader holding a quorum within
+    /// `within` (see [`Contact`]): what a broker asks before it acts as a
+    /// partition leader on metadata that may be stale.
+    pub fn in_touch_within(&self, within: Duration) -> bool {
+        self.contact
+            .lock()
+            .expect("contact lock")
+            .is_some_and(|at| at.elapsed() <= within)
+    }
+
     /// Changes of status (leader, term, role), for whoever acts on leadership.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
@@ -351,6 +373,7 @@ struct Loop<S: StateMachine> {
     transport: Arc<dyn Transport>,
     status: watch::Sender<NodeStatus>,
     heard: Heard,
+    contact: Contact,
     /// Proposals of this node waiting to be applied, by sequence number.
     waiters: HashMap<u64, Waiter<S::Output>>,
     seq: u64,
@@ -460,7 +483,11 @@ impl<S: StateMachine> Loop<S> {
                     .lock()
                     .expect("heard lock")
                     .insert(msg.from, Instant::now());
+                let from = msg.from;
                 let _ = self.raw.step(*msg);
+                if from == self.raw.raft.leader_id {
+                    *self.contact.lock().expect("contact lock") = Some(Instant::now());
+                }
             }
             Input::Unreachable(to) => self.raw.report_unreachable(to),
             Input::SnapshotDone(to, ok) => self.raw.report_snapshot(
@@ -675,6 +702,10 @@ impl<S: StateMachine> Loop<S> {
             learners,
             matched,
         };
+        if r.state == StateRole::Leader {
+            // Elected by a quorum, or still leading one (check_quorum).
+            *self.contact.lock().expect("contact lock") = Some(Instant::now());
+        }
         self.status.send_if_modified(|s| {
             if *s != status {
                 *s = status;

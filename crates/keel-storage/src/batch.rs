@@ -228,16 +228,22 @@ pub fn validate(batch: &[u8], limits: &Limits) -> Result<BatchHeader> {
         return Err(corrupt("transactional batches are not supported yet"));
     }
     let records = plain_records(&h, batch, limits.decompressed_bytes_max)?;
-    let mut keyless = false;
+    let mut keyless = Vec::new();
+    let mut index = 0i32;
     walk_records(&records, h.records_count, true, |r| {
-        keyless |= r.key.is_none();
+        if r.key.is_none() {
+            keyless.push(index);
+        }
+        index += 1;
         false
     })?;
-    // Kafka's LogValidator: "Compacted topic cannot accept message without key".
-    if keyless && limits.keys_required {
-        return Err(StorageError::InvalidRecord(
-            "a compacted topic cannot accept a record without a key".into(),
-        ));
+    // Kafka's LogValidator: "Compacted topic cannot accept message without
+    // key", naming each such record (KIP-467) so a client can tell which.
+    if !keyless.is_empty() && limits.keys_required {
+        return Err(StorageError::InvalidRecords {
+            why: "a compacted topic cannot accept a record without a key".into(),
+            indexes: keyless,
+        });
     }
     Ok(h)
 }
@@ -472,6 +478,20 @@ pub fn rebuild(h: &BatchHeader, records: &[u8], count: i32) -> Result<Vec<u8>> {
     let crc = compute_crc(&b);
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(b)
+}
+
+/// A validated producer batch stored with `codec` instead of its own, as
+/// Kafka's LogValidator recompresses for a topic whose `compression.type`
+/// is not `producer`. The header keeps everything but the codec bits
+/// (offsets, timestamps, producer id, epoch and sequence).
+pub fn recompress(batch: &[u8], codec: Codec, decompressed_bytes_max: usize) -> Result<Vec<u8>> {
+    let h = check(batch)?;
+    let records = plain_records(&h, batch, decompressed_bytes_max)?;
+    let h2 = BatchHeader {
+        attributes: (h.attributes & !0x7) | codec.attribute_bits(),
+        ..h
+    };
+    rebuild(&h2, &records, h.records_count)
 }
 
 /// Sets the broker-assigned base offset. Not covered by the CRC.

@@ -28,6 +28,30 @@ impl Codec {
             _ => return None,
         })
     }
+
+    /// The codec's bits in a batch's attributes.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Codec::None => 0,
+            Codec::Gzip => 1,
+            Codec::Snappy => 2,
+            Codec::Lz4 => 3,
+            Codec::Zstd => 4,
+        }
+    }
+
+    /// A topic's `compression.type`: `None` for `producer` (keep the
+    /// producer's codec), else the codec every batch is stored with.
+    pub fn from_topic_config(value: &str) -> Option<Codec> {
+        match value {
+            "uncompressed" => Some(Codec::None),
+            "gzip" => Some(Codec::Gzip),
+            "snappy" => Some(Codec::Snappy),
+            "lz4" => Some(Codec::Lz4),
+            "zstd" => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
 }
 
 /// snappy-java's stream header, which the Java client writes (xerial framing).

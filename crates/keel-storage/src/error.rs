@@ -7,9 +7,10 @@ pub enum StorageError {
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
     /// A well-formed batch whose records break a rule of the log (a record without
-    /// a key on a compacted topic); nothing was written.
-    #[error("invalid record: {0}")]
-    InvalidRecord(String),
+    /// a key on a compacted topic); nothing was written. `indexes` are the
+    /// positions in the batch of the records at fault (KIP-467's record errors).
+    #[error("invalid record: {why} (record{} {indexes:?} of the batch)", if indexes.len() == 1 { "" } else { "s" })]
+    InvalidRecords { why: String, indexes: Vec<i32> },
     /// A batch or request is larger than a configured limit.
     #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge { size: usize, limit: usize },

@@ -85,6 +85,22 @@ impl Log {
         Ok((cache[i].0, next))
     }
 
+    /// Where this follower's log must be cut, from its leader's answer to
+    /// OffsetsForLeaderEpoch for this log's latest epoch (`keel_repl::truncation`).
+    pub fn truncation_for(
+        &mut self,
+        leader_epoch: i32,
+        leader_end: i64,
+    ) -> Result<keel_repl::Truncation> {
+        let end = self.log_end_offset;
+        Ok(keel_repl::truncation(
+            self.epoch_cache()?,
+            end,
+            leader_epoch,
+            leader_end,
+        ))
+    }
+
     fn epoch_cache(&mut self) -> Result<&mut EpochCache> {
         if self.epochs.is_none() {
             let mut cache = EpochCache::new();
@@ -301,5 +317,87 @@ mod tests {
         // Restarting at or below its own start just empties it.
         log.restart_at(10, 0).unwrap();
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
+    }
+
+    fn batch_of(base: i64, epoch: i32, n: usize, value: &[u8]) -> Vec<u8> {
+        let kvs: Vec<KeyValue<'_>> = (0..n).map(|_| (Some(&b"k"[..]), Some(value))).collect();
+        let mut b = build(1_000, &kvs);
+        batch::set_base_offset(&mut b, base);
+        batch::set_partition_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    fn log_of(dir: &std::path::Path, batches: &[(i64, i32, usize, &[u8])]) -> Log {
+        let (mut log, _) = Log::open(dir, LogConfig::default(), 0).unwrap();
+        for (base, epoch, n, value) in batches {
+            log.append_replicated(&batch_of(*base, *epoch, *n, value), 0)
+                .unwrap();
+        }
+        log
+    }
+
+    /// What a follower's fetcher does: truncate by epoch, asking again until
+    /// told it is done, then copy the leader's batches from its log end.
+    fn follow(follower: &mut Log, leader: &mut Log) -> usize {
+        let mut rounds = 0;
+        while let Some(latest) = follower.latest_epoch().unwrap() {
+            rounds += 1;
+            let (epoch, end) = leader.epoch_end(latest).unwrap();
+            let cut = follower.truncation_for(epoch, end).unwrap();
+            follower.truncate_to(cut.offset, 0).unwrap();
+            if cut.done {
+                break;
+            }
+        }
+        let read = leader
+            .read(follower.log_end_offset(), 1 << 20, i64::MAX)
+            .unwrap();
+        let mut rest = &read.bytes[..];
+        while !rest.is_empty() {
+            // A batch is its 12-byte offset-and-length prefix and that length.
+            let len = 12 + i32::from_be_bytes(rest[8..12].try_into().unwrap()) as usize;
+            follower.append_replicated(&rest[..len], 0).unwrap();
+            rest = &rest[len..];
+        }
+        rounds
+    }
+
+    fn bytes(log: &Log) -> Vec<u8> {
+        log.read(0, 1 << 20, i64::MAX).unwrap().bytes
+    }
+
+    /// KIP-279's scenario, which KIP-101 alone gets wrong. Offsets 0..4 are
+    /// committed at epoch 0. A leads epoch 1 and appends 4..7, which B copies
+    /// and C does not. C, in the ISR at offset 4, becomes leader at epoch 2
+    /// and appends its own 4..6, which nobody copies. B becomes leader at
+    /// epoch 3 and appends 7..9. When C follows B, B answers C's epoch 2 with
+    /// (1, 7): truncating to 7 would keep C's epoch-2 records at 4..6, which
+    /// B holds different records for. C must cut back to the end of its
+    /// epoch 0 (4) and ask again.
+    #[test]
+    fn a_follower_drops_an_epoch_its_leader_never_had_even_below_the_leaders_end() {
+        let (db, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut b = log_of(
+            db.path(),
+            &[
+                (0, 0, 4, b"committed"),
+                (4, 1, 3, b"from-a"),
+                (7, 3, 2, b"from-b"),
+            ],
+        );
+        let mut c = log_of(dc.path(), &[(0, 0, 4, b"committed"), (4, 2, 2, b"from-c")]);
+        assert_eq!(b.epoch_end(2).unwrap(), (1, 7));
+        let rounds = follow(&mut c, &mut b);
+        assert_eq!(
+            rounds, 2,
+            "one answer names an epoch C never had, the second agrees"
+        );
+        assert_eq!(bytes(&c), bytes(&b), "C holds exactly B's log");
+        assert_eq!(c.epoch_end(3).unwrap(), (3, 9));
+        // A follower that is merely behind truncates nothing and copies the rest.
+        let dd = tempfile::tempdir().unwrap();
+        let mut d = log_of(dd.path(), &[(0, 0, 4, b"committed"), (4, 1, 3, b"from-a")]);
+        assert_eq!(follow(&mut d, &mut b), 1);
+        assert_eq!(bytes(&d), bytes(&b));
     }
 }

@@ -261,6 +261,25 @@ struct Admin {
 }
 
 impl Admin {
+    /// The cluster's one id: the one the quorum's metadata holds (set by the
+    /// first node to register, the id Kafka's Metadata answers every client),
+    /// or this node's own until it has registered.
+    fn cluster_id(&self) -> String {
+        let from_quorum = self.lab.as_ref().map(|l| {
+            l.server
+                .store()
+                .lock()
+                .expect("store lock")
+                .metadata()
+                .cluster_id
+                .clone()
+        });
+        match from_quorum {
+            Some(id) if !id.is_empty() => id,
+            _ => self.broker.cluster_id().to_string(),
+        }
+    }
+
     fn metrics(&self) -> Result<Vec<u8>> {
         let image = self.lab.as_ref().map(|l| {
             l.server
@@ -342,7 +361,7 @@ impl Admin {
                 let body = serde_json::json!({
                     "status": "ok",
                     "node_id": self.broker.node_id(),
-                    "cluster_id": self.broker.cluster_id(),
+                    "cluster_id": self.cluster_id(),
                     "topics": self.broker.topics().len(),
                 });
                 reply(
@@ -560,7 +579,13 @@ fn lab_request(lab: &Lab, method: &Method, path: &str, query: &str) -> Result<se
         (&Method::POST, "/lab/loss") => f.loss_permille.store(number("permille")?.min(1000) as u32, Ordering::Relaxed),
         (&Method::POST, "/lab/delay") => f.delay_ms.store(number("ms")?.min(60_000), Ordering::Relaxed),
         (&Method::POST, "/lab/heal") => f.heal(),
-        _ => anyhow::bail!("unknown lab request {method} {path}: try GET /raft, POST /lab/isolate?peers=2,3, /lab/heal"),
+        // A bug, on purpose: a task on a tokio worker panics, the case tokio
+        // itself would swallow (ending only the task). The node's panic hook
+        // must log it and stop the process (main.rs `stop_on_panic`).
+        (&Method::POST, "/lab/panic") => {
+            tokio::spawn(async { panic!("a panic asked for by POST /lab/panic") });
+        }
+        _ => anyhow::bail!("unknown lab request {method} {path}: try GET /raft, POST /lab/isolate?peers=2,3, /lab/heal, /lab/panic"),
     }
     let st = lab.server.node().status();
     Ok(serde_json::json!({

@@ -14,7 +14,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -70,7 +71,8 @@ pub struct Common {
     pub(crate) concurrency: u32,
     /// Create the topic with these replicas for every partition, the first
     /// the leader (the broker --brokers names), e.g. `1,2,3` on `keel dev
-    /// --nodes 3`: replicated produce measured against one leader.
+    /// --nodes 3`: replicated produce measured against one leader. By
+    /// default every partition lives on the node --brokers names alone.
     #[arg(long, value_delimiter = ',')]
     pub(crate) replicas: Vec<i32>,
 }
@@ -124,11 +126,41 @@ fn name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_string()))
 }
 
+/// The broker id of the node --brokers names, when it is one of several
+/// (None on a single node, or when the address matches no broker).
+async fn measured_broker(conn: &Connection, brokers: &str) -> Result<Option<i32>> {
+    let mut req = MetadataRequest::default();
+    req.topics = Some(Vec::new());
+    let resp = conn
+        .call(&req, 12)
+        .await
+        .context("ask for the cluster's brokers")?;
+    if resp.brokers.len() <= 1 {
+        return Ok(None);
+    }
+    let first = brokers.split(',').next().unwrap_or_default();
+    Ok(resp
+        .brokers
+        .iter()
+        .find(|b| format!("{}:{}", b.host.as_str(), b.port) == first)
+        .map(|b| b.node_id.0))
+}
+
 pub(crate) async fn ensure_topic(c: &Common) -> Result<()> {
     let conn = Connection::connect(&c.brokers).await?;
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 30_000;
-    let topic = if c.replicas.is_empty() {
+    // On a cluster, without --replicas, every partition lives on the node
+    // being measured alone, as on a single node: the benchmark sends all
+    // its requests to that one node.
+    let replicas = match (
+        c.replicas.is_empty(),
+        measured_broker(&conn, &c.brokers).await?,
+    ) {
+        (true, Some(me)) => vec![me],
+        _ => c.replicas.clone(),
+    };
+    let topic = if replicas.is_empty() {
         CreatableTopic::default()
             .with_num_partitions(c.partitions)
             .with_replication_factor(-1)
@@ -142,7 +174,7 @@ pub(crate) async fn ensure_topic(c: &Common) -> Result<()> {
                     .map(|p| {
                         CreatableReplicaAssignment::default()
                             .with_partition_index(p)
-                            .with_broker_ids(c.replicas.iter().map(|r| BrokerId(*r)).collect())
+                            .with_broker_ids(replicas.iter().map(|r| BrokerId(*r)).collect())
                     })
                     .collect(),
             )

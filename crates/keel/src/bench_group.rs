@@ -122,12 +122,11 @@ async fn member(
 /// member has synced the same generation, and the members.
 async fn stabilise(a: &GroupArgs, group: &str) -> Result<(Duration, Vec<Member>)> {
     let n = a.members as usize;
+    let coordinator = coordinator_of(&a.common.brokers, group).await?;
     let mut conns = Vec::new();
     for _ in 0..n {
-        conns.push(Connection::connect(&a.common.brokers).await?);
+        conns.push(Connection::connect(&coordinator).await?);
     }
-    let find = FindCoordinatorRequest::default().with_key(st(group));
-    check(conns[0].call(&find, 3).await?.error_code, "FindCoordinator")?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let start = Instant::now();
@@ -153,6 +152,26 @@ async fn stabilise(a: &GroupArgs, group: &str) -> Result<(Duration, Vec<Member>)
         members.push(t.await??);
     }
     Ok((took, members))
+}
+
+/// The group's coordinator, HOST:PORT, asked of the bootstrap broker: on a
+/// cluster it is the leader of the group's `__consumer_offsets` partition,
+/// often another node.
+async fn coordinator_of(brokers: &str, group: &str) -> Result<String> {
+    let conn = Connection::connect(brokers).await?;
+    let find = FindCoordinatorRequest::default().with_key(st(group));
+    // COORDINATOR_NOT_AVAILABLE while __consumer_offsets is being created or
+    // its leader moves: ask again, as clients do, for up to 10 s.
+    for _ in 0..100 {
+        let r = conn.call(&find, 3).await?;
+        if r.error_code == ResponseError::CoordinatorNotAvailable.code() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        check(r.error_code, "FindCoordinator")?;
+        return Ok(format!("{}:{}", r.host.as_str(), r.port));
+    }
+    bail!("no coordinator for group {group} within 10 s")
 }
 
 async fn leave(members: &[Member], group: &str) -> Result<()> {
@@ -202,8 +221,9 @@ pub async fn run(a: GroupArgs) -> Result<()> {
     let per_conn = a.commits / u64::from(a.common.concurrency).max(1);
     let start = Instant::now();
     let mut tasks = Vec::new();
+    let coordinator = coordinator_of(&a.common.brokers, &group).await?;
     for w in 0..a.common.concurrency {
-        let conn = Connection::connect(&a.common.brokers).await?;
+        let conn = Connection::connect(&coordinator).await?;
         let m = &members[w as usize % members.len()];
         let (group, id, generation) = (group.clone(), m.id.clone(), m.generation);
         let topic = a.common.topic.clone();

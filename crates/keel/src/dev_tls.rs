@@ -34,6 +34,12 @@ pub fn make(data_dir: &Path) -> Result<DevTls> {
         .iter()
         .all(|p| p.exists())
     {
+        // Made by an older Keel that left keys readable by everyone.
+        for key in [&files.server_key, &files.client_key] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("chmod 600 {}", key.display()))?;
+        }
         return Ok(files);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -61,14 +67,53 @@ pub fn make(data_dir: &Path) -> Result<DevTls> {
     };
     let (server, server_key) = leaf("keel-dev", vec!["127.0.0.1".into(), "localhost".into()])?;
     let (client, client_key) = leaf("root", vec![])?;
-    for (path, pem) in [
-        (&files.ca, ca_cert.pem()),
-        (&files.server_cert, server),
-        (&files.server_key, server_key),
-        (&files.client_cert, client),
-        (&files.client_key, client_key),
+    // Certificates are public (0644); private keys are the owner's alone
+    // (0600), set at creation so no other user can ever open them.
+    for (path, pem, mode) in [
+        (&files.ca, ca_cert.pem(), 0o644),
+        (&files.server_cert, server, 0o644),
+        (&files.server_key, server_key, 0o600),
+        (&files.client_cert, client, 0o644),
+        (&files.client_key, client_key, 0o600),
     ] {
-        std::fs::write(path, pem).with_context(|| format!("write {}", path.display()))?;
+        write_with_mode(path, pem.as_bytes(), mode)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(files)
+}
+
+/// Writes `bytes` to a new (or truncated) file created with `mode`, and sets
+/// `mode` again in case the file was there before with wider rights.
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_keys_are_the_owners_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = super::make(dir.path()).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&files.server_key), 0o600);
+        assert_eq!(mode(&files.client_key), 0o600);
+        assert_eq!(mode(&files.ca), 0o644);
+        // Keys an older Keel left readable by everyone are tightened on reuse.
+        std::fs::set_permissions(&files.server_key, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        super::make(dir.path()).unwrap();
+        assert_eq!(mode(&files.server_key), 0o600);
+    }
 }

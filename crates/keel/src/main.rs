@@ -8,6 +8,7 @@ mod bench_kv;
 mod bench_table;
 mod cli;
 mod cluster;
+mod config;
 mod dev_tls;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,14 @@ use keel_kafka::ServerConfig;
 #[command(
     name = "keel",
     version,
-    about = "Keel: a Kafka-compatible broker on a durable log"
+    about = "Keel: Kafka's wire protocol on a replicated log, the etcd v3 API on a Raft quorum, \
+             and CQL tables with tunable consistency, in one binary",
+    long_about = "Keel: Kafka's wire protocol on a replicated, CRC-checked log (kcat, librdkafka, \
+                  kafka-python, KafkaJS work unchanged), the etcd v3 API on a Raft quorum (etcdctl, \
+                  etcd's clients and its JSON gateway), and Cassandra's CQL on a leaderless table \
+                  store with ONE/QUORUM/ALL (cqlsh, Cassandra's drivers), in one binary.\n\n\
+                  Start one node with `keel dev`, three with `keel dev --nodes 3`, a node of a real \
+                  cluster with `keel start`; the other commands are the operator's tools."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,11 +42,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node with embedded defaults (data in ./keel-data, Kafka on 127.0.0.1:9092,
-    /// etcd on 127.0.0.1:2379); `--nodes 3` runs a local three-node cluster instead.
+    /// etcd on 127.0.0.1:2379, CQL on 127.0.0.1:9042, admin on 127.0.0.1:9644);
+    /// `--nodes 3` runs a local three-node cluster instead.
     Dev(DevArgs),
-    /// Run one node of a cluster (flags modelled on etcd's: --node-id, --initial-cluster ...).
+    /// Run one node of a cluster (flags modelled on etcd's: --node-id,
+    /// --initial-cluster ...). Every flag is also a KEEL_<FLAG> environment
+    /// variable and a key of the --config-file TOML file.
     Start(DevArgs),
-    /// Measure produce or consume throughput and latency against a running node.
+    /// Benchmarks against a running node: Kafka produce, consume and consumer
+    /// groups, etcd puts/ranges/txns (against Keel or etcd), CQL inserts and
+    /// selects (against Keel or any CQL server), and the log cleaner in process.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Create, list, describe, delete and configure topics.
@@ -299,6 +312,26 @@ struct DevArgs {
     /// `keel dev` only: start this many local nodes as separate processes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=9))]
     nodes: u64,
+    /// How the node writes its log lines to stderr: `text` for people, or
+    /// `json`, one object per line for log shippers. Which lines: RUST_LOG,
+    /// e.g. `RUST_LOG=info,keel_raft=debug` (tracing's EnvFilter syntax).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Read settings from this TOML file: each key a flag's name without its
+    /// dashes (`data-dir = "/var/lib/keel"`); flags and KEEL_* variables
+    /// override it, and an unknown key is an error.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// Print the effective settings, each with where it came from (flag,
+    /// environment, file, default), as a config file, and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 impl DevArgs {
@@ -394,28 +427,102 @@ fn main() {
     }
 }
 
+/// A node never lives on half dead (issue 34): a panic on any of its
+/// threads (the Raft thread, the etcd persister, a broker's flusher, the
+/// table engine's, a tokio worker serving a Kafka or etcd request) is logged
+/// with its thread and location and ends the process with status 101, as an
+/// uncaught panic on the main thread would. Left alone, a panic ends only its
+/// own thread or task: the node would go on accepting connections it can no
+/// longer answer (a dead Raft thread never commits again), or serve
+/// requests past a poisoned lock. The one panic that is contained is a CQL
+/// request's (`keel_cql::server::panic_is_contained`): it is answered with a
+/// server error, as Cassandra answers an unexpected exception, and only logged.
+/// Restarting is safe by design: recovery checks every CRC and replays the
+/// Raft log, and nothing acknowledged depended on the thread that died.
+fn stop_on_panic() {
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "an unknown location".into());
+        let what = match (
+            info.payload().downcast_ref::<&str>(),
+            info.payload().downcast_ref::<String>(),
+        ) {
+            (Some(s), _) => s.to_string(),
+            (_, Some(s)) => s.clone(),
+            _ => "a panic without a message".into(),
+        };
+        if keel_cql::server::panic_is_contained() {
+            tracing::error!(thread, at, "a CQL request panicked: {what}; it is answered with a server error and the node goes on");
+            return;
+        }
+        // The standard report first (with a backtrace under RUST_BACKTRACE=1),
+        // then one line that says what happens next.
+        standard(info);
+        tracing::error!(
+            thread,
+            at,
+            "keel is stopping: thread '{thread}' panicked at {at}: {what}"
+        );
+        eprintln!("keel: stopped because thread '{thread}' panicked at {at}: {what}");
+        // _exit, not exit: the other threads are still running, and the
+        // atexit handlers and destructors exit would run under them are not
+        // needed: every acknowledged write is already on disk.
+        // SAFETY: _exit only ends the process.
+        unsafe { libc::_exit(101) }
+    }));
+}
+
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let config::Parsed {
+        cli,
+        node: settings,
+    } = config::parse()?;
+    if !matches!(cli.command, Command::Dev(_) | Command::Start(_)) {
+        // A tool whose reader went away (`keel completion bash | head -3`,
+        // `keel consume t | head`) ends quietly, as cat does, instead of
+        // panicking in println!. Rust ignores SIGPIPE so that writes return
+        // EPIPE; sockets are unaffected either way (std sends with
+        // MSG_NOSIGNAL). A node keeps ignoring it: its logs must never kill it.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The node and benchmarks narrate at info; the operator verbs only warn.
     let default_level = match cli.command {
         Command::Dev(_) | Command::Start(_) | Command::Bench(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
+    let json_logs = matches!(&cli.command, Command::Dev(a) | Command::Start(a) if a.log_format == LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_level.into()),
         )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json_logs {
+        // One JSON object per line, with the module that logged it, for log
+        // shippers (Vector, Fluent Bit, Loki's promtail).
+        logs.json().with_current_span(false).init();
+    } else {
+        logs.with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+    if matches!(cli.command, Command::Dev(_) | Command::Start(_)) {
+        stop_on_panic();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start tokio runtime")?;
     let command = match cli.command {
-        Command::Dev(mut args) if args.tls => {
+        Command::Dev(mut args) if args.tls && !args.print_config => {
             let files = dev_tls::make(&args.data_dir).context("keel dev --tls")?;
             args.cert_file = Some(files.server_cert.clone());
             args.key_file = Some(files.server_key.clone());
@@ -433,8 +540,24 @@ fn run() -> Result<()> {
         other => other,
     };
     match command {
-        Command::Dev(args) if args.nodes > 1 => rt.block_on(dev_cluster(args)),
-        Command::Dev(args) | Command::Start(args) => rt.block_on(dev(args)),
+        Command::Dev(args) | Command::Start(args) if args.print_config => {
+            let settings = settings.expect("a node command has settings");
+            print!("{}", settings.render());
+            Ok(())
+        }
+        Command::Dev(args) if args.nodes > 1 => rt.block_on(dev_cluster(
+            args,
+            settings.expect("a node command has settings"),
+        )),
+        Command::Dev(args) | Command::Start(args) => {
+            let r = rt.block_on(dev(args));
+            // By now every log, index and table is fsynced and closed; what
+            // still sits on the runtime (a blocking task parked on a timer, an
+            // idle connection's read) is not worth the two seconds dropping
+            // the runtime would wait for it.
+            rt.shutdown_background();
+            r
+        }
         Command::Bench(cmd) => rt.block_on(bench::run(cmd)),
         Command::Topic { common, cmd } => rt.block_on(cli::topic::run(cmd, &common)),
         Command::Produce { common, args } => rt.block_on(cli::produce::run(args, &common)),
@@ -679,6 +802,21 @@ async fn dev(args: DevArgs) -> Result<()> {
         controller: controller.clone(),
         propose: cluster::proposer(quorum.server.clone()),
         rack_aware_reads: args.replica_selector == "rack-aware",
+        fresh: {
+            let node = quorum.server.node().clone();
+            let session = Duration::from_millis(args.broker_session_timeout_ms);
+            Arc::new(move || node.in_touch_within(session))
+        },
+        cut: {
+            // `keel lab isolate` cuts Kafka replication too, both ways.
+            let faults = quorum.faults.clone();
+            Arc::new(move |id| {
+                u64::try_from(id).is_ok_and(|p| {
+                    faults.drop_to.read().expect("faults lock").contains(&p)
+                        || faults.drop_from.read().expect("faults lock").contains(&p)
+                })
+            })
+        },
     };
     let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(view.clone());
     let replication = tokio::spawn(keel_kafka::replication::run(
@@ -742,11 +880,17 @@ async fn dev(args: DevArgs) -> Result<()> {
         .map(|(l, node)| tokio::spawn(keel_cql::serve(l, node)));
     let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     let topics = broker.topics().len();
+    // The cluster's id is the quorum's (the first node to register set it),
+    // the one Kafka's Metadata and /health answer; this node's own only
+    // while it has not registered.
+    let cluster_id = match membership.watch().borrow().cluster_id.clone() {
+        id if id.is_empty() => broker.cluster_id().to_string(),
+        id => id,
+    };
     println!(
-        "Keel {} is up (node {}, cluster {})",
+        "Keel {} is up (node {}, cluster {cluster_id})",
         env!("CARGO_PKG_VERSION"),
         broker.node_id(),
-        broker.cluster_id()
     );
     println!(
         "  Kafka:  {}:{}   try: kcat -b {}:{} -L",
@@ -768,7 +912,11 @@ async fn dev(args: DevArgs) -> Result<()> {
         args.node_id, quorum.peer_local
     );
     println!("  Admin:  http://{admin_local}/metrics  http://{admin_local}/health  http://{admin_local}/raft");
-    println!("  Data:   {} ({topics} topics)", data_dir.display());
+    println!(
+        "  Data:   {} ({topics} {})",
+        data_dir.display(),
+        if topics == 1 { "topic" } else { "topics" }
+    );
     println!("  Stop:   Ctrl-C");
 
     wait_for_signal().await?;
@@ -849,7 +997,33 @@ fn etcd_endpoint(args: &DevArgs, addrs: &[String]) -> String {
     out
 }
 
-async fn dev_cluster(args: DevArgs) -> Result<()> {
+/// Settings `keel dev --nodes N` gives each node itself (addresses, data,
+/// identity) or passes in security_flags; the rest it forwards as given.
+const PER_NODE_SETTINGS: [&str; 21] = [
+    "node-id",
+    "data-dir",
+    "etcd-addr",
+    "peer-addr",
+    "kafka-addr",
+    "admin-addr",
+    "cql-addr",
+    "advertised-addr",
+    "initial-cluster",
+    "initial-cluster-state",
+    "nodes",
+    "tls",
+    "cert-file",
+    "key-file",
+    "trusted-ca-file",
+    "client-cert-auth",
+    "peer-cert-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+    "peer-client-cert-auth",
+    "auth-token",
+];
+
+async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
     let exe = std::env::current_exe().context("find the keel binary")?;
     let n = args.nodes;
     let port = |base: u16, i: u64| base + (i as u16 - 1) * 10_000;
@@ -857,7 +1031,23 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
         .map(|i| format!("{i}=127.0.0.1:{}", port(2380, i)))
         .collect();
     let initial = initial.join(",");
-    let mut children = Vec::new();
+    // Every setting given to `keel dev` (by flag, variable or file) goes to
+    // each node, less those each node has its own of and the security files
+    // security_flags passes; the children get them as flags and none of the
+    // KEEL_* variables, so nothing applies twice.
+    let forwarded = settings.forwarded(&PER_NODE_SETTINGS);
+    let keel_vars: Vec<String> = settings
+        .rows
+        .iter()
+        .map(|r| config::env_name(&r.name))
+        .chain([
+            "KEEL_CONFIG_FILE".to_string(),
+            "KEEL_PRINT_CONFIG".to_string(),
+        ])
+        .collect();
+    let json_logs = args.log_format == LogFormat::Json;
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut running: std::collections::BTreeMap<u64, (u32, String)> = Default::default();
     println!("Keel: a local cluster of {n} nodes (each a `keel start` process)");
     for i in 1..=n {
         let dir = args.data_dir.join(format!("node{i}"));
@@ -872,28 +1062,50 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
             "  node {i}: etcd {etcd}  kafka {kafka}  cql {cql}  admin http://{admin}  peer {peer}  data {}",
             dir.display()
         );
-        let child = tokio::process::Command::new(&exe)
-            .arg("start")
-            .args(["--node-id", &i.to_string()])
-            .args(["--data-dir", &dir.to_string_lossy()])
-            .args(["--etcd-addr", &etcd, "--peer-addr", &peer])
-            .args(["--kafka-addr", &kafka, "--admin-addr", &admin])
-            .args(["--cql-addr", &cql])
-            .args(["--initial-cluster", &initial])
-            .args([
-                "--election-timeout-ms",
-                &args.election_timeout_ms.to_string(),
-            ])
-            .args([
-                "--watch-progress-notify-interval-ms",
-                &args.watch_progress_notify_interval_ms.to_string(),
-            ])
-            .args(args.security_flags())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("start node {i}"))?;
-        children.push(child);
+        let mut argv: Vec<std::ffi::OsString> = vec!["start".into()];
+        for (flag, value) in [
+            ("--node-id", i.to_string()),
+            ("--data-dir", dir.to_string_lossy().into_owned()),
+            ("--etcd-addr", etcd),
+            ("--peer-addr", peer),
+            ("--kafka-addr", kafka),
+            ("--admin-addr", admin),
+            ("--cql-addr", cql),
+            ("--initial-cluster", initial.clone()),
+        ] {
+            argv.push(flag.into());
+            argv.push(value.into());
+        }
+        argv.extend(forwarded.iter().cloned());
+        argv.extend(args.security_flags());
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(&argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for v in &keel_vars {
+            cmd.env_remove(v);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("start node {i}"))?;
+        // Each node's lines, labelled with its id, interleave on ours.
+        let out = child.stdout.take().expect("piped");
+        let err = child.stderr.take().expect("piped");
+        tokio::spawn(relay_lines(i, out, json_logs, false));
+        tokio::spawn(relay_lines(i, err, json_logs, true));
+        let restart = std::iter::once(exe.as_os_str().to_owned())
+            .chain(argv)
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        running.insert(i, (child.id().unwrap_or(0), restart));
+        let tx = exited_tx.clone();
+        tokio::spawn(async move {
+            // Waiting reaps the child: a node that dies leaves no <defunct>.
+            let status = child.wait().await;
+            let _ = tx.send((i, status));
+        });
     }
+    drop(exited_tx);
     let endpoints: Vec<String> = (1..=n)
         .map(|i| format!("127.0.0.1:{}", port(2379, i)))
         .collect();
@@ -902,19 +1114,102 @@ async fn dev_cluster(args: DevArgs) -> Result<()> {
         etcd_endpoint(&args, &endpoints),
     );
     println!("  Stop:   Ctrl-C");
-    wait_for_signal().await?;
-    for c in &children {
-        if let Some(pid) = c.id() {
-            // SIGTERM: each node stops cleanly.
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status();
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            r = &mut signal => { r?; break; }
+            Some((i, status)) = exited_rx.recv() => {
+                let (_, restart) = running.remove(&i).unwrap_or_default();
+                eprintln!(
+                    "keel dev: node {i} exited ({}); the others go on. Restart it with:\n  {restart}",
+                    describe_exit(&status)
+                );
+                if running.is_empty() {
+                    anyhow::bail!(
+                        "every node this keel dev started has exited (nodes restarted by hand run on their own)"
+                    );
+                }
+            }
         }
     }
-    for mut c in children {
-        let _ = c.wait().await;
+    for (pid, _) in running.values() {
+        if *pid != 0 {
+            // SIGTERM: each node stops cleanly.
+            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    while let Some((i, status)) = exited_rx.recv().await {
+        if let Ok(s) = &status {
+            if !s.success() {
+                eprintln!("keel dev: node {i} exited ({})", describe_exit(&status));
+            }
+        }
     }
     Ok(())
+}
+
+/// "exit code 1", "killed by signal 9 (SIGKILL)".
+fn describe_exit(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Err(e) => format!("waiting for it failed: {e}"),
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => {
+                let name = match sig {
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGINT => " (SIGINT)",
+                    _ => "",
+                };
+                format!("killed by signal {sig}{name}")
+            }
+            (None, None) => "unknown status".into(),
+        },
+    }
+}
+
+/// Copies a child node's output line by line, each labelled with its node
+/// id: `n2| ...` for text, a `"node":2` field for JSON lines.
+async fn relay_lines(
+    node: u64,
+    from: impl tokio::io::AsyncRead + Unpin,
+    json: bool,
+    to_stderr: bool,
+) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let labelled = match line.strip_prefix('{') {
+            Some(rest) if json => format!("{{\"node\":{node},{rest}"),
+            _ => format!("n{node}| {line}"),
+        };
+        // A closed terminal ends the relay, never the parent.
+        let _ = if to_stderr {
+            writeln!(std::io::stderr().lock(), "{labelled}")
+        } else {
+            writeln!(std::io::stdout().lock(), "{labelled}")
+        };
+    }
+}
+
+/// Quotes an argument for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

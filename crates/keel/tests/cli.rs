@@ -377,3 +377,29 @@ fn errors_are_one_line_and_name_the_problem() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_tool_quietly() {
+    use std::io::Read;
+    // `keel completion bash | head -3`: the reader closes after a few bytes.
+    let mut child = Command::new(KEEL)
+        .args(["completion", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // stdout dropped here: every later write meets a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // Ended by SIGPIPE, as cat or grep would be (the shell shows 141).
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}",
+        out.status
+    );
+}

@@ -31,9 +31,42 @@ pub struct LocalTopic {
 }
 
 impl Broker {
+    /// Whether `topic`-`partition` exists: in the cluster's metadata when this
+    /// node follows one, else among this node's own topics.
+    pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        match &*self
+            .inner
+            .cluster_partitions
+            .read()
+            .expect("cluster partitions lock")
+        {
+            Some(all) => all.get(topic).is_some_and(|n| (0..*n).contains(&partition)),
+            None => self
+                .topic(topic)
+                .and_then(|t| t.partition(partition))
+                .is_some(),
+        }
+    }
+
     /// Makes the local logs agree with `image` for node `me`. Returns one line
     /// per topic it could not bring into line (the rest are done).
     pub fn apply_metadata(&self, image: &Image, me: i32) -> Vec<String> {
+        *self
+            .inner
+            .cluster_partitions
+            .write()
+            .expect("cluster partitions lock") = Some(
+            image
+                .topics
+                .iter()
+                .map(|(n, t)| {
+                    (
+                        n.clone(),
+                        i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+                    )
+                })
+                .collect(),
+        );
         let mut problems = Vec::new();
         for (name, t) in &image.topics {
             let Ok(id) = Uuid::from_slice(&t.id) else {

@@ -224,11 +224,7 @@ impl Broker {
         for o in offsets {
             let r = if o.metadata.len() > limits.offset_metadata_max_bytes {
                 Err(BrokerError::OffsetMetadataTooLarge(o.metadata.len()))
-            } else if self
-                .topic(&o.topic)
-                .and_then(|t| t.partition(o.partition))
-                .is_none()
-            {
+            } else if !self.partition_exists(&o.topic, o.partition) {
                 Err(BrokerError::UnknownTopicOrPartition(format!(
                     "{}-{}",
                     o.topic, o.partition
@@ -548,12 +544,22 @@ impl Broker {
         for id in &ids {
             gs.forget_if_unused(id);
         }
-        tracing::info!(
-            records,
-            partition = index,
-            groups = ids.len(),
-            "loaded group state from {OFFSETS_TOPIC}"
-        );
+        // One line per partition that held groups; the empty ones (most of
+        // fifty on a young cluster) are only worth a debug line.
+        if ids.is_empty() {
+            tracing::debug!(
+                records,
+                partition = index,
+                "no group state in {OFFSETS_TOPIC}"
+            );
+        } else {
+            tracing::info!(
+                records,
+                partition = index,
+                groups = ids.len(),
+                "loaded group state from {OFFSETS_TOPIC}"
+            );
+        }
         Ok(())
     }
 
@@ -592,7 +598,7 @@ impl Broker {
         match &s.repl {
             Some(r) if !r.is_leader() => Err(BrokerError::NotCoordinator(format!(
                 "broker {} is not the coordinator of group {group_id}",
-                r.me
+                r.role().me
             ))),
             _ => Ok(()),
         }

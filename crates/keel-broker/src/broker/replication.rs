@@ -21,28 +21,9 @@ use tokio::sync::oneshot;
 use super::{load_producer_state, Broker, Fetched, Partition, PartitionState};
 use crate::{BrokerError, Result};
 
-/// This node's part in a replicated partition, from the cluster metadata.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Repl {
-    pub me: i32,
-    pub leader: i32,
-    pub leader_epoch: i32,
-    pub isr: Vec<i32>,
-    pub replicas: Vec<i32>,
-    /// On the leader: what each follower's fetches said.
-    pub followers: BTreeMap<i32, Follower>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Follower {
-    /// Its log end (its last fetch offset): everything below it is durable there.
-    pub leo: i64,
-    /// When it was last caught up with the leader (Kafka's lastCaughtUpTimeMs).
-    pub caught_up_ms: i64,
-    /// The leader's log end and the time of its previous fetch.
-    pub prev_leader_leo: i64,
-    pub prev_fetch_ms: i64,
-}
+/// This node's part in a replicated partition: the pure core, whose
+/// waiting acks=all writes are answered on channels.
+pub(crate) type Repl = keel_repl::Replica<oneshot::Sender<Result<()>>>;
 
 /// A follower of the ISR the leader would drop (lagging) or a replica it
 /// would add (caught up): the change to propose.
@@ -51,51 +32,81 @@ pub struct IsrChange {
     pub topic: String,
     pub partition: i32,
     pub leader_epoch: i32,
+    /// The partition epoch of the metadata the change was computed from:
+    /// what the proposal must be based on.
+    pub partition_epoch: i32,
     pub isr: Vec<i32>,
 }
 
-impl Repl {
-    pub fn is_leader(&self) -> bool {
-        self.leader == self.me
+/// What one partition of a fetch answer brings a follower, with the fetch
+/// it answers (see [`Broker::append_as_follower_all`]).
+#[derive(Debug)]
+pub struct FollowerAppend<'a> {
+    pub topic: String,
+    pub partition: i32,
+    pub records: &'a [u8],
+    pub high_watermark: i64,
+    /// The leader and epoch the fetch was sent to, and its fetch offset.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub fetch_offset: i64,
+}
+
+impl From<keel_repl::Refusal> for BrokerError {
+    fn from(r: keel_repl::Refusal) -> BrokerError {
+        use keel_repl::Refusal as R;
+        match r {
+            R::NotLeader(why) => BrokerError::NotLeader(why),
+            R::FencedLeaderEpoch { asked, current } => BrokerError::FencedLeaderEpoch(format!(
+                "leader epoch {asked} is older than the current {current}"
+            )),
+            R::UnknownLeaderEpoch { asked, current } => BrokerError::UnknownLeaderEpoch(format!(
+                "leader epoch {asked} is newer than this broker's {current}"
+            )),
+            R::OffsetOutOfRange { offset, end } => BrokerError::OffsetOutOfRange {
+                offset,
+                start: 0,
+                end,
+            },
+            R::NotEnoughReplicasAfterAppend { isr, min } => {
+                BrokerError::NotEnoughReplicasAfterAppend { isr, min }
+            }
+        }
     }
 }
 
 impl Partition {
-    /// The high watermark the leader may publish now: the smallest durable
-    /// log end among the in-sync replicas (its own included).
+    /// The high watermark the leader may publish now (the core's: the
+    /// smallest durable log end in the ISR, its own included), and the
+    /// acks=all writes it answers.
     pub(super) fn recompute_high_watermark(&self, s: &mut PartitionState) {
         let own = if s.effective.fsync_before_ack() {
             s.log.flushed_offset()
         } else {
             s.log.log_end_offset()
         };
-        let mut hw = own;
-        if let Some(r) = s.repl.as_ref().filter(|r| r.is_leader()) {
-            for id in r.isr.iter().filter(|id| **id != r.me) {
-                // A follower that has not fetched from this leader yet holds it back.
-                let leo = r.followers.get(id).map_or(i64::MIN, |f| f.leo);
-                hw = hw.min(leo);
-            }
-        } else if s.repl.is_some() {
-            // A follower's high watermark comes from its leader's fetch answers.
-            return;
-        }
+        let hw = match &s.repl {
+            None => own,
+            Some(r) => match r.high_watermark(own) {
+                Some(hw) => hw,
+                // A follower's high watermark comes from its leader's fetch answers.
+                None => return,
+            },
+        };
         self.set_high_watermark(hw);
         self.release_replicated(s);
     }
 
-    /// Answers the acks=all produces the high watermark has passed.
+    /// Answers the acks=all writes the high watermark has passed, as the
+    /// core says (min.insync.replicas checked again at the answer).
     pub(super) fn release_replicated(&self, s: &mut PartitionState) {
         let hw = self.high_watermark();
-        if s.hw_waiters.is_empty() {
+        let min = s.effective.min_insync_replicas;
+        let Some(r) = s.repl.as_mut() else {
             return;
-        }
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.hw_waiters)
-            .into_iter()
-            .partition(|(end, _)| *end <= hw);
-        s.hw_waiters = waiting;
-        for (_, tx) in done {
-            let _ = tx.send(Ok(()));
+        };
+        for (tx, answer) in r.release(hw, min) {
+            let _ = tx.send(answer.map_err(BrokerError::from));
         }
     }
 
@@ -105,7 +116,9 @@ impl Partition {
         match &s.repl {
             Some(r) if !r.is_leader() => Err(BrokerError::NotLeader(format!(
                 "this broker does not lead {}-{} (broker {} does)",
-                p.topic, p.index, r.leader
+                p.topic,
+                p.index,
+                r.role().leader
             ))),
             _ => Ok(()),
         }
@@ -113,14 +126,12 @@ impl Partition {
 
     /// The partition's ISR size for min.insync.replicas (1 when not replicated).
     pub(super) fn isr_size(s: &PartitionState) -> i32 {
-        s.repl.as_ref().map_or(1, |r| r.isr.len() as i32)
+        s.repl.as_ref().map_or(1, Repl::isr_size)
     }
 
     /// Whether acks=all must wait for other replicas.
     pub(super) fn replicated(s: &PartitionState) -> bool {
-        s.repl
-            .as_ref()
-            .is_some_and(|r| r.is_leader() && r.isr.len() > 1)
+        s.repl.as_ref().is_some_and(Repl::must_wait_for_followers)
     }
 
     /// Registers an acks=all produce that ends at `end`.
@@ -130,10 +141,16 @@ impl Partition {
         end: i64,
     ) -> oneshot::Receiver<Result<()>> {
         let (tx, rx) = oneshot::channel();
-        if self.high_watermark() >= end {
-            let _ = tx.send(Ok(()));
-        } else {
-            s.hw_waiters.push((end, tx));
+        let hw = self.high_watermark();
+        match s.repl.as_mut() {
+            Some(r) => {
+                if let Some(tx) = r.wait(end, hw, tx) {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            None => {
+                let _ = tx.send(Ok(()));
+            }
         }
         rx
     }
@@ -155,54 +172,57 @@ impl Broker {
         meta: &keel_meta::Partition,
     ) -> Result<()> {
         let mut s = p.lock();
-        let was = s.repl.clone();
-        let was_leader = was.as_ref().is_some_and(Repl::is_leader);
-        let became_leader = meta.leader == me
-            && (!was_leader
-                || was
-                    .as_ref()
-                    .is_some_and(|w| w.leader_epoch != meta.leader_epoch));
-        let mut r = Repl {
+        let now = self.now_ms();
+        let role = keel_repl::Role {
             me,
             leader: meta.leader,
             leader_epoch: meta.leader_epoch,
             isr: meta.isr.clone(),
             replicas: meta.replicas.clone(),
-            followers: match &was {
-                Some(w) if !became_leader => w.followers.clone(),
-                _ => BTreeMap::new(),
-            },
+            partition_epoch: meta.partition_epoch,
+            last_unclean_epoch: meta.last_unclean_epoch,
         };
-        r.followers.retain(|id, _| meta.replicas.contains(id));
-        if became_leader {
-            s.log.begin_epoch(meta.leader_epoch)?;
-            let now = self.now_ms();
-            // Every follower gets a full replica.lag.time.max.ms from now.
-            for id in meta.replicas.iter().filter(|id| **id != me) {
-                r.followers.insert(
-                    *id,
-                    Follower {
-                        leo: i64::MIN,
-                        caught_up_ms: now,
-                        prev_leader_leo: i64::MAX,
-                        prev_fetch_ms: now,
-                    },
-                );
+        let first = s.repl.is_none();
+        let change = match s.repl.as_mut() {
+            Some(r) => r.set_role(role, now, false),
+            None => {
+                let (r, change) = Repl::new(role, now);
+                s.repl = Some(r);
+                change
             }
+        };
+        if let Some(epoch) = change.begin_epoch {
+            s.log.begin_epoch(epoch)?;
         }
-        let lost = was_leader && meta.leader != me;
-        s.repl = Some(r);
+        if first {
+            // The log end is only a guess at what is committed: a tail this
+            // node appended as leader, or copied, may never have reached the
+            // ISR. Start from the checkpointed high watermark (Kafka's
+            // replication-offset-checkpoint); the leader's answers, or the
+            // ISR's fetches if this node leads, move it on. Taking the log end
+            // made a restarted follower that truncated its uncommitted tail
+            // report it as committed records lost to an unclean election
+            // (found by keel-sim: plant high-watermark-from-log-end).
+            let checkpointed = self
+                .inner
+                .hw_checkpoint
+                .lock()
+                .expect("checkpoint lock")
+                .get(&(p.topic.clone(), p.index))
+                .copied()
+                .unwrap_or(0);
+            p.reset_high_watermark(checkpointed.min(s.log.log_end_offset()));
+        }
+        let became_leader = change.begin_epoch.is_some();
+        let lost = change.lost_leadership;
         p.leader_epoch.store(meta.leader_epoch, Ordering::Release);
-        if lost {
-            for (_, tx) in s.hw_waiters.drain(..) {
-                let _ = tx.send(Err(BrokerError::NotLeader(format!(
-                    "{}-{} changed leader before the write reached every in-sync replica",
-                    p.topic, p.index
-                ))));
-            }
+        for tx in change.failed {
+            let _ = tx.send(Err(BrokerError::NotLeader(format!(
+                "{}-{} changed leader before the write reached every in-sync replica",
+                p.topic, p.index
+            ))));
         }
         p.recompute_high_watermark(&mut s);
-        let first = was.is_none();
         drop(s);
         if p.topic == super::OFFSETS_TOPIC {
             // The group coordinator of this partition is its leader.
@@ -225,14 +245,21 @@ impl Broker {
         let mut s = p.lock();
         p.leader_epoch.store(meta.leader_epoch, Ordering::Release);
         let held = s.log.log_end_offset() > s.log.log_start_offset();
-        let Some(was) = s.repl.take().or_else(|| held.then(Repl::default)) else {
+        let was = s.repl.take();
+        if was.is_none() && !held {
             return Ok(());
-        };
-        for (_, tx) in s.hw_waiters.drain(..) {
-            let _ = tx.send(Err(BrokerError::NotLeader(format!(
-                "{}-{} moved to other brokers before the write reached every in-sync replica",
-                p.topic, p.index
-            ))));
+        }
+        // Its groups are served here if it led, or if it had no role yet (at
+        // start-up every local offsets partition was loaded).
+        let served_groups = was.as_ref().is_none_or(Repl::is_leader);
+        if let Some(mut r) = was {
+            let gone = r.set_role(keel_repl::Role::default(), self.now_ms(), false);
+            for tx in gone.failed {
+                let _ = tx.send(Err(BrokerError::NotLeader(format!(
+                    "{}-{} moved to other brokers before the write reached every in-sync replica",
+                    p.topic, p.index
+                ))));
+            }
         }
         let now = self.now_ms();
         let start = s.log.log_start_offset();
@@ -246,7 +273,7 @@ impl Broker {
             partition = p.index,
             "no longer a replica here: the local copy is emptied"
         );
-        if p.topic == super::OFFSETS_TOPIC && was.is_leader() {
+        if p.topic == super::OFFSETS_TOPIC && served_groups {
             self.unload_group_partition(p.index);
         }
         Ok(())
@@ -268,37 +295,22 @@ impl Broker {
         let now = self.now_ms();
         let mut s = p.lock();
         let end = s.log.log_end_offset();
-        {
-            let Some(r) = s.repl.as_mut().filter(|r| r.is_leader()) else {
-                return Err(BrokerError::NotLeader(format!(
-                    "broker does not lead {topic}-{index}"
-                )));
-            };
-            check_epoch(r.leader_epoch, leader_epoch)?;
-            if !r.replicas.contains(&follower) {
-                return Err(BrokerError::NotLeader(format!(
-                    "broker {follower} is not a replica of {topic}-{index}"
-                )));
-            }
-            let f = r.followers.entry(follower).or_default();
-            if offset > end {
-                return Err(BrokerError::OffsetOutOfRange {
-                    offset,
-                    start: s.log.log_start_offset(),
-                    end,
-                });
-            }
-            f.leo = offset;
-            // Kafka's rule: caught up now if it has the whole log, or caught up
-            // as of its previous fetch if it has what the log held then.
-            if offset >= end {
-                f.caught_up_ms = now;
-            } else if offset >= f.prev_leader_leo {
-                f.caught_up_ms = f.caught_up_ms.max(f.prev_fetch_ms);
-            }
-            f.prev_leader_leo = end;
-            f.prev_fetch_ms = now;
-        }
+        let Some(r) = s.repl.as_mut() else {
+            return Err(BrokerError::NotLeader(format!(
+                "broker does not lead {topic}-{index}"
+            )));
+        };
+        r.on_fetch(follower, leader_epoch, offset, end, now)
+            .map_err(|e| match e {
+                keel_repl::Refusal::OffsetOutOfRange { offset, end } => {
+                    BrokerError::OffsetOutOfRange {
+                        offset,
+                        start: s.log.log_start_offset(),
+                        end,
+                    }
+                }
+                e => BrokerError::from(e),
+            })?;
         p.recompute_high_watermark(&mut s);
         let read = s.log.read(offset, max_bytes, i64::MAX)?;
         Ok(Fetched {
@@ -314,21 +326,32 @@ impl Broker {
     /// end, the offset of its next fetch. All appends come first, then every
     /// partition's fsync at once (on scoped threads, so the disk sees them
     /// together), then the high watermarks.
-    pub fn append_as_follower_all(
-        &self,
-        parts: Vec<(String, i32, &[u8], i64)>,
-    ) -> Vec<Result<i64>> {
+    ///
+    /// An answer is taken only if this replica still follows the leader and
+    /// epoch it was fetched at and its log still ends where the fetch began
+    /// (a truncation in between would otherwise leave a gap, or keep a
+    /// deposed leader's records); otherwise it is dropped, as Kafka's
+    /// fetcher drops a response whose partition state changed in flight.
+    pub fn append_as_follower_all(&self, parts: Vec<FollowerAppend<'_>>) -> Vec<Result<i64>> {
         let now = self.now_ms();
         let appended: Vec<Result<(Arc<Partition>, Option<keel_storage::FlushJob>)>> = parts
             .iter()
-            .map(|(topic, index, bytes, _)| {
-                let p = self.partition(topic, *index)?;
+            .map(|a| {
+                let (topic, index, bytes) = (&a.topic, a.partition, a.records);
+                let p = self.partition(topic, index)?;
                 let job = {
                     let mut s = p.lock();
-                    if s.repl.as_ref().is_none_or(|r| r.is_leader()) {
-                        return Err(BrokerError::NotLeader(format!(
-                            "{topic}-{index}: this broker leads it now"
-                        )));
+                    check_following(&s, &p, a.leader, a.leader_epoch)?;
+                    let end = s.log.log_end_offset();
+                    if end != a.fetch_offset {
+                        tracing::debug!(
+                            topic = topic.as_str(),
+                            partition = index,
+                            end,
+                            fetched_at = a.fetch_offset,
+                            "dropped a fetch answer: the log moved while it was in flight"
+                        );
+                        return Ok((p.clone(), None));
                     }
                     for range in keel_storage::batch::split(bytes)? {
                         let h = s.log.append_replicated(&bytes[range], now)?;
@@ -362,7 +385,8 @@ impl Broker {
             .into_iter()
             .zip(synced)
             .zip(&parts)
-            .map(|((a, synced), (topic, index, _, leader_hw))| {
+            .map(|((a, synced), part)| {
+                let (topic, index, leader_hw) = (&part.topic, part.partition, &part.high_watermark);
                 let (p, job) = a?;
                 let mut s = p.lock();
                 if let Some(job) = job {
@@ -415,29 +439,42 @@ impl Broker {
                 )));
             }
             if current_epoch >= 0 {
-                check_epoch(r.leader_epoch, current_epoch)?;
+                check_epoch(r.role().leader_epoch, current_epoch)?;
             }
         }
         Ok(s.log.epoch_end(epoch)?)
     }
 
-    /// A follower removes a tail its leader does not have (whole batches from
-    /// `offset`), durably, and rebuilds its producer state from what is left.
-    /// Returns the offsets it had known committed (below its high watermark)
-    /// and removed, `[from, to)`: only an unclean election makes those, since
-    /// a clean leader holds everything committed.
+    /// A follower removes the tail its leader does not have, from the
+    /// leader's OffsetsForLeaderEpoch answer for this log's latest epoch
+    /// (whole batches, durably; see `keel_repl::truncation` for where it
+    /// cuts), and rebuilds its producer state from what is left. Returns what
+    /// the cut may have lost, `[from, to)`, when an unclean election followed
+    /// the records cut (`keel_repl::truncation_loss`: a clean leader holds
+    /// everything committed), and whether the truncation is complete: if
+    /// not, the follower asks again for its new latest epoch.
+    ///
+    /// `following` is the (leader, leader epoch) the fetcher asked: refused
+    /// unless this replica has applied exactly that, so no answer to a fetch
+    /// from an earlier leader can be appended after this truncation.
     pub fn truncate_replica(
         &self,
         topic: &str,
         index: i32,
-        offset: i64,
-    ) -> Result<Option<(i64, i64)>> {
+        following: (i32, i32),
+        leader_epoch: i32,
+        leader_end: i64,
+    ) -> Result<(Option<(i64, i64)>, bool)> {
         let p = self.partition(topic, index)?;
         let now = self.now_ms();
         let mut s = p.lock();
+        check_following(&s, &p, following.0, following.1)?;
         let before = s.log.log_end_offset();
         let hw = p.high_watermark();
-        s.log.truncate_to(offset, now)?;
+        let latest = s.log.latest_epoch()?;
+        let unclean = s.repl.as_ref().map_or(0, |r| r.role().last_unclean_epoch);
+        let cut = s.log.truncation_for(leader_epoch, leader_end)?;
+        s.log.truncate_to(cut.offset, now)?;
         let after = s.log.log_end_offset();
         let mut lost = None;
         if after < before {
@@ -450,12 +487,12 @@ impl Broker {
             );
             s.producers = load_producer_state(&s.log, now)?;
             s.producers_dirty = true;
+            lost = keel_repl::truncation_loss(unclean, latest, after, before);
             if hw > after {
-                lost = Some((after, hw));
                 p.reset_high_watermark(after);
             }
         }
-        Ok(lost)
+        Ok((lost, cut.done))
     }
 
     /// A follower whose log ends below its leader's log start (it was away
@@ -488,10 +525,38 @@ impl Broker {
         Ok(())
     }
 
+    /// Answers every acks=all write waiting on this node's partitions with
+    /// NOT_LEADER_OR_FOLLOWER: the node has been cut off from the controller
+    /// for a session, so its leaderships have moved or are moving, and what
+    /// it holds past the high watermark may be truncated. None of those
+    /// writes was acknowledged; the producer retries at the new leader (an
+    /// idempotent one with the same sequence numbers). Returns how many.
+    pub fn fail_waiting_writes(&self) -> usize {
+        let mut n = 0;
+        for t in self.topics() {
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                let waiters = match p.lock().repl.as_mut() {
+                    Some(r) => r.take_waiters(),
+                    None => continue,
+                };
+                for tx in waiters {
+                    n += 1;
+                    let _ = tx.send(Err(BrokerError::NotLeader(format!(
+                        "{}-{}: this broker has not heard from the controller for a broker \
+                         session; its leadership may have moved",
+                        p.topic, p.index
+                    ))));
+                }
+            }
+        }
+        n
+    }
+
     /// ISR changes this leader should propose: followers in the ISR not
     /// caught up for `lag_ms` leave it; replicas outside it that have reached
-    /// the high watermark (and this epoch's start) join it.
-    pub fn isr_changes(&self, lag_ms: i64) -> Vec<IsrChange> {
+    /// the high watermark (and this epoch's start) join it. The caller
+    /// proposes each (the core counts it proposed).
+    pub fn isr_changes(&self, lag_ms: i64, eligible: impl Fn(i32) -> bool) -> Vec<IsrChange> {
         let now = self.now_ms();
         let mut out = Vec::new();
         for t in self.topics() {
@@ -501,33 +566,18 @@ impl Broker {
                 let Ok(Some(epoch_start)) = s.log.latest_epoch_start() else {
                     continue;
                 };
-                let Some(r) = s.repl.as_ref().filter(|r| r.is_leader()) else {
+                let Some(r) = s.repl.as_mut() else {
                     continue;
                 };
-                let mut isr = r.isr.clone();
-                isr.retain(|id| {
-                    *id == r.me
-                        || r.followers
-                            .get(id)
-                            .is_some_and(|f| now - f.caught_up_ms <= lag_ms)
-                });
-                for (id, f) in &r.followers {
-                    if !isr.contains(id)
-                        && f.leo >= hw
-                        && f.leo >= epoch_start
-                        && now - f.caught_up_ms <= lag_ms
-                    {
-                        isr.push(*id);
-                    }
-                }
-                isr.sort_unstable();
-                let mut old = r.isr.clone();
-                old.sort_unstable();
-                if isr != old {
+                if let Some(isr) = r.isr_change(now, lag_ms, hw, epoch_start, &eligible) {
+                    // Proposed from here on: the high watermark waits for the
+                    // replicas it adds (KIP-497's maximal ISR).
+                    r.proposed_isr(isr.clone(), now);
                     out.push(IsrChange {
                         topic: p.topic.clone(),
                         partition: p.index,
-                        leader_epoch: r.leader_epoch,
+                        leader_epoch: r.role().leader_epoch,
+                        partition_epoch: r.role().partition_epoch,
                         isr,
                     });
                 }
@@ -537,18 +587,112 @@ impl Broker {
     }
 }
 
-/// KIP-320: a request at an older epoch is fenced; one at a newer epoch than
-/// this broker knows means its metadata is behind.
-fn check_epoch(current: i32, asked: i32) -> Result<()> {
-    if asked < current {
-        Err(BrokerError::FencedLeaderEpoch(format!(
-            "leader epoch {asked} is older than the current {current}"
-        )))
-    } else if asked > current {
-        Err(BrokerError::UnknownLeaderEpoch(format!(
-            "leader epoch {asked} is newer than this broker's {current}"
-        )))
-    } else {
+/// Kafka's file name and format (version 0: a version line, a count line,
+/// then `topic partition offset` lines).
+pub(super) const HW_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+
+/// Reads the high watermark checkpoint; a missing or unreadable one is
+/// empty (every replicated partition then starts from 0 and learns its high
+/// watermark from its leader), never an error that stops the node.
+pub(super) fn read_hw_checkpoint(dir: &std::path::Path) -> BTreeMap<(String, i32), i64> {
+    let path = dir.join(HW_CHECKPOINT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!("{}: {e}; high watermarks start from 0", path.display());
+            return BTreeMap::new();
+        }
+    };
+    match parse_hw_checkpoint(&text) {
+        Some(m) => m,
+        None => {
+            tracing::warn!(
+                "{}: not a version 0 checkpoint; high watermarks start from 0",
+                path.display()
+            );
+            BTreeMap::new()
+        }
+    }
+}
+
+fn parse_hw_checkpoint(text: &str) -> Option<BTreeMap<(String, i32), i64>> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" {
+        return None;
+    }
+    let count: usize = lines.next()?.trim().parse().ok()?;
+    let mut out = BTreeMap::new();
+    for line in lines.by_ref().take(count) {
+        let mut f = line.split(' ');
+        let (topic, index, offset) = (f.next()?, f.next()?, f.next()?);
+        if f.next().is_some() {
+            return None;
+        }
+        out.insert(
+            (topic.to_string(), index.parse().ok()?),
+            offset.parse().ok()?,
+        );
+    }
+    (out.len() == count).then_some(out)
+}
+
+impl Broker {
+    /// The controller refused this leader's ISR proposal for the partition
+    /// (or it was never sent): the core stops counting the replicas it added.
+    pub fn isr_proposal_refused(&self, topic: &str, index: i32) {
+        if let Ok(p) = self.partition(topic, index) {
+            let mut s = p.lock();
+            if let Some(r) = s.repl.as_mut() {
+                r.isr_proposal_refused();
+                p.recompute_high_watermark(&mut s);
+            }
+        }
+    }
+
+    /// Writes every replicated partition's high watermark to
+    /// `replication-offset-checkpoint` (atomically: write, fsync, rename),
+    /// as Kafka does every replica.high.watermark.checkpoint.interval.ms
+    /// and at shutdown. A restart starts each partition from it.
+    pub fn checkpoint_high_watermarks(&self) -> Result<()> {
+        let mut now = BTreeMap::new();
+        for t in self.topics() {
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                if p.lock().repl.is_some() {
+                    now.insert((p.topic.clone(), p.index), p.high_watermark());
+                }
+            }
+        }
+        let mut text = format!("0\n{}\n", now.len());
+        for ((topic, index), hw) in &now {
+            text.push_str(&format!("{topic} {index} {hw}\n"));
+        }
+        let path = self.inner.config.data_dir.join(HW_CHECKPOINT_FILE);
+        super::write_atomically(&path, text.as_bytes())
+            .map_err(|e| super::storage_err("write", &path, e))?;
+        *self.inner.hw_checkpoint.lock().expect("checkpoint lock") = now;
         Ok(())
     }
+}
+
+/// Whether this replica follows `leader` at `epoch` by the metadata it has
+/// applied (the core's rule: a fetcher acts on a partition only then).
+fn check_following(s: &PartitionState, p: &Partition, leader: i32, epoch: i32) -> Result<()> {
+    match &s.repl {
+        Some(r) => r.check_following(leader, epoch).map_err(|e| match e {
+            keel_repl::Refusal::NotLeader(why) => {
+                BrokerError::NotLeader(format!("{}-{}: {why}", p.topic, p.index))
+            }
+            e => BrokerError::from(e),
+        }),
+        None => Err(BrokerError::NotLeader(format!(
+            "{}-{}: not a replica here",
+            p.topic, p.index
+        ))),
+    }
+}
+
+/// KIP-320 (the core's rule).
+fn check_epoch(current: i32, asked: i32) -> Result<()> {
+    keel_repl::check_epoch(current, asked).map_err(BrokerError::from)
 }

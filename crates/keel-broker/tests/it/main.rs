@@ -289,7 +289,7 @@ async fn compacted_topics_need_keys_and_keep_the_latest_value_per_key() {
     b.create_topic("c", 1, 1, configs, false).unwrap();
     assert!(matches!(
         b.produce("c", 0, &one_batch(&["keyless"]), -1),
-        Err(BrokerError::InvalidRecord(_))
+        Err(BrokerError::InvalidRecords { indexes, .. }) if indexes == [0]
     ));
     for i in 0..60 {
         let (k, v) = (format!("k{}", i % 4), format!("v{i}"));
@@ -332,4 +332,160 @@ async fn compacted_topics_need_keys_and_keep_the_latest_value_per_key() {
     let b = open(dir.path());
     assert_eq!(read(&b), after, "compaction survives a restart");
     b.shutdown().unwrap();
+}
+
+/// A follower's view of one partition, `t-0`, replicated on nodes 1, 2, 3.
+fn image_following(leader: i32, epoch: i32) -> keel_meta::Image {
+    let mut image = keel_meta::Image::default();
+    image.topics.insert(
+        "t".into(),
+        keel_meta::Topic {
+            id: uuid::Uuid::from_u128(7).as_bytes().to_vec(),
+            partitions: vec![keel_meta::Partition {
+                replicas: vec![1, 2, 3],
+                isr: vec![1, 2, 3],
+                leader,
+                leader_epoch: epoch,
+                ..Default::default()
+            }],
+            configs: BTreeMap::new(),
+        },
+    );
+    image
+}
+
+fn copied(base: i64, epoch: i32, values: &[&str]) -> Vec<u8> {
+    let mut b = one_batch(values);
+    batch::set_base_offset(&mut b, base);
+    batch::set_partition_leader_epoch(&mut b, epoch);
+    b
+}
+
+fn answer(records: &[u8], leader: i32, epoch: i32, at: i64) -> keel_broker::FollowerAppend<'_> {
+    keel_broker::FollowerAppend {
+        topic: "t".into(),
+        partition: 0,
+        records,
+        high_watermark: 0,
+        leader,
+        leader_epoch: epoch,
+        fetch_offset: at,
+    }
+}
+
+/// A fetch answered by a deposed leader can arrive after the follower has
+/// moved to the new one (its fetcher for the old leader still running for
+/// other partitions). Taken then, it would leave the old leader's records
+/// in the follower's log at offsets where the new leader holds others, and
+/// the new leader would count them as copies: seen in the interop suite as
+/// replicas in the ISR that differed at offsets 3744..3752.
+#[test]
+fn a_follower_takes_only_answers_from_the_leader_and_epoch_it_follows_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    assert!(b.apply_metadata(&image_following(1, 3), 2).is_empty());
+    let first = copied(0, 3, &["a", "b"]);
+    let r = b.append_as_follower_all(vec![answer(&first, 1, 3, 0)]);
+    assert_eq!(r[0].as_ref().unwrap(), &2);
+
+    // Node 3 leads now, at epoch 4; an answer node 1 gave at epoch 3 arrives.
+    assert!(b.apply_metadata(&image_following(3, 4), 2).is_empty());
+    let stale = copied(2, 3, &["from the deposed leader"]);
+    let r = b.append_as_follower_all(vec![answer(&stale, 1, 3, 2)]);
+    assert!(
+        matches!(r[0], Err(BrokerError::FencedLeaderEpoch(_))),
+        "{:?}",
+        r[0]
+    );
+    assert_eq!(b.replica_position("t", 0).unwrap(), (2, Some(3)));
+    // Truncation is for the epoch this replica follows, and no other.
+    assert!(b.truncate_replica("t", 0, (1, 3), 3, 2).is_err());
+    assert!(b.truncate_replica("t", 0, (3, 5), 3, 2).is_err());
+    let (lost, done) = b.truncate_replica("t", 0, (3, 4), 3, 1).unwrap();
+    assert_eq!((lost, done), (None, true));
+    assert_eq!(
+        b.replica_position("t", 0).unwrap(),
+        (0, None),
+        "the whole batch 0..2 goes"
+    );
+
+    // An answer to a fetch made before that truncation (at offset 2) is dropped:
+    // taken, it would leave a gap at 0..2.
+    let late = copied(2, 4, &["c"]);
+    let r = b.append_as_follower_all(vec![answer(&late, 3, 4, 2)]);
+    assert_eq!(r[0].as_ref().unwrap(), &0);
+    assert_eq!(b.replica_position("t", 0).unwrap(), (0, None));
+    // The answer to the fetch it makes now is taken.
+    let now = copied(0, 4, &["a", "c"]);
+    let r = b.append_as_follower_all(vec![answer(&now, 3, 4, 0)]);
+    assert_eq!(r[0].as_ref().unwrap(), &2);
+    assert_eq!(b.replica_position("t", 0).unwrap(), (2, Some(4)));
+}
+
+/// Node 2 following node 1 at epoch 3, holding 0..2, committed (the
+/// leader's high watermark 2).
+fn follower_with_committed(dir: &std::path::Path) -> Broker {
+    let b = open(dir);
+    assert!(b.apply_metadata(&image_following(1, 3), 2).is_empty());
+    let committed = copied(0, 3, &["a", "b"]);
+    let mut first = answer(&committed, 1, 3, 0);
+    first.high_watermark = 2;
+    assert_eq!(
+        *b.append_as_follower_all(vec![first])[0].as_ref().unwrap(),
+        2
+    );
+    b
+}
+
+fn follower_hw(b: &Broker) -> i64 {
+    b.fetch_follower("t", 0, 0, 1 << 20).unwrap().high_watermark
+}
+
+/// A follower restarts with a tail its leader never committed. Its high
+/// watermark starts from the checkpoint, not its log end, so truncating
+/// that tail is no loss. (Starting from the log end, it reported the tail
+/// as committed records lost to an unclean election: keel-sim's
+/// high-watermark-from-log-end plant.)
+#[test]
+fn a_restarted_follower_starts_from_its_checkpointed_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = follower_with_committed(dir.path());
+        let tail = copied(2, 3, &["c", "d"]);
+        let mut second = answer(&tail, 1, 3, 2);
+        second.high_watermark = 2;
+        assert_eq!(
+            *b.append_as_follower_all(vec![second])[0].as_ref().unwrap(),
+            4
+        );
+        assert_eq!(follower_hw(&b), 2);
+        b.shutdown().unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path().join("replication-offset-checkpoint")).unwrap();
+    assert_eq!(text, "0\n1\nt 0 2\n", "Kafka's format");
+    let b = open(dir.path());
+    assert!(b.apply_metadata(&image_following(3, 4), 2).is_empty());
+    assert_eq!(follower_hw(&b), 2, "the checkpoint, not the log end 4");
+    // The new leader had epoch 3 up to offset 2: the tail goes, and nothing
+    // committed went with it.
+    let (lost, done) = b.truncate_replica("t", 0, (3, 4), 3, 2).unwrap();
+    assert_eq!((lost, done), (None, true));
+    assert_eq!(b.replica_position("t", 0).unwrap(), (2, Some(3)));
+}
+
+#[test]
+fn a_damaged_checkpoint_is_ignored_and_the_high_watermark_starts_from_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = follower_with_committed(dir.path());
+        b.shutdown().unwrap();
+    }
+    std::fs::write(
+        dir.path().join("replication-offset-checkpoint"),
+        "0\n3\nt 0 x\n",
+    )
+    .unwrap();
+    let b = open(dir.path());
+    assert!(b.apply_metadata(&image_following(1, 3), 2).is_empty());
+    assert_eq!(follower_hw(&b), 0);
 }

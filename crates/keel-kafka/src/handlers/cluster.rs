@@ -48,6 +48,28 @@ pub struct ClusterView {
     /// leader sends a consumer that names its rack to an in-sync replica in
     /// that rack (KIP-392). Off by default, as in Kafka.
     pub rack_aware_reads: bool,
+    /// Whether the link between this node and broker `id` is cut (the lab's
+    /// `/lab/isolate`, as for Raft and the tables face): a follower does not
+    /// fetch from a leader it is cut off from, and a leader refuses a cut
+    /// follower's fetch, so a partition leader can be isolated from its
+    /// followers while its clients still reach it (issue 34: the zombie
+    /// leader).
+    pub cut: Arc<dyn Fn(i32) -> bool + Send + Sync>,
+    /// Whether this node's metadata can be trusted to say what it leads: it
+    /// was in touch with the quorum's leader within the broker session
+    /// timeout (`keel_raft::Node::in_touch_within`). A node cut off for
+    /// longer has been fenced by the controller, or is about to be, and its
+    /// partitions led elsewhere: it stops acting as their leader (Produce
+    /// and a consumer's Fetch get NOT_LEADER_OR_FOLLOWER, Metadata shows
+    /// them leaderless) so clients go to the brokers that know, instead of
+    /// waiting on a zombie until their requests time out.
+    pub fresh: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl ClusterView {
+    pub(crate) fn is_cut(&self, id: i32) -> bool {
+        (self.cut)(id)
+    }
 }
 
 /// Where a consumer's fetch of one partition is served (KIP-392).
@@ -109,7 +131,12 @@ impl Handler {
             .and_then(|i| t.partitions.get(i))
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
         let me = self.broker.node_id();
-        if p.leader == me {
+        if p.leader == me && !self.cluster.as_ref().is_none_or(|c| (c.fresh)()) {
+            Err(BrokerError::NotLeader(format!(
+                "broker {me} has not heard from the controller for a broker session: \
+                 {topic}-{partition} may be led elsewhere now"
+            )))
+        } else if p.leader == me {
             Ok(())
         } else if p.leader == NO_LEADER {
             Err(BrokerError::LeaderNotAvailable(format!(
@@ -504,6 +531,13 @@ impl Handler {
                     "partition {index} of {topic} has no leader"
                 ))
             })?;
+        // This node leads by the image, but its local logs may not have
+        // followed it yet (the follower task applies images as they come):
+        // bring them in line now, so the OffsetFetch or JoinGroup that comes
+        // right after this answer does not get NOT_COORDINATOR.
+        if node.id == self.broker.node_id() && self.broker.check_coordinator(group).is_err() {
+            self.sync_local();
+        }
         Ok((node.id, node.kafka_host.clone(), node.kafka_port))
     }
 

@@ -167,6 +167,124 @@ async fn produce_fetch_and_metadata_round_trip() {
 }
 
 #[tokio::test]
+async fn a_fetchs_max_bytes_holds_across_partitions_after_the_first_batch() {
+    let node = start().await;
+    node.broker
+        .create_topic("wide", 4, -1, Default::default(), false)
+        .unwrap();
+    let c = Connection::connect(&node.addr).await.unwrap();
+    let big = vec![b'x'; 300_000];
+    for partition in 0..4 {
+        let recs: Vec<batch::KeyValue> = vec![(None, Some(big.as_slice()))];
+        let resp = c
+            .call(
+                &produce_req(
+                    "wide",
+                    partition,
+                    -1,
+                    batch::build(1_700_000_000_000, &recs),
+                ),
+                7,
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetch = |offsets: [i64; 4]| {
+        let mut r = FetchRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.max_bytes = 500_000;
+        r.topics = vec![FetchTopic::default()
+            .with_topic(name("wide"))
+            .with_partitions(
+                (0..4)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offsets[p as usize])
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )];
+        r
+    };
+    let sizes = |resp: &FetchResponse| -> Vec<usize> {
+        resp.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .collect()
+    };
+    // The first batch comes whole (KIP-74); the others would pass 500 000
+    // bytes, so they wait for the next fetch. Kafka's answer; Keel sent 1.2 MB.
+    let first = sizes(&c.call(&fetch([0, 0, 0, 0]), 11).await.unwrap());
+    assert!(first[0] > 300_000, "{first:?}");
+    assert_eq!(&first[1..], &[0, 0, 0], "past max_bytes: {first:?}");
+    // Each partition is served in turn: nobody starves.
+    let next = sizes(&c.call(&fetch([1, 0, 0, 0]), 11).await.unwrap());
+    assert_eq!(next[0], 0);
+    assert!(
+        next[1] > 300_000 && next[2] == 0 && next[3] == 0,
+        "{next:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_topics_compression_type_is_the_codec_its_batches_are_stored_with() {
+    let node = start().await;
+    let c = Connection::connect(&node.addr).await.unwrap();
+    let mut req = CreateTopicsRequest::default();
+    req.timeout_ms = 10_000;
+    req.topics = vec![CreatableTopic::default()
+        .with_name(name("zstd-topic"))
+        .with_num_partitions(1)
+        .with_replication_factor(-1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("compression.type"))
+            .with_value(Some(StrBytes::from_static_str("zstd")))])];
+    let resp = c.call(&req, 5).await.unwrap();
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
+    // An uncompressed batch from the producer...
+    let vals = ["a", "b", "c"].map(|v| v.repeat(100));
+    let recs: Vec<batch::KeyValue> = vals.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    let resp = c
+        .call(
+            &produce_req("zstd-topic", 0, -1, batch::build(1_700_000_000_000, &recs)),
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    // ...is stored and served as zstd, and decodes to the same records.
+    let fetched = c
+        .call(&fetch_req("zstd-topic", 0, 0, 0, 0), 11)
+        .await
+        .unwrap();
+    let bytes = fetched.responses[0].partitions[0].records.clone().unwrap();
+    let attributes = i16::from_be_bytes([bytes[21], bytes[22]]);
+    assert_eq!(attributes & 0x7, 4, "zstd");
+    assert_eq!(
+        values(&bytes),
+        vals.iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    );
+    // A codec Kafka does not name is INVALID_CONFIG, and creates nothing.
+    req.topics[0].name = name("bad-codec");
+    req.topics[0].configs[0].value = Some(StrBytes::from_static_str("brotli"));
+    let resp = c.call(&req, 5).await.unwrap();
+    assert_eq!(
+        resp.topics[0].error_code,
+        ResponseError::InvalidConfig.code()
+    );
+    assert!(node.broker.topic("bad-codec").is_none());
+}
+
+#[tokio::test]
 async fn fetch_long_polls_until_data_arrives() {
     let node = start().await;
     let c = Connection::connect(&node.addr).await.unwrap();

@@ -38,8 +38,9 @@ pub struct Common {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
-    /// A Keel node's admin listener, HOST:PORT: `topic describe` reads from its
-    /// /cluster what unclean elections lost (no Kafka API carries that).
+    /// A Keel node's admin listener, HOST:PORT, read for what no Kafka API
+    /// carries: `keel table` reads the ring, node states and schema from its
+    /// /cluster, `topic describe` what unclean elections lost.
     #[arg(
         long,
         env = "KEEL_ADMIN",

@@ -235,6 +235,7 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
                 },
                 "DC".into(),
                 "RACK".into(),
+                "PHI".into(),
             ]];
             let mut rows = Vec::new();
             for n in &nodes {
@@ -253,6 +254,9 @@ pub async fn run(cmd: TableCommand, common: &Common) -> Result<()> {
                     format!("{:.1}%", share * 100.0),
                     n.datacenter.clone(),
                     n.rack.clone(),
+                    // The asked node's suspicion of this one (gossip's
+                    // phi-accrual detector); "-" for itself or one not heard.
+                    n.phi.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
                 ]);
                 rows.push(
                     json!({"node": n.id, "state": state, "up": n.up, "status": n.state,
