@@ -201,19 +201,49 @@ pub async fn offsets(
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_timestamp(timestamp)])]);
-        let resp = c.call_node(leader, &req, 6).await?;
-        let p = resp
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| anyhow!("no offsets for {topic}-{partition}"))?;
-        check(
-            p.error_code,
-            &format!("list offsets of {topic}-{partition}"),
-        )?;
-        out.push((partition, p.offset));
+        // A retriable error (the leader has not applied a topic just created,
+        // or leadership moved) is asked again of the partition's leader as
+        // the metadata names it then, for a bounded time: what Kafka's
+        // AdminClient does for listOffsets.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut leader = leader;
+        let offset = loop {
+            if leader < 0 && std::time::Instant::now() < deadline {
+                // No leader yet (LEADER_NOT_AVAILABLE in the metadata).
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                leader = leader_of(c, topic, partition).await?;
+                continue;
+            }
+            let resp = c.call_node(leader, &req, 6).await?;
+            let p = resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or_else(|| anyhow!("no offsets for {topic}-{partition}"))?;
+            let retriable =
+                ResponseError::try_from_code(p.error_code).is_some_and(|e| e.is_retriable());
+            if !retriable || std::time::Instant::now() >= deadline {
+                check(
+                    p.error_code,
+                    &format!("list offsets of {topic}-{partition}"),
+                )?;
+                break p.offset;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            leader = leader_of(c, topic, partition).await?;
+        };
+        out.push((partition, offset));
     }
     Ok(out)
+}
+
+/// The leader the metadata names for `topic`-`partition` now (-1: none).
+async fn leader_of(c: &mut Cluster, topic: &str, partition: i32) -> Result<i32> {
+    let t = c.topic(topic).await?;
+    Ok(t.partitions
+        .iter()
+        .find(|q| q.partition_index == partition)
+        .map_or(-1, |q| q.leader_id.0))
 }
 
 async fn describe(c: &mut Cluster, common: &Common, name: &str) -> Result<()> {
