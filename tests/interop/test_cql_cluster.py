@@ -1105,6 +1105,10 @@ def leave_the_ring(c, owned):
     c.nodes[4].kill9()
     del c.nodes[4]
     wait_until(lambda: ring_is_whole(c), timeout=20, what="three nodes on every node's ring")
+    # Node 3 was killed and restarted above: a read at ONE of an RF 1 row it
+    # holds is Unavailable until the coordinator believes it up again.
+    wait_until(lambda: all(n["state"] == "UN" for i in c.nodes for n in c.nodes[i].cli("table", "status")),
+               timeout=30, what="every node UN as every node sees it")
     cluster, s = connect(c)
     try:
         sel = s.prepare("SELECT v FROM j.kv WHERE k = ?")
