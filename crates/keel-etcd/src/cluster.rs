@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use keel_meta::{duties, record::Kind, Applied, MetaError, NodeEpoch, Record, RegisterNode};
 use tokio::sync::watch;
 
-use crate::server::EtcdServer;
+use crate::server::{lock_store, EtcdServer};
 
 /// Kafka's broker.session.timeout.ms default.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
@@ -104,11 +104,7 @@ impl Membership {
 
     /// The metadata image, after each change.
     pub fn watch(&self) -> watch::Receiver<Arc<keel_meta::Image>> {
-        self.server
-            .store()
-            .lock()
-            .expect("store lock")
-            .watch_metadata()
+        lock_store(self.server.store()).watch_metadata()
     }
 
     /// Registers this node once it has caught up with the log (so it serves
@@ -185,14 +181,7 @@ impl Membership {
             let heard = node.last_heard();
             // Only the registry: the whole image is cloned for elections alone.
             let registry = keel_meta::Image {
-                nodes: self
-                    .server
-                    .store()
-                    .lock()
-                    .expect("store lock")
-                    .metadata()
-                    .nodes
-                    .clone(),
+                nodes: lock_store(self.server.store()).metadata().nodes.clone(),
                 ..Default::default()
             };
             // keel-meta's decisions take milliseconds on one monotonic scale.
@@ -226,13 +215,7 @@ impl Membership {
                 continue;
             }
             last_elect = now;
-            let image = self
-                .server
-                .store()
-                .lock()
-                .expect("store lock")
-                .metadata()
-                .clone();
+            let image = lock_store(self.server.store()).metadata().clone();
             self.elect_unclean(&image).await;
             if now.duration_since(last_rebalance) >= duties.rebalance_every {
                 last_rebalance = now;
@@ -296,7 +279,7 @@ impl Membership {
     /// timeout. Best effort, bounded.
     pub async fn shut_down(&self) {
         let epoch = {
-            let store = self.server.store().lock().expect("store lock");
+            let store = lock_store(self.server.store());
             match store.metadata().nodes.get(&self.me.node_id) {
                 Some(n) if n.incarnation == self.me.incarnation && !n.fenced => n.epoch,
                 _ => return,

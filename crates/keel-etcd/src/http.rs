@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
-use crate::server::{EtcdServer, ETCD_VERSION};
+use crate::server::{lock_store, EtcdServer, ETCD_VERSION};
 
 /// The cluster version `/version` reports (etcd 3.4 clusters say 3.4.0).
 pub const CLUSTER_VERSION: &str = "3.4.0";
@@ -45,7 +45,7 @@ async fn version_reply() -> impl IntoResponse {
 
 /// Why this member is unhealthy, or `None` when it is healthy.
 pub async fn health(server: &EtcdServer) -> Option<String> {
-    let alarms = server.store().lock().expect("store lock").alarms();
+    let alarms = lock_store(server.store()).alarms();
     if !alarms.is_empty() {
         return Some("ALARM NOSPACE".into());
     }
@@ -102,7 +102,7 @@ fn render_metrics(server: &EtcdServer) -> Result<Vec<u8>, prometheus::Error> {
     let st = server.node().status();
     let me = server.member_id();
     let (revision, compacted, in_use, quota) = {
-        let s = server.store().lock().expect("store lock");
+        let s = lock_store(server.store());
         (s.revision(), s.compacted(), s.size_bytes(), s.quota_bytes())
     };
     let (rss, vsz) = process_memory().unwrap_or((0, 0));

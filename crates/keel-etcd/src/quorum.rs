@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::pb::keelpb::MemberInfo;
-use crate::server::EtcdServer;
+use crate::server::{lock_store, EtcdServer};
 use crate::store::{ApplyResult, Store, StoreConfig};
 use anyhow::{bail, Context, Result};
 use keel_raft::node::mailbox;
@@ -346,7 +346,7 @@ async fn publish_client_url(server: EtcdServer, url: String, mut stop: watch::Re
     let mut status = server.node().watch_status();
     loop {
         let known = {
-            let store = server.store().lock().expect("store lock");
+            let store = lock_store(server.store());
             store.members().iter().any(|m| {
                 m.client_urls.contains(&url) && m.id == status.borrow().id && !m.name.is_empty()
             })

@@ -63,6 +63,28 @@ mod auth_service;
 
 pub type SharedStore = Arc<Mutex<Store>>;
 
+/// Locks the store from async code. Applying one large entry holds the lock
+/// for seconds (a 150 000-key range delete under a watcher reads every
+/// deleted value); a tokio worker that waited on it plainly would hold up
+/// every task queued behind it, Kafka's, CQL's and the Raft transport's
+/// included, and two such waits on a two-core machine stalled the whole
+/// runtime. When the lock is taken, `block_in_place` hands this worker's
+/// other tasks to another thread for as long as the wait lasts.
+pub fn lock_store(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    match store.try_lock() {
+        Ok(g) => return g,
+        Err(std::sync::TryLockError::Poisoned(_)) => panic!("store lock poisoned"),
+        Err(std::sync::TryLockError::WouldBlock) => {}
+    }
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(|| store.lock().expect("store lock"))
+    } else {
+        store.lock().expect("store lock")
+    }
+}
+
 /// A channel to another member's TLS client port (`https://HOST:PORT`): the
 /// connector dials TLS itself, checking the member's certificate against
 /// HOST and presenting this member's own. (Also `keel bench kv`'s.)
@@ -193,11 +215,7 @@ impl EtcdServer {
 
     fn header(&self) -> ResponseHeader {
         let term = self.inner.node.status().term;
-        self.inner
-            .store
-            .lock()
-            .expect("store lock")
-            .header(self.inner.member_id, term)
+        lock_store(&self.inner.store).header(self.inner.member_id, term)
     }
 
     fn header_at(&self, revision: i64) -> ResponseHeader {
@@ -301,7 +319,7 @@ impl EtcdServer {
             if let Some(user) = a.token_user(token) {
                 return Ok(Some(AuthInfo { user, revision }));
             }
-            let applied = self.inner.store.lock().expect("store lock").applied_index();
+            let applied = lock_store(&self.inner.store).applied_index();
             let ahead = token_index(token).is_some_and(|i| i > applied);
             if waited || !ahead {
                 return Err(EtcdError::InvalidAuthToken.into());
@@ -319,7 +337,7 @@ impl EtcdServer {
     /// Refuses a caller that is not root, when auth is on.
     async fn require_admin(&self, c: &Caller) -> Result<RequestHeader, Status> {
         let h = self.header_of(c).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         store.auth().check_admin(&h)?;
         Ok(h)
     }
@@ -327,7 +345,7 @@ impl EtcdServer {
     /// Refuses a caller that names no user, when auth is on (etcd's requireAuthInfo).
     async fn require_user(&self, c: &Caller) -> Result<RequestHeader, Status> {
         let h = self.header_of(c).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         if store.auth().enabled() && h.username.is_empty() {
             return Err(EtcdError::UserEmpty.into());
         }
@@ -380,7 +398,7 @@ impl EtcdServer {
             let leader = status.borrow().role == Role::Leader;
             let now = Instant::now();
             let expired: Vec<i64> = {
-                let store = self.inner.store.lock().expect("store lock");
+                let store = lock_store(&self.inner.store);
                 let mut lessor = self.inner.lessor.lock().expect("lessor lock");
                 if !leader {
                     lessor.clear();
@@ -440,7 +458,7 @@ impl EtcdServer {
             }
         }
         let url = {
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             store
                 .members()
                 .into_iter()
@@ -487,7 +505,7 @@ impl EtcdServer {
     async fn keep_alive_once(&self, id: i64) -> Result<i64, Status> {
         if self.is_leader() {
             let ttl = {
-                let store = self.inner.store.lock().expect("store lock");
+                let store = lock_store(&self.inner.store);
                 store.leases().get(&id).map(|l| l.ttl)
             };
             let Some(ttl) = ttl else {
@@ -520,7 +538,7 @@ impl EtcdServer {
         let end = prefix_end(prefix);
         loop {
             let (mut events, older) = {
-                let store = self.inner.store.lock().expect("store lock");
+                let store = lock_store(&self.inner.store);
                 let rx = store.subscribe();
                 let r = store.range(&RangeRequest {
                     key: prefix.to_vec(),
@@ -628,7 +646,7 @@ impl Kv for EtcdServer {
         }
         self.barrier(req.serializable).await?;
         let term = self.inner.node.status().term;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         store
             .auth()
             .check(&h, Need::Read, &req.key, &req.range_end)?;
@@ -741,7 +759,7 @@ impl EtcdServer {
     /// Evaluates a txn without writes against local state.
     fn read_only_txn(&self, h: &RequestHeader, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         let term = self.inner.node.status().term;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         store.check_txn_auth(h, &req)?;
         let mut r = store.read_only_txn(&req)?;
         let h = store.header(self.inner.member_id, term);
@@ -825,7 +843,7 @@ impl EtcdServer {
                         // Subscribe before answering "created", so nothing applied
                         // after the answer is missed.
                         let (events, current, compacted) = {
-                            let s = me.inner.store.lock().expect("store lock");
+                            let s = lock_store(&me.inner.store);
                             (s.subscribe(), s.revision(), s.compacted())
                         };
                         let start = if c.start_revision > 0 {
@@ -881,7 +899,7 @@ impl EtcdServer {
                     Some(watch_request::RequestUnion::ProgressRequest(_)) => {
                         // Only a revision every watcher has delivered up to (etcd
                         // answers progress only for synced watchers).
-                        let current = me.inner.store.lock().expect("store lock").revision();
+                        let current = lock_store(&me.inner.store).revision();
                         let rev = watchers
                             .values()
                             .map(|(_, p)| p.load(Ordering::Relaxed))
@@ -920,7 +938,7 @@ impl EtcdServer {
     ) -> Result<(), String> {
         let reason = |s: Status| format!("rpc error: code = {:?} desc = {}", s.code(), s.message());
         let h = self.header_of(c).await.map_err(reason)?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         store
             .auth()
             .check(&h, Need::Read, key, range_end)
@@ -1003,7 +1021,7 @@ impl Watcher {
         loop {
             // Catch up from the backend to the revision at subscription time.
             let (cut, compacted) = {
-                let s = self.server.inner.store.lock().expect("store lock");
+                let s = lock_store(&self.server.inner.store);
                 (s.revision(), s.compacted())
             };
             if self.next <= compacted {
@@ -1023,7 +1041,7 @@ impl Watcher {
             }
             while self.next <= cut {
                 let batch = {
-                    let s = self.server.inner.store.lock().expect("store lock");
+                    let s = lock_store(&self.server.inner.store);
                     s.history(self.next, cut, WATCH_CATCHUP_REVISIONS)
                 };
                 let Ok(batch) = batch else { return };
@@ -1050,7 +1068,7 @@ impl Watcher {
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             // Too slow for the broadcast: resubscribe, then read
                             // what was missed from the backend.
-                            events = self.server.inner.store.lock().expect("store lock").subscribe();
+                            events = lock_store(&self.server.inner.store).subscribe();
                             break;
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -1166,7 +1184,7 @@ impl Lease for EtcdServer {
         if req.keys {
             // The attached keys are the user's to read, or not (etcd 3.5's
             // checkLeaseTimeToLive; 3.4 showed them to anyone).
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             let a = store.auth();
             if a.check_admin(&h).is_err() {
                 for key in store
@@ -1191,7 +1209,7 @@ impl Lease for EtcdServer {
                 .await?
                 .into_inner();
             if req.keys && r.ttl != -1 {
-                let store = self.inner.store.lock().expect("store lock");
+                let store = lock_store(&self.inner.store);
                 r.keys = store
                     .leases()
                     .get(&req.id)
@@ -1202,7 +1220,7 @@ impl Lease for EtcdServer {
         }
         self.barrier(false).await?;
         let (granted, keys) = {
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             match store.leases().get(&req.id) {
                 Some(l) => (Some(l.ttl), l.keys.iter().cloned().collect::<Vec<_>>()),
                 None => (None, vec![]),
@@ -1239,7 +1257,7 @@ impl Lease for EtcdServer {
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Res<LeaseLeasesResponse> {
         self.barrier(false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
             leases: store
@@ -1301,7 +1319,7 @@ impl Cluster for EtcdServer {
             return Err(EtcdError::InvalidArgument("member peer URLs are not given".into()).into());
         }
         let (id, exists) = {
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             let ms = store.members();
             let exists = ms
                 .iter()
@@ -1341,11 +1359,7 @@ impl Cluster for EtcdServer {
                 .await;
         }
         let id = req.id;
-        let known = self
-            .inner
-            .store
-            .lock()
-            .expect("store lock")
+        let known = lock_store(&self.inner.store)
             .members()
             .iter()
             .any(|m| m.id == id);
@@ -1390,7 +1404,7 @@ impl Cluster for EtcdServer {
     async fn member_list(&self, req: Request<MemberListRequest>) -> Res<MemberListResponse> {
         let _ = req;
         self.barrier(false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         Ok(Response::new(MemberListResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
             members: store.members().iter().map(to_member).collect(),
@@ -1412,11 +1426,7 @@ impl Cluster for EtcdServer {
                 .await;
         }
         let id = req.id;
-        let member = self
-            .inner
-            .store
-            .lock()
-            .expect("store lock")
+        let member = lock_store(&self.inner.store)
             .members()
             .into_iter()
             .find(|m| m.id == id);
@@ -1464,7 +1474,7 @@ impl Maintenance for EtcdServer {
             self.require_admin(&caller).await?;
         }
         if req.action == alarm_request::AlarmAction::Get as i32 {
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             let alarms = store
                 .alarms()
                 .into_iter()
@@ -1496,7 +1506,7 @@ impl Maintenance for EtcdServer {
         let db_size = std::fs::metadata(self.inner.data_dir.join("kv.redb"))
             .map(|m| m.len() as i64)
             .unwrap_or(0);
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let mut errors = Vec::new();
         if store.no_space() {
             errors.push(
@@ -1526,7 +1536,7 @@ impl Maintenance for EtcdServer {
 
     async fn hash(&self, req: Request<HashRequest>) -> Res<HashResponse> {
         self.require_admin(&self.caller(&req)).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let hash = store.hash_kv(store.revision())?;
         Ok(Response::new(HashResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
@@ -1537,7 +1547,7 @@ impl Maintenance for EtcdServer {
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Res<HashKvResponse> {
         self.require_admin(&self.caller(&req)).await?;
         let req = req.into_inner();
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let rev = if req.revision <= 0 {
             store.revision()
         } else {
@@ -1562,7 +1572,7 @@ impl Maintenance for EtcdServer {
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Res<Self::SnapshotStream> {
         self.require_admin(&self.caller(&req)).await?;
         let (state, header) = {
-            let store = self.inner.store.lock().expect("store lock");
+            let store = lock_store(&self.inner.store);
             (
                 store.snapshot_bytes()?,
                 store.header(self.inner.member_id, self.inner.node.status().term),
@@ -1730,7 +1740,7 @@ impl EtcdServer {
 
     /// Whether `key` still exists (a lease may expire while its holder waits in line).
     fn exists(&self, key: &[u8]) -> Result<bool, EtcdError> {
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let r = store.range(&RangeRequest {
             key: key.to_vec(),
             count_only: true,
@@ -1766,7 +1776,7 @@ impl EtcdServer {
 
     /// May the caller read a lock's or election's whole line?
     fn check_line_read(&self, h: &RequestHeader, prefix: &[u8]) -> Result<(), EtcdError> {
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         store
             .auth()
             .check(h, Need::Read, prefix, &prefix_end(prefix))
@@ -1774,7 +1784,7 @@ impl EtcdServer {
 
     /// The oldest key under `prefix`: the lock holder or elected leader.
     fn first_in_line(&self, prefix: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let r = store.range(&RangeRequest {
             key: prefix.to_vec(),
             range_end: prefix_end(prefix),
@@ -1906,7 +1916,7 @@ impl Election for EtcdServer {
         tokio::spawn(async move {
             let mut last: Option<(Vec<u8>, i64)> = None;
             loop {
-                let mut events = me.inner.store.lock().expect("store lock").subscribe();
+                let mut events = lock_store(&me.inner.store).subscribe();
                 match me.first_in_line(&prefix) {
                     Ok(Some(kv)) => {
                         let now = Some((kv.key.clone(), kv.mod_revision));

@@ -1,9 +1,20 @@
 //! The node loop: one thread owns raft-rs's `RawNode` and does, in order, what
 //! its `Ready` asks (raft-rs's documented order): send the leader's messages,
-//! install a snapshot, apply committed entries, append new entries and the
+//! install a snapshot, hand committed entries to the apply thread, append new entries and the
 //! hard state to the WAL, fsync once, send the messages that needed the fsync,
 //! advance. Every client's proposal that arrived while the previous fsync ran
 //! goes into the next one: entries from many clients share fsyncs.
+//!
+//! Committed entries are applied on a second thread, the apply thread, in log
+//! order (etcd applies in its own goroutine; TiKV has an apply pool): a long
+//! apply (a range delete of 150 000 keys) no longer holds up ticks,
+//! heartbeats, votes and appends, so a leader busy applying is not deposed
+//! for silence. The Raft thread hands entries over with the proposers waiting
+//! on them; the apply thread answers the proposers, persists what is due, and
+//! reports back how far it applied and what is durable (raft-rs's
+//! `advance_append` and `advance_apply_to`, its asynchronous-apply API).
+//! Membership changes take effect in raft-rs when they are handed over (the
+//! Raft thread alone owns `RawNode`); the state machine learns them in order.
 //!
 //! Linearizable reads use ReadIndex (Raft thesis §6.4, as etcd): reads that
 //! arrive together share one read-index request; each is released once the
@@ -101,6 +112,12 @@ pub struct NodeStatus {
 }
 
 pub(crate) enum Input<O> {
+    /// From the apply thread: everything up to `applied` (if it moved) is
+    /// applied, and everything up to `durable` is durable in the state machine.
+    Applied {
+        applied: Option<u64>,
+        durable: u64,
+    },
     Propose(Vec<u8>, oneshot::Sender<Result<O, ProposeError>>),
     ConfChange(ConfChangeV2, oneshot::Sender<Result<O, ProposeError>>),
     Read(oneshot::Sender<Result<(), ProposeError>>),
@@ -145,6 +162,7 @@ pub struct Node<O> {
     tx: mpsc::Sender<Input<O>>,
     status: watch::Receiver<NodeStatus>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    applier: Mutex<Option<std::thread::JoinHandle<()>>>,
     request_timeout: Duration,
     heard: Heard,
     contact: Contact,
@@ -215,7 +233,10 @@ impl<O: Send + 'static> Node<O> {
             let sm = Arc::downgrade(&sm);
             wal.set_snapshot_source(Box::new(move || {
                 let sm = sm.upgrade()?;
-                let sm = sm.lock().ok()?;
+                // Asked on the Raft thread: while a long apply holds the
+                // state machine, raft-rs hears "temporarily unavailable" and
+                // asks again later, instead of the thread waiting it out.
+                let sm = sm.try_lock().ok()?;
                 let (index, term, cs) = sm.applied();
                 let mut s = Snapshot::default();
                 s.set_data(sm.snapshot().into());
@@ -258,7 +279,16 @@ impl<O: Send + 'static> Node<O> {
         let request_timeout = config.request_timeout;
         let heard = Heard::default();
         let contact = Contact::default();
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let applier = {
+            let (sm, report, tick, id) = (sm.clone(), mailbox.0.clone(), config.tick, config.id);
+            std::thread::Builder::new()
+                .name(format!("raft-apply-{id}"))
+                .spawn(move || apply_loop(id, sm, jobs_rx, report, tick))
+                .map_err(|e| Error::io("spawn raft apply thread", e))?
+        };
         let mut lp = Loop {
+            jobs: Some(jobs_tx),
             heard: heard.clone(),
             contact: contact.clone(),
             id: config.id,
@@ -282,6 +312,7 @@ impl<O: Send + 'static> Node<O> {
             tx: mailbox.0,
             status: status_rx,
             thread: Mutex::new(Some(thread)),
+            applier: Mutex::new(Some(applier)),
             request_timeout,
             heard,
             contact,
@@ -358,6 +389,90 @@ impl<O: Send + 'static> Node<O> {
         if let Some(t) = self.thread.lock().expect("thread lock").take() {
             let _ = t.join();
         }
+        // The Raft thread closed the apply thread's queue as it finished.
+        if let Some(t) = self.applier.lock().expect("thread lock").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Work for the apply thread, in log order.
+enum Job<O> {
+    /// Committed entries, each with the membership after it when it is a
+    /// membership change (already in effect in raft-rs) and the proposer
+    /// waiting on it when it was proposed here.
+    Entries(Vec<Committed<O>>),
+    /// Answered once every earlier job is done: the Raft thread waits on it
+    /// before it installs a snapshot or stops.
+    Barrier(mpsc::Sender<()>),
+}
+
+struct Committed<O> {
+    entry: Entry,
+    change: Option<(ConfChangeV2, ConfState)>,
+    waiter: Option<oneshot::Sender<Result<O, ProposeError>>>,
+}
+
+/// The apply thread: applies what the Raft thread hands over, answers the
+/// proposers, persists what is due (also between batches, once a tick) and
+/// reports its progress to the Raft thread.
+fn apply_loop<S: StateMachine>(
+    id: u64,
+    sm: Arc<Mutex<S>>,
+    jobs: mpsc::Receiver<Job<S::Output>>,
+    report: mpsc::Sender<Input<S::Output>>,
+    tick: Duration,
+) {
+    let mut reported = 0;
+    loop {
+        let applied = match jobs.recv_timeout(tick) {
+            Ok(Job::Entries(batch)) => {
+                let mut replies = Vec::with_capacity(batch.len());
+                let mut last = 0;
+                let mut sm = sm.lock().expect("state machine lock");
+                for c in batch {
+                    let e = &c.entry;
+                    let out = match &c.change {
+                        None => sm.apply(e.index, e.term, e.get_data()),
+                        Some((cc, cs)) => {
+                            sm.apply_conf_change(e.index, e.term, cc, cs, cc.get_context())
+                        }
+                    };
+                    last = e.index;
+                    if let Some(tx) = c.waiter {
+                        replies.push((tx, out));
+                    }
+                }
+                sm.finish_batch();
+                drop(sm);
+                for (tx, out) in replies {
+                    let _ = tx.send(Ok(out));
+                }
+                Some(last)
+            }
+            Ok(Job::Barrier(done)) => {
+                let _ = done.send(());
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let durable = match sm.lock().expect("state machine lock").persist(false) {
+            Ok(d) => d,
+            Err(e) => {
+                // The state machine cannot be written: stop the node rather
+                // than acknowledge what is not durable.
+                tracing::error!("raft node {id}: {e}; stopping");
+                std::process::exit(70);
+            }
+        };
+        if applied.is_none() && durable == reported {
+            continue;
+        }
+        reported = durable;
+        if report.send(Input::Applied { applied, durable }).is_err() {
+            return;
+        }
     }
 }
 
@@ -366,6 +481,8 @@ type ReadWaiter = oneshot::Sender<Result<(), ProposeError>>;
 
 struct Loop<S: StateMachine> {
     id: u64,
+    /// The apply thread's queue; `None` once the loop finished.
+    jobs: Option<mpsc::Sender<Job<S::Output>>>,
     config: NodeConfig,
     raw: RawNode<Wal>,
     wal: Wal,
@@ -434,6 +551,9 @@ impl<S: StateMachine> Loop<S> {
     }
 
     fn finish(&mut self) {
+        self.drain_applies();
+        // Closing the queue ends the apply thread.
+        self.jobs = None;
         if let Ok(mut sm) = self.sm.lock() {
             if let Err(e) = sm.persist(true) {
                 tracing::error!("raft node {}: persist on stop: {e}", self.id);
@@ -441,8 +561,31 @@ impl<S: StateMachine> Loop<S> {
         }
     }
 
+    /// Waits until the apply thread has done everything handed to it.
+    fn drain_applies(&self) {
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel();
+        if jobs.send(Job::Barrier(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
     fn handle(&mut self, input: Input<S::Output>) {
         match input {
+            Input::Applied { applied, durable } => {
+                // A report queued before a snapshot was installed may name
+                // an index the snapshot already passed.
+                if let Some(index) = applied.filter(|i| *i > self.raw.raft.raft_log.applied) {
+                    self.raw.advance_apply_to(index);
+                    self.release_reads();
+                }
+                if let Err(e) = self.maybe_compact(durable) {
+                    tracing::error!("raft node {}: {e}; stopping", self.id);
+                    std::process::exit(70);
+                }
+            }
             Input::Propose(data, reply) => {
                 if self.raw.raft.leader_id == raft::INVALID_ID {
                     let _ = reply.send(Err(ProposeError::NoLeader));
@@ -545,10 +688,14 @@ impl<S: StateMachine> Loop<S> {
             return Ok(());
         }
         let mut ready = self.raw.ready();
+        let mut snapshot_at = None;
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
+            // Everything handed over before the snapshot is applied first;
+            // the snapshot then replaces it, here, while the apply thread waits.
+            self.drain_applies();
             let snap = ready.snapshot().clone();
             let meta = snap.get_metadata().clone();
             tracing::info!(
@@ -563,7 +710,8 @@ impl<S: StateMachine> Loop<S> {
                 meta.get_conf_state(),
                 snap.get_data(),
             )?;
-            self.wal.compact_to(meta)?;
+            self.wal.compact_to(meta.clone())?;
+            snapshot_at = Some(meta.index);
         }
         self.apply(ready.take_committed_entries())?;
         // One write and one fsync for the round's entries and hard state.
@@ -580,7 +728,11 @@ impl<S: StateMachine> Loop<S> {
                 self.reads_ready.push((rs.index, waiters));
             }
         }
-        let mut light = self.raw.advance(ready);
+        // The apply thread reports what it applied (Input::Applied).
+        let mut light = self.raw.advance_append(ready);
+        if let Some(index) = snapshot_at {
+            self.raw.advance_apply_to(index);
+        }
         if let Some(commit) = light.commit_index() {
             self.wal.set_commit(commit);
         }
@@ -588,46 +740,50 @@ impl<S: StateMachine> Loop<S> {
             self.transport.send(light.take_messages());
         }
         self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
         self.release_reads();
-        self.maybe_compact()?;
         Ok(())
     }
 
+    /// Hands committed entries to the apply thread, with their proposers;
+    /// a membership change takes effect in raft-rs here.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut replies = Vec::new();
-        {
-            let mut sm = self.sm.lock().expect("state machine lock");
-            for e in &entries {
-                let out = match e.get_entry_type() {
-                    EntryType::EntryNormal => sm.apply(e.index, e.term, e.get_data()),
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                        let cc = match e.get_entry_type() {
-                            EntryType::EntryConfChange => {
-                                raft::eraftpb::ConfChange::parse_from_bytes(e.get_data())
-                                    .map(|c| c.into_v2())
-                            }
-                            _ => ConfChangeV2::parse_from_bytes(e.get_data()),
+        let mut batch = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let change = match entry.get_entry_type() {
+                EntryType::EntryNormal => None,
+                t @ (EntryType::EntryConfChange | EntryType::EntryConfChangeV2) => {
+                    let cc = match t {
+                        EntryType::EntryConfChange => {
+                            raft::eraftpb::ConfChange::parse_from_bytes(entry.get_data())
+                                .map(|c| c.into_v2())
                         }
-                        .map_err(|err| Error::Corrupt(format!("conf change {}: {err}", e.index)))?;
-                        let cs = self.raw.apply_conf_change(&cc)?;
-                        self.wal.set_conf_state(cs.clone());
-                        sm.apply_conf_change(e.index, e.term, &cc, &cs, cc.get_context())
+                        _ => ConfChangeV2::parse_from_bytes(entry.get_data()),
                     }
-                };
-                if let Some(seq) = self.own_seq(e.get_context()) {
-                    if let Some((_, tx)) = self.waiters.remove(&seq) {
-                        replies.push((tx, out));
-                    }
+                    .map_err(|err| Error::Corrupt(format!("conf change {}: {err}", entry.index)))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.wal.set_conf_state(cs.clone());
+                    Some((cc, cs))
                 }
-            }
-            sm.finish_batch();
+            };
+            let waiter = self
+                .own_seq(entry.get_context())
+                .and_then(|seq| self.waiters.remove(&seq))
+                .map(|(_, tx)| tx);
+            batch.push(Committed {
+                entry,
+                change,
+                waiter,
+            });
         }
-        for (tx, out) in replies {
-            let _ = tx.send(Ok(out));
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(Job::Entries(batch)).is_ok());
+        if !sent {
+            return Err(Error::StateMachine("the apply thread is gone".into()));
         }
         Ok(())
     }
@@ -656,10 +812,9 @@ impl<S: StateMachine> Loop<S> {
         }
     }
 
-    /// Lets the state machine persist what is due, then drops log entries it
-    /// durably holds, keeping `log_entries_keep` for followers that lag.
-    fn maybe_compact(&mut self) -> Result<(), Error> {
-        let durable = self.sm.lock().expect("state machine lock").persist(false)?;
+    /// Drops log entries the state machine durably holds (the apply thread
+    /// says up to where), keeping `log_entries_keep` for followers that lag.
+    fn maybe_compact(&mut self, durable: u64) -> Result<(), Error> {
         if self.wal.len() <= self.config.log_entries_max {
             return Ok(());
         }

@@ -266,10 +266,7 @@ impl Admin {
     /// or this node's own until it has registered.
     fn cluster_id(&self) -> String {
         let from_quorum = self.lab.as_ref().map(|l| {
-            l.server
-                .store()
-                .lock()
-                .expect("store lock")
+            keel_etcd::server::lock_store(l.server.store())
                 .metadata()
                 .cluster_id
                 .clone()
@@ -282,10 +279,7 @@ impl Admin {
 
     fn metrics(&self) -> Result<Vec<u8>> {
         let image = self.lab.as_ref().map(|l| {
-            l.server
-                .store()
-                .lock()
-                .expect("store lock")
+            keel_etcd::server::lock_store(l.server.store())
                 .metadata()
                 .clone()
         });
@@ -428,11 +422,7 @@ fn gossip_json(lab: &Lab, node: i32) -> serde_json::Value {
 /// `/cluster`: this node's view of the cluster metadata (the image it has
 /// applied): the controller, every registered node, every topic's partitions.
 fn cluster_json(lab: &Lab) -> serde_json::Value {
-    let image = lab
-        .server
-        .store()
-        .lock()
-        .expect("store lock")
+    let image = keel_etcd::server::lock_store(lab.server.store())
         .metadata()
         .clone();
     let leader = lab.server.node().status().leader;

@@ -9,7 +9,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{unexpected, EtcdServer, Res};
+use super::{lock_store, unexpected, EtcdServer, Res};
 use crate::auth::token_prefix;
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::auth_server::Auth;
@@ -54,7 +54,7 @@ impl EtcdServer {
     ) -> Result<(), Status> {
         let h = self.header_of(&self.caller(req)).await?;
         self.barrier(false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let a = store.auth();
         match a.check_admin(&h) {
             Ok(()) => Ok(()),
@@ -92,7 +92,7 @@ impl Auth for EtcdServer {
 
     async fn auth_status(&self, req: Request<AuthStatusRequest>) -> Res<AuthStatusResponse> {
         self.auth_read(&req, |_, _| false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         Ok(Response::new(AuthStatusResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
             enabled: store.auth().enabled(),
@@ -108,7 +108,7 @@ impl Auth for EtcdServer {
         self.barrier(false).await?;
         for _ in 0..AUTHENTICATE_ATTEMPTS {
             let (hash, checked_at) = {
-                let store = self.inner.store.lock().expect("store lock");
+                let store = lock_store(&self.inner.store);
                 store.auth().password_hash(&name)?
             };
             let pw = password.clone();
@@ -143,13 +143,7 @@ impl Auth for EtcdServer {
             let Applied::Token(token) = applied else {
                 return Err(unexpected());
             };
-            let now = self
-                .inner
-                .store
-                .lock()
-                .expect("store lock")
-                .auth()
-                .revision();
+            let now = lock_store(&self.inner.store).auth().revision();
             if now == checked_at {
                 return Ok(Response::new(AuthenticateResponse {
                     header: Some(self.header_at(rev)),
@@ -187,7 +181,7 @@ impl Auth for EtcdServer {
     async fn user_get(&self, req: Request<AuthUserGetRequest>) -> Res<AuthUserGetResponse> {
         let name = req.get_ref().name.clone();
         self.auth_read(&req, |_, me| me == name).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let roles = store.auth().user_get(&name)?;
         Ok(Response::new(AuthUserGetResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
@@ -197,7 +191,7 @@ impl Auth for EtcdServer {
 
     async fn user_list(&self, req: Request<AuthUserListRequest>) -> Res<AuthUserListResponse> {
         self.auth_read(&req, |_, _| false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         Ok(Response::new(AuthUserListResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
             users: store.auth().user_list(),
@@ -265,7 +259,7 @@ impl Auth for EtcdServer {
     async fn role_get(&self, req: Request<AuthRoleGetRequest>) -> Res<AuthRoleGetResponse> {
         let role = req.get_ref().role.clone();
         self.auth_read(&req, |a, me| a.has_role(me, &role)).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         let perm = store.auth().role_get(&role)?;
         Ok(Response::new(AuthRoleGetResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
@@ -275,7 +269,7 @@ impl Auth for EtcdServer {
 
     async fn role_list(&self, req: Request<AuthRoleListRequest>) -> Res<AuthRoleListResponse> {
         self.auth_read(&req, |_, _| false).await?;
-        let store = self.inner.store.lock().expect("store lock");
+        let store = lock_store(&self.inner.store);
         Ok(Response::new(AuthRoleListResponse {
             header: Some(store.header(self.inner.member_id, self.inner.node.status().term)),
             roles: store.auth().role_list(),
