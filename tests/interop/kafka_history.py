@@ -47,6 +47,9 @@ class History:
             self.sends.append((producer, partition, value))
 
     def ack(self, value, partition, offset):
+        """`partition` and `offset` None: acknowledged, but the client does
+        not say where (kcat's producer): lost then means in no partition of
+        the final log, and the send is left out of the order check."""
         with self._lock:
             self.acked[value] = (partition, offset)
 
@@ -90,8 +93,12 @@ class History:
             where[v].add((p, o))
 
         in_log = {(p, o): v for p, recs in final_log.items() for o, v in recs}
+        in_log_values = set(in_log.values())
         for v, (p, o) in acked.items():
-            if in_log.get((p, o)) != v:
+            if p is None:
+                if v not in in_log_values:
+                    faults["lost"].append(f"{v!r} acknowledged, and in no partition of the log")
+            elif in_log.get((p, o)) != v:
                 faults["lost"].append(f"{v!r} acknowledged at {p}@{o}, where the log holds {in_log.get((p, o))!r}")
         for v, places in where.items():
             if len(places) > 1:
@@ -99,7 +106,7 @@ class History:
 
         latest = {}  # (producer, partition) -> offset of its latest acknowledged send
         for producer, _, v in sends:
-            if v not in acked:
+            if v not in acked or acked[v][0] is None:
                 continue
             p, o = acked[v]
             before = latest.get((producer, p))

@@ -1,8 +1,10 @@
 """kafka-python, KafkaJS and kcat on a three-broker cluster: each runs its
 normal workflow (a producer and a consumer group member, side by side) while
 the leader of a partition it writes is killed with -9, and keeps going
-without a restart. Afterwards every record it was told was delivered is in
-the log exactly once, and its consumer saw every one.
+without a restart. Their histories (sends, where each was acknowledged,
+what the consumer read at which offset) go through the Kafka checker
+(kafka_history.py): nothing lost, duplicated, reordered, read at an offset
+that held something else, or skipped; the consumer saw every record.
 (confluent-kafka does the same in test_kafka_replication.py.)
 """
 import json
@@ -15,6 +17,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
 from conftest import KEEL, wait_until
+from kafka_history import History
 from test_kafka_replication import (SESSION_MS, bootstrap, full_isr, kafka_cluster, metrics, partitions,
                                     read_all)
 from test_kafkajs import JS
@@ -69,9 +72,12 @@ def kill_leader_midway(cluster, topic, after):
     return leader
 
 
-def check_log(cluster, topic, values):
-    """Every value is in the log exactly once, and nothing else is."""
+def check_log(cluster, topic, values, history):
+    """Every value is in the log exactly once, and nothing else is; the
+    client's history has no fault against the log."""
     logs = read_all(cluster, topic, PARTITIONS, len(values), start=OFFSET_BEGINNING)
+    faults, summary = history.check(logs)
+    assert not faults, f"{summary}: {faults}"
     got = [v for recs in logs.values() for _, v in recs]
     assert len(got) == len(set(got)), "a record was written twice"
     assert set(got) == set(values), (f"{len(set(values) - set(got))} delivered records missing, "
@@ -91,6 +97,7 @@ def test_kafka_python_keeps_going_through_a_leader_kill(cluster):
     topic, count = "kp-failover", 3000
     make_topic(cluster, topic)
     seen, errors = set(), []
+    history = History()
     stop = threading.Event()
 
     def consume():
@@ -100,7 +107,9 @@ def test_kafka_python_keeps_going_through_a_leader_kill(cluster):
         try:
             while not stop.is_set() and len(seen) < count:
                 for recs in c.poll(timeout_ms=200).values():
-                    seen.update(r.value.decode() for r in recs)
+                    for r in recs:
+                        history.read("kp-consumer", r.partition, r.offset, r.value.decode())
+                        seen.add(r.value.decode())
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
         finally:
@@ -115,10 +124,13 @@ def test_kafka_python_keeps_going_through_a_leader_kill(cluster):
     killer.start()
     futures = []
     for i in range(count):
+        history.send("kp", f"v{i}")
         futures.append(p.send(topic, key=f"k{i % 13}".encode(), value=f"v{i}".encode()))
         if i % 10 == 9:
             time.sleep(0.02)
     acked = [f.get(timeout=60) for f in futures]
+    for i, md in enumerate(acked):
+        history.ack(f"v{i}", md.partition, md.offset)
     p.close()
     killer.join(timeout=120)
     wait_until(lambda: len(seen) >= count, timeout=60, what="the consumer to see every record")
@@ -126,7 +138,7 @@ def test_kafka_python_keeps_going_through_a_leader_kill(cluster):
     reader.join(timeout=30)
     assert not errors, errors
     assert len(acked) == count
-    check_log(cluster, topic, [f"v{i}" for i in range(count)])
+    check_log(cluster, topic, [f"v{i}" for i in range(count)], history)
     settle(cluster, topic)
 
 
@@ -150,20 +162,34 @@ def test_kafkajs_keeps_going_through_a_leader_kill(cluster):
     result = json.loads(out)
     assert result["acked"] == count
     assert set(result["seen"]) == {f"v{i}" for i in range(count)}
-    check_log(cluster, topic, [f"v{i}" for i in range(count)])
+    history = History()
+    for v, partition, offset in result["acks"]:
+        history.send("js", v, partition)
+        history.ack(v, partition, offset)
+    for partition, offset, v in result["reads"]:
+        history.read("js-consumer", partition, offset, v)
+    check_log(cluster, topic, [f"v{i}" for i in range(count)], history)
     settle(cluster, topic)
 
 
 def test_kcat_keeps_going_through_a_leader_kill(cluster):
     topic, count = "kcat-failover", 3000
     make_topic(cluster, topic)
-    # A balanced consumer (-G) printing each value; it may see some twice
-    # (at-least-once when its coordinator moves), so distinct values count.
+    # A balanced consumer (-G) printing each record's partition, offset and
+    # value; it may see some twice (at-least-once when its coordinator
+    # moves), so distinct values count.
     consumer = subprocess.Popen(["kcat", "-C", "-b", bootstrap(cluster), "-G", "kcat-group", topic,
-                                 "-X", "auto.offset.reset=earliest", "-f", "%s\n", "-q", "-u"],
+                                 "-X", "auto.offset.reset=earliest", "-f", "%p %o %s\n", "-q", "-u"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = set()
-    reader = threading.Thread(target=lambda: seen.update(line.strip() for line in consumer.stdout))
+    history = History()
+
+    def read():
+        for line in consumer.stdout:
+            partition, offset, value = line.split()
+            history.read("kcat-consumer", int(partition), int(offset), value)
+            seen.add(value)
+    reader = threading.Thread(target=read)
     reader.start()
     # kcat exits non-zero if any record could not be delivered.
     producer = subprocess.Popen(["kcat", "-P", "-b", bootstrap(cluster), "-t", topic, "-K", ":",
@@ -175,12 +201,16 @@ def test_kcat_keeps_going_through_a_leader_kill(cluster):
         killer = threading.Thread(target=kill_leader_midway, args=(cluster, topic, count // 3))
         killer.start()
         for i in range(count):
+            history.send("kcat", f"v{i}")
             producer.stdin.write(f"k{i % 13}:v{i}\n")
             if i % 10 == 9:
                 producer.stdin.flush()
                 time.sleep(0.02)
         producer.stdin.close()
         assert producer.wait(timeout=120) == 0, producer.stderr.read()[-3000:]
+        # Exit status 0: every record delivered (kcat does not say where).
+        for i in range(count):
+            history.ack(f"v{i}", None, None)
         killer.join(timeout=120)
         wait_until(lambda: want <= seen, timeout=60, what="the consumer to see every record")
         assert consumer.poll() is None, "the consumer exited: " + consumer.stderr.read()[-3000:]
@@ -190,5 +220,5 @@ def test_kcat_keeps_going_through_a_leader_kill(cluster):
         consumer.wait(timeout=30)
         reader.join(timeout=30)
     assert seen == want
-    check_log(cluster, topic, sorted(want))
+    check_log(cluster, topic, sorted(want), history)
     settle(cluster, topic)

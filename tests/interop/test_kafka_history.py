@@ -70,3 +70,11 @@ def test_a_read_at_the_committed_offset_or_of_another_group_is_no_rewind():
     h.read("other", 0, 0, "a")  # not a member of g
     log[0].append((3, "d"))
     assert faults_of(h, log) == set()
+
+
+def test_an_acknowledgement_that_does_not_say_where_is_lost_only_when_in_no_partition():
+    h, log = clean()
+    h.send("kcat", "d")
+    h.ack("d", None, None)
+    assert faults_of(h, {**log, 1: [(0, "d")]}) == set()
+    assert faults_of(h, log) == {"lost"}

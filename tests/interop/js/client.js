@@ -116,6 +116,7 @@ async function stream (topic, group, count) {
   await c.connect()
   await c.subscribe({ topic, fromBeginning: true })
   const seen = new Map()
+  const reads = [] // [partition, offset, value], in the order read
   let received = 0
   let done
   const all = new Promise(resolve => { done = resolve })
@@ -123,10 +124,12 @@ async function stream (topic, group, count) {
     eachMessage: async ({ partition, message }) => {
       received++
       seen.set(message.value.toString(), [partition, Number(message.offset)])
+      reads.push([partition, Number(message.offset), message.value.toString()])
       if (seen.size >= count) done()
     }
   })
   let acked = 0
+  const acks = [] // [value, partition, offset]
   // Progress on stderr, for a test that has to say where a run stalled.
   const progress = setInterval(() => {
     const missing = []
@@ -143,7 +146,8 @@ async function stream (topic, group, count) {
     const messages = []
     for (let j = i; j < Math.min(i + 10, count); j++) messages.push({ key: `k${j % 13}`, value: `v${j}`, partition })
     // Resolves once every record of the call is acknowledged (retrying as needed).
-    await p.send({ topic, acks: -1, messages })
+    const [r] = await p.send({ topic, acks: -1, messages })
+    messages.forEach((m, k) => acks.push([m.value, r.partition, Number(r.baseOffset) + k]))
     acked += messages.length
     await new Promise(resolve => setTimeout(resolve, 20))
   }
@@ -151,7 +155,7 @@ async function stream (topic, group, count) {
   clearInterval(progress)
   await c.disconnect()
   await p.disconnect()
-  return { acked, seen: Object.fromEntries(seen), received }
+  return { acked, seen: Object.fromEntries(seen), received, acks, reads }
 }
 
 async function main () {
@@ -166,6 +170,8 @@ async function main () {
 }
 
 main().then(
-  out => { process.stdout.write(JSON.stringify(out) + '\n'); process.exit(0) },
+  // Exit once the answer is written: stdout to a pipe is asynchronous in
+  // Node, and exiting at once cut a long answer at 128 KiB.
+  out => { process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0)) },
   e => { process.stderr.write(`kafkajs ${scenario} failed: ${e.stack || e}\n`); process.exit(1) }
 )
