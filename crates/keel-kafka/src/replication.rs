@@ -42,6 +42,9 @@ const FETCH_WAIT_MS: i32 = 500;
 const FETCH_BYTES_MAX: i32 = 16 << 20;
 const PARTITION_FETCH_BYTES_MAX: i32 = 1 << 20;
 const RETRY: Duration = Duration::from_millis(200);
+/// How long a replica fetcher fails before it says so at WARN (and again
+/// as often while it goes on failing).
+const FAILING_WARN_AFTER: Duration = Duration::from_secs(10);
 /// Kafka's replica.high.watermark.checkpoint.interval.ms default.
 const HW_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -150,6 +153,7 @@ async fn fetch_from(
     // The epoch at which each partition last checked its tail against the leader.
     let mut truncated: BTreeMap<(String, i32), i32> = BTreeMap::new();
     let mut conn: Option<(String, Connection)> = None;
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         let stopped = *stop.borrow();
         if stopped {
@@ -200,9 +204,25 @@ async fn fetch_from(
         }
         .await;
         if let Err(e) = result {
-            tracing::debug!(leader, "replica fetcher: {e:#}");
+            // A fetcher that keeps failing says so, once in a while: at
+            // debug only, a follower that never caught up was invisible.
+            if failing_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+                >= FAILING_WARN_AFTER
+            {
+                tracing::warn!(
+                    leader,
+                    "replica fetcher failing for {FAILING_WARN_AFTER:?}: {e:#}"
+                );
+                failing_since = Some(std::time::Instant::now());
+            } else {
+                tracing::debug!(leader, "replica fetcher: {e:#}");
+            }
             conn = None;
             tokio::time::sleep(RETRY).await;
+        } else {
+            failing_since = None;
         }
     }
 }

@@ -150,6 +150,16 @@ impl Log {
     /// `offset`), and makes the removal durable before returning.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<()> {
         if offset >= self.log_end_offset {
+            // No record to cut, but an epoch that begins at or after the
+            // offset goes (Kafka's `LeaderEpochFileCache.truncateFromEnd`):
+            // a leader's `begin_epoch` with nothing appended before it
+            // became a follower. Kept, the follower asked its new leader
+            // about that empty epoch, was told to cut at its own log end,
+            // and asked again forever, never fetching (a zombie leader cut
+            // off before its first append, in a test under CPU load).
+            if let Some(cache) = &mut self.epochs {
+                cache.retain(|(_, start)| *start < offset);
+            }
             return Ok(());
         }
         let dir = self.dir.clone();
@@ -281,6 +291,24 @@ mod tests {
         assert_eq!(log.epoch_end(1).unwrap(), (1, 4));
         assert_eq!(log.epoch_end(3).unwrap(), (3, 4));
         assert_eq!(log.latest_epoch().unwrap(), Some(3));
+    }
+
+    #[test]
+    fn an_epoch_begun_without_records_goes_when_a_follower_truncates_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
+        log.append_replicated(&batch_at(0, 3, 4), 0).unwrap();
+        // Leader at epoch 5, cut off before any append; then a follower of a
+        // leader that has epochs 3 and 4 (4 from offset 4).
+        log.begin_epoch(5).unwrap();
+        let first = log.truncation_for(4, 6).unwrap();
+        assert_eq!((first.offset, first.done), (4, false));
+        log.truncate_to(first.offset, 0).unwrap();
+        assert_eq!(log.latest_epoch().unwrap(), Some(3));
+        // The next round asks about epoch 3, which the leader ends at 4: done.
+        let next = log.truncation_for(3, 4).unwrap();
+        assert_eq!((next.offset, next.done), (4, true));
+        assert_eq!(log.log_end_offset(), 4);
     }
 
     #[test]
