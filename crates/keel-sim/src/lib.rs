@@ -333,20 +333,20 @@ impl SimLog {
             self.epochs.push((epoch, start));
         }
     }
-    fn append(&mut self, b: Batch) {
+    pub fn append(&mut self, b: Batch) {
         self.note_epoch(b.epoch, b.base);
         self.batches.push(b);
     }
-    fn begin_epoch(&mut self, epoch: i32) {
+    pub fn begin_epoch(&mut self, epoch: i32) {
         let end = self.end();
         self.note_epoch(epoch, end);
     }
-    fn latest_epoch(&self) -> Option<i32> {
+    pub fn latest_epoch(&self) -> Option<i32> {
         self.epochs.last().map(|(e, _)| *e)
     }
     /// `keel_storage::Log::epoch_end`: the largest epoch at or below `epoch`
     /// and where it ends here.
-    fn epoch_end(&self, epoch: i32) -> (i32, i64) {
+    pub fn epoch_end(&self, epoch: i32) -> (i32, i64) {
         let Some(i) = self.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
             return (-1, -1);
         };
@@ -354,7 +354,7 @@ impl SimLog {
         (self.epochs[i].0, next)
     }
     /// Whole batches holding `offset` or later go (`Log::truncate_to`).
-    fn truncate_to(&mut self, offset: i64) {
+    pub fn truncate_to(&mut self, offset: i64) {
         let keep = self
             .batches
             .iter()
