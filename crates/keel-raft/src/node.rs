@@ -396,6 +396,13 @@ impl<O: Send + 'static> Node<O> {
     }
 }
 
+/// The log or the state machine cannot be written: the node stops (status
+/// 70) rather than acknowledge what is not durable.
+fn stop_unwritable(id: u64, e: &Error) -> ! {
+    tracing::error!("raft node {id}: {e}; stopping");
+    std::process::exit(70);
+}
+
 /// Work for the apply thread, in log order.
 enum Job<O> {
     /// Committed entries, each with the membership after it when it is a
@@ -459,12 +466,7 @@ fn apply_loop<S: StateMachine>(
         };
         let durable = match sm.lock().expect("state machine lock").persist(false) {
             Ok(d) => d,
-            Err(e) => {
-                // The state machine cannot be written: stop the node rather
-                // than acknowledge what is not durable.
-                tracing::error!("raft node {id}: {e}; stopping");
-                std::process::exit(70);
-            }
+            Err(e) => stop_unwritable(id, &e),
         };
         if applied.is_none() && durable == reported {
             continue;
@@ -540,10 +542,7 @@ impl<S: StateMachine> Loop<S> {
                 self.ask_read_index(waiters);
             }
             if let Err(e) = self.on_ready() {
-                // The log or the state machine cannot be written: stop the node
-                // rather than acknowledge what is not durable.
-                tracing::error!("raft node {}: {e}; stopping", self.id);
-                std::process::exit(70);
+                stop_unwritable(self.id, &e);
             }
             self.publish_status();
         }
@@ -582,8 +581,7 @@ impl<S: StateMachine> Loop<S> {
                     self.release_reads();
                 }
                 if let Err(e) = self.maybe_compact(durable) {
-                    tracing::error!("raft node {}: {e}; stopping", self.id);
-                    std::process::exit(70);
+                    stop_unwritable(self.id, &e);
                 }
             }
             Input::Propose(data, reply) => {
