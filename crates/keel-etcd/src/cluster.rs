@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use keel_meta::{duties, record::Kind, Applied, MetaError, NodeEpoch, Record, RegisterNode};
 use tokio::sync::watch;
 
-use crate::server::{lock_store, EtcdServer};
+use crate::server::EtcdServer;
 
 /// Kafka's broker.session.timeout.ms default.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
@@ -104,7 +104,7 @@ impl Membership {
 
     /// The metadata image, after each change.
     pub fn watch(&self) -> watch::Receiver<Arc<keel_meta::Image>> {
-        lock_store(self.server.store()).watch_metadata()
+        self.server.watch_metadata()
     }
 
     /// Registers this node once it has caught up with the log (so it serves
@@ -155,6 +155,11 @@ impl Membership {
         let mut last_tick = Instant::now();
         let mut last_elect = Instant::now();
         let t0 = Instant::now();
+        // The applied image, as published after each metadata change: read
+        // without the store's lock, which the apply thread holds for a whole
+        // entry (a range delete of 150 000 keys holds it for seconds; the
+        // controller must go on fencing meanwhile, test_stall.py).
+        let images = self.watch();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -179,11 +184,7 @@ impl Membership {
                 }
             };
             let heard = node.last_heard();
-            // Only the registry: the whole image is cloned for elections alone.
-            let registry = keel_meta::Image {
-                nodes: lock_store(self.server.store()).metadata().nodes.clone(),
-                ..Default::default()
-            };
+            let image = images.borrow().clone();
             // keel-meta's decisions take milliseconds on one monotonic scale.
             let ms = |i: Instant| i.saturating_duration_since(t0).as_millis() as i64;
             let last_heard = |id: i32| {
@@ -196,7 +197,7 @@ impl Membership {
             };
             let session = session_timeout.as_millis() as i64;
             for (id, fence, rec) in
-                duties::liveness_records(&registry, last_heard, ms(since), ms(now), session)
+                duties::liveness_records(&image, last_heard, ms(since), ms(now), session)
             {
                 match self.server.propose_metadata(&rec).await {
                     Ok(Ok(a)) => tracing::warn!(
@@ -215,7 +216,8 @@ impl Membership {
                 continue;
             }
             last_elect = now;
-            let image = lock_store(self.server.store()).metadata().clone();
+            // Elections decide on the image of now, with the fencing above applied.
+            let image = images.borrow().clone();
             self.elect_unclean(&image).await;
             if now.duration_since(last_rebalance) >= duties.rebalance_every {
                 last_rebalance = now;
@@ -279,8 +281,7 @@ impl Membership {
     /// timeout. Best effort, bounded.
     pub async fn shut_down(&self) {
         let epoch = {
-            let store = lock_store(self.server.store());
-            match store.metadata().nodes.get(&self.me.node_id) {
+            match self.server.metadata().nodes.get(&self.me.node_id) {
                 Some(n) if n.incarnation == self.me.incarnation && !n.fenced => n.epoch,
                 _ => return,
             }

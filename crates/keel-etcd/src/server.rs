@@ -144,6 +144,9 @@ struct Inner {
     /// The auth store's view for naming a request's user without the store lock.
     auth: Arc<AuthShared>,
     jwt: Option<Arc<crate::jwt::Jwt>>,
+    /// The cluster metadata as last applied, readable without the store
+    /// lock (which the apply thread holds for a whole entry).
+    metadata: tokio::sync::watch::Receiver<Arc<keel_meta::Image>>,
 }
 
 /// How a request says who sent it: a token (gRPC metadata `token`, or the
@@ -183,7 +186,10 @@ impl EtcdServer {
                 .unwrap_or(0)
                 & 0xff_ffff_ffff)
                 << 7);
-        let auth = store.lock().expect("store lock").auth().shared();
+        let (auth, metadata) = {
+            let store = store.lock().expect("store lock");
+            (store.auth().shared(), store.watch_metadata())
+        };
         EtcdServer {
             inner: Arc::new(Inner {
                 auth,
@@ -199,8 +205,20 @@ impl EtcdServer {
                 client_cert_auth: options.client_cert_auth,
                 bcrypt_cost: options.bcrypt_cost,
                 jwt: options.jwt,
+                metadata,
             }),
         }
+    }
+
+    /// The cluster metadata image as last applied on this node, without
+    /// waiting for an apply in progress.
+    pub fn metadata(&self) -> Arc<keel_meta::Image> {
+        self.inner.metadata.borrow().clone()
+    }
+
+    /// The metadata image, after each change.
+    pub fn watch_metadata(&self) -> tokio::sync::watch::Receiver<Arc<keel_meta::Image>> {
+        self.inner.metadata.clone()
     }
 
     pub fn node(&self) -> &Arc<Node<ApplyResult>> {

@@ -265,12 +265,10 @@ impl Admin {
     /// first node to register, the id Kafka's Metadata answers every client),
     /// or this node's own until it has registered.
     fn cluster_id(&self) -> String {
-        let from_quorum = self.lab.as_ref().map(|l| {
-            keel_etcd::server::lock_store(l.server.store())
-                .metadata()
-                .cluster_id
-                .clone()
-        });
+        let from_quorum = self
+            .lab
+            .as_ref()
+            .map(|l| l.server.metadata().cluster_id.clone());
         match from_quorum {
             Some(id) if !id.is_empty() => id,
             _ => self.broker.cluster_id().to_string(),
@@ -278,12 +276,8 @@ impl Admin {
     }
 
     fn metrics(&self) -> Result<Vec<u8>> {
-        let image = self.lab.as_ref().map(|l| {
-            keel_etcd::server::lock_store(l.server.store())
-                .metadata()
-                .clone()
-        });
-        self.state.refresh(&self.broker, image.as_ref());
+        let image = self.lab.as_ref().map(|l| l.server.metadata());
+        self.state.refresh(&self.broker, image.as_deref());
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
@@ -422,9 +416,7 @@ fn gossip_json(lab: &Lab, node: i32) -> serde_json::Value {
 /// `/cluster`: this node's view of the cluster metadata (the image it has
 /// applied): the controller, every registered node, every topic's partitions.
 fn cluster_json(lab: &Lab) -> serde_json::Value {
-    let image = keel_etcd::server::lock_store(lab.server.store())
-        .metadata()
-        .clone();
+    let image = lab.server.metadata();
     let leader = lab.server.node().status().leader;
     let nodes: Vec<_> = image
         .nodes

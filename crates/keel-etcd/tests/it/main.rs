@@ -3,6 +3,7 @@
 //! client protocol) and by raw requests for the error paths.
 
 mod auth;
+mod cluster;
 mod store;
 
 use std::time::Duration;
