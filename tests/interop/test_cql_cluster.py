@@ -303,19 +303,34 @@ def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
     write acknowledged before the read began (checked over the recorded
     history), and never one nobody wrote."""
     c = three
-    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
-    cluster, s = connect(c, hosts=[1])
+    quorum_history(c, writer_on=1, readers_on=(2, 1), faults=[
+        ("node 3 dead", 400, lambda: c.nodes[3].kill9()),
+        ("node 3 back", 400, lambda: c.nodes[3].start()),
+        ("node 3 paused", 200, lambda: c.nodes[3].pause()),
+        # A partition: node 2 (a reader's coordinator and a replica) cut off
+        # from both others, Raft's links and the tables face's; its reads
+        # are refused meanwhile, and must not go back in time after the heal.
+        ("node 2 cut off", 200, lambda: (c.nodes[3].resume(), c.isolate(2))),
+    ])
+
+
+def quorum_history(c, writer_on, readers_on, faults, keys=range(8)):
+    """Writes at QUORUM through `writer_on`, reads at QUORUM through each of
+    `readers_on`, through `faults` in order (each: what, writes acknowledged
+    meanwhile before the next, the action), then a heal; checks that no read
+    returned less than a write acknowledged before it began."""
+    wait_until(lambda: ring_is_whole(c), timeout=30, what="every node on the ring")
+    cluster, s = connect(c, hosts=[writer_on])
     s.execute("CREATE KEYSPACE h WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
     s.execute("CREATE TABLE h.reg (k int PRIMARY KEY, v int)")
     cluster.shutdown()
-    keys = range(8)
     acked = {k: [] for k in keys}  # (ack time, value)
     reads = []  # (key, start, value)
     stop = threading.Event()
     errors = []
 
     def writer():
-        cl_, w = connect(c, hosts=[1])
+        cl_, w = connect(c, hosts=[writer_on])
         ins = w.prepare("INSERT INTO h.reg (k, v) VALUES (?, ?)")
         ins.consistency_level = CL.QUORUM
         v = 0
@@ -351,31 +366,20 @@ def test_quorum_reads_see_every_quorum_write_acknowledged_before_them(three):
         finally:
             cl_.shutdown()
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(h,)) for h in (2, 1)]
+    def writes():
+        return sum(len(a) for a in acked.values())
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(h,)) for h in readers_on]
     for t in threads:
         t.start()
     try:
         # Load before the faults: the history needs writes and reads to check.
-        wait_until(lambda: sum(len(a) for a in acked.values()) > 200 and len(reads) > 200, timeout=30,
+        wait_until(lambda: writes() > 200 and len(reads) > 200, timeout=30,
                    what="writes and reads before the faults")
-        c.nodes[3].kill9()
-        wait_until(lambda: sum(len(a) for a in acked.values()) > 400, timeout=30, what="writes with node 3 dead")
-        c.nodes[3].start()
-        n_before = sum(len(a) for a in acked.values())
-        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 400, timeout=30,
-                   what="writes with node 3 back")
-        c.nodes[3].pause()
-        n_before = sum(len(a) for a in acked.values())
-        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 200, timeout=60,
-                   what="writes with node 3 paused")
-        c.nodes[3].resume()
-        # A partition: node 2 (a reader's coordinator and a replica) cut off
-        # from both others, Raft's links and the tables face's; its reads
-        # are refused meanwhile, and must not go back in time after the heal.
-        c.isolate(2)
-        n_before = sum(len(a) for a in acked.values())
-        wait_until(lambda: sum(len(a) for a in acked.values()) > n_before + 200, timeout=60,
-                   what="writes with node 2 cut off")
+        for what, count, action in faults:
+            action()
+            n_before = writes()
+            wait_until(lambda: writes() > n_before + count, timeout=60, what=f"writes with {what}")
         c.heal()
         n_reads = len(reads)
         wait_until(lambda: len(reads) > n_reads + 200, timeout=60, what="reads after the heal")
@@ -599,16 +603,33 @@ def test_lightweight_transactions_are_linearizable_across_coordinators(three):
     never learned (timeouts) may or may not have happened; Unavailable and
     refused connections happen before anything is proposed."""
     c = three
-    wait_until(lambda: ring_is_whole(c), timeout=20, what="every node on the ring")
-    cluster, s = connect(c, hosts=[1])
+    lwt_history(c, clients_on=(1, 2, 3), keys=range(3), faults=[
+        ("node 3 dead", 60, lambda: c.nodes[3].kill9()),
+        ("node 3 back", 60, lambda: c.nodes[3].start()),
+        ("node 2 paused", 40, lambda: c.nodes[2].pause()),
+        ("node 2 resumed", 40, lambda: c.nodes[2].resume()),
+        # A partition: node 1 (a client's coordinator) cut off from both
+        # others; its rounds cannot reach a quorum while the others go on.
+        ("node 1 cut off", 40, lambda: c.isolate(1)),
+        ("the heal", 40, c.heal),
+    ])
+
+
+def lwt_history(c, clients_on, keys, faults):
+    """Compare-and-set and SERIAL reads on registers `keys`, one client on
+    each of `clients_on`, through `faults` in order (each: what, operations
+    meanwhile before the next, the action); checks each register's history
+    for linearizability."""
+    wait_until(lambda: ring_is_whole(c), timeout=30, what="every node on the ring")
+    first, second = clients_on[0], clients_on[1]
+    cluster, s = connect(c, hosts=[first])
     s.execute("CREATE KEYSPACE lin WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
     s.execute("CREATE TABLE lin.reg (k int PRIMARY KEY, v int)")
-    keys = range(3)
     for k in keys:
         assert s.execute(st("INSERT INTO lin.reg (k, v) VALUES (%s, 0) IF NOT EXISTS", CL.QUORUM), (k,)).one()[0]
     # Another coordinator sees them taken.
-    cl2, s2 = connect(c, hosts=[2])
-    row = s2.execute("INSERT INTO lin.reg (k, v) VALUES (0, 9) IF NOT EXISTS").one()
+    cl2, s2 = connect(c, hosts=[second])
+    row = s2.execute("INSERT INTO lin.reg (k, v) VALUES (%s, 9) IF NOT EXISTS", (keys[0],)).one()
     assert not row[0] and row.v == 0, row
     cl2.shutdown()
     cluster.shutdown()
@@ -661,31 +682,15 @@ def test_lightweight_transactions_are_linearizable_across_coordinators(three):
         with lock:
             return sum(len(h) for h in history.values())
 
-    threads = [threading.Thread(target=client, args=(h, h)) for h in (1, 2, 3)]
+    threads = [threading.Thread(target=client, args=(h, h)) for h in clients_on]
     for t in threads:
         t.start()
     try:
         wait_until(lambda: ops() > 60, timeout=30, what="conditional writes before the faults")
-        c.nodes[3].kill9()
-        n = ops()
-        wait_until(lambda: ops() > n + 60, timeout=30, what="conditional writes with node 3 dead")
-        c.nodes[3].start()
-        n = ops()
-        wait_until(lambda: ops() > n + 60, timeout=30, what="conditional writes with node 3 back")
-        c.nodes[2].pause()
-        n = ops()
-        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes with node 2 paused")
-        c.nodes[2].resume()
-        n = ops()
-        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes after node 2 resumed")
-        # A partition: node 1 (a client's coordinator) cut off from both
-        # others; its rounds cannot reach a quorum while the others go on.
-        c.isolate(1)
-        n = ops()
-        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes with node 1 cut off")
-        c.heal()
-        n = ops()
-        wait_until(lambda: ops() > n + 40, timeout=30, what="conditional writes after the heal")
+        for what, count, action in faults:
+            action()
+            n = ops()
+            wait_until(lambda: ops() > n + count, timeout=60, what=f"conditional writes with {what}")
     finally:
         stop.set()
         for t in threads:

@@ -287,8 +287,10 @@ def test_keel_dev_labels_each_nodes_lines_and_reports_one_that_dies(tmp_path):
     f = open(log, "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
     env["KEEL_NUM_PARTITIONS"] = "3"   # a variable given to keel dev reaches each node
+    # Each node its own datacenter and rack, from one list each.
     p = subprocess.Popen([str(KEEL), "dev", "--nodes", "3", "--data-dir", str(tmp_path / "data"),
-                          "--cql-addr", "none"], env=env, stdout=f, stderr=subprocess.STDOUT,
+                          "--cql-addr", "none", "--datacenter", "dc1,dc1,dc2", "--rack", "a,b,a"],
+                         env=env, stdout=f, stderr=subprocess.STDOUT,
                          start_new_session=True)
     text = lambda: log.read_text(errors="replace")
     try:
@@ -307,6 +309,14 @@ def test_keel_dev_labels_each_nodes_lines_and_reports_one_that_dies(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
                 ids.add(json.loads(r.read())["cluster_id"])
         assert len(ids) == 1, ids
+        def places():
+            with urllib.request.urlopen("http://127.0.0.1:9645/cluster", timeout=5) as r:
+                return {n["id"]: (n["datacenter"], n["rack"]) for n in json.loads(r.read())["nodes"]}
+        deadline = time.monotonic() + 20
+        while len(places()) < 3:
+            assert time.monotonic() < deadline, places()
+            time.sleep(0.05)
+        assert places() == {1: ("dc1", "a"), 2: ("dc1", "b"), 3: ("dc2", "a")}, places()
         prod = Producer({"bootstrap.servers": "127.0.0.1:9092"})
         prod.produce("auto-from-dev", b"x")
         assert prod.flush(30) == 0
@@ -326,6 +336,7 @@ def test_keel_dev_labels_each_nodes_lines_and_reports_one_that_dies(tmp_path):
         assert "node 2 exited (killed by signal 9 (SIGKILL))" in text()
         restart = text().split("Restart it with:\n", 1)[1].splitlines()[0].strip()
         assert "--node-id 2 " in restart and restart.split()[1] == "start"
+        assert "--datacenter dc1 --rack b" in restart, restart
         # Reaped: no <defunct> left behind.
         assert not Path(f"/proc/{node2}").exists()
         assert p.poll() is None, "the others go on"

@@ -175,12 +175,16 @@ struct DevArgs {
     /// This node's id: its Raft member id and its Kafka broker id.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
     node_id: u64,
-    /// This node's rack (Kafka's broker.rack): replicas of a partition go to
-    /// different racks first.
+    /// This node's rack (Kafka's broker.rack; the tables face's rack):
+    /// replicas of a partition go to different racks first. Under
+    /// `keel dev --nodes N`, a comma-separated list gives each node its own
+    /// (`r1,r2,r1`).
     #[arg(long, default_value = "")]
     rack: String,
     /// This node's datacenter on the tables face's ring (Cassandra's
-    /// GossipingPropertyFileSnitch `dc`), for NetworkTopologyStrategy.
+    /// GossipingPropertyFileSnitch `dc`), for NetworkTopologyStrategy. Under
+    /// `keel dev --nodes N`, a comma-separated list gives each node its own
+    /// (`dc1,dc1,dc1,dc2,dc2`).
     #[arg(long, default_value = "datacenter1")]
     datacenter: String,
     /// How long into a replica's outage a coordinator keeps the writes it
@@ -533,6 +537,13 @@ fn run() -> Result<()> {
             args.peer_trusted_ca_file = Some(files.ca);
             args.peer_client_cert_auth = true;
             Command::Dev(args)
+        }
+        Command::Dev(args) | Command::Start(args)
+            if args.nodes == 1 && (args.datacenter.contains(',') || args.rack.contains(',')) =>
+        {
+            anyhow::bail!(
+                "--datacenter and --rack name this node's own (a list, one per node, is for keel dev --nodes N)"
+            )
         }
         Command::Start(args) if args.tls => anyhow::bail!(
             "--tls makes throwaway certificates for keel dev only; a cluster's nodes need certificates from one CA: --cert-file, --key-file, --trusted-ca-file (and --peer-* for Raft)"
@@ -999,8 +1010,10 @@ fn etcd_endpoint(args: &DevArgs, addrs: &[String]) -> String {
 
 /// Settings `keel dev --nodes N` gives each node itself (addresses, data,
 /// identity) or passes in security_flags; the rest it forwards as given.
-const PER_NODE_SETTINGS: [&str; 21] = [
+const PER_NODE_SETTINGS: [&str; 23] = [
     "node-id",
+    "datacenter",
+    "rack",
     "data-dir",
     "etcd-addr",
     "peer-addr",
@@ -1022,6 +1035,19 @@ const PER_NODE_SETTINGS: [&str; 21] = [
     "peer-client-cert-auth",
     "auth-token",
 ];
+
+/// `keel dev`'s `--datacenter` or `--rack`: one value for every node, or a
+/// comma-separated list of one per node.
+fn per_node(flag: &str, value: &str, nodes: u64) -> Result<Vec<String>> {
+    let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).collect();
+    match values.len() as u64 {
+        1 => Ok(vec![values[0].clone(); nodes as usize]),
+        k if k == nodes => Ok(values),
+        k => anyhow::bail!(
+            "--{flag} {value:?} names {k} values for {nodes} nodes: give one for every node, or one for all"
+        ),
+    }
+}
 
 async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
     let exe = std::env::current_exe().context("find the keel binary")?;
@@ -1045,6 +1071,8 @@ async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
             "KEEL_PRINT_CONFIG".to_string(),
         ])
         .collect();
+    let datacenters = per_node("datacenter", &args.datacenter, n)?;
+    let racks = per_node("rack", &args.rack, n)?;
     let json_logs = args.log_format == LogFormat::Json;
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut running: std::collections::BTreeMap<u64, (u32, String)> = Default::default();
@@ -1058,8 +1086,21 @@ async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
         // CQL as Cassandra nodes on one machine: one loopback address each,
         // one port, since drivers take every peer's port to be the same.
         let cql = format!("127.0.0.{i}:9042");
+        let (dc, rack) = (&datacenters[i as usize - 1], &racks[i as usize - 1]);
+        let place = if args.datacenter.contains(',') || args.rack.contains(',') {
+            format!(
+                "  dc {dc}{}",
+                if rack.is_empty() {
+                    String::new()
+                } else {
+                    format!(" rack {rack}")
+                }
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "  node {i}: etcd {etcd}  kafka {kafka}  cql {cql}  admin http://{admin}  peer {peer}  data {}",
+            "  node {i}: etcd {etcd}  kafka {kafka}  cql {cql}  admin http://{admin}  peer {peer}{place}  data {}",
             dir.display()
         );
         let mut argv: Vec<std::ffi::OsString> = vec!["start".into()];
@@ -1072,6 +1113,8 @@ async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
             ("--admin-addr", admin),
             ("--cql-addr", cql),
             ("--initial-cluster", initial.clone()),
+            ("--datacenter", dc.clone()),
+            ("--rack", rack.clone()),
         ] {
             argv.push(flag.into());
             argv.push(value.into());
@@ -1221,4 +1264,23 @@ async fn wait_for_signal() -> Result<()> {
         _ = int.recv() => tracing::info!("received SIGINT"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_node;
+
+    #[test]
+    fn keel_dev_gives_each_node_its_datacenter_and_rack() {
+        assert_eq!(per_node("rack", "", 3).unwrap(), ["", "", ""]);
+        assert_eq!(per_node("datacenter", "dc1", 2).unwrap(), ["dc1", "dc1"]);
+        assert_eq!(
+            per_node("datacenter", "dc1, dc1,dc2", 3).unwrap(),
+            ["dc1", "dc1", "dc2"]
+        );
+        let e = per_node("datacenter", "dc1,dc2", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names 2 values for 3 nodes"), "{e}");
+    }
 }
