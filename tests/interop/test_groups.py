@@ -14,6 +14,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_until
+from kafka_history import History
+from test_kafka_replication import read_all as read_log
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,15 +49,23 @@ def group_consumer(node, group):
     return Consumer(group_consumer_conf(node, group))
 
 
-def consume(c, n, read, timeout=60):
-    """Polls until `read` holds `n` values, committing synchronously after each."""
+def consume(c, n, read, timeout=60, history=None, name=None, group=None):
+    """Polls until `read` holds `n` values, committing synchronously after
+    each; with `history`, records each read and each commit the broker took
+    as consumer `name` of `group`."""
     deadline = time.monotonic() + timeout
     while len(read) < n:
         assert time.monotonic() < deadline, f"read {len(read)} of {n}"
         m = c.poll(0.2)
         if m is None or m.error():
             continue
-        c.commit(message=m, asynchronous=False)
+        if history is not None:
+            history.read(name, m.partition(), m.offset(), m.value().decode())
+        taken = c.commit(message=m, asynchronous=False)
+        if history is not None:
+            for tp in taken or []:
+                if tp.error is None and tp.offset >= 0:
+                    history.commit(group, name, tp.partition, tp.offset)
         read.append(int(m.value()))
 
 
@@ -63,25 +73,32 @@ def test_group_resumes_from_committed_offsets_after_kill_9(make_node):
     node = make_node().start()
     create(node, "orders", 3)
     produce(node, "orders", [str(i).encode() for i in range(300)], partitions=3)
+    # Every read and commit of both members, for Jepsen's Kafka checker.
+    history = History()
     c = group_consumer(node, "billing")
     c.subscribe(["orders"])
     read = []
-    consume(c, 120, read)
+    consume(c, 120, read, history=history, name="c1", group="billing")
     committed_before = c.committed([TopicPartition("orders", p) for p in range(3)], timeout=10)
     assert sum(max(tp.offset, 0) for tp in committed_before) == 120
 
     node.kill9()
     node = make_node(port=node.port).start()
     # The same member carries on once the node is back...
-    consume(c, 200, read)
+    consume(c, 200, read, history=history, name="c1", group="billing")
     c.close()
     # ...and a new one starts exactly where the group's commits stand.
     c = group_consumer(node, "billing")
     c.subscribe(["orders"])
-    consume(c, 300, read)
+    consume(c, 300, read, history=history, name="c2", group="billing")
     extra = c.poll(2)
     assert extra is None or extra.error(), "nothing beyond the 300 records"
     c.close()
+    # No offset with two values, no commit going backwards, no member
+    # reading below what the group had committed, nothing skipped.
+    final = read_log(None, "orders", 3, 300, through=node.bootstrap)
+    faults, summary = history.check(final, groups={"c1": "billing", "c2": "billing"})
+    assert not faults, f"{summary}: {faults}"
     assert len(read) == len(set(read)), "nothing was read twice"
     assert set(read) == set(range(300)), "nothing was skipped"
     # What was committed before the crash was still there after it.
