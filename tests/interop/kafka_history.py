@@ -69,10 +69,13 @@ class History:
         with self._lock:
             return [(c, p, o, v) for kind, c, p, o, v in self.events if kind == "read"]
 
-    def check(self, final_log, groups=None):
+    def check(self, final_log, groups=None, log_start=None):
         """`final_log`: {partition: [(offset, value)]}, read whole after the
-        faults; `groups`: {consumer: group}. Returns ({fault: [examples]},
+        faults; `groups`: {consumer: group}; `log_start`: {partition: offset}
+        where retention has moved a partition's start (what was acknowledged
+        below it is gone by design, not lost). Returns ({fault: [examples]},
         summary): the dict is empty when the history is clean."""
+        log_start = log_start or {}
         groups = groups or {}
         faults = defaultdict(list)
         with self._lock:
@@ -94,10 +97,13 @@ class History:
 
         in_log = {(p, o): v for p, recs in final_log.items() for o, v in recs}
         in_log_values = set(in_log.values())
+        retired = 0  # acknowledged below a partition's log start
         for v, (p, o) in acked.items():
             if p is None:
                 if v not in in_log_values:
                     faults["lost"].append(f"{v!r} acknowledged, and in no partition of the log")
+            elif o < log_start.get(p, 0):
+                retired += 1
             elif in_log.get((p, o)) != v:
                 faults["lost"].append(f"{v!r} acknowledged at {p}@{o}, where the log holds {in_log.get((p, o))!r}")
         for v, places in where.items():
@@ -141,7 +147,8 @@ class History:
         unacked = sum(1 for v in where if v not in acked)
         commits = len(events) - len(reads)
         summary = (f"{len(sends)} sends, {len(acked)} acknowledged, {failed} failed, "
-                   f"{unacked} read but never acknowledged, {len(reads)} reads, {commits} commits")
+                   f"{unacked} read but never acknowledged, {len(reads)} reads, {commits} commits"
+                   + (f", {retired} acknowledged below the log start (retention)" if retired else ""))
         return {k: v[:5] + ([f"... {len(v) - 5} more"] if len(v) > 5 else []) for k, v in faults.items() if v}, summary
 
 

@@ -78,3 +78,15 @@ def test_an_acknowledgement_that_does_not_say_where_is_lost_only_when_in_no_part
     h.ack("d", None, None)
     assert faults_of(h, {**log, 1: [(0, "d")]}) == set()
     assert faults_of(h, log) == {"lost"}
+
+
+def test_records_retention_removed_below_the_log_start_are_not_lost_and_the_rest_are():
+    h, _ = clean()
+    # Retention removed offset 0: the log starts at 1.
+    log = {0: [(1, "b"), (2, "c")]}
+    faults, summary = h.check(log, log_start={0: 1})
+    assert faults == {}, faults
+    assert "1 acknowledged below the log start" in summary
+    # Without the start, or with a start below a missing record, it is lost.
+    assert "lost" in h.check(log)[0]
+    assert "lost" in h.check({0: [(2, "c")]}, log_start={0: 1})[0]

@@ -20,6 +20,7 @@ from kafka.errors import (InvalidReplicationAssignmentError,
                           NoReassignmentInProgressError, UnknownTopicOrPartitionError)
 
 from conftest import wait_until
+from kafka_history import History
 from test_kafka_replication import SESSION_MS, kafka_cluster, metrics, partitions, read_all
 
 TOPIC = "move"
@@ -89,7 +90,9 @@ def test_reassignment_moves_replicas_under_load_and_can_be_cancelled(four):
         assert ka.list_partition_reassignments() == {}
         assert settled(four, {0: [1, 2, 3], 1: [2, 3, 1]})
 
-        acked, errors = {}, []
+        # The producer's sends and answers, for Jepsen's Kafka checker.
+        history = History()
+        acked, errors = history.acked, history.failed
         stop = threading.Event()
 
         def produce():
@@ -98,12 +101,14 @@ def test_reassignment_moves_replicas_under_load_and_can_be_cancelled(four):
 
             def done(err, msg):
                 if err is None:
-                    acked[msg.value().decode()] = (msg.partition(), msg.offset())
+                    history.ack(msg.value().decode(), msg.partition(), msg.offset())
                 else:
-                    errors.append(err)
+                    history.fail(msg.value().decode(), str(err))
             i = 0
             while not stop.is_set():
-                p.produce(TOPIC, key=str(i % 16), value=f"v{i:06d}-" + "x" * 200, on_delivery=done)
+                value = f"v{i:06d}-" + "x" * 200
+                history.send("p1", value)
+                p.produce(TOPIC, key=str(i % 16), value=value, on_delivery=done)
                 p.poll(0)
                 i += 1
                 if i % 20 == 0:
@@ -153,7 +158,7 @@ def test_reassignment_moves_replicas_under_load_and_can_be_cancelled(four):
             stop.set()
             t.join(timeout=90)
         assert not t.is_alive()
-        assert not errors, errors[:5]
+        assert not errors, list(errors.items())[:5]
 
         # Node 1 holds no replica of the topic any more: its copy is gone.
         wait_until(lambda: not any((four.nodes[1].dir / f"{TOPIC}-{p}").exists() for p in (0, 1)),
@@ -164,6 +169,9 @@ def test_reassignment_moves_replicas_under_load_and_can_be_cancelled(four):
         # Every acknowledged record still in the logs is there at its offset,
         # once; retention removed only whole old segments.
         logs = read_all(four, TOPIC, 2, 0, start=OFFSET_BEGINNING)
+        starts = {p: min((o for o, _ in recs), default=0) for p, recs in logs.items()}
+        faults, summary = history.check(logs, log_start=starts)
+        assert not faults, f"{summary}: {faults}"
         seen = {}
         for p, recs in logs.items():
             offsets = [o for o, _ in recs]
