@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 K=$PWD/target/release/keel
 export ETCDCTL_API=3
 W=$(mktemp -d /tmp/keel-bench.XXXX)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+KEEP=
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "$KEEP" ] || rm -rf "$W"' EXIT
 
 echo "== disk: fio 4 KiB writes, fdatasync after each (the fsync limit)"
 fio --name=fsync --directory="$W" --size=64m --bs=4k --rw=write --ioengine=sync --fdatasync=1 \
@@ -21,12 +22,34 @@ PY
 
 wait_up() { for _ in $(seq 100); do etcdctl --endpoints="$1" put warm x >/dev/null 2>&1 && return; sleep 0.1; done; echo "no server on $1"; exit 1; }
 
-run_loads() { # $1 = name, $2 = endpoints
+# A server that died under load says how: its exit status or signal, the
+# end of its log, the kernel's OOM lines, and its data dir kept. (A single
+# node once vanished here under 64 clients' serializable ranges, and its log
+# went with the temp dir: issue 34, item 6.)
+check_alive() { # $1 = pid, $2 = its log
+  if kill -0 "$1" 2>/dev/null; then
+    # keel dev --nodes 3 lives on when one of its nodes dies, and says so.
+    grep -q "^keel dev: node [0-9]* exited" "$2" || return 0
+    echo "!! a node of the cluster is gone:"
+  else
+    wait "$1"; local rc=$?
+    echo "!! the server (pid $1) is gone: exit status $rc$( [ $rc -gt 128 ] && echo ", signal $((rc - 128))")"
+  fi
+  tail -n 40 "$2"
+  dmesg 2>/dev/null | grep -iE "out of memory|oom|killed process" | tail -5
+  KEEP=1
+  echo "!! its data and log are kept in $W"
+  exit 1
+}
+
+run_loads() { # $1 = name, $2 = endpoints, $3 = server pid, $4 = its log
+  local name=$1 eps=$2 spid=$3 slog=$4
   for spec in "put 64 8" "put 1 1" "txn 64 8" "range 64 8" "range-serializable 64 8"; do
-    set -- "$1" "$2" $spec
-    total=$(( $4 == 1 ? 3000 : 40000 ))
-    echo "== $1: keel bench kv --op $3 --clients $4 --conns $5 --total $total"
-    "$K" bench kv --endpoints "$2" --op "$3" --clients "$4" --conns "$5" --total $total | tail -1
+    set -- $spec
+    total=$(( $2 == 1 ? 3000 : 40000 ))
+    echo "== $name: keel bench kv --op $1 --clients $2 --conns $3 --total $total"
+    "$K" bench kv --endpoints "$eps" --op "$1" --clients "$2" --conns "$3" --total $total | tail -1
+    check_alive "$spid" "$slog"
   done
 }
 
@@ -47,7 +70,7 @@ cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 
 for target in keel etcd; do
   start_one $target "$W/$target-1" ""
-  run_loads "$target, 1 node" 127.0.0.1:2379
+  run_loads "$target, 1 node" 127.0.0.1:2379 $pid "$W/$target-1.log"
   for load in s l; do
     echo "== $target, 1 node: etcdctl check perf --load $load"
     before=$(cpu_s $pid)
@@ -81,7 +104,8 @@ for target in keel etcd; do
     done
   fi
   wait_up $EPS
-  run_loads "$target, 3 nodes" $EPS
+  # keel dev reports a node that died, with its exit status, in its own log.
+  run_loads "$target, 3 nodes" $EPS ${pids[0]} "$( [ $target = keel ] && echo "$W/k3.log" || echo "$W/e3-1.log")"
   echo "== $target, 3 nodes: etcdctl check perf --load s"
   etcdctl --endpoints=$EPS check perf --load s 2>&1 | tr '\r' '\n' | grep -E "PASS|FAIL|Slowest|Stddev|rror"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null

@@ -29,6 +29,7 @@ fn main() {
     put("cql_frame", cql_frames());
     put("cql_text", cql_texts());
     put("table_files", table_files());
+    put("hints_file", hints_files());
     put("etcd_snapshot", etcd_snapshots());
     let (messages, entries) = etcd_requests();
     put("etcd_messages", messages);
@@ -304,6 +305,23 @@ fn table_files() -> Vec<Vec<u8>> {
     sstable::write(dir.path(), 1, 1, m.into_iter()).expect("sstable");
     let sst = std::fs::read(sstable::data_path(dir.path(), 1)).expect("read sstable");
     vec![files(1, &[log.clone(), sst.clone()]), files(0, &[log, sst])]
+}
+
+/// Hint files: two whole records, and the same with a torn tail.
+fn hints_files() -> Vec<Vec<u8>> {
+    use keel_table::engine::commitlog;
+    use keel_table::Cell;
+    let m: commitlog::Mutation = vec![
+        (b"pk\0a".to_vec(), Cell::live(5, b"value".to_vec())),
+        (b"pk\0b".to_vec(), Cell::tombstone(6, 1_700_000_000)),
+    ];
+    let file = [
+        commitlog::encode_record(&m),
+        commitlog::encode_record(&m[..1].to_vec()),
+    ]
+    .concat();
+    let torn = file[..file.len() - 3].to_vec();
+    vec![[&[1u8][..], &file].concat(), [&[0u8][..], &torn].concat()]
 }
 
 fn etcd_snapshots() -> Vec<Vec<u8>> {
