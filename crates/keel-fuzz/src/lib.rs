@@ -386,7 +386,11 @@ pub fn hints_file(data: &[u8]) {
     let kept = first.pending(2);
     drop(first);
     let again = Hints::open(hints, window).expect("a hints file as it was cut reopens");
-    assert_eq!(again.pending(2), kept, "a cut hints file reads back the same");
+    assert_eq!(
+        again.pending(2),
+        kept,
+        "a cut hints file reads back the same"
+    );
 }
 
 /// An etcd snapshot file (`etcdctl snapshot save`'s output, what
