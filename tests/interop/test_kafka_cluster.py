@@ -282,7 +282,10 @@ def test_a_data_dir_from_before_the_cluster_metadata_keeps_its_topics(make_node)
     n = make_node(port=n.port).start()
     a = AdminClient({"bootstrap.servers": n.bootstrap})
     wait_until(lambda: "old" in a.list_topics(timeout=10).topics, what="the topic adopted")
-    assert "adopted this node's topic into the cluster metadata" in n.logs()
+    # The line is logged once the proposal is answered, which can be a moment
+    # after clients see the topic applied.
+    wait_until(lambda: "adopted this node's topic into the cluster metadata" in n.logs(),
+               timeout=10, what="the adoption logged")
     md = a.list_topics(topic="old", timeout=10).topics["old"]
     assert len(md.partitions) == 3
     # Adopted with its own topic id: the logs on disk are opened as they are

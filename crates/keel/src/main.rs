@@ -1116,6 +1116,12 @@ async fn dev_cluster(args: DevArgs, settings: config::Settings) -> Result<()> {
             ("--datacenter", dc.clone()),
             ("--rack", rack.clone()),
         ] {
+            // No empty argument (the default rack): a node's command line,
+            // read back from /proc and joined with spaces as the README
+            // does to restart it, must not lose a value.
+            if value.is_empty() {
+                continue;
+            }
             argv.push(flag.into());
             argv.push(value.into());
         }
