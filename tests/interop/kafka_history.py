@@ -187,6 +187,17 @@ def read_through(history, final_log):
     return all(read.get(p, -1) >= recs[-1][0] for p, recs in final_log.items() if recs)
 
 
+def members_read_to_the_end(history, final_log, ends, members):
+    """Lets `group_member` threads `members` read on until, together, they
+    have read `final_log` whole (`read_through`), then end them."""
+    from conftest import wait_until
+    wait_until(lambda: read_through(history, final_log), timeout=60, what="the group to read the whole log")
+    ends["done"] = True
+    for t in members:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in members), "a group member did not finish"
+
+
 def produce_recorded(producer, topic, history, name, stop, key=None, times=None):
     """Sends `name-0`, `name-1`, ... to `topic` through `producer` at about
     1000 records/s until `stop` is set, recording each send and its answer

@@ -147,6 +147,24 @@ def st(q, cl):
     return SimpleStatement(q, consistency_level=cl)
 
 
+def all_up(c):
+    """Every node UN as every node sees it (`keel table status`)."""
+    return all(n["state"] == "UN" for i in c.nodes for n in c.nodes[i].cli("table", "status"))
+
+
+def repair_converges(c, keyspace, timeout=30):
+    """Runs `keel table repair` on node 1 until a run leaves every range
+    agreeing (a node's links may still be coming up after a heal); returns
+    that run's report."""
+    def repaired():
+        try:
+            r = c.nodes[1].cli("table", "repair", keyspace)
+        except AssertionError:
+            return None
+        return r if r["ranges_still_differing"] == 0 else None
+    return wait_until(repaired, timeout=timeout, what="a repair that leaves every range agreeing")
+
+
 def ring_is_whole(c):
     """Every node lists its own 16 tokens and every peer's (a node serves
     CQL a moment before its own registration is applied)."""
@@ -909,17 +927,8 @@ def test_five_nodes_partitioned_one_answers_on_both_sides_and_the_heal_converges
                 cl_.shutdown()
         c.heal()
 
-        def everyone_up():
-            return all(n["state"] == "UN" for i in c.nodes for n in c.nodes[i].cli("table", "status"))
-        wait_until(everyone_up, timeout=30, what="every node UN as every node sees it")
-
-        def repaired():
-            try:
-                r = c.nodes[1].cli("table", "repair", "p")
-            except AssertionError:
-                return None
-            return r if r["ranges_still_differing"] == 0 else None
-        wait_until(repaired, timeout=30, what="a repair that leaves every range agreeing")
+        wait_until(lambda: all_up(c), timeout=30, what="every node UN as every node sees it")
+        repair_converges(c, "p")
         again = c.nodes[2].cli("table", "repair", "p")
         assert again["ranges_differed"] == 0 and again["cells_streamed"] == 0, again
         cluster, s = connect(c, hosts=[5])

@@ -13,7 +13,8 @@ from cassandra.metadata import Murmur3Token
 
 from conftest import free_port, wait_until
 from etcd_cluster import Cluster as KeelCluster
-from test_cql_cluster import SESSION_MS, connect, lwt_history, quorum_history, ring_is_whole, st
+from test_cql_cluster import (SESSION_MS, all_up, connect, lwt_history, quorum_history, repair_converges,
+                              ring_is_whole, st)
 
 PLACES = {1: ("dc1", "r1"), 2: ("dc1", "r2"), 3: ("dc1", "r3"), 4: ("dc2", "r1"), 5: ("dc2", "r2")}
 DC1, DC2 = [1, 2, 3], [4, 5]
@@ -49,8 +50,15 @@ def five(cluster5):
     wait_until(lambda: all_up(cluster5), timeout=30, what="every node UN as every node sees it")
 
 
-def all_up(c):
-    return all(n["state"] == "UN" for i in c.nodes for n in c.nodes[i].cli("table", "status"))
+def two_down(c):
+    """Node 5 killed -9 and node 4 paused, at the same moment."""
+    c.nodes[5].kill9()
+    c.nodes[4].pause()
+
+
+def two_back(c):
+    c.nodes[4].resume()
+    c.nodes[5].start()
 
 
 def replicas_of(c, keyspace, keys):
@@ -88,17 +96,9 @@ def test_quorum_history_with_two_of_five_down_at_once(five):
     both return, then node 3 is cut off: no read returns less than a write
     acknowledged before it began."""
     c = five
-
-    def both_down():
-        c.nodes[5].kill9()
-        c.nodes[4].pause()
-
-    def both_back():
-        c.nodes[4].resume()
-        c.nodes[5].start()
     quorum_history(c, writer_on=1, readers_on=(2, 3), faults=[
-        ("node 5 killed and node 4 paused", 300, both_down),
-        ("nodes 4 and 5 back", 300, both_back),
+        ("node 5 killed and node 4 paused", 300, lambda: two_down(c)),
+        ("nodes 4 and 5 back", 300, lambda: two_back(c)),
         ("node 3 cut off", 200, lambda: c.isolate(3)),
     ])
 
@@ -111,17 +111,9 @@ def test_lightweight_transactions_with_two_of_five_down_at_once(five):
     c = five
     wait_until(lambda: ring_is_whole(c), timeout=30, what="every node on the ring")
     keys = list(range(4))
-
-    def both_down():
-        c.nodes[5].kill9()
-        c.nodes[4].pause()
-
-    def both_back():
-        c.nodes[4].resume()
-        c.nodes[5].start()
     lwt_history(c, clients_on=(1, 2, 3), keys=keys, faults=[
-        ("node 5 killed and node 4 paused", 40, both_down),
-        ("nodes 4 and 5 back", 40, both_back),
+        ("node 5 killed and node 4 paused", 40, lambda: two_down(c)),
+        ("nodes 4 and 5 back", 40, lambda: two_back(c)),
         ("node 2 paused", 30, lambda: c.nodes[2].pause()),
         ("node 2 resumed", 30, lambda: c.nodes[2].resume()),
         ("node 1 cut off", 30, lambda: c.isolate(1)),
@@ -209,13 +201,7 @@ def test_network_topology_local_quorum_answers_in_a_datacenter_cut_off(five):
                 return False
         wait_until(each_quorum_answers, timeout=20, what="EACH_QUORUM to answer after the heal")
 
-        def repaired():
-            try:
-                r = c.nodes[1].cli("table", "repair", "geo")
-            except AssertionError:
-                return None
-            return r if r["ranges_still_differing"] == 0 else None
-        wait_until(repaired, timeout=60, what="a repair that leaves every range agreeing")
+        repair_converges(c, "geo", timeout=60)
         sel = s.prepare("SELECT v FROM geo.kv WHERE k = ?")
         sel.consistency_level = CL.ALL
         lost = [k for k, v in acked.items() if (r := s.execute(sel, (k,)).one()) is None or r.v != v]

@@ -7,7 +7,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_until
-from kafka_history import History, group_member, read_through
+from kafka_history import History, group_member, members_read_to_the_end
 from test_kafka_replication import read_all
 
 GROUP = "idem-readers"
@@ -72,11 +72,7 @@ def test_retrying_across_kill_9_and_restart_leaves_no_duplicates(make_node):
     assert len(history.acked) == total
 
     final = read_all(None, "idem", 2, total, through=node.bootstrap)
-    wait_until(lambda: read_through(history, final), timeout=60, what="the group to read the whole log")
-    ends["done"] = True
-    for m in members:
-        m.join(timeout=60)
-    assert not any(m.is_alive() for m in members), "a group member did not finish"
+    members_read_to_the_end(history, final, ends, members)
     # Lost, duplicated (one send at two offsets), reordered, inconsistent
     # offsets, commits backwards, reads behind a commit, skips: none.
     faults, summary = history.check(final, groups={"c1": GROUP, "c2": GROUP})

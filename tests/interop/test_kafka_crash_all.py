@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from conftest import wait_until
-from kafka_history import History, group_member, produce_recorded, read_through
+from kafka_history import History, group_member, members_read_to_the_end, produce_recorded
 from test_kafka_replication import GROUP, SESSION_MS, bootstrap, create, full_isr, kafka_cluster, read_all
 
 TOPIC = "ledger"
@@ -86,11 +86,7 @@ def test_every_broker_killed_at_once_and_the_controller_lose_nothing(cluster):
 
     final = read_all(cluster, TOPIC, PARTITIONS, len(history.acked))
     # The members read on until the group has read everything the log holds.
-    wait_until(lambda: read_through(history, final), timeout=60, what="the group to read the whole log")
-    ends["done"] = True
-    for t in members:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in members), "a group member did not finish"
+    members_read_to_the_end(history, final, ends, members)
 
     faults, summary = history.check(final, groups={"c1": GROUP, "c2": GROUP})
     print(f"{summary}; first acknowledgement after each cluster-wide kill -9: {timings} s")
