@@ -92,14 +92,17 @@ impl Membership {
         self.me.node_id
     }
 
+    /// This process's incarnation (a new one per start).
+    pub fn incarnation(&self) -> u64 {
+        self.me.incarnation
+    }
+
     /// Resolves once the image holds this node's registration (this
     /// incarnation's, not one left by an earlier run).
     pub async fn registered(&self) {
         let mut image = self.watch();
         let (id, inc) = (self.me.node_id, self.me.incarnation);
-        let _ = image
-            .wait_for(|i| i.nodes.get(&id).is_some_and(|n| n.incarnation == inc))
-            .await;
+        let _ = image.wait_for(|i| i.holds_registration(id, inc)).await;
     }
 
     /// The metadata image, after each change.

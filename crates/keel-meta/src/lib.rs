@@ -513,6 +513,16 @@ pub enum Applied {
 pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 impl Image {
+    /// Whether this image holds node `id`'s registration by the process
+    /// `incarnation`. Until it does, what the image says the node leads was
+    /// said of an earlier incarnation, which its registration fences: a
+    /// node acts on the image only from then on.
+    pub fn holds_registration(&self, id: i32, incarnation: u64) -> bool {
+        self.nodes
+            .get(&id)
+            .is_some_and(|n| n.incarnation == incarnation)
+    }
+
     /// The tables face's ring: every node with tokens, fenced or not (a node
     /// that is down still owns its ranges; the coordinator skips it).
     pub fn ring(&self) -> ring::Ring {

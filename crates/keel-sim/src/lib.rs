@@ -131,10 +131,16 @@ pub enum Plant {
     /// A replica that truncates records an unclean election lost says
     /// nothing: acknowledged records vanish unreported.
     UnreportedLoss,
+    /// A restarted broker acts on metadata before its new registration is in
+    /// it: a leader that lost its unflushed tail leads again at its old epoch
+    /// and writes new records where its followers hold others of that epoch.
+    /// Found by keel-sim in CI (seed 778011130109): the simulator's broker
+    /// did not wait as keel's `Membership::registered` does.
+    LeadBeforeRegistered,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 11] = [
+    pub const ALL: [Plant; 12] = [
         Plant::TruncateToHighWatermark,
         Plant::TruncateToLeaderEnd,
         Plant::HighWatermarkFromLogEnd,
@@ -146,6 +152,7 @@ impl Plant {
         Plant::ForgetIsrProposal,
         Plant::StaleIsrProposal,
         Plant::UnreportedLoss,
+        Plant::LeadBeforeRegistered,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +168,7 @@ impl Plant {
             Plant::ForgetIsrProposal => "forget-isr-proposal",
             Plant::StaleIsrProposal => "stale-isr-proposal",
             Plant::UnreportedLoss => "unreported-loss",
+            Plant::LeadBeforeRegistered => "lead-before-registered",
         }
     }
 
@@ -425,6 +433,10 @@ struct Broker {
     up: bool,
     incarnation: u64,
     applied: u64,
+    /// The last metadata image it took: a restarted keel node replays its
+    /// Raft log, so the image it starts from is the one it had, which may
+    /// still name it leader of partitions its earlier incarnation led.
+    image: Option<Arc<Image>>,
     parts: BTreeMap<i32, Part>,
 }
 
@@ -668,6 +680,7 @@ impl Sim {
                     up: true,
                     incarnation: 1,
                     applied: 0,
+                    image: None,
                     parts: BTreeMap::new(),
                 },
             );
@@ -1078,7 +1091,7 @@ impl Sim {
                     return;
                 }
                 match msg {
-                    Msg::Metadata(image) => self.on_metadata(id, &image),
+                    Msg::Metadata(image) => self.on_metadata(id, image),
                     Msg::AlterIsrReply {
                         partition,
                         accepted: false,
@@ -1142,12 +1155,29 @@ impl Sim {
 
     /// `Broker::apply_metadata` / `set_replication`: each partition's role
     /// from the image, through the core.
-    fn on_metadata(&mut self, id: i32, image: &Image) {
+    fn on_metadata(&mut self, id: i32, image: Arc<Image>) {
         let now = self.clock_of(id);
         let plant = self.cfg.plant;
         let b = self.brokers.get_mut(&id).expect("broker");
         if image.applied <= b.applied {
             return; // Older than what it has (reordered or duplicated).
+        }
+        if b.image.as_ref().is_none_or(|i| i.applied < image.applied) {
+            b.image = Some(image.clone());
+        }
+        // keel's main.rs follows the metadata only once the image holds this
+        // process's own registration (`Membership::registered`): until then
+        // what the image says this node leads was said of an earlier
+        // incarnation, whose tail a power loss may have taken. Registering
+        // fences that incarnation and moves its partitions' leader epochs,
+        // so a restarted leader never appends at an epoch whose records its
+        // followers already hold differently (seed 778011130109: a restarted
+        // leader led again at its old epoch from a shorter log, and its
+        // followers' logs diverged from it below the high watermark).
+        if !image.holds_registration(id, b.incarnation)
+            && plant != Some(Plant::LeadBeforeRegistered)
+        {
+            return;
         }
         b.applied = image.applied;
         let Some(t) = image.topics.get(TOPIC) else {
@@ -1982,6 +2012,10 @@ impl Sim {
         );
         self.at(HEARTBEAT_MS, Event::BrokerTick(id, inc));
         self.at(ISR_CHECK_MS, Event::IsrTick(id, inc));
+        // The image its Raft log replays, before the quorum has heard it.
+        if let Some(image) = self.brokers[&id].image.clone() {
+            self.on_metadata(id, image);
+        }
     }
 
     /// Schedules `action` at simulated time `at_ms`.
@@ -2354,6 +2388,23 @@ pub fn scenarios() -> Vec<Scenario> {
             config: base(10_000, 3),
             actions: vec![(3_000, Action::Crash { node: 3, power_loss: false }), (7_000, Action::Restart(3))],
             plant: Plant::AckBelowMinInsync,
+        },
+        Scenario {
+            name: "a-leader-loses-power-and-restarts-within-its-session",
+            about: "the leader loses power and is back before the controller fences it: it must not lead at its old epoch from the shorter log the crash left, but register first, which moves the epoch",
+            config: Config {
+                fsync_ms: (5, 20),
+                ..base(10_000, 2)
+            },
+            // Cut from the controller and the other brokers as it comes back
+            // (its producers still reach it), so its registration waits.
+            actions: vec![
+                (3_000, Action::Crash { node: 1, power_loss: true }),
+                (3_005, Action::Zombie(1)),
+                (3_010, Action::Restart(1)),
+                (3_600, Action::Heal),
+            ],
+            plant: Plant::LeadBeforeRegistered,
         },
         Scenario {
             name: "every-replica-loses-power-at-once",

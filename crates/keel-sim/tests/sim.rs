@@ -34,7 +34,7 @@ fn a_seed_replays_bit_for_bit() {
 /// Each planted bug and the number of seeds (from seed 1) within which
 /// random faults must find it; `None`: a named scenario or a pinned
 /// regression seed finds it (the random faults seldom line those up).
-const FOUND_WITHIN: [(Plant, Option<u64>); 11] = [
+const FOUND_WITHIN: [(Plant, Option<u64>); 12] = [
     (Plant::TruncateToHighWatermark, Some(150)),
     (Plant::TruncateToLeaderEnd, Some(300)),
     (Plant::HighWatermarkFromLogEnd, Some(20)),
@@ -46,6 +46,7 @@ const FOUND_WITHIN: [(Plant, Option<u64>); 11] = [
     (Plant::ForgetIsrProposal, Some(300)),
     (Plant::StaleIsrProposal, None),
     (Plant::UnreportedLoss, None),
+    (Plant::LeadBeforeRegistered, None),
 ];
 
 #[test]
@@ -113,7 +114,7 @@ fn named_scenarios_hold_with_keels_code_and_fail_with_their_bug() {
 /// simulator's draws change (a new message, a new fault):
 /// `keel-sim --seeds 1000 --from 1 [--brokers N] --plant NAME` finds the
 /// new one.
-const REGRESSIONS: [(u64, Option<Plant>, Option<i32>, &str); 4] = [
+const REGRESSIONS: [(u64, Option<Plant>, Option<i32>, &str); 5] = [
     (
         9,
         Some(Plant::ForgetIsrProposal),
@@ -137,6 +138,15 @@ const REGRESSIONS: [(u64, Option<Plant>, Option<i32>, &str); 4] = [
         None,
         Some(3),
         "a follower with no epoch at or below its leader's answer kept its own tail below the leader's end",
+    ),
+    (
+        778_011_130_109,
+        // Planted, the replayed image now leads at once and the seed's
+        // timing no longer lines up: the named scenario
+        // a-leader-loses-power-and-restarts-within-its-session plants it.
+        None,
+        None,
+        "a restarted leader led at its old epoch from the shorter log a power loss left (found in CI)",
     ),
 ];
 

@@ -810,6 +810,7 @@ async fn dev(args: DevArgs) -> Result<()> {
     };
     let view = keel_kafka::handlers::ClusterView {
         image: membership.watch(),
+        incarnation: membership.incarnation(),
         controller: controller.clone(),
         propose: cluster::proposer(quorum.server.clone()),
         rack_aware_reads: args.replica_selector == "rack-aware",

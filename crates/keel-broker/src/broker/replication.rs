@@ -414,6 +414,19 @@ impl Broker {
     }
 
     /// The follower's log end, latest epoch and replication role (for the fetcher).
+    /// Whether this broker has taken the lead of `topic`-`index` at
+    /// `leader_epoch` (the metadata image can name it leader before
+    /// `apply_metadata` has installed the role, as a restarted node's
+    /// replayed image does before it registers).
+    pub fn leads_at(&self, topic: &str, index: i32, leader_epoch: i32) -> bool {
+        self.partition(topic, index).is_ok_and(|p| {
+            p.lock()
+                .repl
+                .as_ref()
+                .is_some_and(|r| r.is_leader() && r.role().leader_epoch == leader_epoch)
+        })
+    }
+
     pub fn replica_position(&self, topic: &str, index: i32) -> Result<(i64, Option<i32>)> {
         let p = self.partition(topic, index)?;
         let mut s = p.lock();

@@ -64,6 +64,10 @@ pub struct ClusterView {
     /// them leaderless) so clients go to the brokers that know, instead of
     /// waiting on a zombie until their requests time out.
     pub fresh: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// This process's incarnation: the local logs take their roles only
+    /// from an image that holds its registration
+    /// (`Image::holds_registration`).
+    pub incarnation: u64,
 }
 
 impl ClusterView {
@@ -135,6 +139,18 @@ impl Handler {
             Err(BrokerError::NotLeader(format!(
                 "broker {me} has not heard from the controller for a broker session: \
                  {topic}-{partition} may be led elsewhere now"
+            )))
+        } else if p.leader == me && !self.broker.leads_at(topic, partition, p.leader_epoch) {
+            // The image names this node before its log has taken the role:
+            // a restarted node's replayed image, from before its registration
+            // fenced the earlier incarnation, or a change still being
+            // applied. Appending now would write at an epoch whose records
+            // the followers may hold differently (keel-sim, seed
+            // 778011130109). Kafka's ReplicaManager likewise answers from the
+            // partition's own state, not the metadata's.
+            Err(BrokerError::NotLeader(format!(
+                "broker {me} is still taking the lead of {topic}-{partition} at epoch {}",
+                p.leader_epoch
             )))
         } else if p.leader == me {
             Ok(())
@@ -301,10 +317,18 @@ impl Handler {
         )
     }
 
-    /// Brings this node's logs in line with the image it has applied.
+    /// Brings this node's logs in line with the image it has applied, once
+    /// that image holds this process's registration (before, keel's
+    /// `follow_metadata` has not started either: the roles it names are an
+    /// earlier incarnation's).
     pub(crate) fn sync_local(&self) {
-        if let Some(image) = self.image() {
-            for problem in self.broker.apply_metadata(&image, self.broker.node_id()) {
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        let image = c.image.borrow().clone();
+        let me = self.broker.node_id();
+        if image.holds_registration(me, c.incarnation) {
+            for problem in self.broker.apply_metadata(&image, me) {
                 tracing::error!("cluster metadata: {problem}");
             }
         }
