@@ -21,9 +21,11 @@ use crate::{BrokerError, Result};
 
 mod cluster;
 mod coordinator;
+mod logs;
 mod replication;
 pub use cluster::LocalTopic;
 pub use coordinator::{FetchedOffset, ListedGroup, OffsetCommit};
+pub use logs::{LogDirPartition, HIGH_WATERMARK};
 pub use replication::{FollowerAppend, IsrChange};
 
 /// The clock seam: everything time-dependent asks this, so tests can choose time.
@@ -128,6 +130,9 @@ struct PartitionState {
     producers_dirty: bool,
     /// This node's role when the cluster metadata replicates the partition.
     repl: Option<replication::Repl>,
+    /// Where each follower's log starts, as its last fetch said (on the
+    /// leader, for DeleteRecords' low watermark).
+    follower_starts: BTreeMap<i32, i64>,
 }
 
 /// One partition of a topic: its log and its high watermark.
@@ -525,6 +530,7 @@ impl Broker {
                     producers,
                     producers_dirty: false,
                     repl: None,
+                    follower_starts: BTreeMap::new(),
                 }),
                 high_watermark: AtomicI64::new(hw),
                 queued: AtomicBool::new(false),

@@ -136,6 +136,8 @@ pub struct Effective {
     pub flush_ms: i64,
     /// `cleanup.policy` includes `compact`.
     pub compact: bool,
+    /// `cleanup.policy` includes `delete` (retention, and DeleteRecords).
+    pub delete: bool,
     /// When compaction runs and what it keeps.
     pub cleaner: CleanerConfig,
     /// `compression.type`: the codec every batch is stored with, or None
@@ -200,6 +202,7 @@ impl TopicConfigs {
             flush_messages: get("flush.messages"),
             flush_ms: get("flush.ms"),
             compact: has("compact"),
+            delete: has("delete"),
             cleaner: CleanerConfig {
                 min_dirty_ratio: value("min.cleanable.dirty.ratio")
                     .parse()

@@ -100,6 +100,9 @@ pub enum BrokerError {
     /// does not hold yet (Kafka's OFFSET_NOT_AVAILABLE, retriable).
     #[error("{0}")]
     OffsetNotAvailable(String),
+    /// The topic's configs forbid it (Kafka's POLICY_VIOLATION).
+    #[error("{0}")]
+    PolicyViolation(String),
 }
 
 impl From<keel_storage::StorageError> for BrokerError {

@@ -17,8 +17,8 @@ pub mod producers;
 
 pub use broker::{
     is_internal, Broker, BrokerConfig, Clock, Fetched, FetchedOffset, FollowerAppend, IsrChange,
-    ListedGroup, LocalTopic, OffsetCommit, Partition, PartitionInfo, Produced, SystemClock, Topic,
-    TopicInfo, OFFSETS_TOPIC,
+    ListedGroup, LocalTopic, LogDirPartition, OffsetCommit, Partition, PartitionInfo, Produced,
+    SystemClock, Topic, TopicInfo, HIGH_WATERMARK, OFFSETS_TOPIC,
 };
 pub use config::{ConfigEntry, ConfigType, Effective, TopicConfigs};
 pub use error::{BrokerError, Result};

@@ -73,7 +73,35 @@ pub struct ProducerState {
     applied_up_to: i64,
 }
 
+/// One producer's state as DescribeProducers (KIP-664) shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence number written (-1: none yet at this epoch).
+    pub last_sequence: i32,
+    /// When its last batch was appended here (Kafka reports its last batch's
+    /// max timestamp; the append time is what this state keeps).
+    pub last_timestamp_ms: i64,
+}
+
 impl ProducerState {
+    /// Every producer with state here, by id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ActiveProducer {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp_ms: e.last_append_ms,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     pub fn applied_up_to(&self) -> i64 {
         self.applied_up_to
     }

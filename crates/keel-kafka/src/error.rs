@@ -48,6 +48,7 @@ pub fn code(e: &BrokerError) -> i16 {
         BrokerError::LeaderNotAvailable(_) => E::LeaderNotAvailable,
         BrokerError::Timeout(_) => E::RequestTimedOut,
         BrokerError::OffsetNotAvailable(_) => E::OffsetNotAvailable,
+        BrokerError::PolicyViolation(_) => E::PolicyViolation,
     }
     .code()
 }

@@ -40,6 +40,7 @@ use crate::versions;
 
 mod cluster;
 mod groups;
+mod logs;
 use cluster::ReadFrom;
 pub use cluster::{ClusterView, Proposer};
 
@@ -207,6 +208,11 @@ impl Handler {
                 let resp = self.metadata(r, v);
                 encode(key, v, cid, &resp).map(Reply::Ready)
             }
+            ApiKey::DescribeTopicPartitions => {
+                let r = decode!(DescribeTopicPartitionsRequest);
+                let resp = self.describe_topic_partitions(r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
             ApiKey::Produce => {
                 let r = decode!(ProduceRequest);
                 Ok(self.produce(r, v, cid))
@@ -360,6 +366,27 @@ impl Handler {
                     encode(key, v, cid, &resp)
                 })))
             }
+            ApiKey::DescribeLogDirs => {
+                let r = decode!(DescribeLogDirsRequest);
+                let resp = self.describe_log_dirs(&r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::DescribeProducers => {
+                let r = decode!(DescribeProducersRequest);
+                let resp = self.describe_producers(&r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::DeleteRecords => {
+                let r = decode!(DeleteRecordsRequest);
+                // The logs' starts move now, in request order; the answer
+                // waits for the followers.
+                let asked = self.delete_records_start(&r);
+                let h = self.clone();
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.delete_records_done(r, asked).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }
     }
@@ -421,6 +448,97 @@ impl Handler {
             .with_leader_epoch(p.leader_epoch)
             .with_replica_nodes(vec![node])
             .with_isr_nodes(vec![node])
+    }
+
+    /// DescribeTopicPartitions (KIP-966, what Kafka's admin client 3.8+ uses
+    /// to describe topics): Metadata's topics, never auto-created, sorted by
+    /// name and paged by partitions: at most `response_partition_limit`
+    /// (Kafka's cap, 2000, when unset or larger) from the cursor on, and the
+    /// cursor where the next page starts.
+    fn describe_topic_partitions(
+        &self,
+        r: DescribeTopicPartitionsRequest,
+    ) -> DescribeTopicPartitionsResponse {
+        use kafka_protocol::messages::describe_topic_partitions_response::{
+            Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+        };
+        const PARTITIONS_MAX: usize = 2000;
+        let asked = (!r.topics.is_empty()).then(|| {
+            r.topics
+                .iter()
+                .map(|t| {
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(t.name.clone()))
+                })
+                .collect()
+        });
+        let md = self.metadata(
+            MetadataRequest::default()
+                .with_topics(asked)
+                .with_allow_auto_topic_creation(false)
+                .with_include_topic_authorized_operations(true),
+            12,
+        );
+        let mut topics = md.topics;
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let limit = usize::try_from(r.response_partition_limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .map_or(PARTITIONS_MAX, |l| l.min(PARTITIONS_MAX));
+        let mut resp = DescribeTopicPartitionsResponse::default();
+        let mut room = limit;
+        for t in topics {
+            let name = t.name.clone().unwrap_or_default();
+            let from = match &r.cursor {
+                Some(c) if name.as_str() < c.topic_name.as_str() => continue,
+                Some(c) if name.as_str() == c.topic_name.as_str() => c.partition_index,
+                _ => 0,
+            };
+            let mut partitions: Vec<_> = t
+                .partitions
+                .into_iter()
+                .filter(|p| p.partition_index >= from)
+                .collect();
+            partitions.sort_by_key(|p| p.partition_index);
+            if partitions.len() > room {
+                resp.next_cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(name.clone())
+                        .with_partition_index(partitions[room].partition_index),
+                );
+                partitions.truncate(room);
+            }
+            room -= partitions.len();
+            let entry = DescribeTopicPartitionsResponseTopic::default()
+                .with_error_code(t.error_code)
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_is_internal(t.is_internal)
+                .with_topic_authorized_operations(t.topic_authorized_operations)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|p| {
+                            DescribeTopicPartitionsResponsePartition::default()
+                                .with_error_code(p.error_code)
+                                .with_partition_index(p.partition_index)
+                                .with_leader_id(p.leader_id)
+                                .with_leader_epoch(p.leader_epoch)
+                                .with_replica_nodes(p.replica_nodes)
+                                .with_isr_nodes(p.isr_nodes)
+                                .with_offline_replicas(p.offline_replicas)
+                        })
+                        .collect(),
+                );
+            let full = resp.next_cursor.is_some();
+            if !entry.partitions.is_empty() || entry.error_code != 0 || !full {
+                resp.topics.push(entry);
+            }
+            if full {
+                break;
+            }
+        }
+        resp
     }
 
     fn metadata(&self, r: MetadataRequest, v: i16) -> MetadataResponse {
@@ -730,6 +848,7 @@ impl Handler {
                         r.replica_id.0,
                         p.current_leader_epoch,
                         p.fetch_offset,
+                        p.log_start_offset,
                         limit.max(1),
                     )
                 } else {

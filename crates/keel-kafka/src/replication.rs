@@ -331,14 +331,24 @@ async fn fetch_once(
     for ((topic, p), epoch) in parts {
         let b = broker.clone();
         let (t, i) = (topic.clone(), *p);
-        let (held, _) = tokio::task::spawn_blocking(move || b.replica_position(&t, i)).await??;
+        let (held, start) = tokio::task::spawn_blocking(move || {
+            let (held, _) = b.replica_position(&t, i)?;
+            // Where this replica's log starts: the leader's low watermark
+            // for DeleteRecords counts it.
+            let start = b
+                .topic(&t)
+                .and_then(|t| t.partition(i))
+                .map_or(-1, |p| p.info().log_start_offset);
+            Ok::<_, keel_broker::BrokerError>((held, start))
+        })
+        .await??;
         asked.insert((topic.clone(), *p), held);
         by_topic.entry(topic).or_default().push(
             FetchPartition::default()
                 .with_partition(*p)
                 .with_current_leader_epoch(*epoch)
                 .with_fetch_offset(held)
-                .with_log_start_offset(-1)
+                .with_log_start_offset(start)
                 .with_partition_max_bytes(PARTITION_FETCH_BYTES_MAX),
         );
     }
@@ -387,7 +397,7 @@ async fn fetch_once(
             got.push((
                 key,
                 p.records.unwrap_or_default(),
-                p.high_watermark,
+                (p.high_watermark, p.log_start_offset),
                 *epoch,
                 *held,
             ));
@@ -399,15 +409,18 @@ async fn fetch_once(
         let results = tokio::task::spawn_blocking(move || {
             let parts = got
                 .iter()
-                .map(|((topic, p), bytes, hw, epoch, held)| FollowerAppend {
-                    topic: topic.clone(),
-                    partition: *p,
-                    records: bytes.as_ref(),
-                    high_watermark: *hw,
-                    leader,
-                    leader_epoch: *epoch,
-                    fetch_offset: *held,
-                })
+                .map(
+                    |((topic, p), bytes, (hw, start), epoch, held)| FollowerAppend {
+                        topic: topic.clone(),
+                        partition: *p,
+                        records: bytes.as_ref(),
+                        high_watermark: *hw,
+                        leader,
+                        leader_epoch: *epoch,
+                        fetch_offset: *held,
+                        log_start_offset: *start,
+                    },
+                )
                 .collect();
             b.append_as_follower_all(parts)
         })

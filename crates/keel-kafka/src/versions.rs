@@ -5,13 +5,14 @@ use kafka_protocol::messages::ApiKey;
 
 /// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
 /// Produce v10+ and Fetch v13+ (topic ids in place of names, KIP-516 / KIP-951),
-/// ListOffsets v7+ (max-timestamp lookups, KIP-734), Metadata v13 (top-level error),
-/// InitProducerId v5+ (KIP-890 transactions).
+/// ListOffsets v7+ (max-timestamp lookups, KIP-734), InitProducerId v5+ (KIP-890
+/// transactions).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
-    (ApiKey::Metadata, 0, 12),
+    // v13 adds a top-level error code, 0 here (no request-wide failure).
+    (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -45,6 +46,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // KIP-107: the log start moves on the leader, then on the ISR.
+    (ApiKey::DeleteRecords, 0, 2),
+    // KIP-113: one log directory, the data dir; v4 adds the volume's sizes.
+    (ApiKey::DescribeLogDirs, 1, 4),
+    // KIP-664: idempotent producers only (no transactions yet).
+    (ApiKey::DescribeProducers, 0, 0),
+    // KIP-966: Metadata's topics paged by partitions; no eligible leader
+    // replicas (ELR) yet, so those fields are null.
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The supported range of `api_key`, if Keel answers it at all.

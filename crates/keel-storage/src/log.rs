@@ -20,6 +20,12 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// restart does not treat the clean part of the log as dirty again. Written
 /// after the compacted segments are durable; a stale value only means more work.
 const CLEANER_CHECKPOINT_FILE: &str = "cleaner-checkpoint";
+/// Where the log starts when that is inside its first segment (Kafka's
+/// `log-start-offset-checkpoint`, for this log alone): DeleteRecords moved it,
+/// or a follower took its leader's. Written and fsynced before the move is
+/// acknowledged, so deleted records never come back after a crash; absent
+/// while the start is the first segment's base.
+const LOG_START_FILE: &str = "log-start-offset";
 
 /// Per-log settings; the topic configs of the same names, in Kafka's units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,12 +103,31 @@ pub struct Log {
     pub(crate) compacted_end: i64,
     /// Where each leader epoch begins, once a replica needed it (`replica`).
     pub(crate) epochs: Option<crate::replica::EpochCache>,
+    /// The log start when DeleteRecords put it past the first segment's base
+    /// (`i64::MIN`: none); see `LOG_START_FILE`.
+    pub(crate) start_override: i64,
     /// When the oldest tombstone that compaction kept becomes removable.
     tombstone_due_ms: Option<i64>,
 }
 
 fn read_i64_file(p: &Path) -> Option<i64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Replaces `dir/name` with `value` atomically and durably: the new file is
+/// fsynced before the rename, the directory after.
+fn write_durable_file(dir: &Path, name: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+    let p = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(value.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(StorageError::io("write", &tmp))?;
+    std::fs::rename(&tmp, &p).map_err(StorageError::io("write", &p))?;
+    sync_dir(dir)
 }
 
 /// Replaces `dir/name` with `value` atomically (a hint file: not fsynced, as a
@@ -225,6 +250,7 @@ impl Log {
                 .unwrap_or(i64::MIN),
             tombstone_due_ms: cleaner_checkpoint.and_then(|(_, due)| due),
             epochs: None,
+            start_override: read_i64_file(&dir.join(LOG_START_FILE)).unwrap_or(i64::MIN),
         };
         log.write_recovery_point()?;
         Ok((log, report))
@@ -240,7 +266,49 @@ impl Log {
         self.config = config;
     }
     pub fn log_start_offset(&self) -> i64 {
-        self.first().base_offset.min(self.log_end_offset)
+        self.first()
+            .base_offset
+            .max(self.start_override)
+            .min(self.log_end_offset)
+    }
+
+    /// Moves the log start up to `offset` (at most the log end): Kafka's
+    /// `maybeIncrementLogStartOffset`, for DeleteRecords on a leader and for a
+    /// follower taking its leader's start. Offsets below it are out of range
+    /// from then on (a read inside the batch that holds the new start still
+    /// returns that whole batch, as Kafka's does); segments wholly below it
+    /// are deleted. Durable before it returns. Whether the start moved.
+    pub fn advance_start(&mut self, offset: i64) -> Result<bool> {
+        let offset = offset.min(self.log_end_offset);
+        if offset <= self.log_start_offset() {
+            return Ok(false);
+        }
+        write_durable_file(&self.dir, LOG_START_FILE, &offset.to_string())?;
+        self.start_override = offset;
+        while self.segments.len() > 1 {
+            let mut bases = self.segments.keys();
+            let (first, next) = match (bases.next(), bases.next()) {
+                (Some(f), Some(n)) => (*f, *n),
+                _ => break,
+            };
+            if next > offset {
+                break;
+            }
+            let seg = self.segments.remove(&first).expect("listed above");
+            seg.delete_files(&self.dir)?;
+            tracing::info!(log = %self.dir.display(), base_offset = first, "deleted segment below the log start");
+        }
+        Ok(true)
+    }
+
+    /// After the log end moved down (a truncation), a start recorded past it
+    /// comes down to it: else the next appends would land below the start.
+    pub(crate) fn clamp_start_override(&mut self) -> Result<()> {
+        if self.start_override > self.log_end_offset {
+            self.start_override = self.log_end_offset;
+            write_durable_file(&self.dir, LOG_START_FILE, &self.log_end_offset.to_string())?;
+        }
+        Ok(())
     }
     pub fn log_end_offset(&self) -> i64 {
         self.log_end_offset

@@ -120,7 +120,13 @@ impl Log {
     /// the emptied one (a crash between leaves two empty segments, and the
     /// log ends at `start`).
     pub fn restart_at(&mut self, start: i64, now_ms: i64) -> Result<()> {
-        let first = self.log_start_offset();
+        // Everything goes: truncated to the first segment's base, not to a
+        // start DeleteRecords moved inside it.
+        let first = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
         self.truncate_to(first, now_ms)?;
         let (&base, _) = self
             .segments
@@ -142,6 +148,7 @@ impl Log {
         self.recovery_point = end;
         self.compacted_end = self.compacted_end.min(end);
         self.epochs = Some(Vec::new());
+        self.clamp_start_override()?;
         self.write_recovery_point()
     }
 
@@ -218,6 +225,7 @@ impl Log {
         if let Some(cache) = &mut self.epochs {
             cache.retain(|(_, start)| *start < end);
         }
+        self.clamp_start_override()?;
         self.write_recovery_point()?;
         crate::log::sync_dir(&dir)?;
         Ok(())

@@ -50,6 +50,8 @@ pub struct FollowerAppend<'a> {
     pub leader: i32,
     pub leader_epoch: i32,
     pub fetch_offset: i64,
+    /// The leader's log start (DeleteRecords moves it).
+    pub log_start_offset: i64,
 }
 
 impl From<keel_repl::Refusal> for BrokerError {
@@ -193,6 +195,8 @@ impl Broker {
         };
         if let Some(epoch) = change.begin_epoch {
             s.log.begin_epoch(epoch)?;
+            // Followers' log starts are heard anew under each leadership.
+            s.follower_starts.clear();
         }
         if first {
             // The log end is only a guess at what is committed: a tail this
@@ -280,8 +284,10 @@ impl Broker {
     }
 
     /// The leader's side of a follower's fetch: what the follower holds
-    /// (`offset`, its durable log end) is recorded, the high watermark moves,
-    /// and batches from `offset` up to the log end are returned.
+    /// (`offset`, its durable log end, and where its log starts) is
+    /// recorded, the high watermark moves, and batches from `offset` up to
+    /// the log end are returned.
+    #[allow(clippy::too_many_arguments)]
     pub fn replica_fetch(
         &self,
         topic: &str,
@@ -289,6 +295,7 @@ impl Broker {
         follower: i32,
         leader_epoch: i32,
         offset: i64,
+        follower_log_start: i64,
         max_bytes: usize,
     ) -> Result<Fetched> {
         let p = self.partition(topic, index)?;
@@ -312,6 +319,7 @@ impl Broker {
                 e => BrokerError::from(e),
             })?;
         p.recompute_high_watermark(&mut s);
+        p.note_follower_start(&mut s, follower, follower_log_start);
         let read = s.log.read(offset, max_bytes, i64::MAX)?;
         Ok(Fetched {
             bytes: read.bytes,
@@ -408,6 +416,7 @@ impl Broker {
                 if hw != p.high_watermark() && hw >= 0 {
                     p.reset_high_watermark(hw);
                 }
+                p.follow_leader_start(&mut s, part.log_start_offset)?;
                 Ok(held)
             })
             .collect()

@@ -370,6 +370,7 @@ fn answer(records: &[u8], leader: i32, epoch: i32, at: i64) -> keel_broker::Foll
         leader,
         leader_epoch: epoch,
         fetch_offset: at,
+        log_start_offset: 0,
     }
 }
 

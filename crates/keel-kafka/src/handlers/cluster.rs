@@ -581,32 +581,50 @@ impl Handler {
         };
         use kafka_protocol::ResponseError as E;
         let mut resp = kafka_protocol::messages::ElectLeadersResponse::default();
-        let Some(image) = self.image() else {
-            resp.error_code = E::ClusterAuthorizationFailed.code();
-            return resp;
-        };
+        let image = self.image();
         let unclean = v >= 1 && r.election_type == 1;
-        if v >= 1 && !matches!(r.election_type, 0 | 1) {
-            resp.error_code = E::InvalidRequest.code();
-            return resp;
+        // A refusal of the whole request: v1+ has a top-level error code; v0
+        // has only the partitions' (a field set where the version lacks it
+        // cannot be encoded, and the connection closed: found by the
+        // version sweep in tests/it).
+        let refused = match &image {
+            None => Some((
+                E::ClusterAuthorizationFailed.code(),
+                "elections need the cluster metadata; this node runs alone",
+            )),
+            Some(_) if v >= 1 && !matches!(r.election_type, 0 | 1) => {
+                Some((E::InvalidRequest.code(), "election type must be 0 or 1"))
+            }
+            Some(_) => None,
+        };
+        if let (Some((code, _)), true) = (refused, v >= 1) {
+            resp.error_code = code;
         }
-        let wanted: Vec<(String, Vec<i32>)> = match r.topic_partitions {
-            Some(list) => list
+        let wanted: Vec<(String, Vec<i32>)> = match (r.topic_partitions, &image) {
+            (Some(list), _) => list
                 .into_iter()
                 .map(|t| (t.topic.to_string(), t.partitions))
                 .collect(),
-            None => image
+            (None, Some(image)) if refused.is_none() => image
                 .topics
                 .iter()
                 .map(|(n, t)| (n.clone(), (0..t.partitions.len() as i32).collect()))
                 .collect(),
+            (None, _) => Vec::new(),
         };
         for (topic, parts) in wanted {
             let mut out = ReplicaElectionResult::default().with_topic(
                 kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone())),
             );
             for partition in parts {
-                let result = self.elect_one(&image, &topic, partition, unclean);
+                let result = match (refused, &image) {
+                    (Some((code, why)), _) => Err((code, why.to_string())),
+                    (None, Some(image)) => self.elect_one(image, &topic, partition, unclean),
+                    (None, None) => Err((
+                        E::ClusterAuthorizationFailed.code(),
+                        "elections need the cluster metadata".to_string(),
+                    )),
+                };
                 let mut pr = PartitionResult::default().with_partition_id(partition);
                 if let Err((code, msg)) = result {
                     pr.error_code = code;

@@ -138,6 +138,55 @@ fn reads_stop_at_the_high_watermark_and_reject_out_of_range() {
     ));
 }
 
+/// DeleteRecords moves the start inside a segment: below it is out of
+/// range, segments wholly below it go, and the move survives a crash; a
+/// truncation below it brings it down, so later appends are readable.
+#[test]
+fn the_log_start_moves_inside_a_segment_durably_and_a_truncation_brings_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<u8>> = (0..40).map(|i| batch_of(i, 2, 1000)).collect();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    let written = append_all(&mut log, &batches, 0);
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    assert!(
+        !log.advance_start(0).unwrap(),
+        "not past the start: no move"
+    );
+
+    // Offset 31 is the second record of the batch at 30.
+    assert!(log.advance_start(31).unwrap());
+    assert_eq!(log.log_start_offset(), 31);
+    assert!(log.segment_count() < segments, "segments wholly below went");
+    assert!(matches!(
+        log.read(30, 1 << 20, 80),
+        Err(StorageError::OffsetOutOfRange { start: 31, .. })
+    ));
+    let r = log.read(31, 1, 80).unwrap();
+    assert_eq!(r.bytes, written[15].1, "the batch holding the start, whole");
+    assert!(!log.advance_start(20).unwrap(), "never backwards");
+
+    // A crash (no close) keeps the start.
+    assert!(log.advance_start(79).unwrap());
+    drop(log);
+    let (mut log, report) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert!(!report.clean_shutdown);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (79, 80));
+
+    // A follower's truncation below the start (an unclean election cut the
+    // batch at 78) brings it down, and what is appended next is readable.
+    log.truncate_to(78, 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (78, 78));
+    let again = append_all(&mut log, &[batch_of(99, 3, 1000)], 0);
+    assert_eq!(again[0].0, 78);
+    assert_eq!(log.read(78, 1 << 20, 81).unwrap().bytes, again[0].1);
+    drop(log);
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (78, 81));
+    assert!(log.advance_start(1_000).unwrap());
+    assert_eq!(log.log_start_offset(), 81, "at most the log end");
+}
+
 fn active_segment(dir: &std::path::Path) -> std::path::PathBuf {
     let mut logs: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
