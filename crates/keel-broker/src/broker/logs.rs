@@ -146,9 +146,14 @@ impl Partition {
         if start < 0 {
             return;
         }
-        let known = s.follower_starts.entry(follower).or_insert(start);
-        if start > *known {
-            *known = start;
+        // A first report counts as a move too: until it came, the low
+        // watermark counted this follower as 0, and a DeleteRecords waiting
+        // on it must look again.
+        if s.follower_starts
+            .get(&follower)
+            .is_none_or(|known| start > *known)
+        {
+            s.follower_starts.insert(follower, start);
             self.data_version.send_modify(|v| *v += 1);
         }
     }

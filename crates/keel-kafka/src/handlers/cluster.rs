@@ -581,49 +581,44 @@ impl Handler {
         };
         use kafka_protocol::ResponseError as E;
         let mut resp = kafka_protocol::messages::ElectLeadersResponse::default();
-        let image = self.image();
         let unclean = v >= 1 && r.election_type == 1;
-        // A refusal of the whole request: v1+ has a top-level error code; v0
-        // has only the partitions' (a field set where the version lacks it
-        // cannot be encoded, and the connection closed: found by the
-        // version sweep in tests/it).
-        let refused = match &image {
-            None => Some((
+        // The image, or why the whole request is refused: v1+ has a
+        // top-level error code; v0 has only the partitions' (a field set
+        // where the version lacks it cannot be encoded, and the connection
+        // closed: found by the version sweep in tests/it).
+        let image = match self.image() {
+            None => Err((
                 E::ClusterAuthorizationFailed.code(),
                 "elections need the cluster metadata; this node runs alone",
             )),
             Some(_) if v >= 1 && !matches!(r.election_type, 0 | 1) => {
-                Some((E::InvalidRequest.code(), "election type must be 0 or 1"))
+                Err((E::InvalidRequest.code(), "election type must be 0 or 1"))
             }
-            Some(_) => None,
+            Some(image) => Ok(image),
         };
-        if let (Some((code, _)), true) = (refused, v >= 1) {
-            resp.error_code = code;
+        if let (Err((code, _)), true) = (&image, v >= 1) {
+            resp.error_code = *code;
         }
         let wanted: Vec<(String, Vec<i32>)> = match (r.topic_partitions, &image) {
             (Some(list), _) => list
                 .into_iter()
                 .map(|t| (t.topic.to_string(), t.partitions))
                 .collect(),
-            (None, Some(image)) if refused.is_none() => image
+            (None, Ok(image)) => image
                 .topics
                 .iter()
                 .map(|(n, t)| (n.clone(), (0..t.partitions.len() as i32).collect()))
                 .collect(),
-            (None, _) => Vec::new(),
+            (None, Err(_)) => Vec::new(),
         };
         for (topic, parts) in wanted {
             let mut out = ReplicaElectionResult::default().with_topic(
                 kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone())),
             );
             for partition in parts {
-                let result = match (refused, &image) {
-                    (Some((code, why)), _) => Err((code, why.to_string())),
-                    (None, Some(image)) => self.elect_one(image, &topic, partition, unclean),
-                    (None, None) => Err((
-                        E::ClusterAuthorizationFailed.code(),
-                        "elections need the cluster metadata".to_string(),
-                    )),
+                let result = match &image {
+                    Ok(image) => self.elect_one(image, &topic, partition, unclean),
+                    Err((code, why)) => Err((*code, why.to_string())),
                 };
                 let mut pr = PartitionResult::default().with_partition_id(partition);
                 if let Err((code, msg)) = result {
