@@ -57,6 +57,18 @@ pub enum BrokerError {
     IllegalGeneration(String),
     #[error("fenced instance id: {0}")]
     FencedInstanceId(String),
+    /// KIP-848: the member's epoch is not the coordinator's; it rejoins.
+    #[error("fenced member epoch: {0}")]
+    FencedMemberEpoch(String),
+    /// KIP-848: an OffsetCommit/OffsetFetch at an epoch the member has left.
+    #[error("stale member epoch: {0}")]
+    StaleMemberEpoch(String),
+    #[error("unreleased instance id: {0}")]
+    UnreleasedInstanceId(String),
+    #[error("unsupported assignor: {0}")]
+    UnsupportedAssignor(String),
+    #[error("invalid regular expression: {0}")]
+    InvalidRegularExpression(String),
     #[error("group full: {0}")]
     GroupMaxSizeReached(String),
     /// KIP-394: the join must be retried with this member id.

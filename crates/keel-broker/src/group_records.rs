@@ -4,6 +4,19 @@
 //! unchanged. Keel writes key versions 1 and 2 and value version 3, as Kafka 3.x
 //! does; it reads value versions 0-3. Parsing returns `None` on anything
 //! malformed, never panics.
+//!
+//! KIP-848 consumer groups are Keel's own record: key version
+//! [`CONSUMER_GROUP_KEY_VERSION`] (outside the versions Kafka uses) holds the
+//! whole group as one snapshot (`ConsumerGroupValue` below), where Kafka
+//! spreads it over six record types. One record per change keeps the log the
+//! group's history with the last record its state, as for classic groups;
+//! Kafka's tools do not read Keel's log, so nothing relies on Kafka's layout.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::consumer_groups::{Assignment, Assignor, ConsumerGroup, ConsumerMember, MemberState};
 
 /// A committed offset, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +60,13 @@ pub enum RecordKey {
         partition: i32,
     },
     Group(String),
+    /// A KIP-848 consumer group's snapshot.
+    ConsumerGroup(String),
 }
+
+/// Keel's key version for a consumer group snapshot.
+pub const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
+const CONSUMER_GROUP_VALUE_VERSION: i16 = 0;
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
@@ -91,6 +110,10 @@ impl RecordKey {
                 out.extend_from_slice(&GROUP_KEY_VERSION.to_be_bytes());
                 put_str(&mut out, group);
             }
+            RecordKey::ConsumerGroup(group) => {
+                out.extend_from_slice(&CONSUMER_GROUP_KEY_VERSION.to_be_bytes());
+                put_str(&mut out, group);
+            }
         }
         out
     }
@@ -104,6 +127,7 @@ impl RecordKey {
                 partition: r.i32()?,
             },
             2 => RecordKey::Group(r.string()?),
+            CONSUMER_GROUP_KEY_VERSION => RecordKey::ConsumerGroup(r.string()?),
             _ => return None,
         };
         Some(key)
@@ -221,6 +245,131 @@ impl GroupValue {
 
 /// The topics a consumer-protocol subscription (`ConsumerProtocolSubscription`,
 /// versions 0-3 share the prefix) names; `None` if it is not one.
+fn put_assignment(out: &mut Vec<u8>, a: &Assignment) {
+    out.extend_from_slice(&(a.len() as i32).to_be_bytes());
+    for (t, ps) in a {
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in ps {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+}
+
+fn read_assignment(r: &mut Reader) -> Option<Assignment> {
+    let n = r.i32()?;
+    let mut a = Assignment::new();
+    for _ in 0..n.max(0) {
+        let t = Uuid::from_slice(r.take(16)?).ok()?;
+        let k = r.i32()?;
+        let ps: BTreeSet<i32> = (0..k.max(0)).map(|_| r.i32()).collect::<Option<_>>()?;
+        a.insert(t, ps);
+    }
+    Some(a)
+}
+
+/// A consumer group's snapshot, as Keel stores it.
+pub fn encode_consumer_group(g: &ConsumerGroup) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&CONSUMER_GROUP_VALUE_VERSION.to_be_bytes());
+    out.extend_from_slice(&g.epoch.to_be_bytes());
+    out.extend_from_slice(&g.assignment_epoch.to_be_bytes());
+    put_nullable_str(&mut out, g.assignor.map(Assignor::name));
+    out.extend_from_slice(&(g.subscribed.len() as i32).to_be_bytes());
+    for (name, (id, partitions)) in &g.subscribed {
+        put_str(&mut out, name);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&partitions.to_be_bytes());
+    }
+    out.extend_from_slice(&(g.members.len() as i32).to_be_bytes());
+    for m in g.members.values() {
+        put_str(&mut out, &m.id);
+        put_nullable_str(&mut out, m.instance_id.as_deref());
+        put_nullable_str(&mut out, m.rack_id.as_deref());
+        put_str(&mut out, &m.client_id);
+        put_str(&mut out, &m.client_host);
+        out.extend_from_slice(&m.rebalance_timeout_ms.to_be_bytes());
+        out.extend_from_slice(&(m.topics.len() as i32).to_be_bytes());
+        for t in &m.topics {
+            put_str(&mut out, t);
+        }
+        put_nullable_str(&mut out, m.regex.as_deref());
+        put_nullable_str(&mut out, m.assignor.as_deref());
+        out.extend_from_slice(&m.epoch.to_be_bytes());
+        out.extend_from_slice(&m.previous_epoch.to_be_bytes());
+        out.push(m.state.code() as u8);
+        put_assignment(&mut out, &m.assigned);
+        put_assignment(&mut out, &m.revoking);
+        put_assignment(&mut out, g.target.get(&m.id).unwrap_or(&Assignment::new()));
+    }
+    out
+}
+
+/// Reads a consumer group's snapshot; `None` when malformed.
+pub fn decode_consumer_group(b: &[u8]) -> Option<ConsumerGroup> {
+    let mut r = Reader(b);
+    if r.i16()? != CONSUMER_GROUP_VALUE_VERSION {
+        return None;
+    }
+    let mut g = ConsumerGroup::new();
+    g.epoch = r.i32()?;
+    g.assignment_epoch = r.i32()?;
+    g.assignor = match r.nullable_string()? {
+        Some(a) => Some(Assignor::from_name(&a)?),
+        None => None,
+    };
+    let n = r.i32()?;
+    let mut subscribed = BTreeMap::new();
+    for _ in 0..n.max(0) {
+        let name = r.string()?;
+        let id = Uuid::from_slice(r.take(16)?).ok()?;
+        subscribed.insert(name, (id, r.i32()?));
+    }
+    g.subscribed = subscribed;
+    let n = r.i32()?;
+    for _ in 0..n.max(0) {
+        let id = r.string()?;
+        let instance_id = r.nullable_string()?;
+        let rack_id = r.nullable_string()?;
+        let client_id = r.string()?;
+        let client_host = r.string()?;
+        let rebalance_timeout_ms = r.i32()?;
+        let k = r.i32()?;
+        let topics = (0..k.max(0))
+            .map(|_| r.string())
+            .collect::<Option<Vec<_>>>()?;
+        let regex = r.nullable_string()?;
+        let assignor = r.nullable_string()?;
+        let epoch = r.i32()?;
+        let previous_epoch = r.i32()?;
+        let state = MemberState::from_code(r.take(1)?[0] as i8)?;
+        let assigned = read_assignment(&mut r)?;
+        let revoking = read_assignment(&mut r)?;
+        let target = read_assignment(&mut r)?;
+        g.target.insert(id.clone(), target);
+        g.members.insert(
+            id.clone(),
+            ConsumerMember {
+                id,
+                instance_id,
+                rack_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                topics,
+                regex,
+                assignor,
+                epoch,
+                previous_epoch,
+                state,
+                assigned,
+                revoking,
+            },
+        );
+    }
+    r.0.is_empty().then_some(g)
+}
+
 pub fn subscribed_topics(subscription: &[u8]) -> Option<Vec<String>> {
     let mut r = Reader(subscription);
     if r.i16()? < 0 {
@@ -327,6 +476,66 @@ mod tests {
         for cut in 0..bytes.len() {
             assert_eq!(GroupValue::decode(&bytes[..cut]), None);
         }
+    }
+
+    #[test]
+    fn a_consumer_group_snapshot_round_trips_and_truncations_are_refused() {
+        use crate::consumer_groups::{ConsumerGroupConfig, Heartbeat, TopicMeta};
+        let topics = [TopicMeta {
+            id: Uuid::from_bytes([3; 16]),
+            name: "t".into(),
+            partitions: 5,
+            internal: false,
+        }];
+        let mut g = ConsumerGroup::new();
+        let cfg = ConsumerGroupConfig::default();
+        for (m, instance) in [("a", Some("i")), ("b", None)] {
+            let req = Heartbeat {
+                group_id: "g".into(),
+                member_id: m.into(),
+                instance_id: instance.map(str::to_string),
+                rebalance_timeout_ms: 1000,
+                topics: Some(vec!["t".into()]),
+                regex: Some("x.*".into()),
+                assignor: Some("range".into()),
+                owned: Some(Assignment::new()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                client_generates_member_id: true,
+                ..Heartbeat::default()
+            };
+            g.heartbeat(req, &cfg, &topics, 0).unwrap();
+        }
+        // a hears of b: it must give up partitions first.
+        let a = &g.members["a"];
+        let beat = Heartbeat {
+            group_id: "g".into(),
+            member_id: "a".into(),
+            member_epoch: a.epoch,
+            rebalance_timeout_ms: -1,
+            owned: Some(a.assigned.clone()),
+            client_generates_member_id: true,
+            ..Heartbeat::default()
+        };
+        g.heartbeat(beat, &cfg, &topics, 1).unwrap();
+        assert_eq!(g.members["a"].state, MemberState::UnrevokedPartitions);
+        let bytes = encode_consumer_group(&g);
+        let back = decode_consumer_group(&bytes).unwrap();
+        assert_eq!(back.members, g.members);
+        assert_eq!(back.target, g.target);
+        assert_eq!(back.subscribed, g.subscribed);
+        assert_eq!(
+            (back.epoch, back.assignment_epoch, back.assignor),
+            (g.epoch, g.assignment_epoch, g.assignor)
+        );
+        for cut in 0..bytes.len() {
+            assert!(
+                decode_consumer_group(&bytes[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        let key = RecordKey::ConsumerGroup("g".into());
+        assert_eq!(RecordKey::decode(&key.encode()), Some(key));
     }
 
     #[test]

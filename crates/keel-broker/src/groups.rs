@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::oneshot;
 
+use crate::consumer_groups::{self, ConsumerGroup, ConsumerGroupConfig, TopicMeta};
 use crate::group_records::{GroupValue, OffsetValue, StoredMember};
 use crate::{BrokerError, Result};
 
@@ -49,6 +50,8 @@ pub struct GroupConfig {
     /// without members are dropped this long after the group emptied or the
     /// offset was committed, whichever is later (KIP-211).
     pub offsets_retention_ms: i64,
+    /// KIP-848 consumer groups' limits and defaults.
+    pub consumer: ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -63,6 +66,7 @@ impl Default for GroupConfig {
             member_metadata_max_bytes: 1 << 20,
             initial_rebalance_delay_ms: 3_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            consumer: ConsumerGroupConfig::default(),
         }
     }
 }
@@ -218,6 +222,9 @@ pub struct Group {
     sync_deadline_ms: i64,
     state_since_ms: i64,
     pub offsets: BTreeMap<(String, i32), Committed>,
+    /// Set when the group speaks KIP-848's protocol (a "consumer" group); the
+    /// classic fields above stay empty then.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 /// One member as DescribeGroups shows it.
@@ -258,11 +265,34 @@ impl Group {
             sync_deadline_ms: 0,
             state_since_ms: now,
             offsets: BTreeMap::new(),
+            consumer: None,
         }
     }
 
     pub fn has_members(&self) -> bool {
-        !self.members.is_empty()
+        !self.members.is_empty() || self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// No members of either protocol: offsets may expire, the group may go.
+    fn is_empty(&self) -> bool {
+        self.state == GroupState::Empty && !self.has_members()
+    }
+
+    /// ListGroups' type (KIP-848): "consumer" or "classic".
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// ListGroups' state name.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state().name(),
+            None => self.state.name(),
+        }
     }
 
     fn set_state(&mut self, state: GroupState, now: i64) {
@@ -404,6 +434,9 @@ impl Group {
 
     /// Topics subscribed by members of a consumer group (for OffsetDelete).
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
+        if let Some(c) = &self.consumer {
+            return Some(c.subscribed_topic_names());
+        }
         if self.protocol_type.as_deref() != Some("consumer") || self.state == GroupState::Empty {
             return Some(Vec::new());
         }
@@ -486,6 +519,7 @@ impl Groups {
             .groups
             .entry(id.to_string())
             .or_insert_with(|| Group::new(id, now));
+        g.consumer = None;
         let Some(v) = value else {
             // A tombstone: the group was deleted; its offsets were tombstoned too.
             g.members.clear();
@@ -547,7 +581,7 @@ impl Groups {
         if self
             .groups
             .get(id)
-            .is_some_and(|g| g.state == GroupState::Empty && g.offsets.is_empty())
+            .is_some_and(|g| g.is_empty() && g.offsets.is_empty())
         {
             self.remove(id);
         }
@@ -619,6 +653,20 @@ impl Groups {
             Ok(g) => g,
             Err(e) => return Err((e, reply)),
         };
+        if let Some(c) = &g.consumer {
+            if !c.is_empty() {
+                return Err((
+                    BrokerError::InconsistentGroupProtocol(format!(
+                        "group {} is a consumer group (KIP-848, group.protocol=consumer); \
+                         a classic member cannot join it",
+                        g.id
+                    )),
+                    reply,
+                ));
+            }
+            // An empty consumer group becomes a classic one, as in Kafka 4.
+            g.consumer = None;
+        }
         if !g.supports(&req.protocol_type, &req.protocols, &req.member_id) {
             return Err((
                 BrokerError::InconsistentGroupProtocol(format!(
@@ -780,6 +828,16 @@ impl Groups {
         let mut dirty = Vec::new();
         for g in self.groups.values_mut() {
             let mut changed = false;
+            if let Some(c) = &mut g.consumer {
+                let topics = c.subscribed_topics();
+                if c.tick(&self.limits.consumer, &topics, now) {
+                    if c.is_empty() {
+                        g.state_since_ms = now;
+                    }
+                    dirty.push(g.id.clone());
+                }
+                continue;
+            }
             g.pending.retain(|_, deadline| *deadline > now);
             // A member whose connection closed while it waited is no longer waiting:
             // its session timeout applies again.
@@ -835,7 +893,7 @@ impl Groups {
         let retention = self.limits.offsets_retention_ms;
         let mut out = Vec::new();
         for g in self.groups.values_mut() {
-            if g.state != GroupState::Empty {
+            if !g.is_empty() {
                 continue;
             }
             let since = g.state_since_ms;
@@ -881,6 +939,10 @@ impl Groups {
             }
             return Err(illegal_generation(generation, -1));
         };
+        if let Some(c) = &g.consumer {
+            // The generation field carries the member epoch (OffsetCommit v9+).
+            return c.check_commit(member_id, generation);
+        }
         if generation < 0 && g.state == GroupState::Empty {
             return Ok(());
         }
@@ -894,6 +956,133 @@ impl Groups {
         let m = g.members.get_mut(member_id).expect("checked");
         m.deadline_ms = now + i64::from(m.session_timeout_ms);
         Ok(())
+    }
+}
+
+impl Groups {
+    /// ConsumerGroupHeartbeat (KIP-848). `topics` is every topic of the
+    /// cluster, for the assignor and regex subscriptions.
+    pub fn consumer_heartbeat(
+        &mut self,
+        req: consumer_groups::Heartbeat,
+        topics: &[TopicMeta],
+        now: i64,
+    ) -> Result<consumer_groups::HeartbeatResponse> {
+        let invalid = |why: &str| Err(BrokerError::InvalidRequest(why.to_string()));
+        if req.group_id.is_empty() {
+            return invalid("the group id is empty");
+        }
+        if req.instance_id.as_deref() == Some("") || req.rack_id.as_deref() == Some("") {
+            return invalid("an instance id or rack id may not be empty");
+        }
+        let epoch = req.member_epoch;
+        if (epoch > 0 || epoch == consumer_groups::LEAVE_EPOCH) && req.member_id.is_empty() {
+            return invalid("the member id is empty");
+        }
+        if epoch == 0 {
+            if req.rebalance_timeout_ms == -1 {
+                return invalid("a joining member must give its rebalance timeout");
+            }
+            if req.owned.as_ref().is_none_or(|o| !o.is_empty()) {
+                return invalid("a joining member owns no partitions: send an empty list");
+            }
+            if req.topics.is_none() && req.regex.is_none() {
+                return invalid("a joining member must subscribe to topic names or a regex");
+            }
+        } else if epoch == consumer_groups::LEAVE_STATIC_EPOCH && req.instance_id.is_none() {
+            return invalid("only a static member (with an instance id) leaves with epoch -2");
+        } else if epoch < consumer_groups::LEAVE_STATIC_EPOCH {
+            return invalid("the member epoch is invalid");
+        }
+        let cfg = self.limits.consumer;
+        if let Some(a) = req.assignor.as_deref() {
+            if consumer_groups::Assignor::from_name(a).is_none() {
+                return Err(BrokerError::UnsupportedAssignor(format!(
+                    "server assignor {a:?}; this coordinator has \"uniform\" and \"range\""
+                )));
+            }
+        }
+        if let Some(r) = req.regex.as_deref().filter(|r| !r.is_empty()) {
+            consumer_groups::compile_regex(r, cfg.regex_max_len)?;
+        }
+        if epoch != 0 && !self.groups.contains_key(&req.group_id) {
+            return Err(unknown_member(&req.member_id));
+        }
+        let created = !self.groups.contains_key(&req.group_id);
+        let id = req.group_id.clone();
+        let result = self.consumer_heartbeat_in(req, topics, now, cfg);
+        if result.is_err() && created {
+            self.forget_if_unused(&id);
+        }
+        result
+    }
+
+    fn consumer_heartbeat_in(
+        &mut self,
+        req: consumer_groups::Heartbeat,
+        topics: &[TopicMeta],
+        now: i64,
+        cfg: ConsumerGroupConfig,
+    ) -> Result<consumer_groups::HeartbeatResponse> {
+        let epoch = req.member_epoch;
+        let g = self.get_or_create(&req.group_id, now)?;
+        if g.consumer.is_none() {
+            if g.has_members() || g.state != GroupState::Empty {
+                return Err(BrokerError::GroupIdNotFound(format!(
+                    "{} is a classic group with members, not a consumer group",
+                    g.id
+                )));
+            }
+            if epoch != 0 {
+                return Err(unknown_member(&req.member_id));
+            }
+            // An empty classic group (committed offsets only) becomes a
+            // consumer group and keeps its offsets, as in Kafka 4.
+            g.protocol_type = Some("consumer".into());
+            g.protocol = None;
+            g.leader = None;
+            g.consumer = Some(ConsumerGroup::new());
+        }
+        let c = g.consumer.as_mut().expect("set above");
+        let was_empty = c.is_empty();
+        let (resp, changed) = c.heartbeat(req, &cfg, topics, now)?;
+        if c.is_empty() && !was_empty {
+            g.state_since_ms = now;
+        }
+        if changed {
+            let id = g.id.clone();
+            self.dirty.push(id);
+        }
+        Ok(resp)
+    }
+
+    /// Restores a consumer group from its stored snapshot (at load); `None`
+    /// for a tombstone.
+    pub fn restore_consumer(&mut self, id: &str, value: Option<ConsumerGroup>, now: i64) {
+        let cfg = self.limits.consumer;
+        let g = self
+            .groups
+            .entry(id.to_string())
+            .or_insert_with(|| Group::new(id, now));
+        g.members.clear();
+        g.statics.clear();
+        g.generation = 0;
+        g.protocol = None;
+        g.leader = None;
+        g.set_state(GroupState::Empty, now);
+        g.consumer = value.map(|mut c| {
+            c.restart_timers(&cfg, now);
+            c
+        });
+        g.protocol_type = g.consumer.as_ref().map(|_| "consumer".to_string());
+    }
+
+    /// OffsetFetch v9+ naming a member of a consumer group.
+    pub fn check_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> Result<()> {
+        match self.groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            Some(c) => c.check_fetch(member_id, epoch),
+            None => Err(unknown_member(member_id)),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod broker;
 pub mod config;
+pub mod consumer_groups;
 mod error;
 mod flusher;
 pub mod group_records;

@@ -39,6 +39,7 @@ use crate::frame::{self, Request};
 use crate::versions;
 
 mod cluster;
+mod consumer_groups;
 mod groups;
 mod logs;
 use cluster::ReadFrom;
@@ -329,6 +330,24 @@ impl Handler {
             ApiKey::DescribeGroups => {
                 let r = decode!(DescribeGroupsRequest);
                 encode(key, v, cid, &self.describe_groups(r)).map(Reply::Ready)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let r = decode!(ConsumerGroupHeartbeatRequest);
+                let h = self.clone();
+                let client_id = req
+                    .header
+                    .client_id
+                    .as_ref()
+                    .map_or_else(String::new, |c| c.to_string());
+                let host = req.client_host;
+                Ok(Reply::Deferred(Box::pin(async move {
+                    let resp = h.consumer_group_heartbeat(r, v, client_id, host).await;
+                    encode(key, v, cid, &resp)
+                })))
+            }
+            ApiKey::ConsumerGroupDescribe => {
+                let r = decode!(ConsumerGroupDescribeRequest);
+                encode(key, v, cid, &self.consumer_group_describe(r)).map(Reply::Ready)
             }
             ApiKey::DeleteGroups => {
                 let r = decode!(DeleteGroupsRequest);
@@ -1526,6 +1545,9 @@ const TOPIC_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
 /// The cluster's: CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
 /// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
 const CLUSTER_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
+
+/// A group's: READ 3, DELETE 6, DESCRIBE 8.
+const GROUP_OPERATIONS: i32 = operations(&[3, 6, 8]);
 
 type FetchPartitionData = fetch_response::PartitionData;
 type IncrementalAlterConfigsResponseResource =

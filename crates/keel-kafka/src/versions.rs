@@ -31,18 +31,21 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     // Idempotent producers only; transactions need a coordinator Keel lacks.
     (ApiKey::InitProducerId, 0, 4),
-    // The classic group protocol. KIP-848's ConsumerGroupHeartbeat is left out, so
-    // clients use this one; OffsetCommit/OffsetFetch start where the codec (and
-    // Kafka 4) does and stop before v9 (member epochs),
-    // FindCoordinator before v5 (KIP-890), ListGroups before v5 (group types).
+    // The classic group protocol beside KIP-848's (ConsumerGroupHeartbeat,
+    // ConsumerGroupDescribe; v1 has the client name its member, KIP-1082).
+    // OffsetCommit/OffsetFetch start where the codec (and Kafka 4) does; v9
+    // carries member epochs, OffsetFetch v10 topic ids (not yet). ListGroups
+    // v5 lists group types. FindCoordinator stops before v5 (KIP-890).
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),

@@ -219,8 +219,14 @@ impl StateGauges {
                 high_watermarks.insert((info.name.clone(), p.index), p.high_watermark);
             }
         }
-        for (group, _, _) in broker.list_groups() {
-            let members = broker.describe_group(&group).map_or(0, |d| d.members.len());
+        for (group, _, _, _) in broker.list_groups() {
+            let members = match broker.describe_group(&group) {
+                Some(Ok(d)) => d.members.len(),
+                Some(Err(_)) => broker
+                    .describe_consumer_group(&group)
+                    .map_or(0, |c| c.members.len()),
+                None => 0,
+            };
             self.group_members
                 .with_label_values(&[&group])
                 .set(members as i64);

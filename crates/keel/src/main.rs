@@ -168,6 +168,18 @@ struct DevArgs {
     /// Most members per consumer group (Kafka's group.max.size).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     group_max_size: u64,
+    /// How often a member of a KIP-848 consumer group (group.protocol=consumer)
+    /// heartbeats (Kafka's group.consumer.heartbeat.interval.ms).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(i32).range(100..=300_000))]
+    group_consumer_heartbeat_interval_ms: i32,
+    /// A KIP-848 member not heard from for this long is removed from its group
+    /// (Kafka's group.consumer.session.timeout.ms).
+    #[arg(long, default_value_t = 45_000, value_parser = clap::value_parser!(i32).range(1_000..=1_800_000))]
+    group_consumer_session_timeout_ms: i32,
+    /// The server-side assignor of a KIP-848 group whose members name none
+    /// (the first of Kafka's group.consumer.assignors): uniform or range.
+    #[arg(long, default_value = "uniform", value_parser = ["uniform", "range"])]
+    group_consumer_assignor: String,
     /// Committed offsets of a group without members are dropped after this many
     /// minutes (Kafka's offsets.retention.minutes).
     #[arg(long, default_value_t = 10_080, value_parser = clap::value_parser!(i64).range(1..=52_560_000))]
@@ -642,6 +654,11 @@ async fn dev(args: DevArgs) -> Result<()> {
     config.producer_id_expiration_ms = args.producer_id_expiration_ms;
     config.group_config.initial_rebalance_delay_ms = args.group_initial_rebalance_delay_ms;
     config.group_config.max_size = args.group_max_size as usize;
+    config.group_config.consumer.heartbeat_interval_ms = args.group_consumer_heartbeat_interval_ms;
+    config.group_config.consumer.session_timeout_ms = args.group_consumer_session_timeout_ms;
+    config.group_config.consumer.assignor =
+        keel_broker::consumer_groups::Assignor::from_name(&args.group_consumer_assignor)
+            .context("--group-consumer-assignor")?;
     config.group_config.offsets_retention_ms = args.offsets_retention_minutes * 60_000;
     config.cleaner_dedupe_buffer_bytes =
         usize::try_from(args.log_cleaner_dedupe_buffer_size).unwrap_or(usize::MAX);

@@ -16,7 +16,10 @@ use keel_storage::batch;
 use tokio::sync::oneshot;
 
 use super::{Broker, Produced, OFFSETS_TOPIC};
-use crate::group_records::{partition_for, GroupValue, OffsetValue, RecordKey};
+use crate::consumer_groups::{self, ConsumerGroup, TopicMeta};
+use crate::group_records::{
+    decode_consumer_group, encode_consumer_group, partition_for, GroupValue, OffsetValue, RecordKey,
+};
 use crate::groups::{
     Committed, GroupDescription, Groups, JoinRequest, JoinResponse, SyncRequest, SyncResponse,
 };
@@ -38,8 +41,15 @@ pub type FetchedOffset = (String, i32, Option<OffsetValue>);
 /// A partition's outcome in a request about many.
 pub type PartitionResult = ((String, i32), Result<()>);
 
-/// A group as ListGroups shows it: id, protocol type, state name.
-pub type ListedGroup = (String, String, &'static str);
+/// A group as ListGroups shows it: id, protocol type, state name, group type
+/// ("classic" or "consumer", KIP-848).
+pub type ListedGroup = (String, String, &'static str, &'static str);
+
+/// A group's latest metadata record while loading: classic or KIP-848.
+enum StoredGroup {
+    Classic(Option<GroupValue>),
+    Consumer(Option<ConsumerGroup>),
+}
 
 type Record = (Vec<u8>, Option<Vec<u8>>);
 
@@ -116,8 +126,17 @@ impl Broker {
         let dirty = std::mem::take(&mut gs.dirty);
         for id in dirty {
             let Some(g) = gs.get(&id) else { continue };
-            let key = RecordKey::Group(id.clone()).encode();
-            let end = match self.append_group_records(&id, &[(key, Some(g.stored().encode()))]) {
+            let record = match &g.consumer {
+                Some(c) => (
+                    RecordKey::ConsumerGroup(id.clone()).encode(),
+                    Some(encode_consumer_group(c)),
+                ),
+                None => (
+                    RecordKey::Group(id.clone()).encode(),
+                    Some(g.stored().encode()),
+                ),
+            };
+            let end = match self.append_group_records(&id, &[record]) {
                 Ok(p) => Some(p.base_offset + 1),
                 Err(e) => {
                     tracing::error!(group = %id, "writing group metadata failed: {e}");
@@ -201,6 +220,54 @@ impl Broker {
         let out = gs.leave(group_id, leaving, self.now_ms());
         self.write_dirty_groups(&mut gs);
         out
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): answered once the group's record is
+    /// fsynced, so no member acts on an assignment a crash could take back.
+    /// `topics`: every topic of the cluster.
+    pub async fn consumer_group_heartbeat(
+        &self,
+        req: consumer_groups::Heartbeat,
+        topics: &[TopicMeta],
+    ) -> Result<consumer_groups::HeartbeatResponse> {
+        self.ensure_offsets_topic()?;
+        self.check_coordinator(&req.group_id)?;
+        let group_id = req.group_id.clone();
+        let resp = {
+            let mut gs = self.groups();
+            let resp = gs.consumer_heartbeat(req, topics, self.now_ms());
+            self.write_dirty_groups(&mut gs);
+            resp?
+        };
+        self.group_durable(&group_id).await?;
+        Ok(resp)
+    }
+
+    /// ConsumerGroupDescribe for one group: the group, or GROUP_ID_NOT_FOUND.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Result<ConsumerGroup> {
+        self.check_coordinator(group_id)?;
+        let gs = self.groups();
+        match gs.get(group_id) {
+            Some(g) => g.consumer.clone().ok_or_else(|| {
+                BrokerError::GroupIdNotFound(format!("{group_id} is not a consumer group"))
+            }),
+            None => Err(BrokerError::GroupIdNotFound(group_id.to_string())),
+        }
+    }
+
+    /// The default server assignor (`group.consumer.assignors`' first).
+    pub fn default_assignor(&self) -> consumer_groups::Assignor {
+        self.inner.config.group_config.consumer.assignor
+    }
+
+    /// OffsetFetch v9+ naming a member of a consumer group (KIP-848).
+    pub fn check_offset_fetch_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+    ) -> Result<()> {
+        self.groups().check_fetch(group_id, member_id, epoch)
     }
 
     /// OffsetCommit: checks membership, writes one record per partition, waits
@@ -316,7 +383,8 @@ impl Broker {
                 (
                     g.id.clone(),
                     g.protocol_type.clone().unwrap_or_default(),
-                    g.state.name(),
+                    g.state_name(),
+                    g.group_type(),
                 )
             })
             .collect();
@@ -326,8 +394,14 @@ impl Broker {
 
     /// DescribeGroups for one group; `None` when the node knows no such group
     /// (Kafka answers with state "Dead").
-    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
-        self.groups().get(group_id).map(|g| g.describe())
+    pub fn describe_group(&self, group_id: &str) -> Option<Result<GroupDescription>> {
+        self.groups().get(group_id).map(|g| match g.consumer {
+            // Kafka 4 describes KIP-848 groups with ConsumerGroupDescribe.
+            Some(_) => Err(BrokerError::GroupIdNotFound(format!(
+                "{group_id} is a consumer group (KIP-848): describe it with ConsumerGroupDescribe"
+            ))),
+            None => Ok(g.describe()),
+        })
     }
 
     /// DeleteGroups for one group: only an empty group can go. Its metadata and
@@ -346,8 +420,13 @@ impl Broker {
         if g.has_members() {
             return Err(BrokerError::NonEmptyGroup(group_id.to_string()));
         }
-        let mut records: Vec<Record> =
-            vec![(RecordKey::Group(group_id.to_string()).encode(), None)];
+        let mut records: Vec<Record> = vec![
+            (RecordKey::Group(group_id.to_string()).encode(), None),
+            (
+                RecordKey::ConsumerGroup(group_id.to_string()).encode(),
+                None,
+            ),
+        ];
         records.extend(g.offsets.keys().map(|(t, p)| {
             let key = RecordKey::Offset {
                 group: group_id.to_string(),
@@ -446,6 +525,7 @@ impl Broker {
                 .collect();
             if gone {
                 records.push((RecordKey::Group(group.clone()).encode(), None));
+                records.push((RecordKey::ConsumerGroup(group.clone()).encode(), None));
             }
             tracing::info!(
                 group,
@@ -485,7 +565,7 @@ impl Broker {
         let partitions = topic.partition_count();
         let now = self.now_ms();
         let mut offsets: BTreeMap<(String, String, i32), Option<Committed>> = BTreeMap::new();
-        let mut metadata: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
+        let mut metadata: BTreeMap<String, StoredGroup> = BTreeMap::new();
         let mut records = 0u64;
         let mut at = p.lock().log.log_start_offset();
         loop {
@@ -512,7 +592,12 @@ impl Broker {
                             offsets.insert((group, topic, partition), c);
                         }
                         Some(RecordKey::Group(group)) => {
-                            metadata.insert(group, r.value.and_then(GroupValue::decode));
+                            let v = r.value.and_then(GroupValue::decode);
+                            metadata.insert(group, StoredGroup::Classic(v));
+                        }
+                        Some(RecordKey::ConsumerGroup(group)) => {
+                            let v = r.value.and_then(decode_consumer_group);
+                            metadata.insert(group, StoredGroup::Consumer(v));
                         }
                         None => tracing::warn!(
                             partition = index,
@@ -528,7 +613,10 @@ impl Broker {
         let mut gs = self.groups();
         unload(&mut gs, partitions, index);
         for (id, value) in metadata {
-            gs.restore(&id, value, now);
+            match value {
+                StoredGroup::Classic(v) => gs.restore(&id, v, now),
+                StoredGroup::Consumer(v) => gs.restore_consumer(&id, v, now),
+            }
         }
         for ((group, topic, partition), c) in offsets {
             let Some(c) = c else { continue };

@@ -22,7 +22,7 @@ use kafka_protocol::messages::*;
 use keel_broker::groups::{JoinRequest, SyncRequest};
 use keel_broker::{BrokerError, FetchedOffset, OffsetCommit};
 
-use super::{s, topic_name, Handler};
+use super::{s, topic_name, Handler, GROUP_OPERATIONS};
 use crate::error::code;
 
 /// FindCoordinator key types (KIP-98): 0 a group, 1 a transactional id.
@@ -327,45 +327,56 @@ impl Handler {
             None => (-1, -1, String::new()),
         };
         if v >= 8 {
-            resp.groups = r
-                .groups
-                .into_iter()
-                .map(|g| {
-                    if let Err(e) = self.broker.check_coordinator(g.group_id.as_str()) {
-                        return OffsetFetchResponseGroup::default()
+            resp.groups =
+                r.groups
+                    .into_iter()
+                    .map(|g| {
+                        let member_check = match (&g.member_id, g.member_epoch) {
+                            // v9+ (KIP-848): a member of a consumer group reads at its epoch.
+                            (Some(m), epoch) if epoch >= 0 => self
+                                .broker
+                                .check_offset_fetch_member(g.group_id.as_str(), m.as_str(), epoch),
+                            _ => Ok(()),
+                        };
+                        if let Err(e) = self
+                            .broker
+                            .check_coordinator(g.group_id.as_str())
+                            .and(member_check)
+                        {
+                            return OffsetFetchResponseGroup::default()
+                                .with_group_id(g.group_id)
+                                .with_error_code(code(&e));
+                        }
+                        let topics = g.topics.map(|ts| {
+                            ts.into_iter()
+                                .map(|t| (t.name.to_string(), t.partition_indexes))
+                                .collect()
+                        });
+                        let topics = self
+                            .fetched_offsets(g.group_id.as_str(), topics)
+                            .into_iter()
+                            .map(|(t, list)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(topic_name(&t))
+                                    .with_partitions(
+                                        list.iter()
+                                            .map(|o| {
+                                                let (offset, epoch, meta) = value(o);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(o.1)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(s(meta)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect();
+                        OffsetFetchResponseGroup::default()
                             .with_group_id(g.group_id)
-                            .with_error_code(code(&e));
-                    }
-                    let topics = g.topics.map(|ts| {
-                        ts.into_iter()
-                            .map(|t| (t.name.to_string(), t.partition_indexes))
-                            .collect()
-                    });
-                    let topics = self
-                        .fetched_offsets(g.group_id.as_str(), topics)
-                        .into_iter()
-                        .map(|(t, list)| {
-                            OffsetFetchResponseTopics::default()
-                                .with_name(topic_name(&t))
-                                .with_partitions(
-                                    list.iter()
-                                        .map(|o| {
-                                            let (offset, epoch, meta) = value(o);
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(o.1)
-                                                .with_committed_offset(offset)
-                                                .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(s(meta)))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect();
-                    OffsetFetchResponseGroup::default()
-                        .with_group_id(g.group_id)
-                        .with_topics(topics)
-                })
-                .collect();
+                            .with_topics(topics)
+                    })
+                    .collect();
             return resp;
         }
         if let Err(e) = self.broker.check_coordinator(r.group_id.as_str()) {
@@ -406,23 +417,33 @@ impl Handler {
             .broker
             .list_groups()
             .into_iter()
-            .filter(|(_, _, state)| {
-                r.states_filter.is_empty()
+            .filter(|(_, _, state, kind)| {
+                (r.states_filter.is_empty()
                     || r.states_filter
                         .iter()
-                        .any(|f| f.as_str().eq_ignore_ascii_case(state))
+                        .any(|f| f.as_str().eq_ignore_ascii_case(state)))
+                    && (r.types_filter.is_empty()
+                        || r.types_filter
+                            .iter()
+                            .any(|f| f.as_str().eq_ignore_ascii_case(kind)))
             })
-            .map(|(id, protocol_type, state)| {
+            .map(|(id, protocol_type, state, kind)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(s(id)))
                     .with_protocol_type(s(protocol_type))
                     .with_group_state(s(state))
+                    .with_group_type(s(kind))
             })
             .collect();
         resp
     }
 
     pub(super) fn describe_groups(&self, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let ops = if r.include_authorized_operations {
+            GROUP_OPERATIONS
+        } else {
+            i32::MIN
+        };
         let mut resp = DescribeGroupsResponse::default();
         resp.groups = r
             .groups
@@ -433,13 +454,23 @@ impl Handler {
                         .with_group_id(id)
                         .with_error_code(code(&e));
                 }
-                let Some(d) = self.broker.describe_group(id.as_str()) else {
-                    return DescribedGroup::default()
-                        .with_group_id(id)
-                        .with_group_state(s("Dead"));
+                let d = match self.broker.describe_group(id.as_str()) {
+                    None => {
+                        return DescribedGroup::default()
+                            .with_group_id(id)
+                            .with_group_state(s("Dead"))
+                    }
+                    Some(Err(e)) => {
+                        return DescribedGroup::default()
+                            .with_group_id(id)
+                            .with_error_code(code(&e))
+                            .with_error_message(Some(s(e.to_string())))
+                    }
+                    Some(Ok(d)) => d,
                 };
                 DescribedGroup::default()
                     .with_group_id(id)
+                    .with_authorized_operations(ops)
                     .with_group_state(s(d.state.name()))
                     .with_protocol_type(s(d.protocol_type))
                     .with_protocol_data(s(d.protocol))

@@ -343,10 +343,10 @@ async fn api_versions_answers_an_unknown_version_at_v0() {
     let keys: Vec<i16> = resp.api_keys.iter().map(|k| k.api_key).collect();
     assert!(keys.contains(&(ApiKey::Produce as i16)) && keys.contains(&(ApiKey::Fetch as i16)));
     assert!(keys.contains(&(ApiKey::JoinGroup as i16)));
+    assert!(keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16)));
     assert!(
-        !keys.contains(&(ApiKey::ConsumerGroupHeartbeat as i16))
-            && !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
-        "unimplemented APIs are not advertised, so clients use the classic group protocol"
+        !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
+        "unimplemented APIs are not advertised, so clients do not use transactions"
     );
     // ApiVersions v99: a v0 reply with UNSUPPORTED_VERSION and the list (KIP-511).
     let mut raw = Vec::new();
@@ -1081,6 +1081,10 @@ async fn every_advertised_api_version_answers_a_response_that_decodes() {
                 DescribeProducers => DescribeProducersRequest::default(),
                 DescribeTopicPartitions => DescribeTopicPartitionsRequest::default()
                     .with_response_partition_limit(1),
+                ConsumerGroupHeartbeat => cg_heartbeat(&format!("sweep-cg-{v}"), "m", 0)
+                    .with_subscribed_topic_names(Some(vec![name("swept")])),
+                ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(StrBytes::from_static_str("sweep-cg-1"))]),
             });
             answered.unwrap_or_else(|e| panic!("{key:?} v{v}: {e:#}"));
             asked += 1;
@@ -1202,4 +1206,257 @@ async fn delete_records_moves_the_start_durably_and_refuses_what_kafka_refuses()
     assert_eq!(earliest(&c, "trim").await, 5);
     assert_eq!(delete_records(&c, "trim", -1).await, (0, 10));
     assert_eq!(earliest(&c, "trim").await, 10);
+}
+
+fn cg_heartbeat(group: &str, member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 })
+        .with_topic_partitions(Some(vec![]))
+}
+
+fn owning(
+    r: &ConsumerGroupHeartbeatResponse,
+) -> Vec<consumer_group_heartbeat_request::TopicPartitions> {
+    r.assignment
+        .as_ref()
+        .expect("an assignment")
+        .topic_partitions
+        .iter()
+        .map(|tp| {
+            consumer_group_heartbeat_request::TopicPartitions::default()
+                .with_topic_id(tp.topic_id)
+                .with_partitions(tp.partitions.clone())
+        })
+        .collect()
+}
+
+/// KIP-848 over the wire: a member joins and is assigned by the coordinator,
+/// commits and fetches at its member epoch, the group is listed and described
+/// as a consumer group, everything Kafka refuses is refused with Kafka's
+/// code, and the group survives a crash of its coordinator.
+#[tokio::test]
+async fn a_consumer_group_heartbeat_assigns_survives_a_crash_and_refuses_what_kafka_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = BrokerConfig::new(dir.path());
+        c.group_config.initial_rebalance_delay_ms = 0;
+        c
+    };
+    let first = Broker::open(config(), Arc::new(SystemClock)).unwrap();
+    let (addr, stop) = serve_broker(first.clone()).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    produce(&c, "t", &["a", "b"]).await;
+    let join = cg_heartbeat("g", "m1", 0).with_subscribed_topic_names(Some(vec![name("t")]));
+
+    // Refused as Kafka refuses, and the group is not created by any of these.
+    let code = |r: ConsumerGroupHeartbeatResponse| r.error_code;
+    let refused = [
+        (
+            join.clone().with_member_id(StrBytes::from_static_str("")),
+            1,
+            ResponseError::InvalidRequest,
+        ),
+        (
+            join.clone().with_rebalance_timeout_ms(-1),
+            1,
+            ResponseError::InvalidRequest,
+        ),
+        (
+            join.clone().with_subscribed_topic_names(None),
+            1,
+            ResponseError::InvalidRequest,
+        ),
+        (
+            join.clone().with_topic_partitions(None),
+            1,
+            ResponseError::InvalidRequest,
+        ),
+        (
+            join.clone().with_member_epoch(-3),
+            1,
+            ResponseError::InvalidRequest,
+        ),
+        (
+            join.clone()
+                .with_server_assignor(Some(StrBytes::from_static_str("sticky"))),
+            1,
+            ResponseError::UnsupportedAssignor,
+        ),
+        (
+            join.clone()
+                .with_subscribed_topic_regex(Some(StrBytes::from_static_str("(t"))),
+            1,
+            ResponseError::InvalidRegularExpression,
+        ),
+        (
+            cg_heartbeat("g", "m1", 1),
+            1,
+            ResponseError::UnknownMemberId,
+        ),
+    ];
+    for (req, v, want) in refused {
+        let got = c.call(&req, v).await.unwrap();
+        assert_eq!(
+            got.error_code,
+            want.code(),
+            "{req:?}: {:?}",
+            got.error_message
+        );
+    }
+    let listed = c.call(&ListGroupsRequest::default(), 5).await.unwrap();
+    assert!(listed.groups.is_empty(), "{listed:?}");
+
+    // v0: the coordinator names the member; v1: the client does.
+    let v0 = c
+        .call(
+            &join.clone().with_member_id(StrBytes::from_static_str("")),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(v0.clone()), 0, "{:?}", v0.error_message);
+    assert!(!v0.member_id.clone().unwrap().is_empty());
+    let v0_id = v0.member_id.clone().unwrap().to_string();
+    let gone = c
+        .call(
+            &cg_heartbeat("g", &v0_id, -1).with_rebalance_timeout_ms(-1),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((gone.error_code, gone.member_epoch), (0, -1));
+
+    let joined = c.call(&join, 1).await.unwrap();
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let epoch = joined.member_epoch;
+    let owned = owning(&joined);
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].partitions, vec![0]);
+    assert_eq!(joined.heartbeat_interval_ms, 5_000);
+    let again = c
+        .call(
+            &cg_heartbeat("g", "m1", epoch).with_topic_partitions(Some(owned.clone())),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.error_code, again.member_epoch), (0, epoch));
+    for bad in [epoch + 1, epoch - 1] {
+        let r = c.call(&cg_heartbeat("g", "m1", bad), 1).await.unwrap();
+        assert_eq!(
+            r.error_code,
+            ResponseError::FencedMemberEpoch.code(),
+            "epoch {bad}"
+        );
+    }
+
+    // OffsetCommit/OffsetFetch v9 carry the member epoch.
+    let commit = |e: i32| commit_req(e, "m1", 1);
+    assert_eq!(
+        c.call(&commit(epoch), 9).await.unwrap().topics[0].partitions[0].error_code,
+        0
+    );
+    assert_eq!(
+        c.call(&commit(epoch - 1), 9).await.unwrap().topics[0].partitions[0].error_code,
+        ResponseError::StaleMemberEpoch.code()
+    );
+    let fetch = |e: i32| {
+        OffsetFetchRequest::default().with_groups(vec![
+            offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_member_id(Some(StrBytes::from_static_str("m1")))
+                .with_member_epoch(e)
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopics::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        ])
+    };
+    let f = c.call(&fetch(epoch), 9).await.unwrap();
+    assert_eq!(f.groups[0].error_code, 0);
+    assert_eq!(f.groups[0].topics[0].partitions[0].committed_offset, 1);
+    assert_eq!(
+        c.call(&fetch(epoch + 5), 9).await.unwrap().groups[0].error_code,
+        ResponseError::StaleMemberEpoch.code()
+    );
+
+    // A classic member cannot join it; it is listed and described as a consumer group.
+    let classic = join_req("", 10_000).with_group_id(GroupId(StrBytes::from_static_str("g")));
+    assert_eq!(
+        c.call(&classic, 9).await.unwrap().error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+    let listed = c.call(&ListGroupsRequest::default(), 5).await.unwrap();
+    assert_eq!(listed.groups.len(), 1);
+    assert_eq!(listed.groups[0].group_type.as_str(), "consumer");
+    assert_eq!(listed.groups[0].group_state.as_str(), "Stable");
+    let only_classic =
+        ListGroupsRequest::default().with_types_filter(vec![StrBytes::from_static_str("classic")]);
+    assert!(c.call(&only_classic, 5).await.unwrap().groups.is_empty());
+    let describe = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]);
+    let d = c.call(&describe, 1).await.unwrap();
+    assert_eq!(d.groups[0].error_code, 0);
+    assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(d.groups[0].assignor_name.as_str(), "uniform");
+    assert_eq!(d.groups[0].members[0].member_id.as_str(), "m1");
+    assert_eq!(
+        d.groups[0].members[0].assignment.topic_partitions[0]
+            .topic_name
+            .as_str(),
+        "t"
+    );
+    let deleted = c
+        .call(
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.results[0].error_code,
+        ResponseError::NonEmptyGroup.code()
+    );
+
+    // Crash and reopen: the member and its epoch and partitions are still there.
+    stop.send(true).unwrap();
+    drop(c);
+    drop(first);
+    let second = Broker::open(config(), Arc::new(SystemClock)).unwrap();
+    let (addr, _stop) = serve_broker(second).await;
+    let c = Connection::connect(&addr).await.unwrap();
+    let back = c
+        .call(
+            &cg_heartbeat("g", "m1", epoch).with_topic_partitions(Some(owned.clone())),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (back.error_code, back.member_epoch),
+        (0, epoch),
+        "{:?}",
+        back.error_message
+    );
+    let d = c.call(&describe, 1).await.unwrap();
+    assert_eq!(
+        d.groups[0].members[0].assignment.topic_partitions[0].partitions,
+        vec![0]
+    );
+    let left = c.call(&cg_heartbeat("g", "m1", -1), 1).await.unwrap();
+    assert_eq!((left.error_code, left.member_epoch), (0, -1));
+    let deleted = c
+        .call(
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.results[0].error_code, 0);
 }

@@ -1,0 +1,221 @@
+"""KIP-848's consumer group protocol (group.protocol=consumer) with
+librdkafka's own implementation: the coordinator assigns, members move
+incrementally, and nothing is read twice or skipped across the moves."""
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Node, wait_until
+
+# Heartbeats every 300 ms (Kafka's default is 5 s), so a member change
+# settles in about a second; a member gone for 6 s is removed.
+FLAGS = [
+    "--group-consumer-heartbeat-interval-ms", "300",
+    "--group-consumer-session-timeout-ms", "6000",
+    "--group-initial-rebalance-delay-ms", "0",
+]
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(tmp_path / "data", extra=FLAGS).start()
+    yield n
+    n.stop()
+
+
+def create(bootstrap, topic, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+
+
+def member(bootstrap, group, **extra):
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "group.protocol": "consumer",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False, **extra,
+    })
+
+
+class Member:
+    """A consumer on its own thread: reads, commits each record synchronously
+    (so a partition it gives up is committed up to what it read), and keeps
+    what it read and each assignment change. What it owns is kept from its
+    rebalance callbacks (incremental under KIP-848): calling assignment()
+    from another thread while poll() runs a callback deadlocks on the GIL."""
+
+    def __init__(self, name, bootstrap, group, topics, reads, lock):
+        self.name, self.reads, self.lock = name, reads, lock
+        self.changes = []  # (time, "assign"/"revoke", partitions)
+        self.c = member(bootstrap, group)
+        self.stop = threading.Event()
+        self.errors = []
+        self.held = set()
+        self.stale = 0
+
+        def on_assign(c, ps):
+            with lock:
+                self.held |= {p.partition for p in ps}
+            self.changes.append((time.monotonic(), "assign", sorted(p.partition for p in ps)))
+
+        def on_revoke(c, ps):
+            with lock:
+                self.held -= {p.partition for p in ps}
+            self.changes.append((time.monotonic(), "revoke", sorted(p.partition for p in ps)))
+
+        self.c.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            m = self.c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    self.errors.append(m.error())
+                continue
+            if not self.commit(m):
+                continue
+            with self.lock:
+                self.reads.append((self.name, m.partition(), m.offset(), int(m.value())))
+        self.c.close()
+
+    def commit(self, m):
+        """Commits synchronously. A commit sent at the member epoch the
+        member is just leaving (its heartbeat acknowledging a revocation
+        crossed it) is refused STALE_MEMBER_EPOCH, as in Kafka 4.0, and
+        retried at the new epoch, as Kafka's Java consumer does; it is for a
+        partition the member keeps, since revoked ones were committed before
+        the revocation was acknowledged."""
+        for _ in range(100):
+            try:
+                self.c.commit(message=m, asynchronous=False)
+                return True
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.STALE_MEMBER_EPOCH:
+                    self.errors.append(e)
+                    return False
+                self.stale += 1
+                time.sleep(0.02)
+        self.errors.append(f"commit of {m.partition()}@{m.offset()} stayed stale")
+        return False
+
+    def owned(self):
+        with self.lock:
+            return sorted(self.held)
+
+    def leave(self):
+        self.stop.set()
+        self.t.join(30)
+
+
+def test_members_join_and_leave_one_by_one_under_a_steady_producer(node):
+    """Three members join and leave one by one while a producer writes: every
+    record is read exactly once (each read is committed before its partition
+    moves), and each change moves only the partitions that must move."""
+    create(node.bootstrap, "kip848", 6)
+    stop = threading.Event()
+    produced = []
+
+    def produce():
+        p = Producer({"bootstrap.servers": node.bootstrap, "enable.idempotence": True,
+                      "acks": "all", "linger.ms": 5})
+        i = 0
+        while not stop.is_set():
+            p.produce("kip848", value=str(i).encode(), partition=i % 6)
+            produced.append(i)
+            i += 1
+            if i % 50 == 0:
+                p.flush(30)
+                time.sleep(0.05)
+        assert p.flush(30) == 0
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    reads, lock = [], threading.Lock()
+    members = {}
+
+    def settled(expect):
+        owned = {n: m.owned() for n, m in members.items()}
+        counts = sorted(len(v) for v in owned.values())
+        every = sorted(p for v in owned.values() for p in v)
+        return every == list(range(6)) and counts == expect and owned
+
+    def progress():
+        """Some records are read between one change and the next."""
+        mark = len(reads)
+        wait_until(lambda: len(reads) >= mark + 100, timeout=30, what="records read")
+
+    history, revoked, everyone = [], 0, []
+    for n, expect in (("a", [6]), ("b", [3, 3]), ("c", [2, 2, 2])):
+        members[n] = Member(n, node.bootstrap, "g848", ["kip848"], reads, lock)
+        everyone.append(members[n])
+        history.append(wait_until(lambda: settled(expect), timeout=30, what=f"{n} joined"))
+        progress()
+    for n, expect in (("a", [3, 3]), ("b", [6])):
+        gone = members.pop(n)
+        revoked += sum(len(ps) for _, kind, ps in gone.changes if kind == "revoke")
+        gone.leave()
+        history.append(wait_until(lambda: settled(expect), timeout=30, what=f"{n} left"))
+        progress()
+    stop.set()
+    producer.join(30)
+    total = len(produced)
+    wait_until(lambda: len(reads) >= total, timeout=60, what="every record read")
+    c = members["c"]
+    revoked += sum(len(ps) for _, kind, ps in c.changes if kind == "revoke")
+    c.leave()
+    values = [r[3] for r in reads]
+    dup = {v for v in values if values.count(v) > 1}
+    assert not dup, f"read twice: {sorted(dup)[:20]}"
+    assert sorted(values) == list(range(total)), "nothing skipped"
+    # Only what must move moved: b's join took 3 of a's 6, c's one from each
+    # (2), and the two leaves took nothing from anyone who stayed: 5
+    # partitions revoked in all, where the classic eager protocol revokes
+    # every partition at every change.
+    assert revoked == 5, [(n, m.changes) for n, m in members.items()]
+    for before, after in zip(history, history[1:]):
+        for n in after:
+            if n in before and len(after[n]) >= len(before[n]):
+                assert set(before[n]) <= set(after[n]), (before, after)
+    assert not [m.errors for m in everyone if m.errors]
+
+
+def test_a_regex_subscription_picks_up_a_topic_created_later(node):
+    create(node.bootstrap, "rx-orders-eu", 2)
+    create(node.bootstrap, "rx-payments", 2)
+    c = member(node.bootstrap, "g848-rx")
+    c.subscribe(["^rx-orders-.*"])
+    topics = lambda: sorted({p.topic for p in c.assignment()})
+    try:
+        wait_until(lambda: c.poll(0.1) is None and topics() == ["rx-orders-eu"],
+                   timeout=30, what="the first matching topic")
+        create(node.bootstrap, "rx-orders-us", 3)
+        wait_until(lambda: c.poll(0.1) is None and topics() == ["rx-orders-eu", "rx-orders-us"],
+                   timeout=30, what="the topic created later")
+        assert len(c.assignment()) == 5
+    finally:
+        c.close()
+
+
+def test_admin_lists_and_describes_a_consumer_group(node):
+    create(node.bootstrap, "kip848-admin", 4)
+    c = member(node.bootstrap, "g848-admin")
+    c.subscribe(["kip848-admin"])
+    try:
+        wait_until(lambda: c.poll(0.1) is None and len(c.assignment()) == 4, timeout=30,
+                   what="the assignment")
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        listed = admin.list_consumer_groups().result(30)
+        mine = [g for g in listed.valid if g.group_id == "g848-admin"]
+        assert len(mine) == 1, listed.valid
+        assert str(mine[0].type).endswith("CONSUMER"), mine[0].type
+        d = admin.describe_consumer_groups(["g848-admin"])["g848-admin"].result(30)
+        assert str(d.state).endswith("STABLE"), d.state
+        assert len(d.members) == 1
+        assert sorted(tp.partition for tp in d.members[0].assignment.topic_partitions) == [0, 1, 2, 3]
+    finally:
+        c.close()
