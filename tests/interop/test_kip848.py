@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import Node, wait_until
+from test_kafka_replication import SESSION_MS, bootstrap, kafka_cluster, partitions
 
 # Heartbeats every 300 ms (Kafka's default is 5 s), so a member change
 # settles in about a second; a member gone for 6 s is removed.
@@ -90,15 +91,19 @@ class Member:
         retried at the new epoch, as Kafka's Java consumer does; it is for a
         partition the member keeps, since revoked ones were committed before
         the revocation was acknowledged."""
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             try:
                 self.c.commit(message=m, asynchronous=False)
                 return True
             except KafkaException as e:
-                if e.args[0].code() != KafkaError.STALE_MEMBER_EPOCH:
+                # Retriable too: the coordinator moving (NOT_COORDINATOR,
+                # COORDINATOR_NOT_AVAILABLE, a request cut by its death).
+                if e.args[0].code() == KafkaError.STALE_MEMBER_EPOCH:
+                    self.stale += 1
+                elif not e.args[0].retriable():
                     self.errors.append(e)
                     return False
-                self.stale += 1
                 time.sleep(0.02)
         self.errors.append(f"commit of {m.partition()}@{m.offset()} stayed stale")
         return False
@@ -112,29 +117,59 @@ class Member:
         self.t.join(30)
 
 
+class SteadyProducer:
+    """Writes 0, 1, 2, ... round-robin over the partitions until stopped."""
+
+    def __init__(self, bootstrap_servers, topic, partitions):
+        self.stop = threading.Event()
+        self.produced = []
+        self.p = Producer({"bootstrap.servers": bootstrap_servers, "enable.idempotence": True,
+                           "acks": "all", "linger.ms": 5})
+
+        def run():
+            i = 0
+            while not self.stop.is_set():
+                self.p.produce(topic, value=str(i).encode(), partition=i % partitions)
+                self.produced.append(i)
+                i += 1
+                if i % 50 == 0:
+                    self.p.flush(30)
+                    time.sleep(0.05)
+
+        self.t = threading.Thread(target=run, daemon=True)
+        self.t.start()
+
+    def finish(self):
+        self.stop.set()
+        self.t.join(30)
+        assert self.p.flush(60) == 0
+        return len(self.produced)
+
+
+def check_exactly_once(reads, total):
+    values = [r[3] for r in reads]
+    seen = set()
+    dup = sorted({v for v in values if v in seen or seen.add(v)})
+    assert not dup, f"read twice: {dup[:20]}"
+    assert sorted(values) == list(range(total)), "nothing skipped"
+
+
+def java_hash_partition(group, partitions=50):
+    """Kafka's `abs(groupId.hashCode()) % partitions`: the group's partition of
+    __consumer_offsets, whose leader is its coordinator."""
+    h = 0
+    for unit in group.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
 def test_members_join_and_leave_one_by_one_under_a_steady_producer(node):
     """Three members join and leave one by one while a producer writes: every
     record is read exactly once (each read is committed before its partition
     moves), and each change moves only the partitions that must move."""
     create(node.bootstrap, "kip848", 6)
-    stop = threading.Event()
-    produced = []
-
-    def produce():
-        p = Producer({"bootstrap.servers": node.bootstrap, "enable.idempotence": True,
-                      "acks": "all", "linger.ms": 5})
-        i = 0
-        while not stop.is_set():
-            p.produce("kip848", value=str(i).encode(), partition=i % 6)
-            produced.append(i)
-            i += 1
-            if i % 50 == 0:
-                p.flush(30)
-                time.sleep(0.05)
-        assert p.flush(30) == 0
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
+    producer = SteadyProducer(node.bootstrap, "kip848", 6)
     reads, lock = [], threading.Lock()
     members = {}
 
@@ -161,17 +196,12 @@ def test_members_join_and_leave_one_by_one_under_a_steady_producer(node):
         gone.leave()
         history.append(wait_until(lambda: settled(expect), timeout=30, what=f"{n} left"))
         progress()
-    stop.set()
-    producer.join(30)
-    total = len(produced)
+    total = producer.finish()
     wait_until(lambda: len(reads) >= total, timeout=60, what="every record read")
     c = members["c"]
     revoked += sum(len(ps) for _, kind, ps in c.changes if kind == "revoke")
     c.leave()
-    values = [r[3] for r in reads]
-    dup = {v for v in values if values.count(v) > 1}
-    assert not dup, f"read twice: {sorted(dup)[:20]}"
-    assert sorted(values) == list(range(total)), "nothing skipped"
+    check_exactly_once(reads, total)
     # Only what must move moved: b's join took 3 of a's 6, c's one from each
     # (2), and the two leaves took nothing from anyone who stayed: 5
     # partitions revoked in all, where the classic eager protocol revokes
@@ -219,3 +249,49 @@ def test_admin_lists_and_describes_a_consumer_group(node):
         assert sorted(tp.partition for tp in d.members[0].assignment.topic_partitions) == [0, 1, 2, 3]
     finally:
         c.close()
+
+
+def test_the_group_goes_on_when_its_coordinator_is_killed(tmp_path):
+    """Three brokers; the group's coordinator (the leader of its partition of
+    __consumer_offsets, replicated to all three) is killed -9 while two
+    members consume under a producer. The group state was replicated: the
+    members carry on at their epochs with a new coordinator, which takes a
+    third member in, and no record is read twice or skipped."""
+    flags = FLAGS + ["--broker-session-timeout-ms", str(SESSION_MS),
+                     "--replica-lag-time-max-ms", "5000"]
+    with kafka_cluster(tmp_path, 3, flags) as cluster:
+        servers = bootstrap(cluster)
+        admin = AdminClient({"bootstrap.servers": servers})
+        admin.create_topics([NewTopic("kip848-ha", 3, 3)])["kip848-ha"].result(30)
+        producer = SteadyProducer(servers, "kip848-ha", 3)
+        reads, lock, members = [], threading.Lock(), []
+
+        def owned():
+            every = sorted(p for m in members for p in m.owned())
+            return every == [0, 1, 2] and sorted(len(m.owned()) for m in members)
+
+        def progress():
+            mark = len(reads)
+            wait_until(lambda: len(reads) >= mark + 100, timeout=60, what="records read")
+
+        for name in ("a", "b"):
+            members.append(Member(name, servers, "g848-ha", ["kip848-ha"], reads, lock))
+        wait_until(lambda: owned() == [1, 2], timeout=30, what="a and b assigned")
+        progress()
+        index = java_hash_partition("g848-ha")
+        witness = cluster.nodes[1]
+        coordinator = partitions(witness, "__consumer_offsets")[index][0]
+        cluster.nodes[coordinator].kill9()
+        witness = next(n for i, n in cluster.nodes.items() if i != coordinator)
+        wait_until(lambda: partitions(witness, "__consumer_offsets")[index][0] not in (coordinator, -1),
+                   timeout=SESSION_MS / 1000 + 20, what="a new coordinator")
+        progress()
+        members.append(Member("c", servers, "g848-ha", ["kip848-ha"], reads, lock))
+        wait_until(lambda: owned() == [1, 1, 1], timeout=30, what="c assigned by the new coordinator")
+        progress()
+        total = producer.finish()
+        wait_until(lambda: len(reads) >= total, timeout=60, what="every record read")
+        for m in members:
+            m.leave()
+        check_exactly_once(reads, total)
+        assert not [m.errors for m in members if m.errors]
