@@ -46,10 +46,14 @@ class Member:
     rebalance callbacks (incremental under KIP-848): calling assignment()
     from another thread while poll() runs a callback deadlocks on the GIL."""
 
-    def __init__(self, name, bootstrap, group, topics, reads, lock):
+    def __init__(self, name, bootstrap, group, topics, reads, lock, conf=None):
         self.name, self.reads, self.lock = name, reads, lock
         self.changes = []  # (time, "assign"/"revoke", partitions)
-        self.c = member(bootstrap, group)
+        if conf is None:
+            self.c = member(bootstrap, group)
+        else:  # another protocol, for scripts/rebalance_bench.py
+            self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                               "auto.offset.reset": "earliest", "enable.auto.commit": False, **conf})
         self.stop = threading.Event()
         self.errors = []
         self.held = set()
