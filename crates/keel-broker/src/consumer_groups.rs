@@ -794,20 +794,10 @@ impl ConsumerGroup {
         if epoch < 0 && member_id.is_empty() && self.members.is_empty() {
             return Ok(());
         }
-        let m = self
-            .members
-            .get(member_id)
-            .ok_or_else(|| unknown_member(member_id))?;
-        if epoch != m.epoch {
-            return Err(BrokerError::StaleMemberEpoch(format!(
-                "member epoch {epoch} is not the member's current epoch {}",
-                m.epoch
-            )));
-        }
-        Ok(())
+        self.check_fetch(member_id, epoch)
     }
 
-    /// OffsetFetch v9+'s check when it names a member.
+    /// OffsetFetch v9+'s check when it names a member: it exists, at `epoch`.
     pub fn check_fetch(&self, member_id: &str, epoch: i32) -> Result<()> {
         let m = self
             .members

@@ -284,11 +284,7 @@ impl Handler {
             ApiKey::JoinGroup => {
                 let r = decode!(JoinGroupRequest);
                 let h = self.clone();
-                let client_id = req
-                    .header
-                    .client_id
-                    .as_ref()
-                    .map_or_else(String::new, |c| c.to_string());
+                let client_id = client_id(&req.header);
                 let host = req.client_host;
                 Ok(Reply::Deferred(Box::pin(async move {
                     let resp = h.join_group(r, v, client_id, host).await;
@@ -334,11 +330,7 @@ impl Handler {
             ApiKey::ConsumerGroupHeartbeat => {
                 let r = decode!(ConsumerGroupHeartbeatRequest);
                 let h = self.clone();
-                let client_id = req
-                    .header
-                    .client_id
-                    .as_ref()
-                    .map_or_else(String::new, |c| c.to_string());
+                let client_id = client_id(&req.header);
                 let host = req.client_host;
                 Ok(Reply::Deferred(Box::pin(async move {
                     let resp = h.consumer_group_heartbeat(r, v, client_id, host).await;
@@ -1524,6 +1516,15 @@ impl Handler {
         }
         resp
     }
+}
+
+/// The client id a request's header names (empty when it names none), which
+/// group members are described with.
+fn client_id(header: &RequestHeader) -> String {
+    header
+        .client_id
+        .as_ref()
+        .map_or_else(String::new, |c| c.to_string())
 }
 
 /// Kafka's AclOperation codes, as a KIP-430 bit field of operations.
