@@ -100,10 +100,12 @@ cat target/keel-sim.log
 test "$sim_status" = 0 || { echo "keel-sim found a violation (status $sim_status): replay its seed as printed above" >&2; exit 1; }
 
 step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python, KafkaJS, etcdctl, etcd3, etcd3gw, etcd 3.4 side by side, cqlsh and cassandra-driver"
-# Three workers (pytest-xdist), each running one test file at a time: most
-# of the suite waits on timeouts, elections and faults, so even on two cores
-# three files at once take 9.8 minutes where two took 13.8 (same tests, same
-# per-test times). Each worker hands out ports from its own range (conftest.py).
-KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 3 --dist loadfile \
+# Two workers (pytest-xdist), each running one test file at a time: most of
+# the suite waits on timeouts, elections and faults, so this halves its time
+# on two cores. Each worker hands out ports from its own range (conftest.py).
+# Three workers took 9.8 minutes where two take 13.8, but one of two fresh-clone
+# runs with three then failed two timing-bound fault tests (test_stall,
+# test_cql_five): on two cores the third worker costs them their margins.
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
   --durations=15 -W ignore::DeprecationWarning tests/interop
 step "done"
