@@ -96,7 +96,7 @@ impl Connection {
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("keel")));
+            .with_client_id(Some(StrBytes::from_static_str("__keel")));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
         header.encode(&mut buf, key.request_header_version(version))?;

@@ -68,6 +68,9 @@ pub struct Request {
     /// The client's address as Kafka shows it in group descriptions ("/127.0.0.1");
     /// set by the server, empty otherwise.
     pub client_host: String,
+    /// The connection's mute, which client quotas hold (KIP-219); set by
+    /// the server, absent otherwise.
+    pub throttle: Option<std::sync::Arc<crate::quotas::Throttle>>,
 }
 
 /// Parses a frame (without its length prefix).
@@ -102,6 +105,7 @@ pub fn parse(mut frame: Bytes) -> Result<Request, FrameError> {
         header,
         body: frame,
         client_host: String::new(),
+        throttle: None,
     })
 }
 

@@ -36,12 +36,15 @@ use keel_broker::{Broker, BrokerError, ConfigEntry, PartitionInfo};
 
 use crate::error::code;
 use crate::frame::{self, Request};
+use crate::quotas::{self, Quotas, Throttle, ANONYMOUS};
 use crate::versions;
 
 mod cluster;
 mod consumer_groups;
 mod groups;
+mod features;
 mod logs;
+mod quota_admin;
 use cluster::ReadFrom;
 pub use cluster::{ClusterView, Proposer};
 
@@ -75,6 +78,31 @@ pub struct Handler {
     broker: Broker,
     advertised: Advertised,
     cluster: Option<ClusterView>,
+    quotas: Quotas,
+}
+
+/// Who sent a request, as client quotas measure it, and its connection's
+/// mute.
+struct Caller {
+    client_id: String,
+    mute: Option<std::sync::Arc<Throttle>>,
+}
+
+impl Caller {
+    fn of(header: &RequestHeader, mute: &Option<std::sync::Arc<Throttle>>) -> Caller {
+        Caller {
+            client_id: client_id(header),
+            mute: mute.clone(),
+        }
+    }
+
+    /// Mutes the connection for `d`; returns it in ms for `throttle_time_ms`.
+    fn throttle(&self, d: Duration) -> i32 {
+        if let Some(m) = &self.mute {
+            m.hold(d);
+        }
+        i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+    }
 }
 
 fn s(v: impl Into<String>) -> StrBytes {
@@ -127,7 +155,15 @@ impl Handler {
             broker,
             advertised,
             cluster: None,
+            quotas: Quotas::new(quotas::Windows::default()),
         }
+    }
+
+    /// Measures client quotas over these windows (Kafka's
+    /// `quota.window.num`, `quota.window.size.seconds`).
+    pub fn with_quota_windows(mut self, windows: quotas::Windows) -> Self {
+        self.quotas = Quotas::new(windows);
+        self
     }
 
     /// Serves the cluster's brokers, controller and id from the metadata image.
@@ -177,7 +213,45 @@ impl Handler {
 
     /// Handles one request. Appends happen before this returns, so requests on one
     /// connection are applied in order even when their replies are deferred.
+    ///
+    /// The time it takes counts against the client's `request_percentage`
+    /// quota, if it has one; over it, the connection is muted (Kafka's
+    /// `ClientRequestQuotaManager`; Keel's own replication client, whose
+    /// client id has Kafka's internal prefix `__`, is exempt).
     pub fn handle(&self, req: Request) -> anyhow::Result<Reply> {
+        let image = self.image();
+        let limited = image.as_ref().is_some_and(|i| !i.client_quotas.is_empty())
+            && !req
+                .header
+                .client_id
+                .as_ref()
+                .is_some_and(|c| c.starts_with("__"));
+        if !limited {
+            return self.dispatch(req);
+        }
+        let started = std::time::Instant::now();
+        let caller = Caller::of(&req.header, &req.throttle);
+        let out = self.dispatch(req);
+        let percent = started.elapsed().as_secs_f64() * 100.0;
+        let quotas = image.as_ref().map_or(&[][..], |i| &i.client_quotas[..]);
+        let wait = self.quotas.record(
+            quotas,
+            quotas::Kind::Request,
+            ANONYMOUS,
+            &caller.client_id,
+            percent,
+            quotas::now_ms(),
+        );
+        caller.throttle(wait);
+        out
+    }
+
+    /// The image's client quotas (none without a cluster).
+    fn client_quotas(&self) -> Option<std::sync::Arc<keel_meta::Image>> {
+        self.image().filter(|i| !i.client_quotas.is_empty())
+    }
+
+    fn dispatch(&self, req: Request) -> anyhow::Result<Reply> {
         let v = req.header.request_api_version;
         let cid = req.header.correlation_id;
         let mut body = req.body;
@@ -202,7 +276,7 @@ impl Handler {
         match key {
             ApiKey::ApiVersions => {
                 let _ = decode!(ApiVersionsRequest);
-                encode(key, v, cid, &api_versions_response(0)).map(Reply::Ready)
+                encode(key, v, cid, &self.api_versions(v)).map(Reply::Ready)
             }
             ApiKey::Metadata => {
                 let r = decode!(MetadataRequest);
@@ -215,8 +289,9 @@ impl Handler {
                 encode(key, v, cid, &resp).map(Reply::Ready)
             }
             ApiKey::Produce => {
+                let caller = Caller::of(&req.header, &req.throttle);
                 let r = decode!(ProduceRequest);
-                Ok(self.produce(r, v, cid))
+                Ok(self.produce(r, v, cid, &caller))
             }
             ApiKey::Fetch => {
                 let r = decode!(FetchRequest);
@@ -226,8 +301,9 @@ impl Handler {
                     anyhow::bail!("the lab cut this node off from broker {follower}");
                 }
                 let h = self.clone();
+                let caller = Caller::of(&req.header, &req.throttle);
                 Ok(Reply::Deferred(Box::pin(async move {
-                    let resp = h.fetch(r, v).await;
+                    let resp = h.fetch(r, v, &caller).await;
                     encode(key, v, cid, &resp)
                 })))
             }
@@ -329,6 +405,16 @@ impl Handler {
             }
             ApiKey::ConsumerGroupHeartbeat => {
                 let r = decode!(ConsumerGroupHeartbeatRequest);
+                if !self.consumer_groups_enabled() {
+                    // Kafka 4's answer while group.version is below 1.
+                    let resp = ConsumerGroupHeartbeatResponse::default()
+                        .with_error_code(ResponseError::UnsupportedVersion.code())
+                        .with_error_message(Some(s(
+                            "the consumer group protocol is off: group.version is 0",
+                        )))
+                        .with_member_epoch(-1);
+                    return encode(key, v, cid, &resp).map(Reply::Ready);
+                }
                 let h = self.clone();
                 let client_id = client_id(&req.header);
                 let host = req.client_host;
@@ -397,6 +483,26 @@ impl Handler {
                     let resp = h.delete_records_done(r, asked).await;
                     encode(key, v, cid, &resp)
                 })))
+            }
+            ApiKey::UpdateFeatures => {
+                let r = decode!(UpdateFeaturesRequest);
+                let resp = self.update_features(&r, v);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::GetTelemetrySubscriptions => {
+                let r = decode!(GetTelemetrySubscriptionsRequest);
+                let resp = self.get_telemetry_subscriptions(&r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::DescribeClientQuotas => {
+                let r = decode!(DescribeClientQuotasRequest);
+                let resp = self.describe_client_quotas(&r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
+            }
+            ApiKey::AlterClientQuotas => {
+                let r = decode!(AlterClientQuotasRequest);
+                let resp = self.alter_client_quotas(&r);
+                encode(key, v, cid, &resp).map(Reply::Ready)
             }
             other => bail!("{other:?} passed the version gate but has no handler"),
         }
@@ -744,8 +850,9 @@ impl Handler {
         resp
     }
 
-    fn produce(&self, r: ProduceRequest, v: i16, cid: i32) -> Reply {
+    fn produce(&self, r: ProduceRequest, v: i16, cid: i32, caller: &Caller) -> Reply {
         let acks = r.acks;
+        let mut appended = 0usize;
         let mut resp = ProduceResponse::default();
         let mut waits = Vec::new();
         for t in &r.topic_data {
@@ -758,6 +865,7 @@ impl Handler {
                     .and_then(|_| self.broker.produce(t.name.as_str(), p.index, records, acks))
                 {
                     Ok(done) => {
+                        appended += records.len();
                         pr.base_offset = done.base_offset;
                         pr.log_append_time_ms = done.log_append_time_ms;
                         pr.log_start_offset = done.log_start_offset;
@@ -792,6 +900,20 @@ impl Handler {
                     .with_name(t.name.clone())
                     .with_partition_responses(parts),
             );
+        }
+        // Kafka's produce quota counts what was appended; over the limit
+        // the answer says how long to wait and the connection is muted for
+        // it, acks=0 included (no answer, but the mute holds).
+        if let Some(image) = self.client_quotas() {
+            let wait = self.quotas.record(
+                &image.client_quotas,
+                quotas::Kind::Produce,
+                ANONYMOUS,
+                &caller.client_id,
+                appended as f64,
+                quotas::now_ms(),
+            );
+            resp.throttle_time_ms = caller.throttle(wait);
         }
         if acks == 0 {
             return Reply::Nothing;
@@ -941,21 +1063,54 @@ impl Handler {
     /// Fetch with long-polling: answers as soon as `min_bytes` are there, an error
     /// occurs, or `max_wait_ms` passes. Sessions (KIP-227) are not kept: session id 0
     /// tells clients to send full fetches, which every client supports.
-    async fn fetch(&self, r: FetchRequest, v: i16) -> FetchResponse {
+    /// A fetch, long-polling until `min_bytes` or `max_wait_ms`. A
+    /// consumer's is measured against its `consumer_byte_rate`: it asks for
+    /// no more than the limit allows in one quota window, and an answer
+    /// that takes it over the limit goes out empty, saying how long to
+    /// wait (Kafka's `KafkaApis.handleFetchRequest`).
+    async fn fetch(&self, mut r: FetchRequest, v: i16, caller: &Caller) -> FetchResponse {
+        let limits = self.client_quotas().filter(|_| r.replica_id.0 < 0);
+        if let Some(image) = &limits {
+            if let Some(max) =
+                self.quotas
+                    .fetch_bytes_max(&image.client_quotas, ANONYMOUS, &caller.client_id)
+            {
+                r.max_bytes = r.max_bytes.min(i32::try_from(max).unwrap_or(i32::MAX));
+            }
+        }
+        let (mut resp, bytes) = self.fetch_until(&r, v).await;
+        if let Some(image) = &limits {
+            let now = quotas::now_ms();
+            let (user, client) = (ANONYMOUS, caller.client_id.as_str());
+            let kind = quotas::Kind::Fetch;
+            let wait = self
+                .quotas
+                .record(&image.client_quotas, kind, user, client, bytes as f64, now);
+            if !wait.is_zero() {
+                self.quotas
+                    .unrecord(&image.client_quotas, kind, user, client, bytes as f64, now);
+                resp.responses.clear();
+                resp.throttle_time_ms = caller.throttle(wait);
+            }
+        }
+        resp
+    }
+
+    async fn fetch_until(&self, r: &FetchRequest, v: i16) -> (FetchResponse, usize) {
         let wait = Duration::from_millis(r.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.broker.data_version();
         loop {
             changes.borrow_and_update();
-            let (resp, bytes, any_error) = self.fetch_once(&r, v);
+            let (resp, bytes, any_error) = self.fetch_once(r, v);
             if bytes >= r.min_bytes.max(0) as usize
                 || any_error
                 || tokio::time::Instant::now() >= deadline
             {
-                return resp;
+                return (resp, bytes);
             }
             tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return resp; },
+                changed = changes.changed() => if changed.is_err() { return (resp, bytes); },
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod frame;
 pub mod handlers;
 pub mod metrics;
+pub mod quotas;
 pub mod replication;
 pub mod server;
 pub mod versions;

@@ -125,7 +125,16 @@ async fn connection(
     let budget = Arc::new(Semaphore::new(config.in_flight_bytes_max));
     let writer = tokio::spawn(write_replies(wr, rx, peer));
     let mut rd = BufReader::with_capacity(64 << 10, rd);
+    // Client quotas mute the connection: no request is read until the
+    // throttle a quota gave has passed (KIP-219).
+    let throttle = Arc::new(crate::quotas::Throttle::default());
     loop {
+        if let Some(until) = throttle.until() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = stopped(&mut shutdown) => break,
+            }
+        }
         let len = tokio::select! {
             r = tokio::time::timeout(config.idle_timeout, rd.read_i32()) => r,
             _ = stopped(&mut shutdown) => break,
@@ -154,6 +163,7 @@ async fn connection(
             Ok(mut req) => {
                 let api = req.api_key;
                 req.client_host = format!("/{}", peer.ip());
+                req.throttle = Some(throttle.clone());
                 let started = std::time::Instant::now();
                 match handler.handle(req) {
                     Ok(reply) => timed(reply, api, started),

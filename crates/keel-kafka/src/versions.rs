@@ -58,6 +58,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // KIP-966: Metadata's topics paged by partitions; no eligible leader
     // replicas (ELR) yet, so those fields are null.
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    // KIP-546: user and client-id quotas, enforced by throttling (KIP-219);
+    // ip quotas and controller_mutation_rate are refused, not enforced.
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
+    // KIP-584: group.version (KIP-848 on or off) and transaction.version;
+    // ApiVersions v3 lists them.
+    (ApiKey::UpdateFeatures, 0, 2),
+    // KIP-714: an empty subscription, so clients push no metrics.
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
 ];
 
 /// The supported range of `api_key`, if Keel answers it at all.

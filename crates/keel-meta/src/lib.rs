@@ -30,7 +30,9 @@
 //!   `PartitionReassignmentReplicas`, `PartitionChangeBuilder`).
 
 pub mod duties;
+pub mod features;
 mod place;
+pub mod quotas;
 pub mod ring;
 pub mod schema;
 
@@ -51,7 +53,7 @@ pub const NO_LEADER: i32 = -1;
 pub struct Record {
     #[prost(
         oneof = "record::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19"
     )]
     pub kind: Option<record::Kind>,
 }
@@ -94,6 +96,10 @@ pub mod record {
         DropTable(super::DropTable),
         #[prost(message, tag = "17")]
         LeaveRing(super::LeaveRing),
+        #[prost(message, tag = "18")]
+        AlterClientQuota(super::quotas::AlterClientQuota),
+        #[prost(message, tag = "19")]
+        SetFeatures(super::features::SetFeatures),
     }
 }
 
@@ -400,7 +406,7 @@ pub struct Topic {
 
 /// The whole metadata at one Raft index: what every node serves from, what
 /// the store keeps and what a snapshot carries.
-#[derive(Clone, PartialEq, Eq, Message)]
+#[derive(Clone, PartialEq, Message)]
 pub struct Image {
     /// The Raft index of the last record applied.
     #[prost(uint64, tag = "1")]
@@ -428,6 +434,16 @@ pub struct Image {
     /// Schema changes applied so far (see [`Image::schema_version`]).
     #[prost(uint64, tag = "9")]
     pub schema_epoch: u64,
+    /// Client quotas (AlterClientQuotas), sorted by entity.
+    #[prost(message, repeated, tag = "10")]
+    pub client_quotas: Vec<quotas::ClientQuota>,
+    /// Finalized feature levels set by UpdateFeatures (`features`); a
+    /// feature not here is at a new cluster's level.
+    #[prost(btree_map = "string, int32", tag = "11")]
+    pub features: BTreeMap<String, i32>,
+    /// The Raft index of the last feature change, or 0.
+    #[prost(int64, tag = "12")]
+    pub features_epoch: i64,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -507,6 +523,10 @@ pub enum Applied {
     SchemaChanged,
     /// A node began leaving the ring, or left it.
     RingChanged,
+    /// An entity's client quotas were set or removed.
+    QuotasChanged,
+    /// Finalized feature levels changed.
+    FeaturesChanged,
 }
 
 /// The topic config that allows an out-of-sync replica to lead.
@@ -603,6 +623,10 @@ impl Image {
             Some(Kind::AlterTable(t)) => self.alter_table(t),
             Some(Kind::DropTable(t)) => self.drop_table(t),
             Some(Kind::LeaveRing(l)) => self.leave_ring(l),
+            Some(Kind::AlterClientQuota(q)) => quotas::apply(&mut self.client_quotas, q),
+            Some(Kind::SetFeatures(f)) => {
+                features::apply(&mut self.features, &mut self.features_epoch, index, f)
+            }
             Some(Kind::ReportLoss(l)) => {
                 let p = usize::try_from(l.partition)
                     .ok()

@@ -180,6 +180,16 @@ struct DevArgs {
     /// (the first of Kafka's group.consumer.assignors): uniform or range.
     #[arg(long, default_value = "uniform", value_parser = ["uniform", "range"])]
     group_consumer_assignor: String,
+    /// Client quotas (AlterClientQuotas: producer_byte_rate,
+    /// consumer_byte_rate, request_percentage) measure each client's rate
+    /// over this many windows (Kafka's quota.window.num): a new client may
+    /// send this many windows' worth less one before it is throttled.
+    #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u32).range(2..=100))]
+    quota_window_num: u32,
+    /// The length in seconds of one client quota window (Kafka's
+    /// quota.window.size.seconds).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    quota_window_size_seconds: u64,
     /// Committed offsets of a group without members are dropped after this many
     /// minutes (Kafka's offsets.retention.minutes).
     #[arg(long, default_value_t = 10_080, value_parser = clap::value_parser!(i64).range(1..=52_560_000))]
@@ -847,7 +857,12 @@ async fn dev(args: DevArgs) -> Result<()> {
             })
         },
     };
-    let handler = Handler::new(broker.clone(), advertised.clone()).with_cluster(view.clone());
+    let handler = Handler::new(broker.clone(), advertised.clone())
+        .with_cluster(view.clone())
+        .with_quota_windows(keel_kafka::quotas::Windows {
+            num: args.quota_window_num,
+            size: Duration::from_secs(args.quota_window_size_seconds),
+        });
     let replication = tokio::spawn(keel_kafka::replication::run(
         broker.clone(),
         view,
