@@ -41,8 +41,8 @@ use crate::versions;
 
 mod cluster;
 mod consumer_groups;
-mod groups;
 mod features;
+mod groups;
 mod logs;
 mod quota_admin;
 use cluster::ReadFrom;
@@ -1083,9 +1083,9 @@ impl Handler {
             let now = quotas::now_ms();
             let (user, client) = (ANONYMOUS, caller.client_id.as_str());
             let kind = quotas::Kind::Fetch;
-            let wait = self
-                .quotas
-                .record(&image.client_quotas, kind, user, client, bytes as f64, now);
+            let wait =
+                self.quotas
+                    .record(&image.client_quotas, kind, user, client, bytes as f64, now);
             if !wait.is_zero() {
                 self.quotas
                     .unrecord(&image.client_quotas, kind, user, client, bytes as f64, now);

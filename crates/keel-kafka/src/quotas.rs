@@ -250,7 +250,12 @@ impl Quotas {
 
     /// The most bytes one fetch may carry without being throttled for them
     /// alone (Kafka's `getMaxValueInQuotaWindow`), if the client has a limit.
-    pub fn fetch_bytes_max(&self, quotas: &[ClientQuota], user: &str, client_id: &str) -> Option<i64> {
+    pub fn fetch_bytes_max(
+        &self,
+        quotas: &[ClientQuota],
+        user: &str,
+        client_id: &str,
+    ) -> Option<i64> {
         if quotas.is_empty() {
             return None;
         }
@@ -390,8 +395,14 @@ mod tests {
 
         // Two clients under the default each get the whole limit.
         let q = Quotas::new(Windows::default());
-        assert_eq!(q.record(&qs, Kind::Produce, ANONYMOUS, "a", 900.0, 0), Duration::ZERO);
-        assert_eq!(q.record(&qs, Kind::Produce, ANONYMOUS, "b", 900.0, 0), Duration::ZERO);
+        assert_eq!(
+            q.record(&qs, Kind::Produce, ANONYMOUS, "a", 900.0, 0),
+            Duration::ZERO
+        );
+        assert_eq!(
+            q.record(&qs, Kind::Produce, ANONYMOUS, "b", 900.0, 0),
+            Duration::ZERO
+        );
         assert!(q.record(&qs, Kind::Produce, ANONYMOUS, "a", 200.0, 10) > Duration::ZERO);
     }
 
@@ -405,7 +416,10 @@ mod tests {
         let q = Quotas::new(w);
         // A new client may send ten windows' worth at once (the span counts
         // as at least num - 1 windows).
-        assert_eq!(q.record(&qs, Kind::Produce, ANONYMOUS, "p", 10_000.0, 0), Duration::ZERO);
+        assert_eq!(
+            q.record(&qs, Kind::Produce, ANONYMOUS, "p", 10_000.0, 0),
+            Duration::ZERO
+        );
         // 5 000 more: 15 000 over 10 s is 1 500/s, half again the limit, so
         // five seconds' wait brings it back: 15 000 / 15 s.
         let t = q.record(&qs, Kind::Produce, ANONYMOUS, "p", 5_000.0, 0);
@@ -422,7 +436,10 @@ mod tests {
             now += t.as_millis() as u64 + 1;
         }
         let rate = sent / 60.0;
-        assert!((900.0..=1_100.0).contains(&rate), "{rate} bytes/s against 1 000");
+        assert!(
+            (900.0..=1_100.0).contains(&rate),
+            "{rate} bytes/s against 1 000"
+        );
         // Taking back what an empty answer did not send.
         let q = Quotas::new(w);
         let fq = vec![quota(&[(CLIENT_ID, None)], CONSUMER_BYTE_RATE, 1000.0)];
@@ -430,16 +447,25 @@ mod tests {
         let t = q.record(&fq, Kind::Fetch, ANONYMOUS, "c", 20_000.0, 0);
         assert!(t > Duration::ZERO);
         q.unrecord(&fq, Kind::Fetch, ANONYMOUS, "c", 20_000.0, 0);
-        assert_eq!(q.record(&fq, Kind::Fetch, ANONYMOUS, "c", 5_000.0, 1), Duration::ZERO);
+        assert_eq!(
+            q.record(&fq, Kind::Fetch, ANONYMOUS, "c", 5_000.0, 1),
+            Duration::ZERO
+        );
     }
 
     #[test]
     fn no_limit_no_measurement() {
         let q = Quotas::new(Windows::default());
-        assert_eq!(q.record(&[], Kind::Request, ANONYMOUS, "x", 1e12, 0), Duration::ZERO);
+        assert_eq!(
+            q.record(&[], Kind::Request, ANONYMOUS, "x", 1e12, 0),
+            Duration::ZERO
+        );
         assert!(q.state.lock().unwrap().rates.is_empty());
         let other = vec![quota(&[(CLIENT_ID, Some("y"))], REQUEST_PERCENTAGE, 1.0)];
-        assert_eq!(q.record(&other, Kind::Request, ANONYMOUS, "x", 1e12, 0), Duration::ZERO);
+        assert_eq!(
+            q.record(&other, Kind::Request, ANONYMOUS, "x", 1e12, 0),
+            Duration::ZERO
+        );
         assert!(q.state.lock().unwrap().rates.is_empty());
     }
 

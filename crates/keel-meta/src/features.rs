@@ -39,7 +39,9 @@ pub struct SetFeatures {
 /// allow_downgrade).
 pub fn check(current: i16, feature: &str, level: i16, downgrade: bool) -> Result<(), String> {
     let Some(&(_, lo, hi, _)) = SUPPORTED.iter().find(|(n, ..)| *n == feature) else {
-        return Err(format!("The feature {feature} is not supported by this cluster"));
+        return Err(format!(
+            "The feature {feature} is not supported by this cluster"
+        ));
     };
     if level < 0 || level > hi || (level > 0 && level < lo) {
         return Err(format!(

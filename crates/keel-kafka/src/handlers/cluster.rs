@@ -309,7 +309,10 @@ impl Handler {
 
     /// Proposes `rec` and waits for it: why it changed nothing, when it was
     /// applied, is the metadata's own error.
-    pub(super) fn propose_raw(&self, rec: Record) -> Result<Result<Applied, MetaError>, BrokerError> {
+    pub(super) fn propose_raw(
+        &self,
+        rec: Record,
+    ) -> Result<Result<Applied, MetaError>, BrokerError> {
         let c = self.cluster.as_ref().expect("cluster mode");
         let fut = (c.propose)(rec);
         tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fut)).map_err(

@@ -37,8 +37,9 @@ impl Handler {
     /// The finalized feature levels and their epoch: the image's, or a new
     /// cluster's without one.
     fn finalized(&self) -> (BTreeMap<String, i32>, i64) {
-        self.image()
-            .map_or((BTreeMap::new(), 0), |i| (i.features.clone(), i.features_epoch))
+        self.image().map_or((BTreeMap::new(), 0), |i| {
+            (i.features.clone(), i.features_epoch)
+        })
     }
 
     /// Whether KIP-848's consumer group protocol is on (`group.version` 1).
@@ -82,7 +83,11 @@ impl Handler {
     /// every update is checked against the levels Keel supports and the
     /// finalized ones, a lower level only with a downgrade type (v1+) or
     /// `allow_downgrade` (v0); any refusal refuses the request.
-    pub(super) fn update_features(&self, r: &UpdateFeaturesRequest, v: i16) -> UpdateFeaturesResponse {
+    pub(super) fn update_features(
+        &self,
+        r: &UpdateFeaturesRequest,
+        v: i16,
+    ) -> UpdateFeaturesResponse {
         let (finalized, _) = self.finalized();
         let mut levels = BTreeMap::new();
         let mut refusal: Option<(i16, String)> = None;
@@ -108,7 +113,10 @@ impl Handler {
                     )
                     .map_err(|m| (ResponseError::InvalidUpdateVersion.code(), m))
                 });
-            if levels.insert(name.clone(), i32::from(u.max_version_level)).is_some() {
+            if levels
+                .insert(name.clone(), i32::from(u.max_version_level))
+                .is_some()
+            {
                 refusal.get_or_insert((
                     ResponseError::InvalidRequest.code(),
                     format!("The feature {name} is updated twice"),

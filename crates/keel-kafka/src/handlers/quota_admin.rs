@@ -71,7 +71,10 @@ impl Handler {
                     (None, _) => false,
                     (Some(_), None) => true,
                     (Some(p), Some(name)) => p.name.as_deref() == *name,
-                }) && (!r.strict || q.entity.iter().all(|p| filter.contains_key(p.entity_type.as_str())))
+                }) && (!r.strict
+                    || q.entity
+                        .iter()
+                        .all(|p| filter.contains_key(p.entity_type.as_str())))
             })
             .map(|q| {
                 describe_client_quotas_response::EntryData::default()
@@ -162,7 +165,11 @@ impl Handler {
     }
 
     /// Checks one entity's change and, unless only validating, proposes it.
-    fn alter_one_quota(&self, change: AlterClientQuota, validate_only: bool) -> Result<(), (i16, String)> {
+    fn alter_one_quota(
+        &self,
+        change: AlterClientQuota,
+        validate_only: bool,
+    ) -> Result<(), (i16, String)> {
         let invalid = |m: String| (ResponseError::InvalidRequest.code(), m);
         quotas::check(&change).map_err(invalid)?;
         if self.cluster.is_none() {

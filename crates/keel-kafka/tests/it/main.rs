@@ -1085,6 +1085,10 @@ async fn every_advertised_api_version_answers_a_response_that_decodes() {
                     .with_subscribed_topic_names(Some(vec![name("swept")])),
                 ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
                     .with_group_ids(vec![GroupId(StrBytes::from_static_str("sweep-cg-1"))]),
+                DescribeClientQuotas => DescribeClientQuotasRequest::default(),
+                AlterClientQuotas => AlterClientQuotasRequest::default(),
+                UpdateFeatures => UpdateFeaturesRequest::default().with_timeout_ms(1000),
+                GetTelemetrySubscriptions => GetTelemetrySubscriptionsRequest::default(),
             });
             answered.unwrap_or_else(|e| panic!("{key:?} v{v}: {e:#}"));
             asked += 1;
