@@ -101,12 +101,15 @@ cat target/keel-sim.log
 test "$sim_status" = 0 || { echo "keel-sim found a violation (status $sim_status): replay its seed as printed above" >&2; exit 1; }
 
 step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-python, KafkaJS, etcdctl, etcd3, etcd3gw, etcd 3.4 side by side, cqlsh and cassandra-driver"
-# Two workers (pytest-xdist), each running one test file at a time: most of
-# the suite waits on timeouts, elections and faults, so this halves its time
-# on two cores. Each worker hands out ports from its own range (conftest.py).
-# Three workers took 9.8 minutes where two take 13.8, but one of two fresh-clone
-# runs with three then failed two timing-bound fault tests (test_stall,
-# test_cql_five): on two cores the third worker costs them their margins.
-KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
-  --durations=15 -W ignore::DeprecationWarning tests/interop
+# pytest-xdist, in two phases (tests/interop/conftest.py says which file
+# is in which): first the files that mostly wait on timeouts and elections,
+# three at a time; then the "heavy" ones, which load the machine and assert
+# on timing under faults, two at a time (a third worker on two cores cost
+# test_stall and test_cql_five their margins). Each worker hands out ports
+# from its own range (conftest.py).
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 3 --dist loadgroup \
+  -m "not heavy" --durations=10 -W ignore::DeprecationWarning tests/interop
+step "interop tests, the heavy ones: faults, failovers and quotas under load, two at a time"
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup \
+  -m heavy --durations=10 -W ignore::DeprecationWarning tests/interop
 step "done"

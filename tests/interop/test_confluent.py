@@ -1,7 +1,8 @@
 """confluent-kafka (librdkafka 2.x from PyPI) against a real keel node: only the
 bootstrap address is configured; everything else is the client's default."""
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
+                                  OffsetSpec)
 import time
 
 import pytest
@@ -60,6 +61,22 @@ def test_offsets_by_timestamp_and_watermarks(node):
     beyond = c.offsets_for_times([TopicPartition("times", 0, 99_999)], timeout=10)
     assert beyond[0].offset == -1, "no record that late: the end (-1)"
     c.close()
+
+
+def test_list_offsets_max_timestamp_through_the_admin_client(node):
+    # KIP-734, ListOffsets v7: the first record with the largest timestamp,
+    # whatever its position (timestamps need not rise with offsets).
+    p = Producer({"bootstrap.servers": node.bootstrap})
+    for i, ts in enumerate([5_000, 9_000, 7_000, 9_000, 6_000]):
+        p.produce("maxed", value=b"v%d" % i, timestamp=ts)
+    assert p.flush(30) == 0
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    tp = TopicPartition("maxed", 0)
+    got = {name: admin.list_offsets({tp: spec})[tp].result(15)
+           for name, spec in [("max", OffsetSpec.max_timestamp()), ("earliest", OffsetSpec.earliest()),
+                              ("latest", OffsetSpec.latest()), ("at", OffsetSpec.for_timestamp(6_500))]}
+    assert (got["max"].offset, got["max"].timestamp) == (1, 9_000)
+    assert (got["earliest"].offset, got["latest"].offset, got["at"].offset) == (0, 5, 1)
 
 
 def test_log_append_time_topic_stamps_records(node):

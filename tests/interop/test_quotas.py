@@ -133,7 +133,7 @@ class Rate:
         self.errors = []
         self.acked = []  # (time, bytes)
         self.p = Producer({"bootstrap.servers": bootstrap, "client.id": client_id, "acks": "all",
-                           "linger.ms": 5, "batch.size": 65536, "queue.buffering.max.messages": 2000,
+                           "linger.ms": 5, "batch.size": 16384, "queue.buffering.max.messages": 300,
                            "statistics.interval.ms": 1000,
                            "stats_cb": self.stats.append})
         self.topic, self.seconds = topic, seconds
@@ -173,7 +173,7 @@ def test_a_produce_quota_slows_its_producer_to_the_rate_and_no_other(node):
     admin = AdminClient({"bootstrap.servers": node.bootstrap})
     admin.create_topics([NewTopic("quoted", 4, 1)])["quoted"].result(15)
     ka = KafkaAdminClient(bootstrap_servers=node.bootstrap)
-    limit = 512 * 1024
+    limit = 128 * 1024
     assert alter(ka, [(entity(client_id="slow"), {"producer_byte_rate": limit})]) == [(0, None)]
     ka.close()
 
@@ -191,9 +191,12 @@ def test_a_produce_quota_slows_its_producer_to_the_rate_and_no_other(node):
     print(f"slow: {measured / 1024:.0f} KiB/s against a limit of {limit / 1024:.0f} KiB/s; "
           f"fast: {fast.rate(4, 10) / 1024:.0f} KiB/s; throttles told: {slow.throttled_ms()} ms, {fast.throttled_ms()} ms")
     assert 0.75 * limit <= measured <= 1.25 * limit, measured
-    assert fast.rate(4, 10) > 4 * limit
+    # The other producer is never throttled; what it reaches depends on what
+    # else the two cores run (1.3 MB/s beside the heaviest tests, 40-90 MB/s
+    # alone), always well past the slow one's limit.
     assert slow.throttled_ms() > 0
     assert fast.throttled_ms() == 0
+    assert fast.rate(4, 10) > 2 * limit
 
 
 def test_a_fetch_quota_slows_its_consumer_and_a_request_quota_mutes_its_client(node):

@@ -85,8 +85,17 @@ def test_a_long_apply_stalls_neither_raft_nor_kafka(tmp_path):
         try:
             lines = []
             threading.Thread(target=lambda: lines.extend(watcher.stdout), daemon=True).start()
-            etcdctl(lead.endpoint, "put", "elsewhere", "1")
-            wait_until(lambda: any(l.strip() == "elsewhere" for l in lines), timeout=15, what="the watcher to be subscribed")
+            # etcdctl subscribes some time after it starts (seconds on a busy
+            # machine), and a put before that is not an event it sees: put
+            # again until one is.
+            last_put = [0.0]
+
+            def subscribed():
+                if time.monotonic() - last_put[0] > 0.5:
+                    etcdctl(lead.endpoint, "put", "elsewhere", "1")
+                    last_put[0] = time.monotonic()
+                return any(l.strip() == "elsewhere" for l in lines)
+            wait_until(subscribed, timeout=30, what="the watcher to be subscribed")
             before = {i: n.status() for i, n in c.nodes.items()}
             assert len({s["term"] for s in before.values()}) == 1, before
 

@@ -1069,8 +1069,19 @@ impl Broker {
         Partition::check_local_leader(&p, &s)?;
         let hw = p.high_watermark();
         Ok(match timestamp {
-            -2 => Some((s.log.log_start_offset(), -1)),
+            // EARLIEST, and EARLIEST_LOCAL (KIP-1005): no tiered storage, so
+            // the local log starts where the log does.
+            -2 | -4 => Some((s.log.log_start_offset(), -1)),
             -1 => Some((hw, -1)),
+            // MAX_TIMESTAMP (KIP-734): the first record with the largest
+            // timestamp below the high watermark.
+            -3 => s
+                .log
+                .max_timestamp_record(hw)?
+                .map(|o| (o.offset, o.timestamp)),
+            // LATEST_TIERED (KIP-1005): nothing is tiered, so no offset, as
+            // Kafka answers without remote storage.
+            -5 => Some((-1, -1)),
             ts if ts < 0 => {
                 return Err(BrokerError::InvalidConfig(format!(
                     "unsupported special timestamp {ts}"

@@ -1135,6 +1135,21 @@ impl Handler {
                             )
                         })
                         .and_then(|_| {
+                            // Each special timestamp from the version that
+                            // brought it: MAX_TIMESTAMP (-3) v7, KIP-1005's
+                            // EARLIEST_LOCAL (-4) v8 and LATEST_TIERED (-5) v9.
+                            let since = match p.timestamp {
+                                -3 => 7,
+                                -4 => 8,
+                                -5 => 9,
+                                _ => 0,
+                            };
+                            if v < since {
+                                return Err(BrokerError::InvalidConfig(format!(
+                                    "timestamp {} needs ListOffsets v{since}",
+                                    p.timestamp
+                                )));
+                            }
                             self.broker
                                 .list_offset(t.name.as_str(), p.partition_index, p.timestamp)
                         }) {

@@ -5,12 +5,14 @@ use kafka_protocol::messages::ApiKey;
 
 /// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
 /// Produce v10+ and Fetch v13+ (topic ids in place of names, KIP-516 / KIP-951),
-/// ListOffsets v7+ (max-timestamp lookups, KIP-734), InitProducerId v5+ (KIP-890
-/// transactions).
+/// InitProducerId v5+ (KIP-890 transactions).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    // v7 MAX_TIMESTAMP (KIP-734), v8/v9 KIP-1005's EARLIEST_LOCAL and
+    // LATEST_TIERED (no tiered storage: the log start, and no offset), v10
+    // a timeout for remote lookups (KIP-1075), which Keel never waits on.
+    (ApiKey::ListOffsets, 1, 10),
     // v13 adds a top-level error code, 0 here (no request-wide failure).
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 3),

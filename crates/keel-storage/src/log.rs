@@ -506,6 +506,63 @@ impl Log {
         Ok(None)
     }
 
+    /// The first record with the largest timestamp among the records from
+    /// the log start to below `max_offset`, if any has a timestamp
+    /// (ListOffsets' MAX_TIMESTAMP, KIP-734; the record's own offset, as
+    /// Kafka answers since KAFKA-16310). Segments are read largest maximum
+    /// first, and only their batch headers until the batch is found; a
+    /// segment's kept maximum can only overstate (a truncation may have
+    /// removed its largest batch), so the scan stops once the next segment's
+    /// maximum is below what was found.
+    pub fn max_timestamp_record(&self, max_offset: i64) -> Result<Option<OffsetAndTimestamp>> {
+        let start = self.log_start_offset();
+        let mut segs: Vec<&Segment> = self
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp >= 0 && s.base_offset < max_offset)
+            .collect();
+        segs.sort_by(|a, b| {
+            b.max_timestamp
+                .cmp(&a.max_timestamp)
+                .then(a.base_offset.cmp(&b.base_offset))
+        });
+        // (timestamp, segment, position, header) of the best batch so far.
+        let mut best: Option<(i64, &Segment, u64, BatchHeader)> = None;
+        for seg in segs {
+            if best.as_ref().is_some_and(|b| seg.max_timestamp < b.0) {
+                break;
+            }
+            let mut pos = 0u64;
+            while pos + batch::LOG_OVERHEAD as u64 <= seg.size {
+                let h = seg.header_at(pos)?;
+                if h.base_offset >= max_offset {
+                    break;
+                }
+                let better = best.as_ref().is_none_or(|b| {
+                    h.max_timestamp > b.0
+                        || (h.max_timestamp == b.0 && h.base_offset < b.3.base_offset)
+                });
+                if h.last_offset() >= start && h.max_timestamp >= 0 && better {
+                    best = Some((h.max_timestamp, seg, pos, h));
+                }
+                pos += h.total_bytes() as u64;
+            }
+        }
+        let Some((ts, seg, pos, h)) = best else {
+            return Ok(None);
+        };
+        let bytes = seg.read_at(pos, h.total_bytes())?;
+        let found = batch::first_record_at_or_after(&bytes, ts)
+            .ok()
+            .flatten()
+            .filter(|f| f.offset >= start)
+            .unwrap_or(OffsetAndTimestamp {
+                offset: h.base_offset.max(start),
+                timestamp: ts,
+            });
+        Ok((found.offset < max_offset).then_some(found))
+    }
+
     /// Calls `each` with the header of every batch from the one holding `offset` to
     /// the end, in order: how state derived from the log (producer state) is replayed.
     pub fn for_each_batch_from(

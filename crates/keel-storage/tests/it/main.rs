@@ -356,6 +356,29 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
 }
 
 #[test]
+fn the_largest_timestamp_is_found_across_segments_first_record_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(dir.path(), small_segments(), 0).unwrap();
+    // Timestamps rise, fall back, and reach their largest, 5 000, at offsets
+    // 12 and 20 (the first one counts); later records are older.
+    let ts = |i: u32| match i {
+        12 | 20 => 5_000,
+        i if i < 12 => 1_000 + i64::from(i),
+        i => 2_000 + i64::from(i),
+    };
+    let batches: Vec<Vec<u8>> = (0..30).map(|i| batch_of(i, 1, ts(i))).collect();
+    append_all(&mut log, &batches, 0);
+    assert!(log.segment_count() > 2, "the records span several segments");
+    let end = log.log_end_offset();
+    let hit = log.max_timestamp_record(end).unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (12, 5_000));
+    // Below the watermark only: the largest visible below offset 12.
+    let hit = log.max_timestamp_record(12).unwrap().unwrap();
+    assert_eq!((hit.offset, hit.timestamp), (11, 1_011));
+    assert_eq!(log.max_timestamp_record(0).unwrap(), None);
+}
+
+#[test]
 fn log_append_time_rewrites_timestamp_and_keeps_crc_valid() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = Log::open(dir.path(), LogConfig::default(), 0).unwrap();
