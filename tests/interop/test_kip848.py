@@ -6,7 +6,8 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic,
+                                  ResourceType)
 
 from conftest import Node, wait_until
 from test_kafka_replication import SESSION_MS, bootstrap, kafka_cluster, partitions
@@ -299,3 +300,59 @@ def test_the_group_goes_on_when_its_coordinator_is_killed(tmp_path):
             m.leave()
         check_exactly_once(reads, total)
         assert not [m.errors for m in members if m.errors]
+
+
+def test_a_groups_own_configs_are_set_described_and_used(tmp_path):
+    """KIP-848's group configs (the GROUP resource of IncrementalAlterConfigs
+    and DescribeConfigs), through confluent-kafka's admin client: a group
+    given a 200 ms heartbeat interval settles a join within a couple of
+    them, on a node whose default interval (5 s, Kafka's) would take 5 s."""
+    n = Node(tmp_path / "data", extra=["--group-initial-rebalance-delay-ms", "0"]).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": n.bootstrap})
+        create(n.bootstrap, "grouped", 2)
+
+        def alter(group, **configs):
+            entries = [ConfigEntry(k.replace("_", "."), v, incremental_operation=AlterConfigOpType.SET)
+                       for k, v in configs.items()]
+            res = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+            return admin.incremental_alter_configs([res])[res]
+
+        def described(group):
+            res = ConfigResource(ResourceType.GROUP, group)
+            return {k: (e.value, str(e.source)) for k, e in admin.describe_configs([res])[res].result(15).items()}
+
+        # Refused with INVALID_CONFIG, changing nothing: out of range, an
+        # interval not below the session timeout, an unknown key.
+        for bad in ({"consumer_heartbeat_interval_ms": "50"}, {"consumer_session_timeout_ms": "3000"},
+                    {"consumer_max_size": "3"}):
+            with pytest.raises(KafkaException) as e:
+                alter("g-fast", **bad).result(15)
+            assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+        alter("g-fast", consumer_heartbeat_interval_ms="200").result(15)
+        got = described("g-fast")
+        assert got["consumer.heartbeat.interval.ms"][0] == "200", got
+        assert got["consumer.heartbeat.interval.ms"][1].endswith("GROUP_CONFIG"), got
+        assert got["consumer.session.timeout.ms"] == ("45000", "ConfigSource.DEFAULT_CONFIG"), got
+
+        a, b = member(n.bootstrap, "g-fast"), member(n.bootstrap, "g-fast")
+        try:
+            a.subscribe(["grouped"])
+            wait_until(lambda: a.poll(0.05) is None and len(a.assignment()) == 2, timeout=20,
+                       what="the first member's assignment")
+            b.subscribe(["grouped"])
+            joined = time.monotonic()
+
+            def balanced():
+                a.poll(0.05)
+                b.poll(0.05)
+                return len(a.assignment()) == 1 and len(b.assignment()) == 1
+            wait_until(balanced, timeout=20, what="one partition each")
+            settled = time.monotonic() - joined
+            print(f"a join settled in {settled:.2f} s with the group's 200 ms heartbeats")
+            assert settled < 2.5, settled
+        finally:
+            a.close()
+            b.close()
+    finally:
+        n.stop()

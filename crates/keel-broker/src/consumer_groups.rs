@@ -200,6 +200,11 @@ pub struct Heartbeat {
     pub client_host: String,
     /// v1+ (KIP-1082): the client names itself; v0 lets the coordinator do it.
     pub client_generates_member_id: bool,
+    /// The group's own `consumer.session.timeout.ms` and
+    /// `consumer.heartbeat.interval.ms` (KIP-848's group configs, from the
+    /// cluster metadata), in place of the coordinator's defaults.
+    pub session_timeout_ms: Option<i32>,
+    pub heartbeat_interval_ms: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -984,6 +989,8 @@ mod tests {
             topics: Some(topics.iter().map(|t| t.to_string()).collect()),
             owned: Some(Assignment::new()),
             client_generates_member_id: true,
+            session_timeout_ms: None,
+            heartbeat_interval_ms: None,
             ..Heartbeat::default()
         }
     }
@@ -996,6 +1003,8 @@ mod tests {
             rebalance_timeout_ms: -1,
             owned: Some(owned.clone()),
             client_generates_member_id: true,
+            session_timeout_ms: None,
+            heartbeat_interval_ms: None,
             ..Heartbeat::default()
         }
     }

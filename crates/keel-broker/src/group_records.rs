@@ -502,6 +502,8 @@ mod tests {
                 client_id: "c".into(),
                 client_host: "/127.0.0.1".into(),
                 client_generates_member_id: true,
+                session_timeout_ms: None,
+                heartbeat_interval_ms: None,
                 ..Heartbeat::default()
             };
             g.heartbeat(req, &cfg, &topics, 0).unwrap();
@@ -515,6 +517,8 @@ mod tests {
             rebalance_timeout_ms: -1,
             owned: Some(a.assigned.clone()),
             client_generates_member_id: true,
+            session_timeout_ms: None,
+            heartbeat_interval_ms: None,
             ..Heartbeat::default()
         };
         g.heartbeat(beat, &cfg, &topics, 1).unwrap();

@@ -994,7 +994,13 @@ impl Groups {
         } else if epoch < consumer_groups::LEAVE_STATIC_EPOCH {
             return invalid("the member epoch is invalid");
         }
-        let cfg = self.limits.consumer;
+        let mut cfg = self.limits.consumer;
+        if let Some(ms) = req.session_timeout_ms {
+            cfg.session_timeout_ms = ms;
+        }
+        if let Some(ms) = req.heartbeat_interval_ms {
+            cfg.heartbeat_interval_ms = ms;
+        }
         if let Some(a) = req.assignor.as_deref() {
             if consumer_groups::Assignor::from_name(a).is_none() {
                 return Err(BrokerError::UnsupportedAssignor(format!(

@@ -1435,6 +1435,7 @@ impl Handler {
                         }),
                 },
                 RESOURCE_BROKER => Ok(broker_entries(&self.broker)),
+                RESOURCE_GROUP => Ok(self.group_entries(res.resource_name.as_str())),
                 other => Err(BrokerError::InvalidConfig(format!(
                     "resource type {other} is not supported"
                 ))),
@@ -1453,6 +1454,8 @@ impl Handler {
                                 CONFIG_SOURCE_STATIC_BROKER
                             } else if e.is_default {
                                 CONFIG_SOURCE_DEFAULT
+                            } else if res.resource_type == RESOURCE_GROUP {
+                                CONFIG_SOURCE_GROUP
                             } else {
                                 CONFIG_SOURCE_TOPIC
                             };
@@ -1498,6 +1501,9 @@ impl Handler {
         validate_only: bool,
         edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
     ) -> (i16, Option<StrBytes>) {
+        if resource_type == RESOURCE_GROUP {
+            return self.apply_group_configs(name, validate_only, edit);
+        }
         if resource_type != RESOURCE_TOPIC {
             return (
                 ResponseError::InvalidRequest.code(),
@@ -1531,6 +1537,91 @@ impl Handler {
         };
         match done {
             Ok(()) => (0, None),
+            Err(e) => (code(&e), Some(s(e.to_string()))),
+        }
+    }
+
+    /// A consumer group's configs as DescribeConfigs lists them: each key
+    /// with the group's value, or the coordinator's default.
+    fn group_entries(&self, group: &str) -> Vec<ConfigEntry> {
+        let overrides = self
+            .image()
+            .and_then(|i| i.group_configs.get(group).map(|g| g.configs.clone()))
+            .unwrap_or_default();
+        let defaults = self.broker.config().group_config.consumer;
+        let default_of = |key: &str| match key {
+            keel_meta::group_configs::SESSION_TIMEOUT_MS => defaults.session_timeout_ms,
+            _ => defaults.heartbeat_interval_ms,
+        };
+        keel_meta::group_configs::KEYS
+            .iter()
+            .map(|&(key, ..)| {
+                let set = keel_meta::group_configs::get(&overrides, key);
+                ConfigEntry {
+                    name: key,
+                    value: set.unwrap_or_else(|| default_of(key)).to_string(),
+                    is_default: set.is_none(),
+                    kind: keel_broker::ConfigType::Int,
+                    doc: if key == keel_meta::group_configs::SESSION_TIMEOUT_MS {
+                        "How long a member of this KIP-848 group may go without a heartbeat before it is removed."
+                    } else {
+                        "How often members of this KIP-848 group heartbeat."
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Replaces a consumer group's configs (IncrementalAlterConfigs and
+    /// AlterConfigs on a GROUP resource), checked against the coordinator's
+    /// defaults as Kafka's `GroupConfig.validate` checks them.
+    fn apply_group_configs(
+        &self,
+        group: &str,
+        validate_only: bool,
+        edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), String>,
+    ) -> (i16, Option<StrBytes>) {
+        if group.is_empty() {
+            return (
+                ResponseError::InvalidRequest.code(),
+                Some(s("a GROUP resource needs a group id")),
+            );
+        }
+        let Some(image) = self.image() else {
+            return (
+                ResponseError::InvalidRequest.code(),
+                Some(s(
+                    "group configs are kept in the cluster metadata, which this node has not",
+                )),
+            );
+        };
+        let mut configs = image
+            .group_configs
+            .get(group)
+            .map(|g| g.configs.clone())
+            .unwrap_or_default();
+        let defaults = self.broker.config().group_config.consumer;
+        if let Err(msg) = edit(&mut configs).and_then(|()| {
+            keel_meta::group_configs::check(
+                &configs,
+                defaults.session_timeout_ms,
+                defaults.heartbeat_interval_ms,
+            )
+        }) {
+            return (ResponseError::InvalidConfig.code(), Some(s(msg)));
+        }
+        if validate_only {
+            return (0, None);
+        }
+        let rec = keel_meta::Record::new(keel_meta::record::Kind::SetGroupConfigs(
+            keel_meta::group_configs::SetGroupConfigs {
+                group: group.to_string(),
+                configs,
+            },
+        ));
+        match self.propose_raw(rec) {
+            Ok(Ok(_)) => (0, None),
+            Ok(Err(e)) => (ResponseError::InvalidConfig.code(), Some(s(e.to_string()))),
             Err(e) => (code(&e), Some(s(e.to_string()))),
         }
     }
@@ -1727,6 +1818,10 @@ type AlterConfigsResourceResponse = alter_configs_response::AlterConfigsResource
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+/// A consumer group's configs (KIP-848).
+const RESOURCE_GROUP: i8 = 32;
+/// DescribeConfigs' GROUP_CONFIG source.
+const CONFIG_SOURCE_GROUP: i8 = 8;
 const CONFIG_SOURCE_TOPIC: i8 = 1;
 const CONFIG_SOURCE_STATIC_BROKER: i8 = 4;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;

@@ -31,6 +31,7 @@
 
 pub mod duties;
 pub mod features;
+pub mod group_configs;
 mod place;
 pub mod quotas;
 pub mod ring;
@@ -53,7 +54,7 @@ pub const NO_LEADER: i32 = -1;
 pub struct Record {
     #[prost(
         oneof = "record::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20"
     )]
     pub kind: Option<record::Kind>,
 }
@@ -100,6 +101,8 @@ pub mod record {
         AlterClientQuota(super::quotas::AlterClientQuota),
         #[prost(message, tag = "19")]
         SetFeatures(super::features::SetFeatures),
+        #[prost(message, tag = "20")]
+        SetGroupConfigs(super::group_configs::SetGroupConfigs),
     }
 }
 
@@ -444,6 +447,9 @@ pub struct Image {
     /// The Raft index of the last feature change, or 0.
     #[prost(int64, tag = "12")]
     pub features_epoch: i64,
+    /// Consumer groups' own configs (KIP-848's GROUP config resource).
+    #[prost(btree_map = "string, message", tag = "13")]
+    pub group_configs: BTreeMap<String, group_configs::GroupConfigs>,
 }
 
 /// Why a record changed nothing. Deterministic: every replica refuses alike.
@@ -624,6 +630,7 @@ impl Image {
             Some(Kind::DropTable(t)) => self.drop_table(t),
             Some(Kind::LeaveRing(l)) => self.leave_ring(l),
             Some(Kind::AlterClientQuota(q)) => quotas::apply(&mut self.client_quotas, q),
+            Some(Kind::SetGroupConfigs(g)) => group_configs::apply(&mut self.group_configs, g),
             Some(Kind::SetFeatures(f)) => {
                 features::apply(&mut self.features, &mut self.features_epoch, index, f)
             }

@@ -14,6 +14,7 @@ use keel_broker::consumer_groups::{Assignment, ConsumerGroup, Heartbeat, TopicMe
 
 use super::{s, topic_name, Handler, GROUP_OPERATIONS};
 use crate::error::code;
+use keel_meta::group_configs;
 
 /// ConsumerGroupHeartbeat v1 (KIP-1082): the client generates its member id.
 const CLIENT_MEMBER_ID_VERSION: i16 = 1;
@@ -64,7 +65,21 @@ impl Handler {
             }
             a
         });
+        // The group's own configs, if it has any (KIP-848's group configs).
+        let overrides = self
+            .image()
+            .and_then(|i| {
+                i.group_configs
+                    .get(r.group_id.as_str())
+                    .map(|g| g.configs.clone())
+            })
+            .unwrap_or_default();
         let req = Heartbeat {
+            session_timeout_ms: group_configs::get(&overrides, group_configs::SESSION_TIMEOUT_MS),
+            heartbeat_interval_ms: group_configs::get(
+                &overrides,
+                group_configs::HEARTBEAT_INTERVAL_MS,
+            ),
             group_id: r.group_id.to_string(),
             member_id: r.member_id.to_string(),
             member_epoch: r.member_epoch,
