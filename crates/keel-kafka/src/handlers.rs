@@ -401,7 +401,7 @@ impl Handler {
             }
             ApiKey::DescribeGroups => {
                 let r = decode!(DescribeGroupsRequest);
-                encode(key, v, cid, &self.describe_groups(r)).map(Reply::Ready)
+                encode(key, v, cid, &self.describe_groups(r, v)).map(Reply::Ready)
             }
             ApiKey::ConsumerGroupHeartbeat => {
                 let r = decode!(ConsumerGroupHeartbeatRequest);

@@ -48,7 +48,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::DescribeGroups, 0, 5),
+    // v6 (KIP-1043) gives a reason with an error (a consumer group is not
+    // a classic group).
+    (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     // KIP-107: the log start moves on the leader, then on the ISR.

@@ -438,7 +438,11 @@ impl Handler {
         resp
     }
 
-    pub(super) fn describe_groups(&self, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    pub(super) fn describe_groups(
+        &self,
+        r: DescribeGroupsRequest,
+        v: i16,
+    ) -> DescribeGroupsResponse {
         let ops = if r.include_authorized_operations {
             GROUP_OPERATIONS
         } else {
@@ -464,7 +468,8 @@ impl Handler {
                         return DescribedGroup::default()
                             .with_group_id(id)
                             .with_error_code(code(&e))
-                            .with_error_message(Some(s(e.to_string())))
+                            // v6 (KIP-1043) carries the reason.
+                            .with_error_message((v >= 6).then(|| s(e.to_string())));
                     }
                     Some(Ok(d)) => d,
                 };

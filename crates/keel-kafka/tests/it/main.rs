@@ -1401,6 +1401,19 @@ async fn a_consumer_group_heartbeat_assigns_survives_a_crash_and_refuses_what_ka
     let only_classic =
         ListGroupsRequest::default().with_types_filter(vec![StrBytes::from_static_str("classic")]);
     assert!(c.call(&only_classic, 5).await.unwrap().groups.is_empty());
+    // DescribeGroups (the classic API) names a consumer group not found, at
+    // every version: with its reason from v6 (KIP-1043), without before (a
+    // reason at v5 once failed to encode and closed the connection).
+    for v in [0, 5, 6] {
+        let classic = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g"))]);
+        let d = c.call(&classic, v).await.unwrap();
+        assert_eq!(
+            d.groups[0].error_code,
+            ResponseError::GroupIdNotFound.code()
+        );
+        assert_eq!(d.groups[0].error_message.is_some(), v >= 6);
+    }
     let describe = ConsumerGroupDescribeRequest::default()
         .with_group_ids(vec![GroupId(StrBytes::from_static_str("g"))]);
     let d = c.call(&describe, 1).await.unwrap();
