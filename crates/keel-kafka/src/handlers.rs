@@ -45,8 +45,8 @@ mod features;
 mod groups;
 mod logs;
 mod quota_admin;
-use cluster::ReadFrom;
 pub use cluster::{ClusterView, Proposer};
+use cluster::{LeaderHint, ReadFrom};
 
 /// Longest a Fetch may long-poll, whatever it asks for.
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
@@ -294,7 +294,11 @@ impl Handler {
                 Ok(self.produce(r, v, cid, &caller))
             }
             ApiKey::Fetch => {
-                let r = decode!(FetchRequest);
+                let mut r = decode!(FetchRequest);
+                // v15+ carries a follower's id in its replica state (KIP-903).
+                if v >= 15 {
+                    r.replica_id = r.replica_state.replica_id;
+                }
                 let follower = r.replica_id.0;
                 if follower >= 0 && self.cluster.as_ref().is_some_and(|c| c.is_cut(follower)) {
                     // As a network partition would: the follower hears nothing.
@@ -855,14 +859,27 @@ impl Handler {
         let mut appended = 0usize;
         let mut resp = ProduceResponse::default();
         let mut waits = Vec::new();
+        let mut hinted = BTreeMap::new();
         for t in &r.topic_data {
             let mut parts = Vec::new();
+            // v13 names topics by id (KIP-516).
+            let name = if v >= 13 {
+                self.topic_name_of(t.topic_id)
+            } else {
+                Some(t.name.to_string())
+            };
             for p in &t.partition_data {
                 let mut pr = PartitionProduceResponse::default().with_index(p.index);
                 let records = p.records.as_deref().unwrap_or(&[]);
+                let Some(name) = name.as_deref() else {
+                    pr.error_code = ResponseError::UnknownTopicId.code();
+                    pr.base_offset = -1;
+                    parts.push(pr);
+                    continue;
+                };
                 match self
-                    .check_leader(t.name.as_str(), p.index)
-                    .and_then(|_| self.broker.produce(t.name.as_str(), p.index, records, acks))
+                    .check_leader(name, p.index)
+                    .and_then(|_| self.broker.produce(name, p.index, records, acks))
                 {
                     Ok(done) => {
                         appended += records.len();
@@ -874,8 +891,17 @@ impl Handler {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(topic = %t.name.as_str(), partition = p.index, "produce rejected: {e}");
+                        tracing::debug!(topic = %name, partition = p.index, "produce rejected: {e}");
                         pr.error_code = code(&e);
+                        // KIP-951 (v10+): where the leader is.
+                        if v >= 10 && pr.error_code == ResponseError::NotLeaderOrFollower.code() {
+                            if let Some(h) = self.leader_hint(name, p.index) {
+                                pr.current_leader = produce_response::LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(h.leader))
+                                    .with_leader_epoch(h.epoch);
+                                hinted.insert(h.leader, h);
+                            }
+                        }
                         if v >= 8 {
                             pr.error_message = Some(s(e.to_string()));
                             // KIP-467: which records of the batch were at fault.
@@ -895,12 +921,23 @@ impl Handler {
                 }
                 parts.push(pr);
             }
-            resp.responses.push(
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_partition_responses(parts),
-            );
+            let topic = TopicProduceResponse::default().with_partition_responses(parts);
+            resp.responses.push(if v >= 13 {
+                topic.with_topic_id(t.topic_id)
+            } else {
+                topic.with_name(t.name.clone())
+            });
         }
+        resp.node_endpoints = hinted
+            .into_values()
+            .map(|h: LeaderHint| {
+                produce_response::NodeEndpoint::default()
+                    .with_node_id(BrokerId(h.leader))
+                    .with_host(s(h.host))
+                    .with_port(h.port)
+                    .with_rack(h.rack.map(s))
+            })
+            .collect();
         // Kafka's produce quota counts what was appended; over the limit
         // the answer says how long to wait and the connection is muted for
         // it, acks=0 included (no answer, but the mute holds).
@@ -967,16 +1004,31 @@ impl Handler {
         };
         let mut total = 0usize;
         let mut any_error = false;
+        let mut hinted = BTreeMap::new();
         for t in &r.topics {
             let mut parts = Vec::new();
+            // v13+ names topics by id (KIP-516).
+            let name = if v >= 13 {
+                self.topic_name_of(t.topic_id)
+            } else {
+                Some(t.topic.to_string())
+            };
             for p in &t.partitions {
                 let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
+                let Some(name) = name.as_deref() else {
+                    any_error = true;
+                    pd.error_code = ResponseError::UnknownTopicId.code();
+                    pd.high_watermark = -1;
+                    pd.records = Some(Bytes::new());
+                    parts.push(pd);
+                    continue;
+                };
                 let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
                 let read = if r.replica_id.0 >= 0 {
                     // A follower's fetch (Kafka's replica fetcher): up to the log
                     // end, its offset recorded as what it holds.
                     self.broker.replica_fetch(
-                        t.topic.as_str(),
+                        name,
                         p.partition,
                         r.replica_id.0,
                         p.current_leader_epoch,
@@ -985,20 +1037,15 @@ impl Handler {
                         limit.max(1),
                     )
                 } else {
-                    match self.read_from(
-                        t.topic.as_str(),
-                        p.partition,
-                        p.current_leader_epoch,
-                        rack,
-                    ) {
+                    match self.read_from(name, p.partition, p.current_leader_epoch, rack) {
                         Err(e) => Err(e),
                         Ok(ReadFrom::Elsewhere(id)) => {
                             // The consumer should read from `id`: offsets, no records.
                             pd.preferred_read_replica = BrokerId(id);
-                            self.broker.fetch_position(t.topic.as_str(), p.partition)
+                            self.broker.fetch_position(name, p.partition)
                         }
                         Ok(ReadFrom::Follower) => self.broker.fetch_follower(
-                            t.topic.as_str(),
+                            name,
                             p.partition,
                             p.fetch_offset,
                             if limit == 0 && total > 0 {
@@ -1009,15 +1056,13 @@ impl Handler {
                         ),
                         Ok(ReadFrom::Leader) if limit == 0 && total > 0 => {
                             // The response is full: report offsets without records.
-                            self.broker.fetch_position(t.topic.as_str(), p.partition)
+                            self.broker.fetch_position(name, p.partition)
                         }
                         // KIP-74: the first batch is returned whole even past the limits.
-                        Ok(ReadFrom::Leader) => self.broker.fetch(
-                            t.topic.as_str(),
-                            p.partition,
-                            p.fetch_offset,
-                            limit.max(1),
-                        ),
+                        Ok(ReadFrom::Leader) => {
+                            self.broker
+                                .fetch(name, p.partition, p.fetch_offset, limit.max(1))
+                        }
                     }
                 };
                 match read {
@@ -1042,6 +1087,19 @@ impl Handler {
                         any_error = true;
                         pd.error_code = code(&e);
                         pd.high_watermark = -1;
+                        // KIP-951 (v12+; the endpoints from v16): where the leader is.
+                        let moved = [
+                            ResponseError::NotLeaderOrFollower.code(),
+                            ResponseError::FencedLeaderEpoch.code(),
+                        ];
+                        if v >= 12 && moved.contains(&pd.error_code) {
+                            if let Some(h) = self.leader_hint(name, p.partition) {
+                                pd.current_leader = fetch_response::LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(h.leader))
+                                    .with_leader_epoch(h.epoch);
+                                hinted.insert(h.leader, h);
+                            }
+                        }
                         if let BrokerError::OffsetOutOfRange { start, end, .. } = e {
                             pd.log_start_offset = start;
                             pd.high_watermark = end;
@@ -1051,11 +1109,24 @@ impl Handler {
                 }
                 parts.push(pd);
             }
-            resp.responses.push(
-                FetchableTopicResponse::default()
-                    .with_topic(t.topic.clone())
-                    .with_partitions(parts),
-            );
+            let topic = FetchableTopicResponse::default().with_partitions(parts);
+            resp.responses.push(if v >= 13 {
+                topic.with_topic_id(t.topic_id)
+            } else {
+                topic.with_topic(t.topic.clone())
+            });
+        }
+        if v >= 16 {
+            resp.node_endpoints = hinted
+                .into_values()
+                .map(|h: LeaderHint| {
+                    fetch_response::NodeEndpoint::default()
+                        .with_node_id(BrokerId(h.leader))
+                        .with_host(s(h.host))
+                        .with_port(h.port)
+                        .with_rack(h.rack.map(s))
+                })
+                .collect();
         }
         (resp, total, any_error)
     }

@@ -4,11 +4,17 @@
 use kafka_protocol::messages::ApiKey;
 
 /// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
-/// Produce v10+ and Fetch v13+ (topic ids in place of names, KIP-516 / KIP-951),
 /// InitProducerId v5+ (KIP-890 transactions).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
+    // v10+ and Fetch v12+ carry KIP-951's leader hints (the leader and its
+    // epoch with NOT_LEADER_OR_FOLLOWER; its endpoint from Produce v10 and
+    // Fetch v16); Produce v13 and Fetch v13+ name topics by id (KIP-516).
+    // Produce v11-12 differ only for transactions (KIP-890), which Keel
+    // refuses; Fetch v15 moves a follower's id into its replica state
+    // (KIP-903), v17-18 add a follower's directory id and high watermark,
+    // which Keel's followers do not send.
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
     // v7 MAX_TIMESTAMP (KIP-734), v8/v9 KIP-1005's EARLIEST_LOCAL and
     // LATEST_TIERED (no tiered storage: the log start, and no offset), v10
     // a timeout for remote lookups (KIP-1075), which Keel never waits on.

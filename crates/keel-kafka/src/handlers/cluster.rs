@@ -87,6 +87,16 @@ pub(crate) enum ReadFrom {
     Elsewhere(i32),
 }
 
+/// A partition's leader as KIP-951's hints name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderHint {
+    pub leader: i32,
+    pub epoch: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
 /// Kafka's default.replication.factor is a broker setting; Keel's default is
 /// min(3, live brokers): three copies where there are three brokers.
 pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
@@ -165,6 +175,46 @@ impl Handler {
                 p.leader
             )))
         }
+    }
+
+    /// KIP-951's leader hint for an answer saying this node does not lead a
+    /// partition: the leader and its epoch by this node's metadata, and
+    /// where clients reach it (id, host, port, rack), when another live
+    /// broker leads it; so the client goes there without asking for
+    /// metadata first.
+    pub(crate) fn leader_hint(&self, topic: &str, partition: i32) -> Option<LeaderHint> {
+        let image = self.image()?;
+        let p = image.partition(topic, partition)?;
+        let n = image.nodes.get(&p.leader)?;
+        if p.leader == self.broker.node_id() || n.fenced {
+            return None;
+        }
+        Some(LeaderHint {
+            leader: p.leader,
+            epoch: p.leader_epoch,
+            host: n.kafka_host.clone(),
+            port: n.kafka_port,
+            rack: (!n.rack.is_empty()).then(|| n.rack.clone()),
+        })
+    }
+
+    /// The name of the topic whose id is `id` (Produce v13 and Fetch v13+
+    /// name topics by id, KIP-516): from the metadata image, else a topic
+    /// this node keeps for itself.
+    pub(crate) fn topic_name_of(&self, id: Uuid) -> Option<String> {
+        if id.is_nil() {
+            return None;
+        }
+        if let Some(image) = self.image() {
+            if let Some((name, _)) = image
+                .topics
+                .iter()
+                .find(|(_, t)| t.id.as_slice() == id.as_bytes())
+            {
+                return Some(name.clone());
+            }
+        }
+        self.broker.topic_by_id(id).map(|t| t.name.clone())
     }
 
     /// Where a consumer's fetch is served. `rack` is the consumer's

@@ -1006,6 +1006,30 @@ async fn every_advertised_api_version_answers_a_response_that_decodes() {
     let (addr, _stop) = serve_broker(broker).await;
     let c = Connection::connect(&addr).await.unwrap();
     produce(&c, "swept", &["a", "b"]).await;
+    // Produce v13 and Fetch v13+ name the topic by its id (KIP-516).
+    let md = c
+        .call(
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("swept"))),
+            ])),
+            12,
+        )
+        .await
+        .unwrap();
+    let swept_id = md.topics[0].topic_id;
+    assert!(!swept_id.is_nil());
+    let by_id = |v: i16, mut p: ProduceRequest| {
+        if v >= 13 {
+            p.topic_data[0].topic_id = swept_id;
+        }
+        p
+    };
+    let fetch_by_id = |v: i16, mut f: FetchRequest| {
+        if v >= 13 {
+            f.topics[0].topic_id = swept_id;
+        }
+        f
+    };
     macro_rules! ask {
         ($key:expr, $v:expr, { $($api:ident => $req:expr),* $(,)? }) => {
             match $key {
@@ -1021,8 +1045,8 @@ async fn every_advertised_api_version_answers_a_response_that_decodes() {
     for &(key, lo, hi) in keel_kafka::versions::SUPPORTED {
         for v in lo..=hi {
             let answered = ask!(key, v, {
-                Produce => produce_req("swept", 0, 1, batch::build(0, &[(None, Some(b"c"))])),
-                Fetch => fetch_req("swept", 0, 0, 0, 0),
+                Produce => by_id(v, produce_req("swept", 0, 1, batch::build(0, &[(None, Some(b"c"))]))),
+                Fetch => fetch_by_id(v, fetch_req("swept", 0, 0, 0, 0)),
                 ListOffsets => ListOffsetsRequest::default().with_replica_id(BrokerId(-1)),
                 Metadata => MetadataRequest::default().with_topics(Some(vec![])),
                 ApiVersions => ApiVersionsRequest::default()
@@ -1095,6 +1119,31 @@ async fn every_advertised_api_version_answers_a_response_that_decodes() {
         }
     }
     assert!(asked > 100, "{asked} versions asked");
+    // By id the records come back, every one; an id no topic has is
+    // UNKNOWN_TOPIC_ID (KIP-516).
+    let (_, lo, hi) = keel_kafka::versions::range(ApiKey::Produce as i16).unwrap();
+    let f = c
+        .call(&fetch_by_id(18, fetch_req("swept", 0, 0, 0, 0)), 18)
+        .await
+        .unwrap();
+    assert_eq!(f.responses[0].topic_id, swept_id);
+    assert_eq!(
+        values(
+            f.responses[0].partitions[0]
+                .records
+                .as_deref()
+                .unwrap_or(&[])
+        )
+        .len(),
+        2 + (hi - lo + 1) as usize
+    );
+    let mut unknown = fetch_req("swept", 0, 0, 0, 0);
+    unknown.topics[0].topic_id = uuid::Uuid::new_v4();
+    let f = c.call(&unknown, 13).await.unwrap();
+    assert_eq!(
+        f.responses[0].partitions[0].error_code,
+        ResponseError::UnknownTopicId.code()
+    );
     // Still serving, with its data: the two records, and one per Produce version.
     let (_, lo, hi) = keel_kafka::versions::range(ApiKey::Produce as i16).unwrap();
     assert_eq!(
