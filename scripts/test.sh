@@ -107,9 +107,9 @@ step "interop tests: the real keel binary with kcat, confluent-kafka, kafka-pyth
 # on timing under faults, two at a time (a third worker on two cores cost
 # test_stall and test_cql_five their margins). Each worker hands out ports
 # from its own range (conftest.py).
-KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 3 --dist loadgroup \
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 3 --dist loadfile \
   -m "not heavy" --durations=10 -W ignore::DeprecationWarning tests/interop
 step "interop tests, the heavy ones: faults, failovers and quotas under load, two at a time"
-KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup \
+KEEL_BIN="$PWD/target/release/keel" python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
   -m heavy --durations=10 -W ignore::DeprecationWarning tests/interop
 step "done"

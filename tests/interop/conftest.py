@@ -21,24 +21,19 @@ KEEL = Path(os.environ.get("KEEL_BIN", ROOT / "target" / "release" / "keel"))
 # watcher answering during a long apply, throughput under a quota): they run
 # two at a time, as on two cores they keep their margins. The rest run three
 # at a time, most of their time being spent waiting on timeouts and
-# elections. Each file's tests stay on one worker (its module fixtures are
-# built once), except in the SPREAD files, whose tests each start their own
-# nodes and are spread over the workers one by one.
+# elections. Either way a file's tests stay on one worker (`--dist
+# loadfile`): its module fixtures are built once, and tests that use fixed
+# ports (test_readme's, Keel's defaults) never meet.
 HEAVY = {
     "test_etcd_faults.py", "test_kafka_replication.py", "test_kafka_failover.py", "test_stall.py",
     "test_cql_five.py", "test_kafka_clients_failover.py", "test_kafka_crash_all.py", "test_quotas.py",
 }
-SPREAD = {"test_etcd_faults.py", "test_kafka_replication.py"}
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        name = item.path.name
-        if name in HEAVY:
+        if item.path.name in HEAVY:
             item.add_marker(pytest.mark.heavy)
-        if name not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(name))
 
 
 def _ports_outside_the_ephemeral_range():

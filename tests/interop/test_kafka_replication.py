@@ -510,6 +510,53 @@ def test_elect_leaders_preferred_and_unclean_on_demand(tmp_path):
         wait_until(lambda: partitions(witness, "elect")[0][0] == preferred, what="the preferred leader back")
 
 
+def test_a_moved_leader_is_named_in_the_answer_so_clients_follow_it(tmp_path):
+    """KIP-951: when leadership moves while the old leader is up, its
+    NOT_LEADER_OR_FOLLOWER answer names the new leader, its epoch and its
+    endpoint (Produce v10+, Fetch v12+/v16+), and librdkafka sends there
+    without asking any broker for metadata first."""
+    from confluent_kafka import TopicPartition as TP
+    from confluent_kafka import ElectionType
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+    with kafka_cluster(tmp_path, 3, ["--broker-session-timeout-ms", str(SESSION_MS)]) as c:
+        create(c.nodes[1], NewTopic("hinted", 1, 3))
+        wait_until(lambda: full_isr(c, "hinted"), what="a full ISR")
+        leader, replicas, _ = partitions(c.nodes[1], "hinted")[0]
+        # A producer that would not refresh its metadata by itself for minutes.
+        p = Producer({"bootstrap.servers": bootstrap(c), "acks": "all",
+                      "topic.metadata.refresh.interval.ms": 300000, "metadata.max.age.ms": 900000})
+        p.produce("hinted", b"before", partition=0)
+        assert p.flush(15) == 0
+
+        # Leadership moves to another replica, the old leader staying up.
+        new = next(r for r in replicas if r != leader)
+        ka = KafkaAdminClient(bootstrap_servers=bootstrap(c))
+        order = [new] + [r for r in replicas if r != new]
+        moved = ka.alter_partition_reassignments({KTP("hinted", 0): order})
+        assert moved[KTP("hinted", 0)] is None, moved
+        ka.close()
+        wait_until(lambda: partitions(c.nodes[1], "hinted")[0][1] == order, what="the new replica order")
+        a = admin(c.nodes[1])
+        assert a.elect_leaders(ElectionType.PREFERRED, [TP("hinted", 0)]).result(15)[TP("hinted", 0)] is None
+        del a  # no client but the producer talks to the brokers from here
+        wait_until(lambda: all(partitions(n, "hinted")[0][0] == new for n in c.nodes.values()),
+                   what="every broker to know the new leader")
+
+        def metadata_requests():
+            return sum(v for n in c.nodes.values() for k, v in metrics(n).items()
+                       if k.startswith("keel_requests_total") and 'api="Metadata"' in k)
+        asked = metadata_requests()
+        delivered = []
+        p.produce("hinted", b"after", partition=0, on_delivery=lambda err, m: delivered.append(err))
+        assert p.flush(15) == 0
+        assert delivered == [None], delivered
+        # The old leader's answer named the new one: no broker was asked for metadata.
+        assert metadata_requests() == asked, (asked, metadata_requests())
+        got = read_all(c, "hinted", 1, 2)
+        assert [v for _, v in got[0]] == ["before", "after"], got
+
+
 def test_consumers_read_from_a_replica_in_their_rack(tmp_path):
     """KIP-392 with `--replica-selector rack-aware` (Kafka's
     RackAwareReplicaSelector): a consumer that names its rack (client.rack)
