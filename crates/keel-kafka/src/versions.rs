@@ -3,8 +3,9 @@
 
 use kafka_protocol::messages::ApiKey;
 
-/// `(api, min, max)`. Maxima stop below versions whose features Keel lacks:
-/// InitProducerId v5+ (KIP-890 transactions).
+/// `(api, min, max)`: every API at the highest version the codec knows; where
+/// a version's feature is one Keel lacks (transactions, share groups), the
+/// comment says how Keel answers it.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // v10+ and Fetch v12+ carry KIP-951's leader hints (the leader and its
     // epoch with NOT_LEADER_OR_FOLLOWER; its endpoint from Produce v10 and
@@ -21,7 +22,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 10),
     // v13 adds a top-level error code, 0 here (no request-wide failure).
     (ApiKey::Metadata, 0, 13),
-    (ApiKey::ApiVersions, 0, 3),
+    // v3 lists features (KIP-584); v4 lets a supported range start at 0
+    // (KAFKA-17011).
+    (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -37,14 +40,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     // Followers truncate by it (KIP-101/279); consumers validate positions (KIP-320).
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
-    // Idempotent producers only; transactions need a coordinator Keel lacks.
-    (ApiKey::InitProducerId, 0, 4),
+    // Idempotent producers only; transactions need a coordinator Keel lacks
+    // (v5 only adds KIP-890's TRANSACTION_ABORTABLE, a transactional error).
+    (ApiKey::InitProducerId, 0, 5),
     // The classic group protocol beside KIP-848's (ConsumerGroupHeartbeat,
     // ConsumerGroupDescribe; v1 has the client name its member, KIP-1082).
     // OffsetCommit/OffsetFetch start where the codec (and Kafka 4) does; v9
     // carries member epochs, OffsetFetch v10 topic ids (not yet). ListGroups
-    // v5 lists group types. FindCoordinator stops before v5 (KIP-890).
-    (ApiKey::FindCoordinator, 0, 4),
+    // v5 lists group types. FindCoordinator v5 adds KIP-890's
+    // TRANSACTION_ABORTABLE, v6 share coordinators (KIP-932), which Keel
+    // refuses as INVALID_REQUEST.
+    (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),

@@ -51,12 +51,17 @@ impl Handler {
         let mut r = api_versions_response(0);
         if v >= 3 {
             let (finalized, epoch) = self.finalized();
+            // Below v4 a supported range may not start at 0 (KAFKA-17011:
+            // clients before Kafka 3.9 refuse the whole answer): as Kafka
+            // does, a range from 0 is sent from 1, and one that is only 0
+            // is left out.
             r.supported_features = features::SUPPORTED
                 .iter()
+                .filter(|(_, _, hi, _)| v >= 4 || *hi >= 1)
                 .map(|(name, lo, hi, _)| {
                     SupportedFeatureKey::default()
                         .with_name(s(*name))
-                        .with_min_version(*lo)
+                        .with_min_version(if v >= 4 { *lo } else { (*lo).max(1) })
                         .with_max_version(*hi)
                 })
                 .collect();

@@ -35,10 +35,26 @@ fn message(v: i16, from: i16, e: &BrokerError) -> Option<kafka_protocol::protoco
 impl Handler {
     /// The coordinator of a group: (id, host, port).
     fn coordinator_for(&self, key_type: i8, key: &str) -> Result<(i32, String, i32), BrokerError> {
-        if key_type != KEY_TYPE_GROUP {
-            return Err(BrokerError::CoordinatorNotAvailable(
-                "transactions are not supported yet: there is no transaction coordinator".into(),
-            ));
+        match key_type {
+            KEY_TYPE_GROUP => {}
+            1 => {
+                return Err(BrokerError::CoordinatorNotAvailable(
+                    "transactions are not supported yet: there is no transaction coordinator"
+                        .into(),
+                ))
+            }
+            // v6 (KIP-932).
+            2 => {
+                return Err(BrokerError::InvalidRequest(
+                    "share groups (KIP-932) are not supported: there is no share coordinator"
+                        .into(),
+                ))
+            }
+            other => {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "unknown coordinator key type {other}"
+                )))
+            }
         }
         if key.is_empty() {
             return Err(BrokerError::InvalidGroupId("the group id is empty".into()));
