@@ -348,6 +348,23 @@ async fn api_versions_answers_an_unknown_version_at_v0() {
         !keys.contains(&(ApiKey::AddPartitionsToTxn as i16)),
         "unimplemented APIs are not advertised, so clients do not use transactions"
     );
+    // Features: at v4 the true ranges; below v4 none starts at 0 (KAFKA-17011).
+    let features = |r: &ApiVersionsResponse| {
+        r.supported_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+            .collect::<Vec<_>>()
+    };
+    let v4 = c.call(&ApiVersionsRequest::default(), 4).await.unwrap();
+    assert_eq!(
+        features(&v4),
+        [
+            ("group.version".to_string(), 0, 1),
+            ("transaction.version".to_string(), 0, 0)
+        ]
+    );
+    assert_eq!(features(&resp), [("group.version".to_string(), 1, 1)]);
+    assert_eq!(resp.finalized_features[0].max_version_level, 1);
     // ApiVersions v99: a v0 reply with UNSUPPORTED_VERSION and the list (KIP-511).
     let mut raw = Vec::new();
     let body = [
