@@ -2,6 +2,7 @@
 //! encode the response. A body that does not decode is an error, and the server
 //! closes the connection, as Kafka does.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -84,14 +85,16 @@ pub struct Handler {
 /// Who sent a request, as client quotas measure it, and its connection's
 /// mute.
 struct Caller {
-    client_id: String,
+    /// A cheap clone of the header's (refcounted) bytes: no allocation on
+    /// the produce and fetch paths.
+    client_id: StrBytes,
     mute: Option<std::sync::Arc<Throttle>>,
 }
 
 impl Caller {
     fn of(header: &RequestHeader, mute: &Option<std::sync::Arc<Throttle>>) -> Caller {
         Caller {
-            client_id: client_id(header),
+            client_id: header.client_id.clone().unwrap_or_default(),
             mute: mute.clone(),
         }
     }
@@ -238,7 +241,7 @@ impl Handler {
             quotas,
             quotas::Kind::Request,
             ANONYMOUS,
-            &caller.client_id,
+            caller.client_id.as_str(),
             percent,
             quotas::now_ms(),
         );
@@ -864,9 +867,9 @@ impl Handler {
             let mut parts = Vec::new();
             // v13 names topics by id (KIP-516).
             let name = if v >= 13 {
-                self.topic_name_of(t.topic_id)
+                self.topic_name_of(t.topic_id).map(Cow::Owned)
             } else {
-                Some(t.name.to_string())
+                Some(Cow::Borrowed(t.name.as_str()))
             };
             for p in &t.partition_data {
                 let mut pr = PartitionProduceResponse::default().with_index(p.index);
@@ -946,7 +949,7 @@ impl Handler {
                 &image.client_quotas,
                 quotas::Kind::Produce,
                 ANONYMOUS,
-                &caller.client_id,
+                caller.client_id.as_str(),
                 appended as f64,
                 quotas::now_ms(),
             );
@@ -1009,9 +1012,9 @@ impl Handler {
             let mut parts = Vec::new();
             // v13+ names topics by id (KIP-516).
             let name = if v >= 13 {
-                self.topic_name_of(t.topic_id)
+                self.topic_name_of(t.topic_id).map(Cow::Owned)
             } else {
-                Some(t.topic.to_string())
+                Some(Cow::Borrowed(t.topic.as_str()))
             };
             for p in &t.partitions {
                 let mut pd = FetchPartitionData::default().with_partition_index(p.partition);
@@ -1142,10 +1145,11 @@ impl Handler {
     async fn fetch(&self, mut r: FetchRequest, v: i16, caller: &Caller) -> FetchResponse {
         let limits = self.client_quotas().filter(|_| r.replica_id.0 < 0);
         if let Some(image) = &limits {
-            if let Some(max) =
-                self.quotas
-                    .fetch_bytes_max(&image.client_quotas, ANONYMOUS, &caller.client_id)
-            {
+            if let Some(max) = self.quotas.fetch_bytes_max(
+                &image.client_quotas,
+                ANONYMOUS,
+                caller.client_id.as_str(),
+            ) {
                 r.max_bytes = r.max_bytes.min(i32::try_from(max).unwrap_or(i32::MAX));
             }
         }
@@ -1612,13 +1616,17 @@ impl Handler {
         }
     }
 
+    /// A consumer group's own configs in the image (none without one).
+    fn group_overrides(&self, group: &str) -> BTreeMap<String, String> {
+        self.image()
+            .and_then(|i| i.group_configs.get(group).map(|g| g.configs.clone()))
+            .unwrap_or_default()
+    }
+
     /// A consumer group's configs as DescribeConfigs lists them: each key
     /// with the group's value, or the coordinator's default.
     fn group_entries(&self, group: &str) -> Vec<ConfigEntry> {
-        let overrides = self
-            .image()
-            .and_then(|i| i.group_configs.get(group).map(|g| g.configs.clone()))
-            .unwrap_or_default();
+        let overrides = self.group_overrides(group);
         let defaults = self.broker.config().group_config.consumer;
         let default_of = |key: &str| match key {
             keel_meta::group_configs::SESSION_TIMEOUT_MS => defaults.session_timeout_ms,
@@ -1658,19 +1666,15 @@ impl Handler {
                 Some(s("a GROUP resource needs a group id")),
             );
         }
-        let Some(image) = self.image() else {
+        if self.cluster.is_none() {
             return (
                 ResponseError::InvalidRequest.code(),
                 Some(s(
                     "group configs are kept in the cluster metadata, which this node has not",
                 )),
             );
-        };
-        let mut configs = image
-            .group_configs
-            .get(group)
-            .map(|g| g.configs.clone())
-            .unwrap_or_default();
+        }
+        let mut configs = self.group_overrides(group);
         let defaults = self.broker.config().group_config.consumer;
         if let Err(msg) = edit(&mut configs).and_then(|()| {
             keel_meta::group_configs::check(

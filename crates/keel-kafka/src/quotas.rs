@@ -163,6 +163,16 @@ struct State {
     last_sweep_ms: u64,
 }
 
+impl State {
+    /// Rebuilds the limits when the image's quotas changed.
+    fn sync(&mut self, quotas: &[ClientQuota]) {
+        if self.source != quotas {
+            self.source = quotas.to_vec();
+            self.limits = limits(quotas);
+        }
+    }
+}
+
 /// Every client's measurements on this broker against the image's limits.
 #[derive(Clone)]
 pub struct Quotas {
@@ -197,10 +207,7 @@ impl Quotas {
             return Duration::ZERO;
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.source != quotas {
-            st.source = quotas.to_vec();
-            st.limits = limits(quotas);
-        }
+        st.sync(quotas);
         let Some((limit, sensor)) = resolve(&st.limits, kind, user, client_id) else {
             return Duration::ZERO;
         };
@@ -259,7 +266,9 @@ impl Quotas {
         if quotas.is_empty() {
             return None;
         }
-        let (limit, _) = resolve(&limits(quotas), Kind::Fetch, user, client_id)?;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.sync(quotas);
+        let (limit, _) = resolve(&st.limits, Kind::Fetch, user, client_id)?;
         let window_s = self.windows.size.as_secs_f64() * f64::from(self.windows.num - 1);
         Some((limit * window_s).clamp(1.0, i32::MAX as f64) as i64)
     }

@@ -66,14 +66,7 @@ impl Handler {
             a
         });
         // The group's own configs, if it has any (KIP-848's group configs).
-        let overrides = self
-            .image()
-            .and_then(|i| {
-                i.group_configs
-                    .get(r.group_id.as_str())
-                    .map(|g| g.configs.clone())
-            })
-            .unwrap_or_default();
+        let overrides = self.group_overrides(r.group_id.as_str());
         let req = Heartbeat {
             session_timeout_ms: group_configs::get(&overrides, group_configs::SESSION_TIMEOUT_MS),
             heartbeat_interval_ms: group_configs::get(

@@ -13,12 +13,11 @@ use kafka_protocol::messages::{
     ApiVersionsResponse, GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse,
     UpdateFeaturesRequest, UpdateFeaturesResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use keel_meta::features::{self, SetFeatures};
 use keel_meta::{record::Kind, Record};
 
-use super::{api_versions_response, Handler};
+use super::{api_versions_response, s, Handler};
 use crate::error::code;
 
 /// How long a client waits before asking for its telemetry subscription
@@ -28,10 +27,6 @@ const TELEMETRY_PUSH_INTERVAL_MS: i32 = 300_000;
 const UPGRADE: i8 = 1;
 const SAFE_DOWNGRADE: i8 = 2;
 const UNSAFE_DOWNGRADE: i8 = 3;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 impl Handler {
     /// The finalized feature levels and their epoch: the image's, or a new

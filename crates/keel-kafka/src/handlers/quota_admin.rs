@@ -8,22 +8,17 @@ use kafka_protocol::messages::{
     alter_client_quotas_response, describe_client_quotas_response, AlterClientQuotasRequest,
     AlterClientQuotasResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use keel_meta::quotas::{self, AlterClientQuota, QuotaEntityPart};
 use keel_meta::{record::Kind, Record};
 
-use super::Handler;
+use super::{s, Handler};
 use crate::error::code;
 
 /// DescribeClientQuotas' match types.
 const MATCH_EXACT: i8 = 0;
 const MATCH_DEFAULT: i8 = 1;
 const MATCH_ANY: i8 = 2;
-
-fn s(v: impl Into<String>) -> StrBytes {
-    StrBytes::from_string(v.into())
-}
 
 impl Handler {
     pub(super) fn describe_client_quotas(
